@@ -1,0 +1,1 @@
+//! falconry dedup (being written).

@@ -1,0 +1,69 @@
+//! The refine stage's configuration: one section per stage, defaults from the paper.
+//!
+//! `configs/refinedweb.toml` repeats every key with a comment; a test holds it equal to
+//! `RefineConfig::default()`.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::extract::ExtractionConfig;
+use crate::warc::ReadConfig;
+use crate::{Error, Result};
+
+/// Everything `falconry refine` can be told by `--config`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RefineConfig {
+    /// The `read` stage: which WARC records become documents.
+    pub read: ReadConfig,
+    /// The `extraction` stage: HTML to main text.
+    pub extraction: ExtractionConfig,
+    /// Output files.
+    pub output: OutputConfig,
+}
+
+/// How the refined Parquet shards are written.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OutputConfig {
+    /// Rows per Parquet row group; smaller groups stream better, larger ones compress better.
+    pub row_group_rows: usize,
+    /// zstd level for the Parquet columns (1..=22).
+    pub zstd_level: i32,
+}
+
+impl Default for OutputConfig {
+    fn default() -> Self {
+        OutputConfig { row_group_rows: 10_000, zstd_level: 3 }
+    }
+}
+
+impl RefineConfig {
+    /// Reads and validates a TOML config; errors name the file and the key.
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses TOML text; `origin` names it in errors.
+    pub fn parse(text: &str, origin: &Path) -> Result<Self> {
+        let config: RefineConfig = toml::from_str(text)
+            .map_err(|e| Error::Config { path: origin.into(), message: e.to_string() })?;
+        config.validate().map_err(|message| Error::Config { path: origin.into(), message })?;
+        Ok(config)
+    }
+
+    /// Checks values that TOML types cannot: ranges and combinations.
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        if self.output.row_group_rows == 0 {
+            return Err("output.row_group_rows must be at least 1".into());
+        }
+        if !(1..=22).contains(&self.output.zstd_level) {
+            return Err(format!("output.zstd_level must be 1..=22, got {}", self.output.zstd_level));
+        }
+        self.read.validate()?;
+        self.extraction.validate()?;
+        Ok(())
+    }
+}

@@ -1,0 +1,1 @@
+//! falconry tokenize (being written).

@@ -1,0 +1,1 @@
+//! falconry train (being written).

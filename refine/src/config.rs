@@ -67,3 +67,22 @@ impl RefineConfig {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shipped_config_is_the_default() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/refinedweb.toml");
+        assert_eq!(RefineConfig::load(&path).unwrap(), RefineConfig::default());
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let err = RefineConfig::parse("[output]\nzstd_level = 40\n", Path::new("x.toml")).unwrap_err();
+        assert!(err.to_string().contains("output.zstd_level"), "{err}");
+        let err = RefineConfig::parse("[output]\nrow_groups = 3\n", Path::new("x.toml")).unwrap_err();
+        assert!(err.to_string().contains("row_groups"), "{err}");
+    }
+}

@@ -5,6 +5,7 @@
 
 mod cli;
 mod extract;
+mod plot;
 mod progress;
 mod refine;
 

@@ -45,6 +45,10 @@ pub fn run(args: RefineArgs) -> Result<()> {
     };
     let stats = run::refine(&config, &opts).with_context(|| format!("refining into {}", args.output.display()))?;
     bar.finish_and_clear();
+    let png = args.output.join("funnel.png");
+    if let Err(e) = crate::plot::funnel(&funnel::rows(&stats), &png) {
+        tracing::warn!("funnel.png not written: {e:#}");
+    }
     eprintln!("{}", funnel::table(&stats));
     eprintln!(
         "{} files, {:.1} MB in {:.1} s; stats: {}",

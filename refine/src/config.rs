@@ -8,6 +8,9 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::extract::ExtractionConfig;
+use crate::filters::line_correction::LineCorrectionConfig;
+use crate::filters::quality::QualityConfig;
+use crate::filters::repetition::RepetitionConfig;
 use crate::warc::ReadConfig;
 use crate::{Error, Result};
 
@@ -19,6 +22,12 @@ pub struct RefineConfig {
     pub read: ReadConfig,
     /// The `extraction` stage: HTML to main text.
     pub extraction: ExtractionConfig,
+    /// The `repetition` stage: Gopher's repetition removal.
+    pub repetition: RepetitionConfig,
+    /// The `quality` stage: Gopher's quality filters.
+    pub quality: QualityConfig,
+    /// The `line_correction` stage: RefinedWeb's line-wise corrections.
+    pub line_correction: LineCorrectionConfig,
     /// Output files.
     pub output: OutputConfig,
 }
@@ -64,6 +73,9 @@ impl RefineConfig {
         }
         self.read.validate()?;
         self.extraction.validate()?;
+        self.repetition.validate()?;
+        self.quality.validate()?;
+        self.line_correction.validate()?;
         Ok(())
     }
 }

@@ -13,6 +13,7 @@ mod document;
 mod error;
 pub mod funnel;
 pub mod extract;
+pub mod filters;
 pub mod pipeline;
 pub mod run;
 mod stage;

@@ -1,6 +1,7 @@
 //! The runner: applies the configured stages in order and counts each verdict.
 
 use crate::extract::Extractor;
+use crate::filters::{line_correction::LineCorrection, quality::Quality, repetition::Repetition};
 use crate::{Document, RefineConfig, Stage, StageStats, Verdict};
 
 /// Where a document left the pipeline, for `--explain`.
@@ -23,6 +24,15 @@ impl Pipeline {
         let mut stages: Vec<Box<dyn Stage>> = Vec::new();
         if config.extraction.enabled {
             stages.push(Box::new(Extractor::new(&config.extraction)));
+        }
+        if config.repetition.enabled {
+            stages.push(Box::new(Repetition::new(&config.repetition)));
+        }
+        if config.quality.enabled {
+            stages.push(Box::new(Quality::new(&config.quality)));
+        }
+        if config.line_correction.enabled {
+            stages.push(Box::new(LineCorrection::new(&config.line_correction)));
         }
         Ok(Pipeline { stages })
     }

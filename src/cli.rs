@@ -24,6 +24,9 @@ pub enum Command {
     /// Read WARC (or JSONL/Parquet text), extract main text, filter; write Parquet + stats.json.
     #[command(after_help = "Example:\n  falconry refine --input 'crawl/*.warc.gz' --output runs/r1/refine --config configs/refinedweb.toml")]
     Refine(RefineArgs),
+    /// Global MinHash, exact-substring and URL dedup of refined Parquet; same schema out.
+    #[command(after_help = "Examples:\n  falconry dedup --input runs/r1/refine --output runs/r1/dedup\n  # as a job array, one step at a time (signatures, buckets, components, exact_substring, url_dedup, filter):\n  falconry dedup --input runs/r1/refine --output runs/r1/dedup --stage signatures --task 3 --tasks 64")]
+    Dedup(DedupArgs),
     /// Run only the main-text extractor on saved HTML files; prints JSON lines {"path","text"}.
     #[command(after_help = "Example:\n  falconry extract page.html other.html.gz | jq -r .text")]
     Extract(ExtractArgs),
@@ -66,4 +69,26 @@ pub struct ExtractArgs {
     /// Extraction config (TOML, the [extraction] section of a refine config).
     #[arg(long, short)]
     pub config: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct DedupArgs {
+    /// Folders (or files) of refined Parquet shards.
+    #[arg(long, short, required = true, num_args = 1..)]
+    pub input: Vec<PathBuf>,
+    /// Output folder: part-NNNNN.parquet, stats.json, work folders.
+    #[arg(long, short)]
+    pub output: PathBuf,
+    /// Dedup config (TOML; presets refinedweb, dclm, fineweb; see configs/dedup.toml).
+    #[arg(long, short)]
+    pub config: Option<PathBuf>,
+    /// Run one step only (for job arrays): signatures, buckets, components, exact_substring,
+    /// url_dedup, filter. Without it all steps run, in order.
+    #[arg(long)]
+    pub stage: Option<String>,
+    /// Write explain.jsonl: each removed document with the id it duplicates.
+    #[arg(long)]
+    pub explain: bool,
+    #[command(flatten)]
+    pub task: TaskArgs,
 }

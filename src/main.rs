@@ -4,6 +4,7 @@
 //! 130 interrupted.
 
 mod cli;
+mod dedup;
 mod extract;
 mod plot;
 mod progress;
@@ -20,6 +21,7 @@ fn main() -> ExitCode {
     init_logging(cli.verbose, cli.quiet);
     let result = match cli.command {
         Command::Refine(args) => refine::run(args),
+        Command::Dedup(args) => dedup::run(args),
         Command::Extract(args) => extract::run(args),
     };
     match result {

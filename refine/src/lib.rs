@@ -12,6 +12,7 @@ pub mod dataset;
 mod document;
 mod error;
 pub mod extract;
+pub mod filters;
 pub mod pipeline;
 mod stage;
 pub mod warc;

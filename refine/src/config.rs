@@ -8,6 +8,8 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::extract::ExtractionConfig;
+use crate::filters::language_id::LanguageIdConfig;
+use crate::filters::url_filter::UrlFilterConfig;
 use crate::filters::line_correction::LineCorrectionConfig;
 use crate::filters::quality::QualityConfig;
 use crate::filters::repetition::RepetitionConfig;
@@ -20,8 +22,12 @@ use crate::{Error, Result};
 pub struct RefineConfig {
     /// The `read` stage: which WARC records become documents.
     pub read: ReadConfig,
+    /// The `url_filter` stage: blocklists, URL words, curated sources (before extraction).
+    pub url_filter: UrlFilterConfig,
     /// The `extraction` stage: HTML to main text.
     pub extraction: ExtractionConfig,
+    /// The `language_id` stage: fastText lid.176, languages kept and their minimum score.
+    pub language_id: LanguageIdConfig,
     /// The `repetition` stage: Gopher's repetition removal.
     pub repetition: RepetitionConfig,
     /// The `quality` stage: Gopher's quality filters.
@@ -72,7 +78,9 @@ impl RefineConfig {
             return Err(format!("output.zstd_level must be 1..=22, got {}", self.output.zstd_level));
         }
         self.read.validate()?;
+        self.url_filter.validate()?;
         self.extraction.validate()?;
+        self.language_id.validate()?;
         self.repetition.validate()?;
         self.quality.validate()?;
         self.line_correction.validate()?;

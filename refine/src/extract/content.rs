@@ -117,6 +117,11 @@ fn name_flags(value: &str) -> u8 {
     }
     let mut flags = 0;
     for m in patterns().find_overlapping_iter(value) {
+        // `pageRow` is not `pager`: a camel-case word boundary inside the match breaks it.
+        let matched = &value.as_bytes()[m.start()..m.end()];
+        if matched.windows(2).any(|w| w[0].is_ascii_lowercase() && w[1].is_ascii_uppercase()) {
+            continue;
+        }
         flags |= PATTERNS[m.pattern().as_usize()].1;
     }
     if value.split_ascii_whitespace().any(|t| t.eq_ignore_ascii_case("hid")) {
@@ -178,16 +183,59 @@ impl Stats {
 
 /// The main text and images of a parsed page.
 pub(crate) fn main_content(dom: &Dom) -> (String, Vec<[String; 2]>) {
+    let bytes = subtree_text_bytes(dom);
+    let first = extract_with(dom, &bytes, true);
+    if first.0.len() >= RETRY_BELOW_BYTES {
+        return first;
+    }
+    // Like Readability, try again without the class/id vocabulary when it left too little:
+    // some sites name their page wrapper `ad-margins` or `header-style`.
+    let second = extract_with(dom, &bytes, false);
+    if second.0.len() > first.0.len() {
+        second
+    } else {
+        first
+    }
+}
+
+/// Below this many bytes of text, extraction is retried without name-based pruning.
+const RETRY_BELOW_BYTES: usize = 250;
+
+/// A name-based prune never removes an element holding more than this share of the page's
+/// text: it is a page wrapper with an unlucky name, not a sidebar.
+const MAX_PRUNED_SHARE: f32 = 0.6;
+
+fn extract_with(dom: &Dom, bytes: &[u32], by_name: bool) -> (String, Vec<[String; 2]>) {
     let mut stats = vec![Stats::default(); dom.nodes.len()];
-    prune(dom, &mut stats);
+    prune(dom, &mut stats, bytes, by_name);
     count_text(dom, &mut stats);
     let Some(top) = score(dom, &mut stats) else { return (String::new(), Vec::new()) };
     let selected = select(dom, &stats, top);
     render(dom, &stats, &selected)
 }
 
+/// Bytes of text under each node, before any pruning.
+fn subtree_text_bytes(dom: &Dom) -> Vec<u32> {
+    let mut bytes = vec![0u32; dom.nodes.len()];
+    let mut cur = 0usize;
+    for ev in &dom.events {
+        match *ev {
+            Event::Open(i) => cur = i as usize,
+            Event::Close(i) => cur = dom.nodes[i as usize].parent as usize,
+            Event::Text(s, e) => bytes[cur] += e - s,
+            Event::Break => {}
+        }
+    }
+    for i in (1..dom.nodes.len()).rev() {
+        let b = bytes[i];
+        bytes[dom.nodes[i].parent as usize] += b;
+    }
+    bytes
+}
+
 /// Step 1: marks pruned subtrees and class weights. Parents come before children.
-fn prune(dom: &Dom, stats: &mut [Stats]) {
+fn prune(dom: &Dom, stats: &mut [Stats], bytes: &[u32], by_name: bool) {
+    let big = (bytes[0] as f32 * MAX_PRUNED_SHARE) as u32;
     for (i, node) in dom.nodes.iter().enumerate().skip(1) {
         let parent = &stats[node.parent as usize];
         let (parent_pruned, parent_link) = (parent.pruned, parent.in_link);
@@ -200,10 +248,16 @@ fn prune(dom: &Dom, stats: &mut [Stats]) {
             continue;
         }
         let both = flags[0] | flags[1];
-        let unlikely = both & UNLIKELY != 0
+        let small = bytes[i] <= big;
+        let unlikely = by_name
+            && small
+            && both & UNLIKELY != 0
             && both & MAYBE == 0
             && !matches!(node.tag, Tag::Body | Tag::A | Tag::Article | Tag::Main | Tag::Html);
-        st.pruned = unlikely || node.hidden || pruned_tag(node.tag) || pruned_role(dom.slice(node.role));
+        st.pruned = unlikely
+            || (node.hidden && small)
+            || pruned_tag(node.tag)
+            || pruned_role(dom.slice(node.role));
     }
 }
 
@@ -526,4 +580,44 @@ fn end_line(text: &mut String, space: &mut bool) {
         text.push('\n');
     }
     *space = false;
+}
+
+#[cfg(test)]
+mod scratch {
+    use super::*;
+    #[test]
+    fn explain_page() {
+        let Ok(path) = std::env::var("EXPLAIN_PAGE") else { return };
+        let raw = std::fs::read(&path).unwrap();
+        let mut out = Vec::new();
+        use std::io::Read;
+        flate2::read::GzDecoder::new(&raw[..]).read_to_end(&mut out).unwrap();
+        let html = String::from_utf8_lossy(&out).into_owned();
+        let dom = Dom::parse(&html, 256, 200_000).unwrap();
+        let mut stats = vec![Stats::default(); dom.nodes.len()];
+        prune(&dom, &mut stats, &subtree_text_bytes(&dom), true);
+        count_text(&dom, &mut stats);
+        let top = score(&dom, &mut stats);
+        let mut cands: Vec<(f32, usize)> = stats.iter().enumerate().filter_map(|(i, s)| s.score.map(|x| (x, i))).collect();
+        cands.sort_by(|a, b| b.0.total_cmp(&a.0));
+        let path_of = |mut i: usize| {
+            let mut v = Vec::new();
+            while i != 0 {
+                let n = &dom.nodes[i];
+                v.push(format!("{:?}.{}#{}{}", n.tag, dom.slice(n.class), dom.slice(n.id), if stats[i].pruned { "!P" } else { "" }));
+                i = n.parent as usize;
+            }
+            v.reverse();
+            v.join(" > ")
+        };
+        for (s, i) in cands.iter().take(6) {
+            eprintln!("{s:.1} chars={} ld={:.2} {}", stats[*i].chars, stats[*i].link_density(), path_of(*i));
+        }
+        if let Ok(needle) = std::env::var("EXPLAIN_TEXT") {
+            for ev in &dom.events { if let Event::Text(s, e) = *ev { if dom.slice((s, e)).contains(&needle) {
+                let mut cur = 0; for (k, ev2) in dom.events.iter().enumerate() { match *ev2 { Event::Open(i) => cur = i as usize, Event::Close(i) => cur = dom.nodes[i as usize].parent as usize, _ => {} } if std::ptr::eq(ev2, ev) { let _ = k; break; } }
+                eprintln!("TEXT at {}", path_of(cur)); break; } } }
+        }
+        eprintln!("top {:?} selected {:?}", top, top.map(|t| select(&dom, &stats, t)));
+    }
 }

@@ -1,4 +1,5 @@
 //! Shared helpers of the dedup tests: the test data folder and small corpora on disk.
+#![allow(dead_code)] // each test binary uses its own subset
 
 use std::path::{Path, PathBuf};
 

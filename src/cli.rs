@@ -57,6 +57,10 @@ pub struct RefineArgs {
     /// Write one JSON line per input document: {"url","kept","stage","reason",...}.
     #[arg(long)]
     pub explain: Option<PathBuf>,
+    /// fastText lid.176 model for language_id (beats $FALCONRY_LID_MODEL and the config's
+    /// `language_id.model`; default models/lid.176.ftz).
+    #[arg(long)]
+    pub lid_model: Option<PathBuf>,
     #[command(flatten)]
     pub task: TaskArgs,
 }

@@ -41,6 +41,7 @@ fn extract_file(extractor: &Extractor, path: &PathBuf) -> Result<String> {
         std::io::BufReader::new(file).read_to_end(&mut bytes)
     }
     .with_context(|| format!("reading {}", path.display()))?;
-    let html = String::from_utf8_lossy(&bytes);
+    // Saved pages carry no HTTP header: BOM, <meta charset>, then detection decide.
+    let html = falconry_refine::warc::decode_html(&bytes, None, "");
     Ok(extractor.extract(&html).text)
 }

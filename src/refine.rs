@@ -24,7 +24,8 @@ pub fn config(path: Option<&std::path::Path>) -> Result<RefineConfig> {
 }
 
 pub fn run(args: RefineArgs) -> Result<()> {
-    let config = config(args.config.as_deref())?;
+    let mut config = config(args.config.as_deref())?;
+    config.language_id.model_override = args.lid_model.clone();
     let task = task(&args.task)?;
     let inputs = run::expand_inputs(&args.input).context("resolving --input")?;
     let total: u64 = inputs

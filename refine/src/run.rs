@@ -377,6 +377,7 @@ mod tests {
         let opts = RunOptions { inputs: &inputs, output: &out, task: Task::default(), explain: None, on_file_done: &|_| {} };
         // Filters off: these short lines are about resuming, not about quality.
         let mut config = RefineConfig::default();
+        config.language_id.enabled = false;
         config.repetition.enabled = false;
         config.quality.enabled = false;
         config.line_correction.enabled = false;

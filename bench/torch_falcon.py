@@ -97,7 +97,7 @@ class Falcon(nn.Module):
         for block in self.h:
             x = block(x, cos, sin)
         logits = self.ln_f(x) @ self.word_embeddings.weight.T
-        return F.cross_entropy(logits.float().view(-1, logits.size(-1)), targets.view(-1))
+        return F.cross_entropy(logits.float().view(-1, logits.size(-1)), targets.reshape(-1))
 
 
 def num_params(c):
@@ -106,6 +106,19 @@ def num_params(c):
     qkv = (h + 2 * kv) * (d // h)
     ln = 2 * d * (2 if c.get("new_decoder_architecture") else 1)
     return c["vocab_size"] * d + c["num_hidden_layers"] * (d * qkv + d * d + 2 * d * c["ffn_hidden_size"] + ln) + 2 * d
+
+
+def falconry_numbers(path, peak_flops):
+    """tokens/s and MFU from train_run's summary, or from metrics.jsonl when the run was cut off
+    (train steps after the first, which pays for kernel compilation and autotuning)."""
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, OSError):
+        rows = [json.loads(l) for l in (path.parent / "metrics.jsonl").read_text().splitlines() if l.strip()]
+        train = [r for r in rows if r["split"] == "train"][1:]
+        tps = len(train) / sum(1.0 / r["tokens_per_sec"] for r in train)  # harmonic mean = tokens / time
+        flops_per_token_over_peak = train[0]["mfu"] / train[0]["tokens_per_sec"]
+        return {"tokens_per_sec": tps, "mfu": tps * flops_per_token_over_peak}
 
 
 def main():
@@ -179,7 +192,7 @@ def main():
     }
     print(json.dumps(result))
     if args.falconry:
-        f = json.loads(pathlib.Path(args.falconry).read_text())
+        f = falconry_numbers(pathlib.Path(args.falconry), args.peak_flops)
         print(f"\n| trainer | tokens/s | MFU | ratio falconry / peer |\n|---|---|---|---|")
         print(f"| falconry (Burn 0.21, CUDA) | {f['tokens_per_sec']:,.0f} | {100 * f['mfu']:.1f}% | |")
         print(f"| {result['peer']} | {tps:,.0f} | {100 * result['mfu']:.1f}% | {f['tokens_per_sec'] / tps:.3f} |")

@@ -24,7 +24,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "--config" => config = args.next().map(PathBuf::from),
             "--data" => data = args.next().map(PathBuf::from),
             "--output" => output = args.next().map(PathBuf::from),
-            "--steps" => steps = Some(args.next().ok_or("--steps needs a number")?.parse::<usize>()?),
+            "--steps" => {
+                steps = Some(
+                    args.next()
+                        .ok_or("--steps needs a number")?
+                        .parse::<usize>()?,
+                )
+            }
             "--resume" => resume = true,
             other => return Err(format!("unknown argument `{other}`").into()),
         }
@@ -34,7 +40,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     if let Some(steps) = steps {
         config.max_steps = steps;
     }
-    let opts = TrainOptions { config, data: data.ok_or(usage)?, output: output.ok_or(usage)?, resume };
+    let opts = TrainOptions {
+        config,
+        data: data.ok_or(usage)?,
+        output: output.ok_or(usage)?,
+        resume,
+    };
     let device = Default::default();
     let summary = train::<Train>(&opts, &device, &mut |m| {
         if m.split == "validation" || m.step % 10 == 0 || m.step == 1 {

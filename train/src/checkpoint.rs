@@ -71,12 +71,20 @@ pub fn save_checkpoint<B: AutodiffBackend>(
     for (pname, slot) in slots(&mut model) {
         if let Some(m) = optim.moments.get(&slot.id()) {
             for (suffix, t) in [("exp_avg", &m.exp_avg), ("exp_avg_sq", &m.exp_avg_sq)] {
-                let data = t.clone().into_data().convert::<f32>().into_vec::<f32>().map_err(|e| Error::Safetensors(format!("{e:?}")))?;
+                let data = t
+                    .clone()
+                    .into_data()
+                    .convert::<f32>()
+                    .into_vec::<f32>()
+                    .map_err(|e| Error::Safetensors(format!("{e:?}")))?;
                 tensors.insert(format!("{pname}.{suffix}"), (vec![data.len()], data));
             }
         }
     }
-    write_atomic(&tmp.join("optimizer.safetensors"), &hf::serialize(&tensors)?)?;
+    write_atomic(
+        &tmp.join("optimizer.safetensors"),
+        &hf::serialize(&tensors)?,
+    )?;
     let json = serde_json::to_vec_pretty(state).expect("state serializes");
     write_atomic(&tmp.join("trainer_state.json"), &json)?;
 
@@ -96,11 +104,17 @@ pub fn load_checkpoint<B: AutodiffBackend>(
     let mut model = hf::load_hf::<B>(dir, device)?;
     let state_path = dir.join("trainer_state.json");
     let text = std::fs::read_to_string(&state_path).map_err(|e| Error::io(&state_path, e))?;
-    let state: TrainerState = serde_json::from_str(&text).map_err(|e| Error::Checkpoint { path: state_path, message: e.to_string() })?;
+    let state: TrainerState = serde_json::from_str(&text).map_err(|e| Error::Checkpoint {
+        path: state_path,
+        message: e.to_string(),
+    })?;
 
     let path = dir.join("optimizer.safetensors");
     let buf = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
-    let st = SafeTensors::deserialize(&buf).map_err(|e| Error::Checkpoint { path: path.clone(), message: e.to_string() })?;
+    let st = SafeTensors::deserialize(&buf).map_err(|e| Error::Checkpoint {
+        path: path.clone(),
+        message: e.to_string(),
+    })?;
     let mut optim = AdamW::<B>::new(optim_config);
     optim.step = state.optimizer_step;
     for (pname, slot) in slots(&mut model) {
@@ -110,13 +124,22 @@ pub fn load_checkpoint<B: AutodiffBackend>(
                 Ok(view) => {
                     let t = hf::to_f32(&view, &name, &path)?;
                     let n = t.data.len();
-                    Ok(Some(Tensor::from_data(TensorData::new(t.data, [n]), device)))
+                    Ok(Some(Tensor::from_data(
+                        TensorData::new(t.data, [n]),
+                        device,
+                    )))
                 }
                 Err(_) => Ok(None),
             }
         };
         if let (Some(exp_avg), Some(exp_avg_sq)) = (moment("exp_avg")?, moment("exp_avg_sq")?) {
-            optim.moments.insert(slot.id(), Moments { exp_avg, exp_avg_sq });
+            optim.moments.insert(
+                slot.id(),
+                Moments {
+                    exp_avg,
+                    exp_avg_sq,
+                },
+            );
         }
     }
     Ok((model, optim, state))

@@ -165,23 +165,34 @@ impl FalconConfig {
     pub fn validate(&self) -> Result<(), String> {
         let (d, h) = (self.hidden_size, self.num_attention_heads);
         if h == 0 || d % h != 0 {
-            return Err(format!("hidden_size {d} is not a multiple of num_attention_heads {h}"));
+            return Err(format!(
+                "hidden_size {d} is not a multiple of num_attention_heads {h}"
+            ));
         }
-        if self.head_dim() % 2 != 0 {
-            return Err(format!("head_dim {} must be even for RoPE", self.head_dim()));
+        if !self.head_dim().is_multiple_of(2) {
+            return Err(format!(
+                "head_dim {} must be even for RoPE",
+                self.head_dim()
+            ));
         }
         let kv = self.kv_heads();
         if kv == 0 || h % kv != 0 {
-            return Err(format!("num_attention_heads {h} is not a multiple of the {kv} K/V heads"));
+            return Err(format!(
+                "num_attention_heads {h} is not a multiple of the {kv} K/V heads"
+            ));
         }
         if self.qkv_layout() == QkvLayout::PerHead && kv != h {
-            return Err(format!("without multi_query, num_kv_heads ({kv}) must equal num_attention_heads ({h})"));
+            return Err(format!(
+                "without multi_query, num_kv_heads ({kv}) must equal num_attention_heads ({h})"
+            ));
         }
         if !(1..=2).contains(&self.num_ln_in_parallel_attn) {
             return Err("num_ln_in_parallel_attn must be 1 or 2".into());
         }
         if self.vocab_size == 0 || self.num_hidden_layers == 0 || self.ffn_hidden_size == 0 {
-            return Err("vocab_size, num_hidden_layers and ffn_hidden_size must be positive".into());
+            return Err(
+                "vocab_size, num_hidden_layers and ffn_hidden_size must be positive".into(),
+            );
         }
         Ok(())
     }
@@ -213,7 +224,9 @@ impl FalconConfig {
         };
         let bool_of = |key: &str, default: bool| -> Result<bool, String> {
             match get(&[key]) {
-                Some(x) => x.as_bool().ok_or_else(|| format!("`{key}` is not a boolean")),
+                Some(x) => x
+                    .as_bool()
+                    .ok_or_else(|| format!("`{key}` is not a boolean")),
                 None => Ok(default),
             }
         };
@@ -229,11 +242,18 @@ impl FalconConfig {
         }
         if let Some(act) = get(&["activation"]).and_then(|a| a.as_str()) {
             if act != "gelu" {
-                return Err(format!("activation `{act}` is not supported (exact gelu only)"));
+                return Err(format!(
+                    "activation `{act}` is not supported (exact gelu only)"
+                ));
             }
         }
         let rope_theta = match get(&["rope_parameters", "rope_scaling"]) {
-            Some(p) if p.get("rope_type").and_then(|t| t.as_str()).unwrap_or("default") != "default" => {
+            Some(p)
+                if p.get("rope_type")
+                    .and_then(|t| t.as_str())
+                    .unwrap_or("default")
+                    != "default" =>
+            {
                 return Err("only the default RoPE type is supported".into())
             }
             Some(p) if p.get("rope_theta").is_some() => p["rope_theta"].as_f64(),
@@ -252,9 +272,14 @@ impl FalconConfig {
             num_kv_heads: usize_of(&["num_kv_heads", "n_head_kv"], Some(num_attention_heads))?,
             multi_query: bool_of("multi_query", true)?,
             new_decoder_architecture,
-            num_ln_in_parallel_attn: usize_of(&["num_ln_in_parallel_attn"], Some(if new_decoder_architecture { 2 } else { 1 }))?,
+            num_ln_in_parallel_attn: usize_of(
+                &["num_ln_in_parallel_attn"],
+                Some(if new_decoder_architecture { 2 } else { 1 }),
+            )?,
             ffn_hidden_size: usize_of(&["ffn_hidden_size"], Some(4 * hidden_size))?,
-            layer_norm_epsilon: get(&["layer_norm_epsilon"]).and_then(|x| x.as_f64()).unwrap_or(1e-5),
+            layer_norm_epsilon: get(&["layer_norm_epsilon"])
+                .and_then(|x| x.as_f64())
+                .unwrap_or(1e-5),
             rope_theta,
             max_position_embeddings: usize_of(&["max_position_embeddings"], Some(2048))?,
         };
@@ -320,7 +345,10 @@ mod tests {
         let old = json!({"n_layer": 2, "n_head": 4, "n_embed": 32, "vocab_size": 100,
                           "multi_query": true, "num_kv_heads": 4});
         let c = FalconConfig::from_hf_value(&old).unwrap();
-        assert_eq!((c.num_hidden_layers, c.num_attention_heads, c.hidden_size), (2, 4, 32));
+        assert_eq!(
+            (c.num_hidden_layers, c.num_attention_heads, c.hidden_size),
+            (2, 4, 32)
+        );
         // multi_query without new_decoder_architecture: one K/V head whatever num_kv_heads says.
         assert_eq!(c.kv_heads(), 1);
         assert_eq!(c.ffn_hidden_size, 128);
@@ -351,8 +379,12 @@ mod tests {
     #[test]
     fn unsupported_features_are_errors() {
         let base = json!({"num_hidden_layers": 1, "num_attention_heads": 2, "hidden_size": 8});
-        for (k, v) in [("alibi", json!(true)), ("bias", json!(true)), ("parallel_attn", json!(false)),
-                       ("activation", json!("relu"))] {
+        for (k, v) in [
+            ("alibi", json!(true)),
+            ("bias", json!(true)),
+            ("parallel_attn", json!(false)),
+            ("activation", json!("relu")),
+        ] {
             let mut c = base.clone();
             c[k] = v;
             assert!(FalconConfig::from_hf_value(&c).is_err(), "{k}");

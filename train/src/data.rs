@@ -53,10 +53,16 @@ impl TokenSplit {
     pub fn open(dir: &Path) -> Result<Self, Error> {
         let meta_path = dir.join("meta.json");
         let text = std::fs::read_to_string(&meta_path).map_err(|e| Error::io(&meta_path, e))?;
-        let meta: Meta = serde_json::from_str(&text).map_err(|e| Error::Data { path: meta_path.clone(), message: e.to_string() })?;
+        let meta: Meta = serde_json::from_str(&text).map_err(|e| Error::Data {
+            path: meta_path.clone(),
+            message: e.to_string(),
+        })?;
         if let Some(dtype) = &meta.dtype {
             if dtype != "uint16" {
-                return Err(Error::Data { path: meta_path, message: format!("dtype `{dtype}`, expected `uint16`") });
+                return Err(Error::Data {
+                    path: meta_path,
+                    message: format!("dtype `{dtype}`, expected `uint16`"),
+                });
             }
         }
         let mut tokens = Vec::with_capacity(meta.shards.iter().map(|s| s.tokens as usize).sum());
@@ -66,10 +72,18 @@ impl TokenSplit {
             if bytes.len() as u64 != 2 * shard.tokens {
                 return Err(Error::Data {
                     path,
-                    message: format!("{} bytes, meta.json says {} tokens", bytes.len(), shard.tokens),
+                    message: format!(
+                        "{} bytes, meta.json says {} tokens",
+                        bytes.len(),
+                        shard.tokens
+                    ),
                 });
             }
-            tokens.extend(bytes.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]])));
+            tokens.extend(
+                bytes
+                    .chunks_exact(2)
+                    .map(|c| u16::from_le_bytes([c[0], c[1]])),
+            );
         }
         Ok(Self { tokens })
     }
@@ -116,20 +130,35 @@ impl TokenData {
     /// Opens `dir` (see the module docs for the two layouts) and checks both splits can hold a
     /// window of `seq_len + 1` tokens.
     pub fn open(dir: &Path, seq_len: usize) -> Result<Self, Error> {
-        let sub = |names: &[&str]| names.iter().map(|n| dir.join(n)).find(|p| p.join("meta.json").is_file());
+        let sub = |names: &[&str]| {
+            names
+                .iter()
+                .map(|n| dir.join(n))
+                .find(|p| p.join("meta.json").is_file())
+        };
         let data = match (sub(&["train"]), sub(&["validation", "val"])) {
-            (Some(train), Some(val)) => Self { train: TokenSplit::open(&train)?, validation: TokenSplit::open(&val)? },
+            (Some(train), Some(val)) => Self {
+                train: TokenSplit::open(&train)?,
+                validation: TokenSplit::open(&val)?,
+            },
             _ => {
                 let all = TokenSplit::open(dir)?.tokens;
                 let cut = all.len() - (all.len() as f64 * VALIDATION_FRACTION).ceil() as usize;
-                Self { train: TokenSplit::new(all[..cut].to_vec()), validation: TokenSplit::new(all[cut..].to_vec()) }
+                Self {
+                    train: TokenSplit::new(all[..cut].to_vec()),
+                    validation: TokenSplit::new(all[cut..].to_vec()),
+                }
             }
         };
         for (name, split) in [("train", &data.train), ("validation", &data.validation)] {
             if split.len() <= seq_len {
                 return Err(Error::Data {
                     path: PathBuf::from(dir),
-                    message: format!("the {name} split has {} tokens, fewer than seq_len + 1 = {}", split.len(), seq_len + 1),
+                    message: format!(
+                        "the {name} split has {} tokens, fewer than seq_len + 1 = {}",
+                        split.len(),
+                        seq_len + 1
+                    ),
                 });
             }
         }
@@ -161,7 +190,10 @@ mod tests {
         write_shards(tmp.path(), &tokens);
         let data = TokenData::open(tmp.path(), 16).unwrap();
         assert_eq!(data.train.len(), 950);
-        assert_eq!([data.train.tokens(), data.validation.tokens()].concat(), tokens);
+        assert_eq!(
+            [data.train.tokens(), data.validation.tokens()].concat(),
+            tokens
+        );
     }
 
     #[test]
@@ -171,7 +203,10 @@ mod tests {
         write_shards(&tmp.path().join("validation"), &[2; 40]);
         let data = TokenData::open(tmp.path(), 16).unwrap();
         assert_eq!((data.train.len(), data.validation.len()), (100, 40));
-        assert!(TokenData::open(tmp.path(), 64).is_err(), "validation shorter than a window");
+        assert!(
+            TokenData::open(tmp.path(), 64).is_err(),
+            "validation shorter than a window"
+        );
     }
 
     #[test]

@@ -22,6 +22,9 @@ use crate::config::FalconConfig;
 use crate::model::FalconForCausalLM;
 use crate::{write_atomic, Error};
 
+/// Tensors by name: shape and f32 values.
+pub(crate) type NamedTensors = BTreeMap<String, (Vec<usize>, Vec<f32>)>;
+
 /// One named parameter of the model, as HF names it.
 pub(crate) enum Slot<'a, B: Backend> {
     /// A linear weight: HF `[d_out, d_in]`, Burn `[d_in, d_out]`.
@@ -46,7 +49,10 @@ impl<B: Backend> Slot<'_, B> {
 /// Every parameter with its HF name, in a fixed order.
 pub(crate) fn slots<B: Backend>(model: &mut FalconForCausalLM<B>) -> Vec<(String, Slot<'_, B>)> {
     let t = &mut model.transformer;
-    let mut out = vec![("transformer.word_embeddings.weight".to_string(), Slot::Matrix(&mut t.word_embeddings))];
+    let mut out = vec![(
+        "transformer.word_embeddings.weight".to_string(),
+        Slot::Matrix(&mut t.word_embeddings),
+    )];
     for (i, layer) in t.h.iter_mut().enumerate() {
         let p = format!("transformer.h.{i}");
         for (name, ln) in [
@@ -62,12 +68,27 @@ pub(crate) fn slots<B: Backend>(model: &mut FalconForCausalLM<B>) -> Vec<(String
             }
         }
         let a = &mut layer.self_attention;
-        out.push((format!("{p}.self_attention.query_key_value.weight"), Slot::Linear(&mut a.query_key_value)));
-        out.push((format!("{p}.self_attention.dense.weight"), Slot::Linear(&mut a.dense)));
-        out.push((format!("{p}.mlp.dense_h_to_4h.weight"), Slot::Linear(&mut layer.mlp.dense_h_to_4h)));
-        out.push((format!("{p}.mlp.dense_4h_to_h.weight"), Slot::Linear(&mut layer.mlp.dense_4h_to_h)));
+        out.push((
+            format!("{p}.self_attention.query_key_value.weight"),
+            Slot::Linear(&mut a.query_key_value),
+        ));
+        out.push((
+            format!("{p}.self_attention.dense.weight"),
+            Slot::Linear(&mut a.dense),
+        ));
+        out.push((
+            format!("{p}.mlp.dense_h_to_4h.weight"),
+            Slot::Linear(&mut layer.mlp.dense_h_to_4h),
+        ));
+        out.push((
+            format!("{p}.mlp.dense_4h_to_h.weight"),
+            Slot::Linear(&mut layer.mlp.dense_4h_to_h),
+        ));
     }
-    out.push(("transformer.ln_f.weight".into(), Slot::Vector(&mut t.ln_f.gamma)));
+    out.push((
+        "transformer.ln_f.weight".into(),
+        Slot::Vector(&mut t.ln_f.gamma),
+    ));
     if let Some(beta) = t.ln_f.beta.as_mut() {
         out.push(("transformer.ln_f.bias".into(), Slot::Vector(beta)));
     }
@@ -81,12 +102,25 @@ pub(crate) struct Loaded {
 }
 
 /// Decodes one safetensors tensor to f32.
-pub(crate) fn to_f32(view: &safetensors::tensor::TensorView<'_>, name: &str, path: &Path) -> Result<Loaded, Error> {
+pub(crate) fn to_f32(
+    view: &safetensors::tensor::TensorView<'_>,
+    name: &str,
+    path: &Path,
+) -> Result<Loaded, Error> {
     let bytes = view.data();
     let data = match view.dtype() {
-        Dtype::F32 => bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
-        Dtype::BF16 => bytes.chunks_exact(2).map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
-        Dtype::F16 => bytes.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
+        Dtype::F32 => bytes
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect(),
+        Dtype::BF16 => bytes
+            .chunks_exact(2)
+            .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
+            .collect(),
+        Dtype::F16 => bytes
+            .chunks_exact(2)
+            .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
+            .collect(),
         other => {
             return Err(Error::Checkpoint {
                 path: path.to_owned(),
@@ -94,28 +128,46 @@ pub(crate) fn to_f32(view: &safetensors::tensor::TensorView<'_>, name: &str, pat
             })
         }
     };
-    Ok(Loaded { shape: view.shape().to_vec(), data })
+    Ok(Loaded {
+        shape: view.shape().to_vec(),
+        data,
+    })
 }
 
 /// Serializes named f32 tensors to safetensors bytes (metadata `format: pt`, which transformers
 /// expects).
-pub(crate) fn serialize(tensors: &BTreeMap<String, (Vec<usize>, Vec<f32>)>) -> Result<Vec<u8>, Error> {
+pub(crate) fn serialize(tensors: &NamedTensors) -> Result<Vec<u8>, Error> {
     let bytes: BTreeMap<&String, (Vec<usize>, Vec<u8>)> = tensors
         .iter()
-        .map(|(k, (shape, data))| (k, (shape.clone(), data.iter().flat_map(|x| x.to_le_bytes()).collect())))
+        .map(|(k, (shape, data))| {
+            (
+                k,
+                (
+                    shape.clone(),
+                    data.iter().flat_map(|x| x.to_le_bytes()).collect(),
+                ),
+            )
+        })
         .collect();
     let views = bytes
         .iter()
         .map(|(k, (shape, data))| {
-            safetensors::tensor::TensorView::new(Dtype::F32, shape.clone(), data).map(|v| (k.to_string(), v))
+            safetensors::tensor::TensorView::new(Dtype::F32, shape.clone(), data)
+                .map(|v| (k.to_string(), v))
         })
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| Error::Safetensors(e.to_string()))?;
-    let metadata = Some([("format".to_string(), "pt".to_string())].into_iter().collect());
+    let metadata = Some(
+        [("format".to_string(), "pt".to_string())]
+            .into_iter()
+            .collect(),
+    );
     safetensors::serialize(views, metadata).map_err(|e| Error::Safetensors(e.to_string()))
 }
 
-fn tensor_data<B: Backend, const D: usize>(t: Tensor<B, D>) -> Result<(Vec<usize>, Vec<f32>), Error> {
+fn tensor_data<B: Backend, const D: usize>(
+    t: Tensor<B, D>,
+) -> Result<(Vec<usize>, Vec<f32>), Error> {
     let shape = t.dims().to_vec();
     let data = t
         .into_data()
@@ -126,7 +178,9 @@ fn tensor_data<B: Backend, const D: usize>(t: Tensor<B, D>) -> Result<(Vec<usize
 }
 
 /// Every parameter of `model` under its HF name, f32, HF layout.
-pub(crate) fn named_tensors<B: Backend>(model: &FalconForCausalLM<B>) -> Result<BTreeMap<String, (Vec<usize>, Vec<f32>)>, Error> {
+pub(crate) fn named_tensors<B: Backend>(
+    model: &FalconForCausalLM<B>,
+) -> Result<NamedTensors, Error> {
     let mut model = model.clone();
     let mut out = BTreeMap::new();
     for (name, slot) in slots(&mut model) {
@@ -143,7 +197,8 @@ pub(crate) fn named_tensors<B: Backend>(model: &FalconForCausalLM<B>) -> Result<
 /// Saves `model` as a HF folder: `config.json` + `model.safetensors`, each written atomically.
 pub fn save_hf<B: Backend>(model: &FalconForCausalLM<B>, dir: &Path) -> Result<(), Error> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    let config = serde_json::to_vec_pretty(&model.config().to_hf_value()).expect("json value serializes");
+    let config =
+        serde_json::to_vec_pretty(&model.config().to_hf_value()).expect("json value serializes");
     write_atomic(&dir.join("config.json"), &config)?;
     let bytes = serialize(&named_tensors(model)?)?;
     write_atomic(&dir.join("model.safetensors"), &bytes)
@@ -154,21 +209,30 @@ pub fn load_hf<B: Backend>(dir: &Path, device: &B::Device) -> Result<FalconForCa
     let config = FalconConfig::from_hf_json(&dir.join("config.json"))?;
     let path = dir.join("model.safetensors");
     let buf = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
-    let st = SafeTensors::deserialize(&buf).map_err(|e| Error::Checkpoint { path: path.clone(), message: e.to_string() })?;
+    let st = SafeTensors::deserialize(&buf).map_err(|e| Error::Checkpoint {
+        path: path.clone(),
+        message: e.to_string(),
+    })?;
     let mut model = config.init::<B>(device);
     for (name, slot) in slots(&mut model) {
         // FalconModel checkpoints (no LM head) name tensors without the `transformer.` prefix.
         let bare = name.strip_prefix("transformer.").unwrap_or(&name);
-        let view = st.tensor(&name).or_else(|_| st.tensor(bare)).map_err(|_| Error::Checkpoint {
-            path: path.clone(),
-            message: format!("missing tensor `{name}`"),
-        })?;
+        let view =
+            st.tensor(&name)
+                .or_else(|_| st.tensor(bare))
+                .map_err(|_| Error::Checkpoint {
+                    path: path.clone(),
+                    message: format!("missing tensor `{name}`"),
+                })?;
         let t = to_f32(&view, &name, &path)?;
         let expect = |want: Vec<usize>| -> Result<(), Error> {
             if t.shape == want {
                 Ok(())
             } else {
-                Err(Error::Checkpoint { path: path.clone(), message: format!("`{name}` has shape {:?}, config says {want:?}", t.shape) })
+                Err(Error::Checkpoint {
+                    path: path.clone(),
+                    message: format!("`{name}` has shape {:?}, config says {want:?}", t.shape),
+                })
             }
         };
         match slot {

@@ -47,7 +47,8 @@ pub fn evaluate<B: Backend>(
 ) -> EvalReport {
     let predicted = ids.len().saturating_sub(1);
     let starts: Vec<usize> = (0..predicted).step_by(seq_len.max(1)).collect();
-    let (full, partial): (Vec<usize>, Vec<usize>) = starts.into_iter().partition(|&s| s + seq_len + 1 <= ids.len());
+    let (full, partial): (Vec<usize>, Vec<usize>) =
+        starts.into_iter().partition(|&s| s + seq_len < ids.len());
     let mut sum = 0.0;
     for group in full.chunks(batch.max(1)) {
         let mut inputs = Vec::with_capacity(group.len() * seq_len);
@@ -57,16 +58,32 @@ pub fn evaluate<B: Backend>(
             targets.extend_from_slice(&ids[s + 1..s + seq_len + 1]);
         }
         let rows = group.len();
-        let loss = model.loss(ids_tensor(&inputs, rows, device), ids_tensor(&targets, rows, device), dtype);
+        let loss = model.loss(
+            ids_tensor(&inputs, rows, device),
+            ids_tensor(&targets, rows, device),
+            dtype,
+        );
         sum += loss.into_scalar().elem::<f64>() * (rows * seq_len) as f64;
     }
     for s in partial {
         let n = ids.len() - 1 - s;
-        let loss = model.loss(ids_tensor(&ids[s..s + n], 1, device), ids_tensor(&ids[s + 1..], 1, device), dtype);
+        let loss = model.loss(
+            ids_tensor(&ids[s..s + n], 1, device),
+            ids_tensor(&ids[s + 1..], 1, device),
+            dtype,
+        );
         sum += loss.into_scalar().elem::<f64>() * n as f64;
     }
-    let loss = if predicted == 0 { f64::NAN } else { sum / predicted as f64 };
-    EvalReport { tokens: predicted, loss, perplexity: loss.exp() }
+    let loss = if predicted == 0 {
+        f64::NAN
+    } else {
+        sum / predicted as f64
+    };
+    EvalReport {
+        tokens: predicted,
+        loss,
+        perplexity: loss.exp(),
+    }
 }
 
 /// Sampling settings of `falconry generate`.
@@ -86,7 +103,13 @@ pub struct SampleOptions {
 
 impl Default for SampleOptions {
     fn default() -> Self {
-        Self { max_new_tokens: 50, top_k: 10, temperature: 1.0, seed: 0, eos_id: Some(11) }
+        Self {
+            max_new_tokens: 50,
+            top_k: 10,
+            temperature: 1.0,
+            seed: 0,
+            eos_id: Some(11),
+        }
     }
 }
 
@@ -98,10 +121,17 @@ fn sample_token(logits: &[f32], opts: &SampleOptions, rng: &mut ChaCha8Rng) -> u
     if opts.temperature <= 0.0 {
         return order[0] as u32;
     }
-    let k = if opts.top_k == 0 { order.len() } else { opts.top_k.min(order.len()) };
+    let k = if opts.top_k == 0 {
+        order.len()
+    } else {
+        opts.top_k.min(order.len())
+    };
     let top = &order[..k];
     let max = logits[top[0]] as f64;
-    let weights: Vec<f64> = top.iter().map(|&i| ((logits[i] as f64 - max) / opts.temperature).exp()).collect();
+    let weights: Vec<f64> = top
+        .iter()
+        .map(|&i| ((logits[i] as f64 - max) / opts.temperature).exp())
+        .collect();
     let mut r = rng.random::<f64>() * weights.iter().sum::<f64>();
     for (&i, w) in top.iter().zip(&weights) {
         r -= w;
@@ -120,14 +150,21 @@ pub fn generate<B: Backend>(
     dtype: FloatDType,
     device: &B::Device,
 ) -> Vec<u32> {
-    assert!(!prompt.is_empty(), "generation needs a prompt of at least one token");
+    assert!(
+        !prompt.is_empty(),
+        "generation needs a prompt of at least one token"
+    );
     let mut rng = ChaCha8Rng::seed_from_u64(opts.seed);
     let mut caches = model.empty_caches(1, device, dtype);
     let mut logits = model.forward_cached(ids_tensor(prompt, 1, device), 0, &mut caches, dtype);
     let mut pos = prompt.len();
     let mut out = Vec::new();
     while out.len() < opts.max_new_tokens {
-        let row = logits.into_data().convert::<f32>().into_vec::<f32>().expect("f32 logits");
+        let row = logits
+            .into_data()
+            .convert::<f32>()
+            .into_vec::<f32>()
+            .expect("f32 logits");
         let next = sample_token(&row, opts, &mut rng);
         out.push(next);
         if Some(next) == opts.eos_id || out.len() == opts.max_new_tokens {
@@ -141,7 +178,10 @@ pub fn generate<B: Backend>(
 
 /// Loads a tokenizer file (`tokenizer.json`).
 pub fn load_tokenizer(path: &Path) -> Result<tokenizers::Tokenizer, Error> {
-    tokenizers::Tokenizer::from_file(path).map_err(|e| Error::Tokenizer { path: path.to_owned(), message: e.to_string() })
+    tokenizers::Tokenizer::from_file(path).map_err(|e| Error::Tokenizer {
+        path: path.to_owned(),
+        message: e.to_string(),
+    })
 }
 
 /// Encodes `text` without special tokens.
@@ -149,12 +189,20 @@ pub fn encode(tokenizer: &tokenizers::Tokenizer, text: &str) -> Result<Vec<u32>,
     tokenizer
         .encode(text, false)
         .map(|e| e.get_ids().to_vec())
-        .map_err(|e| Error::Tokenizer { path: "<tokenizer>".into(), message: e.to_string() })
+        .map_err(|e| Error::Tokenizer {
+            path: "<tokenizer>".into(),
+            message: e.to_string(),
+        })
 }
 
 /// `falconry eval --checkpoint DIR --input FILE --tokenizer FILE`: the model's loss and
 /// perplexity on the text, in windows of the model's `max_position_embeddings` (at most 2048).
-pub fn eval_text<B: Backend>(checkpoint: &Path, input: &Path, tokenizer: &Path, device: &B::Device) -> Result<EvalReport, Error> {
+pub fn eval_text<B: Backend>(
+    checkpoint: &Path,
+    input: &Path,
+    tokenizer: &Path,
+    device: &B::Device,
+) -> Result<EvalReport, Error> {
     let model = crate::hf::load_hf::<B>(checkpoint, device)?;
     let text = std::fs::read_to_string(input).map_err(|e| Error::io(input, e))?;
     let ids = encode(&load_tokenizer(tokenizer)?, &text)?;
@@ -177,9 +225,10 @@ pub fn generate_text<B: Backend>(
         ids.push(opts.eos_id.unwrap_or(11)); // an empty prompt starts after a document boundary
     }
     let new = generate(&model, &ids, opts, FloatDType::F32, device);
-    let text = tokenizer
-        .decode(&new, true)
-        .map_err(|e| Error::Tokenizer { path: "<tokenizer>".into(), message: e.to_string() })?;
+    let text = tokenizer.decode(&new, true).map_err(|e| Error::Tokenizer {
+        path: "<tokenizer>".into(),
+        message: e.to_string(),
+    })?;
     Ok(format!("{prompt}{text}"))
 }
 
@@ -191,11 +240,22 @@ mod tests {
     fn greedy_and_top_k_sampling() {
         let logits = [0.0, 5.0, 1.0, 4.9, -3.0];
         let mut rng = ChaCha8Rng::seed_from_u64(0);
-        let greedy = SampleOptions { temperature: 0.0, ..Default::default() };
+        let greedy = SampleOptions {
+            temperature: 0.0,
+            ..Default::default()
+        };
         assert_eq!(sample_token(&logits, &greedy, &mut rng), 1);
-        let top2 = SampleOptions { top_k: 2, ..Default::default() };
-        let picks: Vec<u32> = (0..200).map(|_| sample_token(&logits, &top2, &mut rng)).collect();
+        let top2 = SampleOptions {
+            top_k: 2,
+            ..Default::default()
+        };
+        let picks: Vec<u32> = (0..200)
+            .map(|_| sample_token(&logits, &top2, &mut rng))
+            .collect();
         assert!(picks.iter().all(|&p| p == 1 || p == 3));
-        assert!(picks.contains(&1) && picks.contains(&3), "both of the top 2 get drawn");
+        assert!(
+            picks.contains(&1) && picks.contains(&3),
+            "both of the top 2 get drawn"
+        );
     }
 }

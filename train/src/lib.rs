@@ -26,14 +26,22 @@ mod trainer;
 
 use std::path::{Path, PathBuf};
 
-pub use config::{FalconConfig, QkvLayout};
-pub use hf::{load_hf, save_hf};
 pub use checkpoint::{latest_checkpoint, load_checkpoint, save_checkpoint, TrainerState};
+pub use config::{FalconConfig, QkvLayout};
 pub use data::{TokenData, TokenSplit, VALIDATION_FRACTION};
-pub use inference::{encode, eval_text, evaluate, generate, generate_text, load_tokenizer, EvalReport, SampleOptions};
+pub use hf::{load_hf, save_hf};
+pub use inference::{
+    encode, eval_text, evaluate, generate, generate_text, load_tokenizer, EvalReport, SampleOptions,
+};
+pub use model::{
+    FalconAttention, FalconDecoderLayer, FalconForCausalLM, FalconMlp, FalconModel, KvCache,
+};
 pub use optim::{AdamW, AdamWConfig, LrSchedule};
-pub use trainer::{flops_per_token, read_metrics, train, Metrics, Precision, TrainConfig, TrainOptions, TrainSummary};
-pub use model::{FalconAttention, FalconDecoderLayer, FalconForCausalLM, FalconMlp, FalconModel, KvCache};
+pub use plot::loss_curve;
+pub use trainer::{
+    flops_per_token, read_metrics, train, Metrics, Precision, TrainConfig, TrainOptions,
+    TrainSummary,
+};
 
 /// The CPU backend: tests and small runs.
 pub type CpuBackend = burn::backend::NdArray<f32>;
@@ -100,7 +108,10 @@ pub enum Error {
 
 impl Error {
     fn io(path: &Path, source: std::io::Error) -> Self {
-        Error::Io { path: path.to_owned(), source }
+        Error::Io {
+            path: path.to_owned(),
+            source,
+        }
     }
 }
 

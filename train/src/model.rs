@@ -50,7 +50,10 @@ fn linear<B: Backend>(d_in: usize, d_out: usize, device: &B::Device) -> Linear<B
     // GPT-2 / HF `_init_weights`: N(0, 0.02), no bias.
     LinearConfig::new(d_in, d_out)
         .with_bias(false)
-        .with_initializer(Initializer::Normal { mean: 0.0, std: 0.02 })
+        .with_initializer(Initializer::Normal {
+            mean: 0.0,
+            std: 0.02,
+        })
         .init(device)
 }
 
@@ -81,7 +84,11 @@ pub fn rope_cos_sin<B: Backend>(
 ///
 /// # Shapes
 /// - x: `[B, heads, T, hd]`; cos, sin: `[T, hd]`
-fn apply_rotary<B: Backend>(x: Tensor<B, 4>, cos: &Tensor<B, 2>, sin: &Tensor<B, 2>) -> Tensor<B, 4> {
+fn apply_rotary<B: Backend>(
+    x: Tensor<B, 4>,
+    cos: &Tensor<B, 2>,
+    sin: &Tensor<B, 2>,
+) -> Tensor<B, 4> {
     let hd = x.dims()[3];
     let x1 = x.clone().narrow(3, 0, hd / 2);
     let x2 = x.clone().narrow(3, hd / 2, hd / 2);
@@ -148,7 +155,11 @@ impl<B: Backend> FalconAttention<B> {
             QkvLayout::MultiQuery => {
                 // All query heads, then the one k head, then the one v head.
                 let qkv = qkv.reshape([b, t, nh + 2, hd]);
-                (qkv.clone().narrow(2, 0, nh), qkv.clone().narrow(2, nh, 1), qkv.narrow(2, nh + 1, 1))
+                (
+                    qkv.clone().narrow(2, 0, nh),
+                    qkv.clone().narrow(2, nh, 1),
+                    qkv.narrow(2, nh + 1, 1),
+                )
             }
             QkvLayout::PerHead => {
                 // Per head q, k, v interleaved.
@@ -166,7 +177,9 @@ impl<B: Backend> FalconAttention<B> {
         if r == 1 {
             return x;
         }
-        x.unsqueeze_dim::<5>(2).expand([b, nkv, r, s, hd]).reshape([b, self.num_heads, s, hd])
+        x.unsqueeze_dim::<5>(2)
+            .expand([b, nkv, r, s, hd])
+            .reshape([b, self.num_heads, s, hd])
     }
 
     /// # Shapes
@@ -193,7 +206,11 @@ impl<B: Backend> FalconAttention<B> {
             None => (k, v),
         };
         // softmax(q k^T / sqrt(hd)) v, causal aligned to the last key (so decoding works).
-        let options = AttentionModuleOptions { scale: None, softcap: None, is_causal: true };
+        let options = AttentionModuleOptions {
+            scale: None,
+            softcap: None,
+            is_causal: true,
+        };
         let y = attention(q, self.repeat_kv(k), self.repeat_kv(v), None, None, options); // [B, nh, T, hd]
         let y = y.swap_dims(1, 2).reshape([b, t, d]);
         matmul(y, &self.dense, dtype)
@@ -201,8 +218,16 @@ impl<B: Backend> FalconAttention<B> {
 
     /// An empty cache for this layer.
     fn empty_cache(&self, batch: usize, device: &B::Device, dtype: FloatDType) -> KvCache<B> {
-        let empty = || to_dtype(Tensor::zeros([batch, self.num_kv_heads, 0, self.head_dim], device), dtype);
-        KvCache { key: empty(), value: empty() }
+        let empty = || {
+            to_dtype(
+                Tensor::zeros([batch, self.num_kv_heads, 0, self.head_dim], device),
+                dtype,
+            )
+        };
+        KvCache {
+            key: empty(),
+            value: empty(),
+        }
     }
 }
 
@@ -256,7 +281,13 @@ pub struct FalconDecoderLayer<B: Backend> {
 
 impl<B: Backend> FalconDecoderLayer<B> {
     fn new(config: &FalconConfig, device: &B::Device) -> Self {
-        let ln = || Some(LayerNormConfig::new(config.hidden_size).with_epsilon(config.layer_norm_epsilon).init(device));
+        let ln = || {
+            Some(
+                LayerNormConfig::new(config.hidden_size)
+                    .with_epsilon(config.layer_norm_epsilon)
+                    .init(device),
+            )
+        };
         let two = config.two_layernorms();
         Self {
             input_layernorm: if two { None } else { ln() },
@@ -278,9 +309,10 @@ impl<B: Backend> FalconDecoderLayer<B> {
         dtype: FloatDType,
     ) -> Tensor<B, 3> {
         let (attn_in, mlp_in) = match (&self.ln_attn, &self.ln_mlp, &self.input_layernorm) {
-            (Some(ln_attn), Some(ln_mlp), _) => {
-                (layer_norm(ln_attn, x.clone(), dtype), layer_norm(ln_mlp, x.clone(), dtype))
-            }
+            (Some(ln_attn), Some(ln_mlp), _) => (
+                layer_norm(ln_attn, x.clone(), dtype),
+                layer_norm(ln_mlp, x.clone(), dtype),
+            ),
             (_, _, Some(ln)) => {
                 let h = layer_norm(ln, x.clone(), dtype);
                 (h.clone(), h)
@@ -320,13 +352,20 @@ pub struct FalconForCausalLM<B: Backend> {
 impl FalconConfig {
     /// A randomly initialised model: N(0, 0.02) weights, LayerNorm 1 / 0 (HF `_init_weights`).
     pub fn init<B: Backend>(&self, device: &B::Device) -> FalconForCausalLM<B> {
-        let word_embeddings = Initializer::Normal { mean: 0.0, std: 0.02 }
-            .init([self.vocab_size, self.hidden_size], device);
+        let word_embeddings = Initializer::Normal {
+            mean: 0.0,
+            std: 0.02,
+        }
+        .init([self.vocab_size, self.hidden_size], device);
         FalconForCausalLM {
             transformer: FalconModel {
                 word_embeddings,
-                h: (0..self.num_hidden_layers).map(|_| FalconDecoderLayer::new(self, device)).collect(),
-                ln_f: LayerNormConfig::new(self.hidden_size).with_epsilon(self.layer_norm_epsilon).init(device),
+                h: (0..self.num_hidden_layers)
+                    .map(|_| FalconDecoderLayer::new(self, device))
+                    .collect(),
+                ln_f: LayerNormConfig::new(self.hidden_size)
+                    .with_epsilon(self.layer_norm_epsilon)
+                    .init(device),
             },
             config: self.clone(),
         }
@@ -383,7 +422,12 @@ impl<B: Backend> FalconForCausalLM<B> {
     ///
     /// # Shapes
     /// - ids, targets: `[B, T]` -> `[1]`
-    pub fn loss(&self, ids: Tensor<B, 2, Int>, targets: Tensor<B, 2, Int>, dtype: FloatDType) -> Tensor<B, 1> {
+    pub fn loss(
+        &self,
+        ids: Tensor<B, 2, Int>,
+        targets: Tensor<B, 2, Int>,
+        dtype: FloatDType,
+    ) -> Tensor<B, 1> {
         let logits = self.forward(ids, dtype); // [B, T, V]
         let logp = log_softmax(logits, 2);
         let picked = logp.gather(2, targets.unsqueeze_dim(2)); // [B, T, 1]
@@ -391,8 +435,17 @@ impl<B: Backend> FalconForCausalLM<B> {
     }
 
     /// One KV cache per layer, empty.
-    pub fn empty_caches(&self, batch: usize, device: &B::Device, dtype: FloatDType) -> Vec<KvCache<B>> {
-        self.transformer.h.iter().map(|l| l.self_attention.empty_cache(batch, device, dtype)).collect()
+    pub fn empty_caches(
+        &self,
+        batch: usize,
+        device: &B::Device,
+        dtype: FloatDType,
+    ) -> Vec<KvCache<B>> {
+        self.transformer
+            .h
+            .iter()
+            .map(|l| l.self_attention.empty_cache(batch, device, dtype))
+            .collect()
     }
 
     /// Feeds `ids` at positions `start..` through the model, extending `caches`; returns the
@@ -408,7 +461,9 @@ impl<B: Backend> FalconForCausalLM<B> {
         dtype: FloatDType,
     ) -> Tensor<B, 2> {
         let [b, t] = ids.dims();
-        let h = self.hidden(ids, start, Some(caches), dtype).narrow(1, t - 1, 1); // [B, 1, d]
+        let h = self
+            .hidden(ids, start, Some(caches), dtype)
+            .narrow(1, t - 1, 1); // [B, 1, d]
         self.lm_head(h, dtype).reshape([b, self.config.vocab_size])
     }
 }

@@ -34,7 +34,13 @@ pub struct AdamWConfig {
 
 impl Default for AdamWConfig {
     fn default() -> Self {
-        Self { beta1: 0.9, beta2: 0.95, eps: 1e-8, weight_decay: 0.1, grad_clip: 1.0 }
+        Self {
+            beta1: 0.9,
+            beta2: 0.95,
+            eps: 1e-8,
+            weight_decay: 0.1,
+            grad_clip: 1.0,
+        }
     }
 }
 
@@ -55,14 +61,23 @@ pub struct LrSchedule {
 
 impl Default for LrSchedule {
     fn default() -> Self {
-        Self { max_lr: 6e-4, min_lr: 6e-5, warmup_steps: 100, decay_steps: 0 }
+        Self {
+            max_lr: 6e-4,
+            min_lr: 6e-5,
+            warmup_steps: 100,
+            decay_steps: 0,
+        }
     }
 }
 
 impl LrSchedule {
     /// The learning rate at (0-based) `step` of a run of `total_steps`.
     pub fn lr(&self, step: usize, total_steps: usize) -> f64 {
-        let decay = if self.decay_steps == 0 { total_steps } else { self.decay_steps };
+        let decay = if self.decay_steps == 0 {
+            total_steps
+        } else {
+            self.decay_steps
+        };
         if step < self.warmup_steps {
             return self.max_lr * (step + 1) as f64 / (self.warmup_steps + 1) as f64;
         }
@@ -94,7 +109,11 @@ pub struct AdamW<B: AutodiffBackend> {
 impl<B: AutodiffBackend> AdamW<B> {
     /// A fresh optimizer.
     pub fn new(config: AdamWConfig) -> Self {
-        Self { config, step: 0, moments: HashMap::new() }
+        Self {
+            config,
+            step: 0,
+            moments: HashMap::new(),
+        }
     }
 
     /// The global L2 norm of `grads` over `module`'s parameters (one device sync).
@@ -116,15 +135,26 @@ impl<B: AutodiffBackend> AdamW<B> {
         }
         let mut visitor = Norm::<B> { grads, sum: None };
         module.visit(&mut visitor);
-        visitor.sum.map_or(0.0, |s| s.into_scalar().elem::<f64>().sqrt())
+        visitor
+            .sum
+            .map_or(0.0, |s| s.into_scalar().elem::<f64>().sqrt())
     }
 
     /// Clips `grads` to `grad_clip` by global norm, then takes one AdamW step at `lr`.
     /// Returns the updated module and the gradient norm before clipping.
-    pub fn step<M: AutodiffModule<B>>(&mut self, lr: f64, module: M, mut grads: GradientsParams) -> (M, f64) {
+    pub fn step<M: AutodiffModule<B>>(
+        &mut self,
+        lr: f64,
+        module: M,
+        mut grads: GradientsParams,
+    ) -> (M, f64) {
         let norm = Self::grad_norm(&module, &grads);
         let clip = self.config.grad_clip;
-        let scale = if clip > 0.0 && norm > clip { clip / (norm + 1e-6) } else { 1.0 };
+        let scale = if clip > 0.0 && norm > clip {
+            clip / (norm + 1e-6)
+        } else {
+            1.0
+        };
         self.step += 1;
         let mut mapper = Update::<B> {
             config: &self.config,
@@ -168,8 +198,15 @@ impl<B: AutodiffBackend> ModuleMapper<B> for Update<'_, B> {
         // Decoupled decay on matrices (embeddings, projections) only: rank >= 2.
         let decay = if D >= 2 { c.weight_decay } else { 0.0 };
         let x = tensor.inner().reshape([n]);
-        let x = x.mul_scalar(1.0 - self.lr * decay) - (m_hat / (v_hat.sqrt().add_scalar(c.eps))).mul_scalar(self.lr);
-        self.moments.insert(id, Moments { exp_avg: m, exp_avg_sq: v });
+        let x = x.mul_scalar(1.0 - self.lr * decay)
+            - (m_hat / (v_hat.sqrt().add_scalar(c.eps))).mul_scalar(self.lr);
+        self.moments.insert(
+            id,
+            Moments {
+                exp_avg: m,
+                exp_avg_sq: v,
+            },
+        );
         let updated = Tensor::<B, D>::from_inner(x.reshape(shape)).require_grad();
         Param::from_mapped_value(id, updated, mapper)
     }
@@ -181,11 +218,19 @@ mod tests {
 
     #[test]
     fn schedule_warms_up_then_decays() {
-        let s = LrSchedule { max_lr: 1.0, min_lr: 0.1, warmup_steps: 10, decay_steps: 0 };
+        let s = LrSchedule {
+            max_lr: 1.0,
+            min_lr: 0.1,
+            warmup_steps: 10,
+            decay_steps: 0,
+        };
         assert!((s.lr(0, 100) - 1.0 / 11.0).abs() < 1e-12);
         assert!(s.lr(9, 100) < 1.0);
         assert!((s.lr(10, 100) - 1.0).abs() < 1e-12);
-        assert!((s.lr(55, 100) - 0.55).abs() < 1e-12, "halfway down the cosine");
+        assert!(
+            (s.lr(55, 100) - 0.55).abs() < 1e-12,
+            "halfway down the cosine"
+        );
         assert_eq!(s.lr(100, 100), 0.1);
         assert_eq!(s.lr(500, 100), 0.1);
         let mut prev = f64::MAX;
@@ -216,21 +261,37 @@ mod adamw_tests {
     fn decays_matrices_only_and_first_step_is_sign() {
         let device = Default::default();
         let toy = Toy::<B> {
-            matrix: Param::from_tensor(Tensor::from_data(TensorData::new(vec![1.0f32, -2.0, 3.0, 4.0], [2, 2]), &device)),
-            vector: Param::from_tensor(Tensor::from_data(TensorData::new(vec![1.0f32, 1.0], [2]), &device)),
+            matrix: Param::from_tensor(Tensor::from_data(
+                TensorData::new(vec![1.0f32, -2.0, 3.0, 4.0], [2, 2]),
+                &device,
+            )),
+            vector: Param::from_tensor(Tensor::from_data(
+                TensorData::new(vec![1.0f32, 1.0], [2]),
+                &device,
+            )),
         };
-        let mut optim = AdamW::<B>::new(AdamWConfig { grad_clip: 0.0, ..AdamWConfig::default() });
+        let mut optim = AdamW::<B>::new(AdamWConfig {
+            grad_clip: 0.0,
+            ..AdamWConfig::default()
+        });
         // loss = sum(vector * [3, -0.5]) + 0 * sum(matrix)
-        let loss = (toy.vector.val() * Tensor::from_floats([3.0, -0.5], &device)).sum() + toy.matrix.val().sum() * 0.0;
+        let loss = (toy.vector.val() * Tensor::from_floats([3.0, -0.5], &device)).sum()
+            + toy.matrix.val().sum() * 0.0;
         let grads = GradientsParams::from_grads(loss.backward(), &toy);
         let (toy, norm) = optim.step(0.1, toy, grads);
         assert!((norm - (9.0f64 + 0.25).sqrt()).abs() < 1e-6);
         let m = toy.matrix.val().into_data().into_vec::<f32>().unwrap();
         let v = toy.vector.val().into_data().into_vec::<f32>().unwrap();
         for (got, want) in m.iter().zip([1.0f32, -2.0, 3.0, 4.0]) {
-            assert!((got - want * (1.0 - 0.1 * 0.1)).abs() < 1e-6, "matrix decays: {m:?}");
+            assert!(
+                (got - want * (1.0 - 0.1 * 0.1)).abs() < 1e-6,
+                "matrix decays: {m:?}"
+            );
         }
-        assert!((v[0] - 0.9).abs() < 1e-5 && (v[1] - 1.1).abs() < 1e-5, "vector: sign step, no decay: {v:?}");
+        assert!(
+            (v[0] - 0.9).abs() < 1e-5 && (v[1] - 1.1).abs() < 1e-5,
+            "vector: sign step, no decay: {v:?}"
+        );
     }
 
     #[test]
@@ -240,7 +301,8 @@ mod adamw_tests {
             matrix: Param::from_tensor(Tensor::zeros([2, 2], &device)),
             vector: Param::from_tensor(Tensor::zeros([2], &device)),
         };
-        let loss = (toy.vector.val() * Tensor::from_floats([30.0, 40.0], &device)).sum() + toy.matrix.val().sum() * 0.0;
+        let loss = (toy.vector.val() * Tensor::from_floats([30.0, 40.0], &device)).sum()
+            + toy.matrix.val().sum() * 0.0;
         let grads = GradientsParams::from_grads(loss.backward(), &toy);
         assert!((AdamW::<B>::grad_norm(&toy, &grads) - 50.0).abs() < 1e-4);
     }

@@ -105,14 +105,20 @@ impl TrainConfig {
     /// Reads a train config TOML.
     pub fn from_toml_file(path: &Path) -> Result<Self, Error> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        let mut config: Self = toml::from_str(&text).map_err(|e| Error::Config { path: path.to_owned(), message: e.to_string() })?;
+        let mut config: Self = toml::from_str(&text).map_err(|e| Error::Config {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })?;
         // A model path is relative to the config file.
         if config.model.ends_with(".toml") {
             if let Some(parent) = path.parent() {
                 config.model = parent.join(&config.model).to_string_lossy().into_owned();
             }
         }
-        config.validate().map_err(|message| Error::Config { path: path.to_owned(), message })?;
+        config.validate().map_err(|message| Error::Config {
+            path: path.to_owned(),
+            message,
+        })?;
         Ok(config)
     }
 
@@ -131,8 +137,14 @@ impl TrainConfig {
             "falcon-350m" => FalconConfig::falcon_350m(),
             "falcon-7b" => FalconConfig::falcon_7b(),
             "falcon-40b" => FalconConfig::falcon_40b(),
-            path if path.ends_with(".toml") => FalconConfig::from_toml_file(Path::new(path)).map_err(|e| e.to_string())?,
-            other => return Err(format!("unknown model `{other}`: a preset name or a .toml path")),
+            path if path.ends_with(".toml") => {
+                FalconConfig::from_toml_file(Path::new(path)).map_err(|e| e.to_string())?
+            }
+            other => {
+                return Err(format!(
+                    "unknown model `{other}`: a preset name or a .toml path"
+                ))
+            }
         })
     }
 
@@ -145,7 +157,8 @@ impl TrainConfig {
 /// Training FLOPs per token: `6 N + 12 L d T` (PaLM appendix B, as nanoGPT's `estimate_mfu`);
 /// `N` counts the tied embedding once since the LM head's matmul does the work.
 pub fn flops_per_token(config: &FalconConfig, seq_len: usize) -> f64 {
-    6.0 * config.num_params() as f64 + 12.0 * (config.num_hidden_layers * config.hidden_size * seq_len) as f64
+    6.0 * config.num_params() as f64
+        + 12.0 * (config.num_hidden_layers * config.hidden_size * seq_len) as f64
 }
 
 /// Where and how long to train.
@@ -221,13 +234,18 @@ fn batch_tensors<B: AutodiffBackend>(
 }
 
 /// Mean validation loss over `config.eval_batches` fixed windows (no autodiff graph).
-fn evaluate_split<B: AutodiffBackend>(model: &FalconForCausalLM<B>, split: &TokenSplit, config: &TrainConfig, device: &B::Device) -> f64 {
+fn evaluate_split<B: AutodiffBackend>(
+    model: &FalconForCausalLM<B>,
+    split: &TokenSplit,
+    config: &TrainConfig,
+    device: &B::Device,
+) -> f64 {
     let valid = burn::module::AutodiffModule::valid(model);
     let (mb, t) = (config.micro_batch_size, config.seq_len);
     let mut sum = 0.0;
     for i in 0..config.eval_batches.max(1) {
         // A seed of its own: the same validation windows at every evaluation.
-        let windows = split.sample(config.seed ^ 0x5eed_0fe7_a1, i as u64, mb, t);
+        let windows = split.sample(config.seed ^ 0x005e_ed0f_e7a1, i as u64, mb, t);
         let (ids, targets) = batch_tensors::<B>(&windows, mb, t, device);
         let loss = valid.loss(ids.inner(), targets.inner(), config.precision.dtype());
         sum += loss.into_scalar().elem::<f64>();
@@ -243,28 +261,52 @@ pub fn train<B: AutodiffBackend>(
     progress: &mut dyn FnMut(&Metrics),
 ) -> Result<TrainSummary, Error> {
     let config = &opts.config;
-    let model_config = config.model_config().map_err(|message| Error::Config { path: opts.output.clone(), message })?;
+    let model_config = config.model_config().map_err(|message| Error::Config {
+        path: opts.output.clone(),
+        message,
+    })?;
     let data = TokenData::open(&opts.data, config.seq_len)?;
     let ckpt_root = opts.output.join("checkpoints");
     std::fs::create_dir_all(&ckpt_root).map_err(|e| Error::io(&ckpt_root, e))?;
     let metrics_path = opts.output.join("metrics.jsonl");
 
-    let resume_from = if opts.resume { latest_checkpoint(&ckpt_root) } else { None };
+    let resume_from = if opts.resume {
+        latest_checkpoint(&ckpt_root)
+    } else {
+        None
+    };
     let (mut model, mut optim, mut state, mut history) = match resume_from {
         Some((_, dir)) => {
-            let (model, optim, state) = load_checkpoint::<B>(&dir, config.optimizer.clone(), device)?;
+            let (model, optim, state) =
+                load_checkpoint::<B>(&dir, config.optimizer.clone(), device)?;
             // Keep the records up to the checkpoint; later ones are redone.
-            let history = read_metrics(&metrics_path)?.into_iter().filter(|m| m.step <= state.step).collect();
+            let history = read_metrics(&metrics_path)?
+                .into_iter()
+                .filter(|m| m.step <= state.step)
+                .collect();
             (model, optim, state, history)
         }
         None => {
             B::seed(device, config.seed);
-            let state = TrainerState { step: 0, optimizer_step: 0, seed: config.seed, tokens: 0 };
-            (model_config.init::<B>(device), AdamW::<B>::new(config.optimizer.clone()), state, Vec::new())
+            let state = TrainerState {
+                step: 0,
+                optimizer_step: 0,
+                seed: config.seed,
+                tokens: 0,
+            };
+            (
+                model_config.init::<B>(device),
+                AdamW::<B>::new(config.optimizer.clone()),
+                state,
+                Vec::new(),
+            )
         }
     };
     write_metrics(&metrics_path, &history)?;
-    let mut metrics_file = std::fs::OpenOptions::new().append(true).open(&metrics_path).map_err(|e| Error::io(&metrics_path, e))?;
+    let mut metrics_file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&metrics_path)
+        .map_err(|e| Error::io(&metrics_path, e))?;
     let mut emit = |m: Metrics, history: &mut Vec<Metrics>| -> Result<(), Error> {
         let line = serde_json::to_string(&m).expect("metrics serialize");
         writeln!(metrics_file, "{line}").map_err(|e| Error::io(&metrics_path, e))?;
@@ -275,7 +317,11 @@ pub fn train<B: AutodiffBackend>(
 
     let total = config.max_steps;
     let start_step = state.step;
-    let (mb, t, accum) = (config.micro_batch_size, config.seq_len, config.grad_accum_steps);
+    let (mb, t, accum) = (
+        config.micro_batch_size,
+        config.seq_len,
+        config.grad_accum_steps,
+    );
     let dtype = config.precision.dtype();
     let flops_per_step = flops_per_token(&model_config, t) * config.tokens_per_step() as f64;
     let mut losses = Vec::new();
@@ -327,7 +373,8 @@ pub fn train<B: AutodiffBackend>(
         };
         emit(record, &mut history)?;
 
-        let due = |interval: usize| (interval > 0 && state.step % interval == 0) || state.step == total;
+        let due =
+            |interval: usize| (interval > 0 && state.step % interval == 0) || state.step == total;
         if due(config.eval_interval) {
             let loss = evaluate_split(&model, &data.validation, config, device);
             val_loss = Some(loss);
@@ -355,7 +402,11 @@ pub fn train<B: AutodiffBackend>(
     if let Err(e) = plot::loss_curve(&history, &opts.output.join("loss.png")) {
         tracing::warn!("loss.png not written: {e}");
     }
-    let tokens_per_sec = if timed > 0 { timed_tokens as f64 / timed_secs } else { 0.0 };
+    let tokens_per_sec = if timed > 0 {
+        timed_tokens as f64 / timed_secs
+    } else {
+        0.0
+    };
     Ok(TrainSummary {
         steps: state.step,
         start_step,
@@ -376,7 +427,12 @@ pub fn read_metrics(path: &Path) -> Result<Vec<Metrics>, Error> {
     };
     text.lines()
         .filter(|l| !l.trim().is_empty())
-        .map(|l| serde_json::from_str(l).map_err(|e| Error::Data { path: path.to_owned(), message: e.to_string() }))
+        .map(|l| {
+            serde_json::from_str(l).map_err(|e| Error::Data {
+                path: path.to_owned(),
+                message: e.to_string(),
+            })
+        })
         .collect()
 }
 

@@ -27,6 +27,15 @@ pub enum Command {
     /// Global MinHash, exact-substring and URL dedup of refined Parquet; same schema out.
     #[command(after_help = "Examples:\n  falconry dedup --input runs/r1/refine --output runs/r1/dedup\n  # as a job array, one step at a time (signatures, buckets, components, exact_substring, url_dedup, filter):\n  falconry dedup --input runs/r1/refine --output runs/r1/dedup --stage signatures --task 3 --tasks 64")]
     Dedup(DedupArgs),
+    /// Train a Falcon on token shards: AdamW, warmup + cosine, bf16, checkpoints, --resume.
+    #[command(after_help = "Example:\n  falconry train --config configs/train/falcon-124m.toml --data runs/r1/tokenize --output runs/r1/train --steps 300")]
+    Train(TrainArgs),
+    /// Loss and perplexity of a checkpoint on a text file; prints {"tokens","loss","perplexity"}.
+    #[command(after_help = "Example:\n  falconry eval --checkpoint runs/r1/train/checkpoints/step-000300 --input held-out.txt --tokenizer tokenizer.json")]
+    Eval(EvalArgs),
+    /// Sample a continuation of a prompt from a checkpoint (KV-cached, top-k).
+    #[command(after_help = "Example:\n  falconry generate --checkpoint runs/r1/train/checkpoints/step-000300 --tokenizer tokenizer.json --prompt 'The library' --top-k 10")]
+    Generate(GenerateArgs),
     /// Run only the main-text extractor on saved HTML files; prints JSON lines {"path","text"}.
     #[command(after_help = "Example:\n  falconry extract page.html other.html.gz | jq -r .text")]
     Extract(ExtractArgs),
@@ -95,4 +104,61 @@ pub struct DedupArgs {
     pub explain: bool,
     #[command(flatten)]
     pub task: TaskArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    /// Training config (TOML; see configs/train/).
+    #[arg(long, short)]
+    pub config: PathBuf,
+    /// Token shard folder (meta.json + shard-NNNNN.bin) from `falconry tokenize`.
+    #[arg(long, short)]
+    pub data: PathBuf,
+    /// Output folder: checkpoints/, metrics.jsonl, loss.png.
+    #[arg(long, short)]
+    pub output: PathBuf,
+    /// Optimizer steps (overrides the config's max_steps).
+    #[arg(long)]
+    pub steps: Option<usize>,
+    /// Continue from the latest checkpoint in the output folder.
+    #[arg(long)]
+    pub resume: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    /// HF checkpoint folder (config.json + model.safetensors).
+    #[arg(long)]
+    pub checkpoint: PathBuf,
+    /// Plain text to score.
+    #[arg(long, short)]
+    pub input: PathBuf,
+    /// tokenizer.json (HuggingFace format).
+    #[arg(long, short)]
+    pub tokenizer: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    /// HF checkpoint folder (config.json + model.safetensors).
+    #[arg(long)]
+    pub checkpoint: PathBuf,
+    /// tokenizer.json (HuggingFace format).
+    #[arg(long, short)]
+    pub tokenizer: PathBuf,
+    /// The text to continue.
+    #[arg(long, short)]
+    pub prompt: String,
+    /// Tokens to add at most.
+    #[arg(long, default_value_t = 64)]
+    pub max_new_tokens: usize,
+    /// Sample among the k likeliest tokens (0: all).
+    #[arg(long, default_value_t = 10)]
+    pub top_k: usize,
+    /// Softmax temperature (0: greedy).
+    #[arg(long, default_value_t = 1.0)]
+    pub temperature: f64,
+    /// Sampler seed.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
 }

@@ -9,6 +9,7 @@ mod extract;
 mod plot;
 mod progress;
 mod refine;
+mod train;
 
 use std::process::ExitCode;
 
@@ -23,6 +24,9 @@ fn main() -> ExitCode {
         Command::Refine(args) => refine::run(args),
         Command::Dedup(args) => dedup::run(args),
         Command::Extract(args) => extract::run(args),
+        Command::Train(args) => train::run_train(args),
+        Command::Eval(args) => train::run_eval(args),
+        Command::Generate(args) => train::run_generate(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -18,3 +18,14 @@ pub fn bytes_bar(total: u64, what: &str) -> ProgressBar {
     bar.set_message(what.to_string());
     bar
 }
+
+/// A bar over `total` steps; hidden like [`bytes_bar`].
+pub fn count_bar(total: u64, what: &str) -> ProgressBar {
+    let dumb = std::env::var("TERM").is_ok_and(|t| t == "dumb");
+    if !std::io::stderr().is_terminal() || dumb {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(total);
+    bar.set_message(what.to_string());
+    bar
+}

@@ -41,8 +41,9 @@ fn shared_crawls_refine_with_a_consistent_funnel() {
     let stats = t.stats("out");
     assert_funnel_consistent(&stats);
     let read = stage(&stats, "read");
-    // 16 + 140 + 22 + 15 + 1 + 1 + 1 HTML responses, and the WET conversion record.
-    assert!(read["out"].as_u64().unwrap() >= 190, "{read}");
+    // The 2xx HTML responses (16 + 22 + 15 + 1 + 1, most of aut's 140) and the WET record.
+    assert!(read["out"].as_u64().unwrap() >= 150, "{read}");
+    assert!(read["dropped"]["http_status"].as_u64().unwrap() > 0, "{read}");
     assert!(read["dropped"]["request"].as_u64().unwrap() > 0);
     let last = stats["stages"].as_array().unwrap().last().unwrap()["out"].as_u64().unwrap();
     assert!(last > 0, "nothing survived: {stats}");

@@ -17,9 +17,11 @@
 //!    and table rows come out one per line, in reading order, with the `[src, alt]` of the
 //!    images kept. The `h1` (the page title, not part of the article body) is left out.
 
+use std::collections::HashSet;
 use std::sync::OnceLock;
 
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
+use xxhash_rust::xxh3::xxh3_64;
 
 use super::html::{Dom, Event, Tag};
 use super::text::push_text;
@@ -271,6 +273,7 @@ fn pruned_tag(tag: Tag) -> bool {
             | Canvas
             | Dialog
             | Embed
+            | Figure
             | Footer
             | Head
             | Iframe
@@ -410,18 +413,77 @@ fn score(dom: &Dom, stats: &mut [Stats]) -> Option<usize> {
             at = dom.nodes[at].parent as usize;
         }
     }
-    let mut best: Option<(usize, f32)> = None;
+    // The five best candidates, best first (ties: document order).
+    let mut best: Vec<(f32, usize)> = Vec::with_capacity(TOP_CANDIDATES + 1);
     for (i, st) in stats.iter_mut().enumerate() {
         let ld = st.link_density();
         if let Some(s) = st.score.as_mut() {
             *s *= 1.0 - ld;
-            if best.is_none_or(|(_, b)| *s > b) {
-                best = Some((i, *s));
+            if best.len() < TOP_CANDIDATES || *s > best[best.len() - 1].0 {
+                let at = best.partition_point(|&(b, _)| b >= *s);
+                best.insert(at, (*s, i));
+                best.truncate(TOP_CANDIDATES);
             }
         }
     }
-    best.map(|(i, _)| i)
+    let &(top_score, mut top) = best.first()?;
+    let is_ancestor = |a: usize, n: usize| {
+        let (a, n) = (&dom.nodes[a], &dom.nodes[n]);
+        a.open < n.open && n.close < a.close
+    };
+    // Readability: when at least three other strong candidates (>= 0.75 of the best) sit
+    // under one ancestor of the best, the article is split and that ancestor holds it.
+    let strong: Vec<usize> =
+        best[1..].iter().filter(|&&(s, _)| s >= 0.75 * top_score).map(|&(_, i)| i).collect();
+    if strong.len() >= 3 {
+        let mut p = dom.nodes[top].parent as usize;
+        while p > 0 && dom.nodes[p].tag != Tag::Body {
+            if strong.iter().filter(|&&c| is_ancestor(p, c)).count() >= 3 {
+                top = p;
+                break;
+            }
+            p = dom.nodes[p].parent as usize;
+        }
+    }
+    // A parent scoring higher than the candidate on the way up holds more of the text.
+    let mut last = stats[top].score.unwrap_or(0.0);
+    let floor = last / 3.0;
+    let mut p = dom.nodes[top].parent as usize;
+    while p > 0 && dom.nodes[p].tag != Tag::Body {
+        if let Some(s) = stats[p].score {
+            if s < floor {
+                break;
+            }
+            if s > last {
+                top = p;
+                break;
+            }
+            last = s;
+        }
+        p = dom.nodes[p].parent as usize;
+    }
+    // An only child hands over to its parent, so that sibling joining sees its neighbours.
+    let mut children = vec![0u32; dom.nodes.len()];
+    for (i, node) in dom.nodes.iter().enumerate().skip(1) {
+        if !stats[i].pruned {
+            children[node.parent as usize] += 1;
+        }
+    }
+    loop {
+        let p = dom.nodes[top].parent as usize;
+        if p == 0 || dom.nodes[p].tag == Tag::Body || children[p] != 1 {
+            break;
+        }
+        top = p;
+    }
+    if stats[top].score.is_none() {
+        stats[top].score = Some(tag_prior(dom.nodes[top].tag) + stats[top].weight);
+    }
+    Some(top)
 }
+
+/// How many best candidates Readability compares.
+const TOP_CANDIDATES: usize = 5;
 
 /// Elements that are paragraphs themselves (their score goes to their container).
 fn is_paragraph(tag: Tag) -> bool {
@@ -496,13 +558,17 @@ fn ends_sentence(dom: &Dom, i: usize) -> bool {
 }
 
 /// Readability's `_cleanConditionally`: whether a container inside the selection is debris.
-fn is_debris(dom: &Dom, stats: &[Stats], i: usize) -> bool {
+/// A wrapper holding most of the selection's text (`root_chars`) is never debris.
+fn is_debris(dom: &Dom, stats: &[Stats], i: usize, root_chars: u32) -> bool {
     let node = &dom.nodes[i];
     use Tag::*;
     if !matches!(node.tag, Div | Section | Ul | Ol | Table | Form | Fieldset | Dl) {
         return false;
     }
     let st = &stats[i];
+    if st.chars * 2 > root_chars {
+        return false;
+    }
     let weight = st.weight;
     if weight < 0.0 {
         return true;
@@ -527,9 +593,8 @@ fn is_debris(dom: &Dom, stats: &[Stats], i: usize) -> bool {
 
 /// Step 4: text and images of the selected subtrees.
 fn render(dom: &Dom, stats: &[Stats], selected: &[usize]) -> (String, Vec<[String; 2]>) {
-    let mut text = String::new();
+    let mut out = Lines::default();
     let mut images = Vec::new();
-    let mut space = false;
     for &root in selected {
         let mut k = dom.nodes[root].open as usize;
         let end = dom.nodes[root].close as usize;
@@ -540,13 +605,13 @@ fn render(dom: &Dom, stats: &[Stats], selected: &[usize]) -> (String, Vec<[Strin
                     let node = &dom.nodes[i];
                     let skip = stats[i].pruned
                         || node.tag == Tag::H1
-                        || (i != root && is_debris(dom, stats, i));
+                        || (i != root && is_debris(dom, stats, i, stats[root].chars));
                     if skip {
                         k = node.close as usize + 1;
                         continue;
                     }
                     if node.tag.is_block() {
-                        end_line(&mut text, &mut space);
+                        out.end_line();
                     } else if node.tag == Tag::Img {
                         let src = dom.slice(node.src).trim();
                         if !src.is_empty() {
@@ -558,28 +623,52 @@ fn render(dom: &Dom, stats: &[Stats], selected: &[usize]) -> (String, Vec<[Strin
                 }
                 Event::Close(i) => {
                     if dom.nodes[i as usize].tag.is_block() {
-                        end_line(&mut text, &mut space);
+                        out.end_line();
                     }
                 }
-                Event::Text(s, e) => push_text(&mut text, dom.slice((s, e)), &mut space),
-                Event::Break => end_line(&mut text, &mut space),
+                Event::Text(s, e) => push_text(&mut out.text, dom.slice((s, e)), &mut out.space),
+                Event::Break => out.end_line(),
             }
             k += 1;
         }
-        end_line(&mut text, &mut space);
+        out.end_line();
     }
-    (text, images)
+    (out.text, images)
 }
 
-/// Ends the current line (no empty lines from nested blocks).
-fn end_line(text: &mut String, space: &mut bool) {
-    while text.ends_with(' ') {
-        text.pop();
+/// Lines of output text. A line seen before in the page (a caption shown twice, a
+/// paragraph in a print copy) is left out, as trafilatura's `deduplicate` does.
+#[derive(Default)]
+struct Lines {
+    text: String,
+    /// A space is due before the next word.
+    space: bool,
+    /// Where the current line starts in `text`.
+    start: usize,
+    /// Hashes of the lines written so far.
+    seen: HashSet<u64>,
+}
+
+/// Lines shorter than this are never treated as repeats (list bullets, table cells).
+const MIN_REPEAT_BYTES: usize = 20;
+
+impl Lines {
+    /// Ends the current line (no empty lines from nested blocks).
+    fn end_line(&mut self) {
+        let trimmed = self.text.trim_end_matches(' ').len();
+        self.text.truncate(trimmed);
+        self.space = false;
+        if self.text.len() == self.start {
+            return;
+        }
+        let line = &self.text[self.start..];
+        if line.len() >= MIN_REPEAT_BYTES && !self.seen.insert(xxh3_64(line.as_bytes())) {
+            self.text.truncate(self.start);
+            return;
+        }
+        self.text.push('\n');
+        self.start = self.text.len();
     }
-    if !text.is_empty() && !text.ends_with('\n') {
-        text.push('\n');
-    }
-    *space = false;
 }
 
 #[cfg(test)]
@@ -604,7 +693,7 @@ mod scratch {
             let mut v = Vec::new();
             while i != 0 {
                 let n = &dom.nodes[i];
-                v.push(format!("{:?}.{}#{}{}", n.tag, dom.slice(n.class), dom.slice(n.id), if stats[i].pruned { "!P" } else { "" }));
+                v.push(format!("{:?}.{}#{}{}", n.tag, dom.slice(n.class).chars().take(25).collect::<String>(), dom.slice(n.id).chars().take(15).collect::<String>(), if stats[i].pruned { "!P" } else { "" }));
                 i = n.parent as usize;
             }
             v.reverse();
@@ -618,6 +707,7 @@ mod scratch {
                 let mut cur = 0; for (k, ev2) in dom.events.iter().enumerate() { match *ev2 { Event::Open(i) => cur = i as usize, Event::Close(i) => cur = dom.nodes[i as usize].parent as usize, _ => {} } if std::ptr::eq(ev2, ev) { let _ = k; break; } }
                 eprintln!("TEXT at {}", path_of(cur)); break; } } }
         }
-        eprintln!("top {:?} selected {:?}", top, top.map(|t| select(&dom, &stats, t)));
+        eprintln!("top {:?} {} selected {:?}", top, top.map(|t| path_of(t)).unwrap_or_default(), top.map(|t| select(&dom, &stats, t)));
+        if let Some(t) = top { let sel = select(&dom, &stats, t); eprintln!("RENDER {:?}", render(&dom, &stats, &sel).0.chars().take(300).collect::<String>()); }
     }
 }

@@ -392,7 +392,12 @@ fn score(dom: &Dom, stats: &mut [Stats]) -> Option<usize> {
     for i in 1..dom.nodes.len() {
         let node = &dom.nodes[i];
         let st = &stats[i];
-        if st.pruned || !node.tag.is_block() || st.inline_chars < MIN_PARAGRAPH_CHARS {
+        // The `h1` is the page title, not text (and is not rendered).
+        if st.pruned
+            || !node.tag.is_block()
+            || node.tag == Tag::H1
+            || st.inline_chars < MIN_PARAGRAPH_CHARS
+        {
             continue;
         }
         let points = 1.0 + st.inline_commas as f32 + (st.inline_chars as f32 / 100.0).min(3.0);
@@ -417,7 +422,13 @@ fn score(dom: &Dom, stats: &mut [Stats]) -> Option<usize> {
     let mut best: Vec<(f32, usize)> = Vec::with_capacity(TOP_CANDIDATES + 1);
     for (i, st) in stats.iter_mut().enumerate() {
         let ld = st.link_density();
+        let (prior, weight) = (tag_prior(dom.nodes[i].tag), st.weight);
         if let Some(s) = st.score.as_mut() {
+            // A good name does not make a container of one short line (a dateline in
+            // `article-date`) the article: positive weight needs some paragraph points.
+            if weight > 0.0 && *s - prior - weight < MIN_POINTS_FOR_BONUS {
+                *s -= weight;
+            }
             *s *= 1.0 - ld;
             if best.len() < TOP_CANDIDATES || *s > best[best.len() - 1].0 {
                 let at = best.partition_point(|&(b, _)| b >= *s);
@@ -481,6 +492,9 @@ fn score(dom: &Dom, stats: &mut [Stats]) -> Option<usize> {
     }
     Some(top)
 }
+
+/// Paragraph points a container needs before its positive class weight counts.
+const MIN_POINTS_FOR_BONUS: f32 = 3.0;
 
 /// How many best candidates Readability compares.
 const TOP_CANDIDATES: usize = 5;
@@ -671,43 +685,3 @@ impl Lines {
     }
 }
 
-#[cfg(test)]
-mod scratch {
-    use super::*;
-    #[test]
-    fn explain_page() {
-        let Ok(path) = std::env::var("EXPLAIN_PAGE") else { return };
-        let raw = std::fs::read(&path).unwrap();
-        let mut out = Vec::new();
-        use std::io::Read;
-        flate2::read::GzDecoder::new(&raw[..]).read_to_end(&mut out).unwrap();
-        let html = String::from_utf8_lossy(&out).into_owned();
-        let dom = Dom::parse(&html, 256, 200_000).unwrap();
-        let mut stats = vec![Stats::default(); dom.nodes.len()];
-        prune(&dom, &mut stats, &subtree_text_bytes(&dom), true);
-        count_text(&dom, &mut stats);
-        let top = score(&dom, &mut stats);
-        let mut cands: Vec<(f32, usize)> = stats.iter().enumerate().filter_map(|(i, s)| s.score.map(|x| (x, i))).collect();
-        cands.sort_by(|a, b| b.0.total_cmp(&a.0));
-        let path_of = |mut i: usize| {
-            let mut v = Vec::new();
-            while i != 0 {
-                let n = &dom.nodes[i];
-                v.push(format!("{:?}.{}#{}{}", n.tag, dom.slice(n.class).chars().take(25).collect::<String>(), dom.slice(n.id).chars().take(15).collect::<String>(), if stats[i].pruned { "!P" } else { "" }));
-                i = n.parent as usize;
-            }
-            v.reverse();
-            v.join(" > ")
-        };
-        for (s, i) in cands.iter().take(6) {
-            eprintln!("{s:.1} chars={} ld={:.2} {}", stats[*i].chars, stats[*i].link_density(), path_of(*i));
-        }
-        if let Ok(needle) = std::env::var("EXPLAIN_TEXT") {
-            for ev in &dom.events { if let Event::Text(s, e) = *ev { if dom.slice((s, e)).contains(&needle) {
-                let mut cur = 0; for (k, ev2) in dom.events.iter().enumerate() { match *ev2 { Event::Open(i) => cur = i as usize, Event::Close(i) => cur = dom.nodes[i as usize].parent as usize, _ => {} } if std::ptr::eq(ev2, ev) { let _ = k; break; } }
-                eprintln!("TEXT at {}", path_of(cur)); break; } } }
-        }
-        eprintln!("top {:?} {} selected {:?}", top, top.map(|t| path_of(t)).unwrap_or_default(), top.map(|t| select(&dom, &stats, t)));
-        if let Some(t) = top { let sel = select(&dom, &stats, t); eprintln!("RENDER {:?}", render(&dom, &stats, &sel).0.chars().take(300).collect::<String>()); }
-    }
-}

@@ -87,3 +87,67 @@ fn hostile_inputs_are_bounded() {
         let _ = extract(s);
     }
 }
+
+/// The shared test data (`FALCONRY_TEST_DATA`, default `../shared/data` beside the repo).
+fn data_dir() -> std::path::PathBuf {
+    std::env::var_os("FALCONRY_TEST_DATA").map(Into::into).unwrap_or_else(|| {
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data")
+    })
+}
+
+fn read_gz(path: &std::path::Path) -> String {
+    use std::io::Read;
+    let raw = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut out = Vec::new();
+    flate2::read::GzDecoder::new(&raw[..]).read_to_end(&mut out).unwrap();
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[test]
+fn real_news_article_from_the_benchmark() {
+    // CNBC, a React page: the article body sits among key points, video and related links.
+    let html = read_gz(&data_dir().join(
+        "extraction-bench/html/374ac9a59a85196cdacc1679fb8993521a7b7d9d6533720f102300be1c7face4.html.gz",
+    ));
+    let out = extract(&html);
+    assert!(out.text.contains("Dubai's flagship carrier Emirates Airline finalized a deal"), "{}", out.text);
+    assert!(out.text.ends_with("now increasingly preferred by airliners."), "{}", out.text);
+    // The headline (h1) and the page chrome are not the article body.
+    assert!(!out.text.contains("Emirates inks order for 30 Boeing 787 jets, talks expansion plans"));
+    assert!(!out.text.contains("Privacy Policy"), "{}", out.text);
+    assert!(!out.text.contains("\n\n\n") && !out.text.contains("https://"));
+}
+
+#[test]
+fn real_pages_keep_with_and_drop_without_snippets() {
+    // trafilatura's own evaluation pages: snippets that must and must not be extracted.
+    let dir = data_dir().join("html/trafilatura-eval");
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("evaldata_subset.json")).unwrap()).unwrap();
+    let pages = ["pythonspeed.com.docker.html", "autonews.ch-Tesla.html", "thw.de-frauen.html"];
+    for page in pages {
+        let entry = meta.as_object().unwrap().values().find(|v| v["file"] == page).unwrap();
+        let out = extract(&read_gz(&dir.join("pages").join(format!("{page}.gz"))));
+        for s in entry["with"].as_array().unwrap() {
+            assert!(out.text.contains(s.as_str().unwrap()), "{page}: missing {s}");
+        }
+        for s in entry["without"].as_array().unwrap() {
+            assert!(!out.text.contains(s.as_str().unwrap()), "{page}: boilerplate {s}");
+        }
+    }
+}
+
+#[test]
+fn real_pages_through_the_stage() {
+    // Real pages through the stage: text filled, html consumed, no drop for a real article.
+    let dir = data_dir().join("extraction-bench/html");
+    let mut paths: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
+    paths.sort();
+    let ex = Extractor::new(&ExtractionConfig::default());
+    for path in paths.iter().take(12) {
+        let mut doc = Document { html: Some(read_gz(path)), ..Default::default() };
+        assert_eq!(ex.apply(&mut doc), Verdict::Keep, "{}", path.display());
+        assert!(doc.html.is_none() && doc.content.len() > 200, "{}", path.display());
+        assert!(!doc.content.contains("\n\n\n") && !doc.content.contains("http://"));
+    }
+}

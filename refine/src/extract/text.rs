@@ -259,8 +259,10 @@ pub(crate) fn push_text(out: &mut String, raw: &str, space: &mut bool) {
     flush(out, &raw[run..], space);
 }
 
+/// Characters that only hint at layout: soft hyphen, zero-width space, byte-order mark.
+/// (Zero-width (non-)joiners stay: Indic and Persian spelling needs them.)
 fn is_invisible(ch: char) -> bool {
-    matches!(ch, '\u{ad}' | '\u{200b}' | '\u{200c}' | '\u{200d}' | '\u{feff}')
+    matches!(ch, '\u{ad}' | '\u{200b}' | '\u{feff}')
 }
 
 /// Appends a run without whitespace, preceded by the pending space if any.

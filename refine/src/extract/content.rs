@@ -44,6 +44,10 @@ const PATTERNS: &[(&str, u8)] = &[
     ("ai2html", UNLIKELY),
     ("banner", NEGATIVE | UNLIKELY),
     ("breadcrumb", UNLIKELY),
+    ("byline", NEGATIVE | UNLIKELY),
+    ("caption", NEGATIVE | UNLIKELY),
+    ("credit", NEGATIVE | UNLIKELY),
+    ("dateline", NEGATIVE | UNLIKELY),
     ("combx", NEGATIVE | UNLIKELY),
     ("comment", NEGATIVE | UNLIKELY),
     ("com-", NEGATIVE),
@@ -121,12 +125,18 @@ fn name_flags(value: &str) -> u8 {
     for m in patterns().find_overlapping_iter(value) {
         // `pageRow` is not `pager`: a camel-case word boundary inside the match breaks it.
         let matched = &value.as_bytes()[m.start()..m.end()];
-        if matched.windows(2).any(|w| w[0].is_ascii_lowercase() && w[1].is_ascii_uppercase()) {
+        if matched
+            .windows(2)
+            .any(|w| w[0].is_ascii_lowercase() && w[1].is_ascii_uppercase())
+        {
             continue;
         }
         flags |= PATTERNS[m.pattern().as_usize()].1;
     }
-    if value.split_ascii_whitespace().any(|t| t.eq_ignore_ascii_case("hid")) {
+    if value
+        .split_ascii_whitespace()
+        .any(|t| t.eq_ignore_ascii_case("hid"))
+    {
         flags |= NEGATIVE;
     }
     flags
@@ -211,7 +221,9 @@ fn extract_with(dom: &Dom, bytes: &[u32], by_name: bool) -> (String, Vec<[String
     let mut stats = vec![Stats::default(); dom.nodes.len()];
     prune(dom, &mut stats, bytes, by_name);
     count_text(dom, &mut stats);
-    let Some(top) = score(dom, &mut stats) else { return (String::new(), Vec::new()) };
+    let Some(top) = score(dom, &mut stats) else {
+        return (String::new(), Vec::new());
+    };
     let selected = select(dom, &stats, top);
     render(dom, &stats, &selected)
 }
@@ -241,7 +253,10 @@ fn prune(dom: &Dom, stats: &mut [Stats], bytes: &[u32], by_name: bool) {
     for (i, node) in dom.nodes.iter().enumerate().skip(1) {
         let parent = &stats[node.parent as usize];
         let (parent_pruned, parent_link) = (parent.pruned, parent.in_link);
-        let flags = [name_flags(dom.slice(node.class)), name_flags(dom.slice(node.id))];
+        let flags = [
+            name_flags(dom.slice(node.class)),
+            name_flags(dom.slice(node.id)),
+        ];
         let st = &mut stats[i];
         st.weight = weight(flags);
         st.in_link = parent_link || node.tag == Tag::A;
@@ -255,7 +270,10 @@ fn prune(dom: &Dom, stats: &mut [Stats], bytes: &[u32], by_name: bool) {
             && small
             && both & UNLIKELY != 0
             && both & MAYBE == 0
-            && !matches!(node.tag, Tag::Body | Tag::A | Tag::Article | Tag::Main | Tag::Html);
+            && !matches!(
+                node.tag,
+                Tag::Body | Tag::A | Tag::Article | Tag::Main | Tag::Html
+            );
         st.pruned = unlikely
             || (node.hidden && small)
             || pruned_tag(node.tag)
@@ -315,7 +333,11 @@ fn pruned_role(role: &str) -> bool {
 fn block_owners(dom: &Dom) -> Vec<u32> {
     let mut owner = vec![0u32; dom.nodes.len()];
     for (i, node) in dom.nodes.iter().enumerate().skip(1) {
-        owner[i] = if node.tag.is_block() { i as u32 } else { owner[node.parent as usize] };
+        owner[i] = if node.tag.is_block() {
+            i as u32
+        } else {
+            owner[node.parent as usize]
+        };
     }
     owner
 }
@@ -402,7 +424,11 @@ fn score(dom: &Dom, stats: &mut [Stats]) -> Option<usize> {
         }
         let points = 1.0 + st.inline_commas as f32 + (st.inline_chars as f32 / 100.0).min(3.0);
         // A paragraph element feeds its container; a division with loose text is its own.
-        let mut at = if is_paragraph(node.tag) { node.parent as usize } else { i };
+        let mut at = if is_paragraph(node.tag) {
+            node.parent as usize
+        } else {
+            i
+        };
         for level in 0..5 {
             if at == 0 {
                 break;
@@ -444,8 +470,11 @@ fn score(dom: &Dom, stats: &mut [Stats]) -> Option<usize> {
     };
     // Readability: when at least three other strong candidates (>= 0.75 of the best) sit
     // under one ancestor of the best, the article is split and that ancestor holds it.
-    let strong: Vec<usize> =
-        best[1..].iter().filter(|&&(s, _)| s >= 0.75 * top_score).map(|&(_, i)| i).collect();
+    let strong: Vec<usize> = best[1..]
+        .iter()
+        .filter(|&&(s, _)| s >= 0.75 * top_score)
+        .map(|&(_, i)| i)
+        .collect();
     if strong.len() >= 3 {
         let mut p = dom.nodes[top].parent as usize;
         while p > 0 && dom.nodes[p].tag != Tag::Body {
@@ -502,7 +531,10 @@ const TOP_CANDIDATES: usize = 5;
 /// Elements that are paragraphs themselves (their score goes to their container).
 fn is_paragraph(tag: Tag) -> bool {
     use Tag::*;
-    matches!(tag, P | Pre | Td | Th | Li | Dd | Dt | H1 | H2 | H3 | H4 | H5 | H6 | Blockquote)
+    matches!(
+        tag,
+        P | Pre | Td | Th | Li | Dd | Dt | H1 | H2 | H3 | H4 | H5 | H6 | Blockquote
+    )
 }
 
 /// Step 3: the top candidate and the siblings that belong with it, in document order.
@@ -537,7 +569,10 @@ fn select(dom: &Dom, stats: &[Stats], top: usize) -> Vec<usize> {
                     || (node.tag == Tag::P && {
                         let ld = st.link_density();
                         (st.chars > 80 && ld < 0.25)
-                            || (st.chars > 0 && st.chars <= 80 && ld == 0.0 && ends_sentence(dom, i))
+                            || (st.chars > 0
+                                && st.chars <= 80
+                                && ld == 0.0
+                                && ends_sentence(dom, i))
                     })
             });
         if keep {
@@ -562,13 +597,15 @@ fn next_after_subtree(dom: &Dom, i: usize) -> usize {
 /// Whether the node's text contains a sentence end (Readability's `\.( |$)` test).
 fn ends_sentence(dom: &Dom, i: usize) -> bool {
     let node = &dom.nodes[i];
-    dom.events[node.open as usize..node.close as usize].iter().any(|e| match *e {
-        Event::Text(s, e) => {
-            let t = dom.slice((s, e)).trim_end();
-            t.ends_with('.') || t.contains(". ")
-        }
-        _ => false,
-    })
+    dom.events[node.open as usize..node.close as usize]
+        .iter()
+        .any(|e| match *e {
+            Event::Text(s, e) => {
+                let t = dom.slice((s, e)).trim_end();
+                t.ends_with('.') || t.contains(". ")
+            }
+            _ => false,
+        })
 }
 
 /// Readability's `_cleanConditionally`: whether a container inside the selection is debris.
@@ -576,7 +613,10 @@ fn ends_sentence(dom: &Dom, i: usize) -> bool {
 fn is_debris(dom: &Dom, stats: &[Stats], i: usize, root_chars: u32) -> bool {
     let node = &dom.nodes[i];
     use Tag::*;
-    if !matches!(node.tag, Div | Section | Ul | Ol | Table | Form | Fieldset | Dl) {
+    if !matches!(
+        node.tag,
+        Div | Section | Ul | Ol | Table | Form | Fieldset | Dl
+    ) {
         return false;
     }
     let st = &stats[i];
@@ -684,4 +724,3 @@ impl Lines {
         self.start = self.text.len();
     }
 }
-

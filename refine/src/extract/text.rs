@@ -298,7 +298,11 @@ fn reference(s: &[u8]) -> (Option<char>, usize) {
         if end == start {
             return (None, 1);
         }
-        let len = if s.get(end) == Some(&b';') { end + 1 } else { end };
+        let len = if s.get(end) == Some(&b';') {
+            end + 1
+        } else {
+            end
+        };
         // Windows-1252 code points that pages send as numeric references.
         let value = match value {
             0x91 | 0x92 => 0x2019,
@@ -316,7 +320,11 @@ fn reference(s: &[u8]) -> (Option<char>, usize) {
     }
     match ENTITIES.binary_search_by(|(name, _)| (*name).cmp(&s[1..end])) {
         Ok(k) => {
-            let len = if s.get(end) == Some(&b';') { end + 1 } else { end };
+            let len = if s.get(end) == Some(&b';') {
+                end + 1
+            } else {
+                end
+            };
             (Some(ENTITIES[k].1), len)
         }
         Err(_) => (None, 1),
@@ -338,11 +346,20 @@ mod tests {
 
     #[test]
     fn references_and_whitespace() {
-        assert_eq!(decode(&["  a&amp;b &lt;c&gt;\n\t d&nbsp;&nbsp;e "]), "a&b <c> d e");
-        assert_eq!(decode(&["caf&eacute; &#233;&#xE9;&#8217;s &unknown; &"]), "café éé’s &unknown; &");
+        assert_eq!(
+            decode(&["  a&amp;b &lt;c&gt;\n\t d&nbsp;&nbsp;e "]),
+            "a&b <c> d e"
+        );
+        assert_eq!(
+            decode(&["caf&eacute; &#233;&#xE9;&#8217;s &unknown; &"]),
+            "café éé’s &unknown; &"
+        );
         assert_eq!(decode(&["no", "join ", "<", " x"]), "nojoin < x");
         assert_eq!(decode(&["soft&shy;hy\u{ad}phen\u{a0}x"]), "softhyphen x");
-        assert_eq!(decode(&["&#150;&#x2014;&#0;&#99999999;"]), "–—\u{fffd}\u{fffd}");
+        assert_eq!(
+            decode(&["&#150;&#x2014;&#0;&#99999999;"]),
+            "–—\u{fffd}\u{fffd}"
+        );
     }
 
     #[test]

@@ -86,7 +86,7 @@ const PATTERNS: &[(&str, u8)] = &[
     ("social", UNLIKELY),
     ("sponsor", NEGATIVE | UNLIKELY),
     ("supplemental", UNLIKELY),
-    ("tags", NEGATIVE),
+    ("tags", NEGATIVE | UNLIKELY),
     ("tool", NEGATIVE),
     ("widget", NEGATIVE),
     ("yom-remote", UNLIKELY),
@@ -522,6 +522,9 @@ fn score(dom: &Dom, stats: &mut [Stats]) -> Option<usize> {
     Some(top)
 }
 
+/// Any block inside the selection with a larger share of link text is left out.
+const MAX_BLOCK_LINK_DENSITY: f32 = 0.8;
+
 /// Paragraph points a container needs before its positive class weight counts.
 const MIN_POINTS_FOR_BONUS: f32 = 3.0;
 
@@ -613,14 +616,15 @@ fn ends_sentence(dom: &Dom, i: usize) -> bool {
 fn is_debris(dom: &Dom, stats: &[Stats], i: usize, root_chars: u32) -> bool {
     let node = &dom.nodes[i];
     use Tag::*;
-    if !matches!(
-        node.tag,
-        Div | Section | Ul | Ol | Table | Form | Fieldset | Dl
-    ) {
-        return false;
-    }
     let st = &stats[i];
     if st.chars * 2 > root_chars {
+        return false;
+    }
+    // A paragraph or line that is mostly links (tag lists, "read more" rows) is navigation.
+    if node.tag.is_block() && st.link_density() > MAX_BLOCK_LINK_DENSITY {
+        return true;
+    }
+    if !matches!(node.tag, Div | Section | Ul | Ol | Table | Form | Fieldset | Dl) {
         return false;
     }
     let weight = st.weight;

@@ -338,6 +338,24 @@ fn run() -> Result<(), String> {
         peer_secs.map_or("-".into(), |s| format!("{:.1}x", s / ours_secs)),
     );
 
+    // Hostile pages near the size cap: the slowest one bounds a worker's time per page.
+    let hostile = hostile_pages();
+    let mut slowest = (0.0f64, "");
+    for (name, html) in &hostile {
+        let t0 = Instant::now();
+        let _ = extractor.try_extract(html);
+        let secs = t0.elapsed().as_secs_f64();
+        if secs > slowest.0 {
+            slowest = (secs, name);
+        }
+    }
+    println!(
+        "| slowest of {} hostile ~2 MB pages | {:.1} ms ({}) | - | - |",
+        hostile.len(),
+        1e3 * slowest.0,
+        slowest.1
+    );
+
     if args.worst > 0 {
         let mut rows: Vec<(f64, f64, &str)> = all
             .iter()
@@ -368,4 +386,36 @@ fn run() -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// Generated pages that try to stall an extractor: deep nesting, a flood of tiny elements,
+/// one giant attribute, unclosed tags, entity soup, binary-looking bytes.
+fn hostile_pages() -> Vec<(&'static str, String)> {
+    let n = 1_900_000;
+    let para = "<p>Some words, in a paragraph, long enough to count as text.</p>";
+    let fill = |unit: &str| unit.repeat(n / unit.len());
+    vec![
+        ("nested divs", fill("<div>") + para),
+        ("tiny elements", fill("<b>x</b>")),
+        ("unclosed paragraphs", fill("<p>a, b")),
+        (
+            "one attribute",
+            format!("<div class=\"{}\">{para}</div>", "a".repeat(n)),
+        ),
+        ("list items", fill("<ul><li>")),
+        (
+            "entity soup",
+            format!("<p>{}</p>", fill("&amp;&#x41;&bogus;")),
+        ),
+        (
+            "unterminated comment",
+            format!("<p>x</p><!--{}", "-".repeat(n)),
+        ),
+        (
+            "bytes",
+            (0..n as u32)
+                .map(|i| char::from((i.wrapping_mul(2_654_435_761) >> 24) as u8))
+                .collect(),
+        ),
+    ]
 }

@@ -624,7 +624,10 @@ fn is_debris(dom: &Dom, stats: &[Stats], i: usize, root_chars: u32) -> bool {
     if node.tag.is_block() && st.link_density() > MAX_BLOCK_LINK_DENSITY {
         return true;
     }
-    if !matches!(node.tag, Div | Section | Ul | Ol | Table | Form | Fieldset | Dl) {
+    if !matches!(
+        node.tag,
+        Div | Section | Ul | Ol | Table | Form | Fieldset | Dl
+    ) {
         return false;
     }
     let weight = st.weight;

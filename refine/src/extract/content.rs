@@ -668,18 +668,21 @@ fn render(dom: &Dom, stats: &[Stats], selected: &[usize]) -> (String, Vec<[Strin
                         || node.tag == Tag::H1
                         || (i != root && is_debris(dom, stats, i, stats[root].chars));
                     if skip {
+                        // A figure's caption is not text, but its picture is the article's.
+                        if node.tag == Tag::Figure && !stats[node.parent as usize].pruned {
+                            for ev in &dom.events[k..node.close as usize] {
+                                if let Event::Open(j) = *ev {
+                                    push_image(dom, j as usize, &mut images);
+                                }
+                            }
+                        }
                         k = node.close as usize + 1;
                         continue;
                     }
                     if node.tag.is_block() {
                         out.end_line();
-                    } else if node.tag == Tag::Img {
-                        let src = dom.slice(node.src).trim();
-                        if !src.is_empty() {
-                            let mut alt = String::new();
-                            push_text(&mut alt, dom.slice(node.alt), &mut false);
-                            images.push([src.to_string(), alt]);
-                        }
+                    } else {
+                        push_image(dom, i, &mut images);
                     }
                 }
                 Event::Close(i) => {
@@ -695,6 +698,20 @@ fn render(dom: &Dom, stats: &[Stats], selected: &[usize]) -> (String, Vec<[Strin
         out.end_line();
     }
     (out.text, images)
+}
+
+/// Adds `[src, alt]` if node `i` is an image with a source.
+fn push_image(dom: &Dom, i: usize, images: &mut Vec<[String; 2]>) {
+    let node = &dom.nodes[i];
+    if node.tag != Tag::Img {
+        return;
+    }
+    let src = dom.slice(node.src).trim();
+    if !src.is_empty() {
+        let mut alt = String::new();
+        push_text(&mut alt, dom.slice(node.alt), &mut false);
+        images.push([src.to_string(), alt]);
+    }
 }
 
 /// Lines of output text. A line seen before in the page (a caption shown twice, a

@@ -12,7 +12,8 @@ const ARTICLE: &str = r##"<html><head><title>T</title><script>var x = "<p>no</p>
 <p>The first paragraph of the story, long enough to count, with commas, clauses, and detail.</p>
 <p>A second paragraph follows it; see https://example.com/x for more, or www.example.org.</p>
 <ul><li>First item of a list in the story body</li><li>Second item</li></ul>
-<img src="/a.jpg" alt="A &amp; B"><p>Third paragraph with the closing words of the article body.</p>
+<img src="/a.jpg" alt="A &amp; B"><figure><img src="b.png" alt=""><figcaption>Caption text</figcaption></figure>
+<p>Third paragraph with the closing words of the article body.</p>
 </article><div class="share-buttons"><a href="#">Share on Facebook</a></div></div>
 <footer>Copyright 2024 Example Corp. All rights reserved, every one of them.</footer></body></html>"##;
 
@@ -48,10 +49,12 @@ fn keeps_article_drops_boilerplate() {
             out.text
         );
     }
-    assert_eq!(
-        out.image_urls,
-        vec![["/a.jpg".to_string(), "A & B".to_string()]]
-    );
+    assert!(!out.text.contains("Caption text"), "{}", out.text);
+    let images = vec![
+        ["/a.jpg".to_string(), "A & B".to_string()],
+        ["b.png".to_string(), String::new()],
+    ];
+    assert_eq!(out.image_urls, images);
 }
 
 #[test]
@@ -80,7 +83,7 @@ fn stage_fills_content_and_counts_drops() {
     };
     assert_eq!(ex.apply(&mut doc), Verdict::Keep);
     assert!(doc.content.contains("second paragraph follows"));
-    assert_eq!(doc.image_urls.len(), 1);
+    assert_eq!(doc.image_urls.len(), 2);
     assert!(doc.html.is_none());
 
     let mut text = Document {

@@ -3,19 +3,29 @@
 //! The method is Readability's (Mozilla `Readability.js`, the algorithm behind
 //! readability-lxml, which trafilatura uses as a fallback), on a flat tree and in a few
 //! linear passes:
-//! 1. *Prune*: elements that never hold the main text (scripts, navigation, forms controls,
-//!    hidden elements) and those whose `class`/`id` name boilerplate (menus, footers,
-//!    comments, share bars, ads, related links...) are dropped with their subtrees.
+//! 1. *Prune*: elements that never hold the main text (scripts, navigation, aside, footer,
+//!    figures, form controls, hidden elements) and those whose `class`/`id` name boilerplate
+//!    (menus, comments, share bars, ads, related links, bylines, captions...) are dropped
+//!    with their subtrees. A name never prunes an element that holds most of the page's
+//!    text (a wrapper called `Page-ad-margins` is the page, not an ad).
 //! 2. *Score*: every block with at least 25 characters of its own inline text is a
 //!    paragraph worth `1 + commas + min(chars / 100, 3)`, given to its container, half to
 //!    the grandparent and a third per level above; containers start from a tag prior and a
-//!    class/id weight (+-25), and end scaled by `1 - link density`.
+//!    class/id weight (+-25; the bonus needs some paragraph points), and end scaled by
+//!    `1 - link density`. The best container is then moved up as Readability does: to an
+//!    ancestor shared by three strong runners-up, to a parent that scores higher, and past
+//!    only children.
 //! 3. *Select*: the best container plus those siblings that score near it or read like
 //!    prose.
 //! 4. *Clean and render*: inside the selection, lists, tables and divisions that look like
-//!    link farms, image strips or form debris are skipped; paragraphs, headings, list items
-//!    and table rows come out one per line, in reading order, with the `[src, alt]` of the
-//!    images kept. The `h1` (the page title, not part of the article body) is left out.
+//!    link farms, image strips or form debris are skipped, as are blocks that are nearly
+//!    all link text; paragraphs, headings, list items and table cells come out one per
+//!    line, in reading order, with lines repeated from earlier in the page left out, and
+//!    the `[src, alt]` of the images kept. The `h1` (the page title, not part of the
+//!    article body) is left out.
+//!
+//! If that leaves less than 250 bytes, it runs again without the name-based pruning and
+//! keeps the longer text (Readability's retry with its flags off).
 
 use std::collections::HashSet;
 use std::sync::OnceLock;

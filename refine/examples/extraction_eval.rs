@@ -59,7 +59,8 @@ fn shingle_counts(token: &Regex, truth: &str, pred: &str) -> (f64, f64, f64) {
             return out;
         }
         for i in 0..tokens.len().saturating_sub(3).max(1) {
-            *out.entry(tokens[i..(i + 4).min(tokens.len())].to_vec()).or_insert(0) += 1;
+            *out.entry(tokens[i..(i + 4).min(tokens.len())].to_vec())
+                .or_insert(0) += 1;
         }
         out
     }
@@ -94,9 +95,23 @@ fn f1(counts: &[(f64, f64, f64)]) -> (f64, f64, f64) {
             rs.push(tp / (tp + fn_));
         }
     }
-    let mean = |v: &[f64]| if v.is_empty() { 0.0 } else { v.iter().sum::<f64>() / v.len() as f64 };
+    let mean = |v: &[f64]| {
+        if v.is_empty() {
+            0.0
+        } else {
+            v.iter().sum::<f64>() / v.len() as f64
+        }
+    };
     let (p, r) = (mean(&ps), mean(&rs));
-    (p, r, if p + r > 0.0 { 2.0 * p * r / (p + r) } else { 0.0 })
+    (
+        p,
+        r,
+        if p + r > 0.0 {
+            2.0 * p * r / (p + r)
+        } else {
+            0.0
+        },
+    )
 }
 
 struct Args {
@@ -111,8 +126,13 @@ fn parse_args() -> Result<Args, String> {
     let default_data = std::env::var_os("FALCONRY_TEST_DATA")
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data"));
-    let mut args =
-        Args { data: default_data, peer: None, runs: 5, worst: 0, dump: None };
+    let mut args = Args {
+        data: default_data,
+        peer: None,
+        runs: 5,
+        worst: 0,
+        dump: None,
+    };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
         let mut val = || it.next().ok_or(format!("{a} needs a value"));
@@ -141,7 +161,12 @@ fn run() -> Result<(), String> {
     let truth = read_json(&bench.join("ground-truth.json"))?;
     let split = read_json(&bench.join("split.json"))?;
     let ids = |k: &str| -> Vec<String> {
-        split[k].as_array().into_iter().flatten().filter_map(|v| v.as_str().map(String::from)).collect()
+        split[k]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|v| v.as_str().map(String::from))
+            .collect()
     };
     let (dev, holdout) = (ids("dev_ids"), ids("holdout_ids"));
 
@@ -152,9 +177,16 @@ fn run() -> Result<(), String> {
         .collect();
     names.sort();
     for path in names {
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
         let key = name.split('.').next().unwrap_or_default().to_string();
-        pages.push(Page { set: "bench", key, html: read_page(&path)? });
+        pages.push(Page {
+            set: "bench",
+            key,
+            html: read_page(&path)?,
+        });
     }
     let eval_dir = args.data.join("html/trafilatura-eval");
     let eval_meta = read_json(&eval_dir.join("evaldata_subset.json"))?;
@@ -164,13 +196,22 @@ fn run() -> Result<(), String> {
         .unwrap_or_default();
     let mut eval_snippets = BTreeMap::new();
     for meta in eval_meta.values() {
-        let Some(file) = meta["file"].as_str() else { continue };
+        let Some(file) = meta["file"].as_str() else {
+            continue;
+        };
         let path = eval_dir.join("pages").join(format!("{file}.gz"));
         if !path.exists() {
             continue;
         }
-        pages.push(Page { set: "eval", key: file.to_string(), html: read_page(&path)? });
-        eval_snippets.insert(file.to_string(), (meta["with"].clone(), meta["without"].clone()));
+        pages.push(Page {
+            set: "eval",
+            key: file.to_string(),
+            html: read_page(&path)?,
+        });
+        eval_snippets.insert(
+            file.to_string(),
+            (meta["with"].clone(), meta["without"].clone()),
+        );
     }
     let bytes: usize = pages.iter().map(|p| p.html.len()).sum();
 
@@ -180,21 +221,30 @@ fn run() -> Result<(), String> {
     let mut times = Vec::new();
     for _ in 0..args.runs.max(1) {
         let t0 = Instant::now();
-        outputs = pages.iter().map(|p| extractor.extract(&p.html).text).collect();
+        outputs = pages
+            .iter()
+            .map(|p| extractor.extract(&p.html).text)
+            .collect();
         times.push(t0.elapsed().as_secs_f64());
     }
     times.sort_by(f64::total_cmp);
     let ours_secs = times[times.len() / 2];
 
-    let ours: BTreeMap<(&str, &str), &str> =
-        pages.iter().zip(&outputs).map(|(p, t)| ((p.set, p.key.as_str()), t.as_str())).collect();
+    let ours: BTreeMap<(&str, &str), &str> = pages
+        .iter()
+        .zip(&outputs)
+        .map(|(p, t)| ((p.set, p.key.as_str()), t.as_str()))
+        .collect();
     let peer = args.peer.as_deref().map(read_json).transpose()?;
     let peer_text = |set: &str, key: &str| -> Option<String> {
-        peer.as_ref().map(|v| v[set][key]["text"].as_str().unwrap_or("").to_string())
+        peer.as_ref()
+            .map(|v| v[set][key]["text"].as_str().unwrap_or("").to_string())
     };
 
     let token = Regex::new(r"\w+").map_err(|e| e.to_string())?;
-    let score_set = |ids: &[String], pred: &dyn Fn(&str) -> Option<String>| -> Option<((f64, f64, f64), usize)> {
+    let score_set = |ids: &[String],
+                     pred: &dyn Fn(&str) -> Option<String>|
+     -> Option<((f64, f64, f64), usize)> {
         let counts: Vec<_> = ids
             .iter()
             .filter(|id| ours.contains_key(&("bench", id.as_str())))
@@ -205,7 +255,11 @@ fn run() -> Result<(), String> {
             .collect();
         (!counts.is_empty()).then(|| (f1(&counts), counts.len()))
     };
-    let all: Vec<String> = pages.iter().filter(|p| p.set == "bench").map(|p| p.key.clone()).collect();
+    let all: Vec<String> = pages
+        .iter()
+        .filter(|p| p.set == "bench")
+        .map(|p| p.key.clone())
+        .collect();
     let ours_pred = |id: &str| ours.get(&("bench", id)).map(|s| s.to_string());
     let peer_pred = |id: &str| peer_text("bench", id);
     let snippet_score = |pred: &dyn Fn(&str) -> Option<String>| -> Option<(f64, f64)> {
@@ -216,12 +270,20 @@ fn run() -> Result<(), String> {
                 with_n += 1;
                 with += text.contains(s) as usize;
             }
-            for s in wo.as_array().into_iter().flatten().filter_map(Value::as_str) {
+            for s in wo
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+            {
                 without_n += 1;
                 without += !text.contains(s) as usize;
             }
         }
-        Some((with as f64 / with_n.max(1) as f64, without as f64 / without_n.max(1) as f64))
+        Some((
+            with as f64 / with_n.max(1) as f64,
+            without as f64 / without_n.max(1) as f64,
+        ))
     };
     let ours_eval = |f: &str| ours.get(&("eval", f)).map(|s| s.to_string());
     let peer_eval = |f: &str| peer_text("eval", f);
@@ -230,24 +292,42 @@ fn run() -> Result<(), String> {
         Some(((p, r, f), n)) => format!("{f:.3} (P {p:.3} R {r:.3}, {n} pages)"),
         None => "n/a (pages absent)".to_string(),
     };
-    let ratio = |a: Option<((f64, f64, f64), usize)>, b: Option<((f64, f64, f64), usize)>| match (a, b) {
-        (Some((a, _)), Some((b, _))) if b.2 > 0.0 => format!("{:.3}", a.2 / b.2),
-        _ => "-".to_string(),
-    };
+    let ratio =
+        |a: Option<((f64, f64, f64), usize)>, b: Option<((f64, f64, f64), usize)>| match (a, b) {
+            (Some((a, _)), Some((b, _))) if b.2 > 0.0 => format!("{:.3}", a.2 / b.2),
+            _ => "-".to_string(),
+        };
     let n = pages.len() as f64;
     let mb = bytes as f64 / 1e6;
     let peer_secs = peer.as_ref().and_then(|v| v["seconds"].as_f64());
     println!("| measure | falconry | trafilatura (Python, datatrove's call) | ratio |");
     println!("|---|---|---|---|");
-    for (label, ids) in [("extraction-bench F1, dev", &dev), ("F1, holdout", &holdout), ("F1, all", &all)] {
+    for (label, ids) in [
+        ("extraction-bench F1, dev", &dev),
+        ("F1, holdout", &holdout),
+        ("F1, all", &all),
+    ] {
         let a = score_set(ids, &ours_pred);
         let b = peer.as_ref().and_then(|_| score_set(ids, &peer_pred));
-        println!("| {label} | {} | {} | {} |", fmt_f1(a), b.map_or("-".into(), |b| fmt_f1(Some(b))), ratio(a, b));
+        println!(
+            "| {label} | {} | {} | {} |",
+            fmt_f1(a),
+            b.map_or("-".into(), |b| fmt_f1(Some(b))),
+            ratio(a, b)
+        );
     }
     let sa = snippet_score(&ours_eval);
     let sb = peer.as_ref().and_then(|_| snippet_score(&peer_eval));
-    let fmt_snip = |s: Option<(f64, f64)>| s.map_or("-".into(), |(w, wo)| format!("{w:.3} found / {wo:.3} absent"));
-    println!("| trafilatura-eval snippets (with / without) | {} | {} | - |", fmt_snip(sa), fmt_snip(sb));
+    let fmt_snip = |s: Option<(f64, f64)>| {
+        s.map_or("-".into(), |(w, wo)| {
+            format!("{w:.3} found / {wo:.3} absent")
+        })
+    };
+    println!(
+        "| trafilatura-eval snippets (with / without) | {} | {} | - |",
+        fmt_snip(sa),
+        fmt_snip(sb)
+    );
     println!(
         "| pages/s, one core ({} pages, {mb:.1} MB) | {:.0} ({:.2} ms/page, {:.0} MB/s) | {} | {} |",
         pages.len(),
@@ -258,19 +338,44 @@ fn run() -> Result<(), String> {
         peer_secs.map_or("-".into(), |s| format!("{:.1}x", s / ours_secs)),
     );
 
+    // Hostile pages near the size cap: the slowest one bounds a worker's time per page.
+    let hostile = hostile_pages();
+    let mut slowest = (0.0f64, "");
+    for (name, html) in &hostile {
+        let t0 = Instant::now();
+        let _ = extractor.try_extract(html);
+        let secs = t0.elapsed().as_secs_f64();
+        if secs > slowest.0 {
+            slowest = (secs, name);
+        }
+    }
+    println!(
+        "| slowest of {} hostile ~2 MB pages | {:.1} ms ({}) | - | - |",
+        hostile.len(),
+        1e3 * slowest.0,
+        slowest.1
+    );
+
     if args.worst > 0 {
         let mut rows: Vec<(f64, f64, &str)> = all
             .iter()
             .filter_map(|id| {
                 let t = truth[id.as_str()]["articleBody"].as_str().unwrap_or("");
                 let (tp, fp, fn_) = shingle_counts(&token, t, ours.get(&("bench", id.as_str()))?);
-                Some((tp / (tp + fp).max(1.0), tp / (tp + fn_).max(1.0), id.as_str()))
+                Some((
+                    tp / (tp + fp).max(1.0),
+                    tp / (tp + fn_).max(1.0),
+                    id.as_str(),
+                ))
             })
             .collect();
         rows.sort_by(|a, b| (a.0.min(a.1)).total_cmp(&b.0.min(b.1)));
         eprintln!("worst pages (precision, recall, id):");
         for (p, r, id) in rows.iter().take(args.worst) {
-            eprintln!("  {p:.3} {r:.3} {id} {}", truth[*id]["url"].as_str().unwrap_or(""));
+            eprintln!(
+                "  {p:.3} {r:.3} {id} {}",
+                truth[*id]["url"].as_str().unwrap_or("")
+            );
         }
     }
     if let Some(dir) = &args.dump {
@@ -281,4 +386,36 @@ fn run() -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// Generated pages that try to stall an extractor: deep nesting, a flood of tiny elements,
+/// one giant attribute, unclosed tags, entity soup, binary-looking bytes.
+fn hostile_pages() -> Vec<(&'static str, String)> {
+    let n = 1_900_000;
+    let para = "<p>Some words, in a paragraph, long enough to count as text.</p>";
+    let fill = |unit: &str| unit.repeat(n / unit.len());
+    vec![
+        ("nested divs", fill("<div>") + para),
+        ("tiny elements", fill("<b>x</b>")),
+        ("unclosed paragraphs", fill("<p>a, b")),
+        (
+            "one attribute",
+            format!("<div class=\"{}\">{para}</div>", "a".repeat(n)),
+        ),
+        ("list items", fill("<ul><li>")),
+        (
+            "entity soup",
+            format!("<p>{}</p>", fill("&amp;&#x41;&bogus;")),
+        ),
+        (
+            "unterminated comment",
+            format!("<p>x</p><!--{}", "-".repeat(n)),
+        ),
+        (
+            "bytes",
+            (0..n as u32)
+                .map(|i| char::from((i.wrapping_mul(2_654_435_761) >> 24) as u8))
+                .collect(),
+        ),
+    ]
 }

@@ -3,23 +3,35 @@
 //! The method is Readability's (Mozilla `Readability.js`, the algorithm behind
 //! readability-lxml, which trafilatura uses as a fallback), on a flat tree and in a few
 //! linear passes:
-//! 1. *Prune*: elements that never hold the main text (scripts, navigation, forms controls,
-//!    hidden elements) and those whose `class`/`id` name boilerplate (menus, footers,
-//!    comments, share bars, ads, related links...) are dropped with their subtrees.
+//! 1. *Prune*: elements that never hold the main text (scripts, navigation, aside, footer,
+//!    figures, form controls, hidden elements) and those whose `class`/`id` name boilerplate
+//!    (menus, comments, share bars, ads, related links, bylines, captions...) are dropped
+//!    with their subtrees. A name never prunes an element that holds most of the page's
+//!    text (a wrapper called `Page-ad-margins` is the page, not an ad).
 //! 2. *Score*: every block with at least 25 characters of its own inline text is a
 //!    paragraph worth `1 + commas + min(chars / 100, 3)`, given to its container, half to
 //!    the grandparent and a third per level above; containers start from a tag prior and a
-//!    class/id weight (+-25), and end scaled by `1 - link density`.
+//!    class/id weight (+-25; the bonus needs some paragraph points), and end scaled by
+//!    `1 - link density`. The best container is then moved up as Readability does: to an
+//!    ancestor shared by three strong runners-up, to a parent that scores higher, and past
+//!    only children.
 //! 3. *Select*: the best container plus those siblings that score near it or read like
 //!    prose.
 //! 4. *Clean and render*: inside the selection, lists, tables and divisions that look like
-//!    link farms, image strips or form debris are skipped; paragraphs, headings, list items
-//!    and table rows come out one per line, in reading order, with the `[src, alt]` of the
-//!    images kept. The `h1` (the page title, not part of the article body) is left out.
+//!    link farms, image strips or form debris are skipped, as are blocks that are nearly
+//!    all link text; paragraphs, headings, list items and table cells come out one per
+//!    line, in reading order, with lines repeated from earlier in the page left out, and
+//!    the `[src, alt]` of the images kept. The `h1` (the page title, not part of the
+//!    article body) is left out.
+//!
+//! If that leaves less than 250 bytes, it runs again without the name-based pruning and
+//! keeps the longer text (Readability's retry with its flags off).
 
+use std::collections::HashSet;
 use std::sync::OnceLock;
 
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
+use xxhash_rust::xxh3::xxh3_64;
 
 use super::html::{Dom, Event, Tag};
 use super::text::push_text;
@@ -42,6 +54,10 @@ const PATTERNS: &[(&str, u8)] = &[
     ("ai2html", UNLIKELY),
     ("banner", NEGATIVE | UNLIKELY),
     ("breadcrumb", UNLIKELY),
+    ("byline", NEGATIVE | UNLIKELY),
+    ("caption", NEGATIVE | UNLIKELY),
+    ("credit", NEGATIVE | UNLIKELY),
+    ("dateline", NEGATIVE | UNLIKELY),
     ("combx", NEGATIVE | UNLIKELY),
     ("comment", NEGATIVE | UNLIKELY),
     ("com-", NEGATIVE),
@@ -80,7 +96,7 @@ const PATTERNS: &[(&str, u8)] = &[
     ("social", UNLIKELY),
     ("sponsor", NEGATIVE | UNLIKELY),
     ("supplemental", UNLIKELY),
-    ("tags", NEGATIVE),
+    ("tags", NEGATIVE | UNLIKELY),
     ("tool", NEGATIVE),
     ("widget", NEGATIVE),
     ("yom-remote", UNLIKELY),
@@ -119,12 +135,18 @@ fn name_flags(value: &str) -> u8 {
     for m in patterns().find_overlapping_iter(value) {
         // `pageRow` is not `pager`: a camel-case word boundary inside the match breaks it.
         let matched = &value.as_bytes()[m.start()..m.end()];
-        if matched.windows(2).any(|w| w[0].is_ascii_lowercase() && w[1].is_ascii_uppercase()) {
+        if matched
+            .windows(2)
+            .any(|w| w[0].is_ascii_lowercase() && w[1].is_ascii_uppercase())
+        {
             continue;
         }
         flags |= PATTERNS[m.pattern().as_usize()].1;
     }
-    if value.split_ascii_whitespace().any(|t| t.eq_ignore_ascii_case("hid")) {
+    if value
+        .split_ascii_whitespace()
+        .any(|t| t.eq_ignore_ascii_case("hid"))
+    {
         flags |= NEGATIVE;
     }
     flags
@@ -209,7 +231,9 @@ fn extract_with(dom: &Dom, bytes: &[u32], by_name: bool) -> (String, Vec<[String
     let mut stats = vec![Stats::default(); dom.nodes.len()];
     prune(dom, &mut stats, bytes, by_name);
     count_text(dom, &mut stats);
-    let Some(top) = score(dom, &mut stats) else { return (String::new(), Vec::new()) };
+    let Some(top) = score(dom, &mut stats) else {
+        return (String::new(), Vec::new());
+    };
     let selected = select(dom, &stats, top);
     render(dom, &stats, &selected)
 }
@@ -239,7 +263,10 @@ fn prune(dom: &Dom, stats: &mut [Stats], bytes: &[u32], by_name: bool) {
     for (i, node) in dom.nodes.iter().enumerate().skip(1) {
         let parent = &stats[node.parent as usize];
         let (parent_pruned, parent_link) = (parent.pruned, parent.in_link);
-        let flags = [name_flags(dom.slice(node.class)), name_flags(dom.slice(node.id))];
+        let flags = [
+            name_flags(dom.slice(node.class)),
+            name_flags(dom.slice(node.id)),
+        ];
         let st = &mut stats[i];
         st.weight = weight(flags);
         st.in_link = parent_link || node.tag == Tag::A;
@@ -253,7 +280,10 @@ fn prune(dom: &Dom, stats: &mut [Stats], bytes: &[u32], by_name: bool) {
             && small
             && both & UNLIKELY != 0
             && both & MAYBE == 0
-            && !matches!(node.tag, Tag::Body | Tag::A | Tag::Article | Tag::Main | Tag::Html);
+            && !matches!(
+                node.tag,
+                Tag::Body | Tag::A | Tag::Article | Tag::Main | Tag::Html
+            );
         st.pruned = unlikely
             || (node.hidden && small)
             || pruned_tag(node.tag)
@@ -271,6 +301,7 @@ fn pruned_tag(tag: Tag) -> bool {
             | Canvas
             | Dialog
             | Embed
+            | Figure
             | Footer
             | Head
             | Iframe
@@ -312,7 +343,11 @@ fn pruned_role(role: &str) -> bool {
 fn block_owners(dom: &Dom) -> Vec<u32> {
     let mut owner = vec![0u32; dom.nodes.len()];
     for (i, node) in dom.nodes.iter().enumerate().skip(1) {
-        owner[i] = if node.tag.is_block() { i as u32 } else { owner[node.parent as usize] };
+        owner[i] = if node.tag.is_block() {
+            i as u32
+        } else {
+            owner[node.parent as usize]
+        };
     }
     owner
 }
@@ -389,12 +424,21 @@ fn score(dom: &Dom, stats: &mut [Stats]) -> Option<usize> {
     for i in 1..dom.nodes.len() {
         let node = &dom.nodes[i];
         let st = &stats[i];
-        if st.pruned || !node.tag.is_block() || st.inline_chars < MIN_PARAGRAPH_CHARS {
+        // The `h1` is the page title, not text (and is not rendered).
+        if st.pruned
+            || !node.tag.is_block()
+            || node.tag == Tag::H1
+            || st.inline_chars < MIN_PARAGRAPH_CHARS
+        {
             continue;
         }
         let points = 1.0 + st.inline_commas as f32 + (st.inline_chars as f32 / 100.0).min(3.0);
         // A paragraph element feeds its container; a division with loose text is its own.
-        let mut at = if is_paragraph(node.tag) { node.parent as usize } else { i };
+        let mut at = if is_paragraph(node.tag) {
+            node.parent as usize
+        } else {
+            i
+        };
         for level in 0..5 {
             if at == 0 {
                 break;
@@ -410,23 +454,100 @@ fn score(dom: &Dom, stats: &mut [Stats]) -> Option<usize> {
             at = dom.nodes[at].parent as usize;
         }
     }
-    let mut best: Option<(usize, f32)> = None;
+    // The five best candidates, best first (ties: document order).
+    let mut best: Vec<(f32, usize)> = Vec::with_capacity(TOP_CANDIDATES + 1);
     for (i, st) in stats.iter_mut().enumerate() {
         let ld = st.link_density();
+        let (prior, weight) = (tag_prior(dom.nodes[i].tag), st.weight);
         if let Some(s) = st.score.as_mut() {
+            // A good name does not make a container of one short line (a dateline in
+            // `article-date`) the article: positive weight needs some paragraph points.
+            if weight > 0.0 && *s - prior - weight < MIN_POINTS_FOR_BONUS {
+                *s -= weight;
+            }
             *s *= 1.0 - ld;
-            if best.is_none_or(|(_, b)| *s > b) {
-                best = Some((i, *s));
+            if best.len() < TOP_CANDIDATES || *s > best[best.len() - 1].0 {
+                let at = best.partition_point(|&(b, _)| b >= *s);
+                best.insert(at, (*s, i));
+                best.truncate(TOP_CANDIDATES);
             }
         }
     }
-    best.map(|(i, _)| i)
+    let &(top_score, mut top) = best.first()?;
+    let is_ancestor = |a: usize, n: usize| {
+        let (a, n) = (&dom.nodes[a], &dom.nodes[n]);
+        a.open < n.open && n.close < a.close
+    };
+    // Readability: when at least three other strong candidates (>= 0.75 of the best) sit
+    // under one ancestor of the best, the article is split and that ancestor holds it.
+    let strong: Vec<usize> = best[1..]
+        .iter()
+        .filter(|&&(s, _)| s >= 0.75 * top_score)
+        .map(|&(_, i)| i)
+        .collect();
+    if strong.len() >= 3 {
+        let mut p = dom.nodes[top].parent as usize;
+        while p > 0 && dom.nodes[p].tag != Tag::Body {
+            if strong.iter().filter(|&&c| is_ancestor(p, c)).count() >= 3 {
+                top = p;
+                break;
+            }
+            p = dom.nodes[p].parent as usize;
+        }
+    }
+    // A parent scoring higher than the candidate on the way up holds more of the text.
+    let mut last = stats[top].score.unwrap_or(0.0);
+    let floor = last / 3.0;
+    let mut p = dom.nodes[top].parent as usize;
+    while p > 0 && dom.nodes[p].tag != Tag::Body {
+        if let Some(s) = stats[p].score {
+            if s < floor {
+                break;
+            }
+            if s > last {
+                top = p;
+                break;
+            }
+            last = s;
+        }
+        p = dom.nodes[p].parent as usize;
+    }
+    // An only child hands over to its parent, so that sibling joining sees its neighbours.
+    let mut children = vec![0u32; dom.nodes.len()];
+    for (i, node) in dom.nodes.iter().enumerate().skip(1) {
+        if !stats[i].pruned {
+            children[node.parent as usize] += 1;
+        }
+    }
+    loop {
+        let p = dom.nodes[top].parent as usize;
+        if p == 0 || dom.nodes[p].tag == Tag::Body || children[p] != 1 {
+            break;
+        }
+        top = p;
+    }
+    if stats[top].score.is_none() {
+        stats[top].score = Some(tag_prior(dom.nodes[top].tag) + stats[top].weight);
+    }
+    Some(top)
 }
+
+/// Any block inside the selection with a larger share of link text is left out.
+const MAX_BLOCK_LINK_DENSITY: f32 = 0.8;
+
+/// Paragraph points a container needs before its positive class weight counts.
+const MIN_POINTS_FOR_BONUS: f32 = 3.0;
+
+/// How many best candidates Readability compares.
+const TOP_CANDIDATES: usize = 5;
 
 /// Elements that are paragraphs themselves (their score goes to their container).
 fn is_paragraph(tag: Tag) -> bool {
     use Tag::*;
-    matches!(tag, P | Pre | Td | Th | Li | Dd | Dt | H1 | H2 | H3 | H4 | H5 | H6 | Blockquote)
+    matches!(
+        tag,
+        P | Pre | Td | Th | Li | Dd | Dt | H1 | H2 | H3 | H4 | H5 | H6 | Blockquote
+    )
 }
 
 /// Step 3: the top candidate and the siblings that belong with it, in document order.
@@ -461,7 +582,10 @@ fn select(dom: &Dom, stats: &[Stats], top: usize) -> Vec<usize> {
                     || (node.tag == Tag::P && {
                         let ld = st.link_density();
                         (st.chars > 80 && ld < 0.25)
-                            || (st.chars > 0 && st.chars <= 80 && ld == 0.0 && ends_sentence(dom, i))
+                            || (st.chars > 0
+                                && st.chars <= 80
+                                && ld == 0.0
+                                && ends_sentence(dom, i))
                     })
             });
         if keep {
@@ -486,23 +610,36 @@ fn next_after_subtree(dom: &Dom, i: usize) -> usize {
 /// Whether the node's text contains a sentence end (Readability's `\.( |$)` test).
 fn ends_sentence(dom: &Dom, i: usize) -> bool {
     let node = &dom.nodes[i];
-    dom.events[node.open as usize..node.close as usize].iter().any(|e| match *e {
-        Event::Text(s, e) => {
-            let t = dom.slice((s, e)).trim_end();
-            t.ends_with('.') || t.contains(". ")
-        }
-        _ => false,
-    })
+    dom.events[node.open as usize..node.close as usize]
+        .iter()
+        .any(|e| match *e {
+            Event::Text(s, e) => {
+                let t = dom.slice((s, e)).trim_end();
+                t.ends_with('.') || t.contains(". ")
+            }
+            _ => false,
+        })
 }
 
 /// Readability's `_cleanConditionally`: whether a container inside the selection is debris.
-fn is_debris(dom: &Dom, stats: &[Stats], i: usize) -> bool {
+/// A wrapper holding most of the selection's text (`root_chars`) is never debris.
+fn is_debris(dom: &Dom, stats: &[Stats], i: usize, root_chars: u32) -> bool {
     let node = &dom.nodes[i];
     use Tag::*;
-    if !matches!(node.tag, Div | Section | Ul | Ol | Table | Form | Fieldset | Dl) {
+    let st = &stats[i];
+    if st.chars * 2 > root_chars {
         return false;
     }
-    let st = &stats[i];
+    // A paragraph or line that is mostly links (tag lists, "read more" rows) is navigation.
+    if node.tag.is_block() && st.link_density() > MAX_BLOCK_LINK_DENSITY {
+        return true;
+    }
+    if !matches!(
+        node.tag,
+        Div | Section | Ul | Ol | Table | Form | Fieldset | Dl
+    ) {
+        return false;
+    }
     let weight = st.weight;
     if weight < 0.0 {
         return true;
@@ -527,9 +664,8 @@ fn is_debris(dom: &Dom, stats: &[Stats], i: usize) -> bool {
 
 /// Step 4: text and images of the selected subtrees.
 fn render(dom: &Dom, stats: &[Stats], selected: &[usize]) -> (String, Vec<[String; 2]>) {
-    let mut text = String::new();
+    let mut out = Lines::default();
     let mut images = Vec::new();
-    let mut space = false;
     for &root in selected {
         let mut k = dom.nodes[root].open as usize;
         let end = dom.nodes[root].close as usize;
@@ -540,84 +676,85 @@ fn render(dom: &Dom, stats: &[Stats], selected: &[usize]) -> (String, Vec<[Strin
                     let node = &dom.nodes[i];
                     let skip = stats[i].pruned
                         || node.tag == Tag::H1
-                        || (i != root && is_debris(dom, stats, i));
+                        || (i != root && is_debris(dom, stats, i, stats[root].chars));
                     if skip {
+                        // A figure's caption is not text, but its picture is the article's.
+                        if node.tag == Tag::Figure && !stats[node.parent as usize].pruned {
+                            for ev in &dom.events[k..node.close as usize] {
+                                if let Event::Open(j) = *ev {
+                                    push_image(dom, j as usize, &mut images);
+                                }
+                            }
+                        }
                         k = node.close as usize + 1;
                         continue;
                     }
                     if node.tag.is_block() {
-                        end_line(&mut text, &mut space);
-                    } else if node.tag == Tag::Img {
-                        let src = dom.slice(node.src).trim();
-                        if !src.is_empty() {
-                            let mut alt = String::new();
-                            push_text(&mut alt, dom.slice(node.alt), &mut false);
-                            images.push([src.to_string(), alt]);
-                        }
+                        out.end_line();
+                    } else {
+                        push_image(dom, i, &mut images);
                     }
                 }
                 Event::Close(i) => {
                     if dom.nodes[i as usize].tag.is_block() {
-                        end_line(&mut text, &mut space);
+                        out.end_line();
                     }
                 }
-                Event::Text(s, e) => push_text(&mut text, dom.slice((s, e)), &mut space),
-                Event::Break => end_line(&mut text, &mut space),
+                Event::Text(s, e) => push_text(&mut out.text, dom.slice((s, e)), &mut out.space),
+                Event::Break => out.end_line(),
             }
             k += 1;
         }
-        end_line(&mut text, &mut space);
+        out.end_line();
     }
-    (text, images)
+    (out.text, images)
 }
 
-/// Ends the current line (no empty lines from nested blocks).
-fn end_line(text: &mut String, space: &mut bool) {
-    while text.ends_with(' ') {
-        text.pop();
+/// Adds `[src, alt]` if node `i` is an image with a source.
+fn push_image(dom: &Dom, i: usize, images: &mut Vec<[String; 2]>) {
+    let node = &dom.nodes[i];
+    if node.tag != Tag::Img {
+        return;
     }
-    if !text.is_empty() && !text.ends_with('\n') {
-        text.push('\n');
+    let src = dom.slice(node.src).trim();
+    if !src.is_empty() {
+        let mut alt = String::new();
+        push_text(&mut alt, dom.slice(node.alt), &mut false);
+        images.push([src.to_string(), alt]);
     }
-    *space = false;
 }
 
-#[cfg(test)]
-mod scratch {
-    use super::*;
-    #[test]
-    fn explain_page() {
-        let Ok(path) = std::env::var("EXPLAIN_PAGE") else { return };
-        let raw = std::fs::read(&path).unwrap();
-        let mut out = Vec::new();
-        use std::io::Read;
-        flate2::read::GzDecoder::new(&raw[..]).read_to_end(&mut out).unwrap();
-        let html = String::from_utf8_lossy(&out).into_owned();
-        let dom = Dom::parse(&html, 256, 200_000).unwrap();
-        let mut stats = vec![Stats::default(); dom.nodes.len()];
-        prune(&dom, &mut stats, &subtree_text_bytes(&dom), true);
-        count_text(&dom, &mut stats);
-        let top = score(&dom, &mut stats);
-        let mut cands: Vec<(f32, usize)> = stats.iter().enumerate().filter_map(|(i, s)| s.score.map(|x| (x, i))).collect();
-        cands.sort_by(|a, b| b.0.total_cmp(&a.0));
-        let path_of = |mut i: usize| {
-            let mut v = Vec::new();
-            while i != 0 {
-                let n = &dom.nodes[i];
-                v.push(format!("{:?}.{}#{}{}", n.tag, dom.slice(n.class), dom.slice(n.id), if stats[i].pruned { "!P" } else { "" }));
-                i = n.parent as usize;
-            }
-            v.reverse();
-            v.join(" > ")
-        };
-        for (s, i) in cands.iter().take(6) {
-            eprintln!("{s:.1} chars={} ld={:.2} {}", stats[*i].chars, stats[*i].link_density(), path_of(*i));
+/// Lines of output text. A line seen before in the page (a caption shown twice, a
+/// paragraph in a print copy) is left out, as trafilatura's `deduplicate` does.
+#[derive(Default)]
+struct Lines {
+    text: String,
+    /// A space is due before the next word.
+    space: bool,
+    /// Where the current line starts in `text`.
+    start: usize,
+    /// Hashes of the lines written so far.
+    seen: HashSet<u64>,
+}
+
+/// Lines shorter than this are never treated as repeats (list bullets, table cells).
+const MIN_REPEAT_BYTES: usize = 20;
+
+impl Lines {
+    /// Ends the current line (no empty lines from nested blocks).
+    fn end_line(&mut self) {
+        let trimmed = self.text.trim_end_matches(' ').len();
+        self.text.truncate(trimmed);
+        self.space = false;
+        if self.text.len() == self.start {
+            return;
         }
-        if let Ok(needle) = std::env::var("EXPLAIN_TEXT") {
-            for ev in &dom.events { if let Event::Text(s, e) = *ev { if dom.slice((s, e)).contains(&needle) {
-                let mut cur = 0; for (k, ev2) in dom.events.iter().enumerate() { match *ev2 { Event::Open(i) => cur = i as usize, Event::Close(i) => cur = dom.nodes[i as usize].parent as usize, _ => {} } if std::ptr::eq(ev2, ev) { let _ = k; break; } }
-                eprintln!("TEXT at {}", path_of(cur)); break; } } }
+        let line = &self.text[self.start..];
+        if line.len() >= MIN_REPEAT_BYTES && !self.seen.insert(xxh3_64(line.as_bytes())) {
+            self.text.truncate(self.start);
+            return;
         }
-        eprintln!("top {:?} selected {:?}", top, top.map(|t| select(&dom, &stats, t)));
+        self.text.push('\n');
+        self.start = self.text.len();
     }
 }

@@ -266,7 +266,10 @@ impl Tag {
 
     /// Headings `h1`..`h6`.
     pub(crate) fn is_heading(self) -> bool {
-        matches!(self, Tag::H1 | Tag::H2 | Tag::H3 | Tag::H4 | Tag::H5 | Tag::H6)
+        matches!(
+            self,
+            Tag::H1 | Tag::H2 | Tag::H3 | Tag::H4 | Tag::H5 | Tag::H6
+        )
     }
 }
 
@@ -347,7 +350,11 @@ impl<'a> Dom<'a> {
         while let Some(&top) = b.stack.last() {
             b.pop(top);
         }
-        Ok(Dom { html, nodes: b.nodes, events: b.events })
+        Ok(Dom {
+            html,
+            nodes: b.nodes,
+            events: b.events,
+        })
     }
 }
 
@@ -403,7 +410,9 @@ impl<'a> Builder<'a> {
         let mut pos = 0usize;
         let mut text_start = 0usize;
         while pos < n {
-            let Some(off) = memchr(b'<', &bytes[pos..]) else { break };
+            let Some(off) = memchr(b'<', &bytes[pos..]) else {
+                break;
+            };
             let lt = pos + off;
             let next = bytes.get(lt + 1).copied().unwrap_or(0);
             if next.is_ascii_alphabetic() {
@@ -532,7 +541,10 @@ impl<'a> Builder<'a> {
             self.events.push(Event::Break);
             return Ok((i, None));
         }
-        self.open(node, void || (self_closing && tag == Tag::Other && raw.is_none()))?;
+        self.open(
+            node,
+            void || (self_closing && tag == Tag::Other && raw.is_none()),
+        )?;
         if raw.is_some() && !(void || self_closing) {
             return Ok((i, raw));
         }
@@ -748,7 +760,11 @@ mod tests {
     use super::*;
 
     fn tags(dom: &Dom) -> Vec<(Tag, u32)> {
-        dom.nodes.iter().skip(1).map(|n| (n.tag, n.parent)).collect()
+        dom.nodes
+            .iter()
+            .skip(1)
+            .map(|n| (n.tag, n.parent))
+            .collect()
     }
 
     #[test]
@@ -756,7 +772,10 @@ mod tests {
         let dom = Dom::parse("<p>a<p>b<div>c</div><ul><li>x<li>y</ul>", 64, 1000).unwrap();
         use Tag::*;
         // p, p, div (sibling of the second p), ul, li, li.
-        assert_eq!(tags(&dom), vec![(P, 0), (P, 0), (Div, 0), (Ul, 0), (Li, 4), (Li, 4)]);
+        assert_eq!(
+            tags(&dom),
+            vec![(P, 0), (P, 0), (Div, 0), (Ul, 0), (Li, 4), (Li, 4)]
+        );
         let dom = Dom::parse("<table><tr><td>1<td>2<tr><td>3</table>", 64, 1000).unwrap();
         assert_eq!(
             tags(&dom),
@@ -766,7 +785,8 @@ mod tests {
 
     #[test]
     fn raw_text_comments_and_attributes() {
-        let html = "<script>if (a<b) {'</p>'}</script><!-- <p>no</p> --><P CLASS='x y' id=z hidden>t</P>\
+        let html =
+            "<script>if (a<b) {'</p>'}</script><!-- <p>no</p> --><P CLASS='x y' id=z hidden>t</P>\
                     <img alt=\"A > B\" data-src=i.png><style>p{}</STYLE>";
         let dom = Dom::parse(html, 64, 1000).unwrap();
         let p = dom.nodes.iter().find(|n| n.tag == Tag::P).unwrap();
@@ -793,15 +813,33 @@ mod tests {
         assert!(dom.nodes.iter().all(|n| n.depth < 100));
         assert!(dom.events.contains(&Event::Text(50_000, 50_001)));
         let wide = "<b>x</b>".repeat(10_000);
-        assert_eq!(Dom::parse(&wide, 100, 5_000).err(), Some(ParseError::TooComplex));
+        assert_eq!(
+            Dom::parse(&wide, 100, 5_000).err(),
+            Some(ParseError::TooComplex)
+        );
     }
 
     #[test]
     fn every_open_has_a_close() {
-        for html in ["<div><p>a<span>b", "</div></p>x<b><i>y</b>z</i>", "<a href=x", "<", "<!--", "<p/>a"] {
+        for html in [
+            "<div><p>a<span>b",
+            "</div></p>x<b><i>y</b>z</i>",
+            "<a href=x",
+            "<",
+            "<!--",
+            "<p/>a",
+        ] {
             let dom = Dom::parse(html, 64, 1000).unwrap();
-            let opens = dom.events.iter().filter(|e| matches!(e, Event::Open(_))).count();
-            let closes = dom.events.iter().filter(|e| matches!(e, Event::Close(_))).count();
+            let opens = dom
+                .events
+                .iter()
+                .filter(|e| matches!(e, Event::Open(_)))
+                .count();
+            let closes = dom
+                .events
+                .iter()
+                .filter(|e| matches!(e, Event::Close(_)))
+                .count();
             assert_eq!(opens, closes, "{html}");
             for (i, n) in dom.nodes.iter().enumerate() {
                 assert_eq!(dom.events[n.open as usize], Event::Open(i as u32));

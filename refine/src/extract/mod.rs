@@ -20,6 +20,7 @@ use std::sync::OnceLock;
 
 use regex::Regex;
 use serde::{Deserialize, Serialize};
+use unicode_normalization::{is_nfc_quick, IsNormalized, UnicodeNormalization};
 
 use crate::{Document, Stage, Verdict};
 
@@ -55,7 +56,10 @@ impl ExtractionConfig {
             return Err("extraction.max_html_bytes must be at least 1".into());
         }
         if !(8..=100_000).contains(&self.max_depth) {
-            return Err(format!("extraction.max_depth must be 8..=100000, got {}", self.max_depth));
+            return Err(format!(
+                "extraction.max_depth must be 8..=100000, got {}",
+                self.max_depth
+            ));
         }
         if self.max_elements == 0 {
             return Err("extraction.max_elements must be at least 1".into());
@@ -81,7 +85,9 @@ pub struct Extractor {
 impl Extractor {
     /// Builds the extractor.
     pub fn new(config: &ExtractionConfig) -> Self {
-        Extractor { config: config.clone() }
+        Extractor {
+            config: config.clone(),
+        }
     }
 
     /// Extracts the main text of one HTML page; a page over a work bound gives empty text
@@ -99,7 +105,10 @@ impl Extractor {
         let dom = html::Dom::parse(html, self.config.max_depth, self.config.max_elements)
             .map_err(|_| "too_complex")?;
         let (raw, image_urls) = content::main_content(&dom);
-        Ok(Extracted { text: clean_up(&raw), image_urls })
+        Ok(Extracted {
+            text: clean_up(&raw),
+            image_urls,
+        })
     }
 }
 
@@ -109,7 +118,9 @@ impl Stage for Extractor {
     }
 
     fn apply(&self, doc: &mut Document) -> Verdict {
-        let Some(html) = doc.html.take() else { return Verdict::Keep };
+        let Some(html) = doc.html.take() else {
+            return Verdict::Keep;
+        };
         let out = match self.try_extract(&html) {
             Ok(out) => out,
             Err(reason) => return Verdict::Drop(reason),
@@ -123,8 +134,8 @@ impl Stage for Extractor {
     }
 }
 
-/// RefinedWeb's clean-up of extracted text: URLs removed, lines trimmed, at most two
-/// consecutive newlines, no leading or trailing blank lines.
+/// RefinedWeb's clean-up of extracted text: Unicode NFC, URLs removed, lines trimmed, at
+/// most two consecutive newlines, no leading or trailing blank lines.
 pub fn clean_up(text: &str) -> String {
     static URL: OnceLock<Regex> = OnceLock::new();
     let url = URL.get_or_init(|| {
@@ -132,6 +143,14 @@ pub fn clean_up(text: &str) -> String {
         Regex::new(r"(?i)\b(?:https?://|www\.)[^\s<>\x22]*[^\s<>\x22.,;:!?)\]'’]")
             .expect("static regex")
     });
+    // NFC, as trafilatura returns it: one spelling per character for the later stages.
+    let nfc: String;
+    let text = if is_nfc_quick(text.chars()) == IsNormalized::Yes {
+        text
+    } else {
+        nfc = text.nfc().collect();
+        &nfc
+    };
     let without_urls = url.replace_all(text, "");
     let mut out = String::with_capacity(without_urls.len());
     let mut blank = 0;

@@ -259,8 +259,10 @@ pub(crate) fn push_text(out: &mut String, raw: &str, space: &mut bool) {
     flush(out, &raw[run..], space);
 }
 
+/// Characters that only hint at layout: soft hyphen, zero-width space, byte-order mark.
+/// (Zero-width (non-)joiners stay: Indic and Persian spelling needs them.)
 fn is_invisible(ch: char) -> bool {
-    matches!(ch, '\u{ad}' | '\u{200b}' | '\u{200c}' | '\u{200d}' | '\u{feff}')
+    matches!(ch, '\u{ad}' | '\u{200b}' | '\u{feff}')
 }
 
 /// Appends a run without whitespace, preceded by the pending space if any.
@@ -296,7 +298,11 @@ fn reference(s: &[u8]) -> (Option<char>, usize) {
         if end == start {
             return (None, 1);
         }
-        let len = if s.get(end) == Some(&b';') { end + 1 } else { end };
+        let len = if s.get(end) == Some(&b';') {
+            end + 1
+        } else {
+            end
+        };
         // Windows-1252 code points that pages send as numeric references.
         let value = match value {
             0x91 | 0x92 => 0x2019,
@@ -314,7 +320,11 @@ fn reference(s: &[u8]) -> (Option<char>, usize) {
     }
     match ENTITIES.binary_search_by(|(name, _)| (*name).cmp(&s[1..end])) {
         Ok(k) => {
-            let len = if s.get(end) == Some(&b';') { end + 1 } else { end };
+            let len = if s.get(end) == Some(&b';') {
+                end + 1
+            } else {
+                end
+            };
             (Some(ENTITIES[k].1), len)
         }
         Err(_) => (None, 1),
@@ -336,11 +346,20 @@ mod tests {
 
     #[test]
     fn references_and_whitespace() {
-        assert_eq!(decode(&["  a&amp;b &lt;c&gt;\n\t d&nbsp;&nbsp;e "]), "a&b <c> d e");
-        assert_eq!(decode(&["caf&eacute; &#233;&#xE9;&#8217;s &unknown; &"]), "café éé’s &unknown; &");
+        assert_eq!(
+            decode(&["  a&amp;b &lt;c&gt;\n\t d&nbsp;&nbsp;e "]),
+            "a&b <c> d e"
+        );
+        assert_eq!(
+            decode(&["caf&eacute; &#233;&#xE9;&#8217;s &unknown; &"]),
+            "café éé’s &unknown; &"
+        );
         assert_eq!(decode(&["no", "join ", "<", " x"]), "nojoin < x");
         assert_eq!(decode(&["soft&shy;hy\u{ad}phen\u{a0}x"]), "softhyphen x");
-        assert_eq!(decode(&["&#150;&#x2014;&#0;&#99999999;"]), "–—\u{fffd}\u{fffd}");
+        assert_eq!(
+            decode(&["&#150;&#x2014;&#0;&#99999999;"]),
+            "–—\u{fffd}\u{fffd}"
+        );
     }
 
     #[test]

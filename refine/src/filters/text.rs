@@ -18,13 +18,14 @@
 //!    `en_exceptions.tsv` by `scripts/gopher_fixture.py`);
 //! 3. split what remains at infixes (`..`, `…`, symbols, `-` between letters, `,` between
 //!    letters, `.` before a capital, `/ : < > =` before a letter, arithmetic between digits),
-//!    unless it is a URL (spaCy's `URL_MATCH`).
+//!    unless it is a URL (spaCy's `URL_MATCH`);
+//! 4. re-merge tokens that together spell an exception (`"z"`, `"."` -> `"z."`), as spaCy's
+//!    `_apply_special_cases` does.
 //!
 //! Known differences from spaCy (measured on the parity fixture: see `PARITY.md`):
-//! - spaCy's letter classes are explicit script ranges; we use Unicode properties
-//!   (`is_lowercase`, `is_uppercase`, `is_alphabetic`), which agree on Latin, Greek and Cyrillic.
-//! - spaCy's second pass (`_apply_special_cases`, re-merging an exception that affix rules split
-//!   inside a longer chunk, such as `:)` in `(:)`) is not done.
+//! - spaCy's cased letter classes are explicit Latin, Greek and Cyrillic ranges; we use Unicode
+//!   `is_lowercase` / `is_uppercase` / `is_alphabetic`, which also admit other cased scripts
+//!   (Armenian, Georgian ...). spaCy's uncased script blocks are copied as ranges.
 //! - `URL_MATCH`'s private-IP exclusions are not applied (they only keep such IPs unsplit).
 //! - Python's `str.isalpha` is approximated by `char::is_alphabetic` (which also admits
 //!   letter-numbers and combining vowel signs).
@@ -135,6 +136,42 @@ fn split_chunk<'a>(chunk: &'a str, out: &mut Vec<&'a str>) {
         push_exception(chunk, tokens, out);
         return;
     }
+    let from = out.len();
+    split_affixes(chunk, out);
+    if out.len() - from > 1 {
+        merge_exceptions(chunk, out, from);
+    }
+}
+
+/// spaCy's `_apply_special_cases`: tokens that the affix rules split apart but that together
+/// spell an exception (`"z"`, `"."` -> `"z."`; `")"`, `":"` -> `"):"`) are re-tokenized as the
+/// exception says; longest match first, left to right.
+fn merge_exceptions<'a>(chunk: &'a str, tokens: &mut Vec<&'a str>, from: usize) {
+    let exceptions = exceptions();
+    let offset = |t: &str| t.as_ptr() as usize - chunk.as_ptr() as usize;
+    let mut i = from;
+    while i + 1 < tokens.len() {
+        let start = offset(tokens[i]);
+        let found = (i + 2..=tokens.len()).rev().find_map(|j| {
+            let end = offset(tokens[j - 1]) + tokens[j - 1].len();
+            exceptions.get(&chunk[start..end]).map(|lens| (j, end, lens))
+        });
+        match found {
+            Some((j, end, lens)) => {
+                let mut merged = Vec::with_capacity(lens.len());
+                push_exception(&chunk[start..end], lens, &mut merged);
+                let n = merged.len();
+                tokens.splice(i..j, merged);
+                i += n;
+            }
+            None => i += 1,
+        }
+    }
+}
+
+/// spaCy's `_split_affixes` and `_attach_tokens` for one chunk that is not an exception.
+fn split_affixes<'a>(chunk: &'a str, out: &mut Vec<&'a str>) {
+    let exceptions = exceptions();
     let mut s = chunk;
     let mut prefixes: Vec<&'a str> = Vec::new();
     let mut suffixes: Vec<&'a str> = Vec::new();
@@ -348,13 +385,28 @@ fn is_alpha_class(c: char) -> bool {
     if c.is_ascii() {
         c.is_ascii_alphabetic()
     } else {
-        c.is_alphabetic()
+        c.is_alphabetic() || is_uncased_letter(c)
     }
 }
 
+/// spaCy's `_uncased` scripts (Ethiopic, Bengali, Hebrew, Arabic/Persian, Sinhala, Devanagari,
+/// Kannada, Tamil, Telugu, Hangul, Kana, CJK): whole blocks, digits and signs included, count as
+/// both lowercase and uppercase letters.
 fn is_uncased_letter(c: char) -> bool {
-    !c.is_ascii() && c.is_alphabetic() && !c.is_lowercase() && !c.is_uppercase()
+    let c = c as u32;
+    c >= 0x591 && UNCASED_RANGES.iter().any(|&(lo, hi)| (lo..=hi).contains(&c))
 }
+
+const UNCASED_RANGES: &[(u32, u32)] = &[
+    (0x1200, 0x137F), (0x0980, 0x09FF), (0x0591, 0x05F4), (0xFB1D, 0xFB4F), (0x0620, 0x064A),
+    (0x066E, 0x06D5), (0x06E5, 0x06FF), (0x0750, 0x077F), (0x08A0, 0x08BD), (0xFB50, 0xFBB1),
+    (0xFBD3, 0xFD3D), (0xFD50, 0xFDC7), (0xFDF0, 0xFDFB), (0xFE70, 0xFEFC), (0x1EE00, 0x1EEBB),
+    (0x0D80, 0x0DFF), (0x0900, 0x097F), (0x0C80, 0x0CFF), (0x0B80, 0x0BFF), (0x0C00, 0x0C7F),
+    (0xAC00, 0xD7AF), (0x1100, 0x11FF), (0x3040, 0x309F), (0x30A0, 0x30FF), (0x4E00, 0x9FFF),
+    (0x3400, 0x4DBF), (0x20000, 0x2A6DF), (0x2A700, 0x2EBEF), (0x2E80, 0x2EFF), (0x2F00, 0x2FDF),
+    (0x2FF0, 0x2FFF), (0x3000, 0x303F), (0x31C0, 0x31EF), (0x3200, 0x32FF), (0x3300, 0x33FF),
+    (0xF900, 0xFAFF), (0xFE30, 0xFE4F), (0x1F200, 0x1F2FF), (0x2F800, 0x2FA1F),
+];
 
 fn is_icon(c: char) -> bool {
     let c = c as u32;
@@ -666,6 +718,7 @@ mod tests {
         splits!("see www.example.com/a-b now...", ["see", "www.example.com/a-b", "now", "..."]);
         splits!("end.Next \"quoted\" word", ["end", ".", "Next", "\"", "quoted", "\"", "word"]);
         splits!("NASA. A. 10pm", ["NASA", ".", "A.", "10", "pm"]);
+        splits!("(see below): z.B. (Mr.)", ["(", "see", "below", "):", "z.", "B.", "(", "Mr.", ")"]);
         splits!("  \n\t ", []);
     }
 

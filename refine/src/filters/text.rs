@@ -307,6 +307,9 @@ fn infix_at(prev: Option<char>, rest: &str) -> Option<usize> {
 /// `find_prefix`: the first of spaCy's prefix alternatives that matches at the start.
 fn find_prefix(s: &str) -> usize {
     let Some(c) = s.chars().next() else { return 0 };
+    if c.is_ascii_alphanumeric() && !matches!(c, 'U' | 'C' | 'A') {
+        return 0;
+    }
     if PREFIX_CHARS.contains(c) || PUNCT_CHARS.contains(c) || is_quote(c) || CURRENCY_CHARS.contains(c) || is_icon(c) {
         return c.len_utf8();
     }
@@ -323,7 +326,10 @@ fn find_suffix(s: &str) -> usize {
     let Some(last) = s.chars().next_back() else { return 0 };
     let body = &s[..s.len() - last.len_utf8()];
     let before = body.chars().next_back();
-    let mut best = 0;
+    let mut best = unit_after_digit(s);
+    if last.is_ascii_alphanumeric() {
+        return ["'s", "'S", "’s", "’S"].iter().filter(|q| s.ends_with(*q)).map(|q| q.len()).fold(best, usize::max);
+    }
     if PUNCT_CHARS.contains(last) || is_quote(last) || is_icon(last) || last == '—' || last == '–' {
         best = last.len_utf8();
     }
@@ -351,12 +357,19 @@ fn find_suffix(s: &str) -> usize {
             best = best.max(1);
         }
     }
-    for unit in CURRENCIES.iter().chain(UNITS) {
-        if s.len() > unit.len() && s.ends_with(unit) && s[..s.len() - unit.len()].ends_with(|d: char| d.is_ascii_digit()) {
-            best = best.max(unit.len());
-        }
-    }
     best
+}
+
+/// spaCy's `(?<=[0-9])(?:{currency}|{units})$` suffixes: a unit or currency preceded by a digit
+/// is exactly the text after the last digit.
+fn unit_after_digit(s: &str) -> usize {
+    let Some(digit) = s.bytes().rposition(|b| b.is_ascii_digit()) else { return 0 };
+    let tail = &s[digit + 1..];
+    if !tail.is_empty() && CURRENCIES.iter().chain(UNITS).any(|u| *u == tail) {
+        tail.len()
+    } else {
+        0
+    }
 }
 
 /// The lookbehind class of spaCy's `(?<=[0-9{al}{e}{p}(?:{q})])\.` suffix: a digit, a lowercase
@@ -524,7 +537,8 @@ const PUNCTUATION_NON_ASCII: &[&str] = &[
 
 /// spaCy's English tokenizer exceptions: chunk -> byte lengths of its tokens.
 struct Exceptions {
-    map: HashMap<&'static str, Vec<u8>>,
+    /// xxh3 of the chunk -> (chunk, byte lengths of its tokens).
+    map: HashedMap<(String, Vec<u8>)>,
     max_len: usize,
 }
 
@@ -533,7 +547,10 @@ impl Exceptions {
         if s.len() > self.max_len {
             return None;
         }
-        self.map.get(s).map(Vec::as_slice)
+        match self.map.get(&xxh3_64(s.as_bytes())) {
+            Some((key, lens)) if key == s => Some(lens),
+            _ => None,
+        }
     }
     fn contains(&self, s: &str) -> bool {
         self.get(s).is_some()
@@ -543,15 +560,15 @@ impl Exceptions {
 fn exceptions() -> &'static Exceptions {
     static TABLE: OnceLock<Exceptions> = OnceLock::new();
     TABLE.get_or_init(|| {
-        let mut map = HashMap::new();
+        let mut map = HashedMap::default();
         let mut max_len = 0;
         let text: &'static str = include_str!("en_exceptions.tsv");
         for line in text.lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {
-            // The key is the line without its tabs; keep a leaked copy for 'static keys.
-            let key: &'static str = Box::leak(line.replace('\t', "").into_boxed_str());
+            // The key is the line without its tabs.
+            let key = line.replace('\t', "");
             let lens = line.split('\t').map(|t| t.len() as u8).collect();
             max_len = max_len.max(key.len());
-            map.insert(key, lens);
+            map.insert(xxh3_64(key.as_bytes()), (key, lens));
         }
         Exceptions { map, max_len }
     })

@@ -31,8 +31,14 @@ fn rate(texts: &[String], mut f: impl FnMut(&str) -> usize) -> f64 {
 }
 
 fn peer(python: &str) -> Option<serde_json::Value> {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/gopher_peer_bench.py");
-    let out = std::process::Command::new(python).arg(script).output().ok()?;
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../scripts/gopher_peer_bench.py"
+    );
+    let out = std::process::Command::new(python)
+        .arg(script)
+        .output()
+        .ok()?;
     serde_json::from_slice(&out.stdout).ok()
 }
 
@@ -48,14 +54,40 @@ fn main() {
     let quality = Quality::new(&QualityConfig::default());
     let line_correction = LineCorrection::new(&LineCorrectionConfig::default());
     let rows = [
-        ("words (text::split_words)", "words", rate(&texts, |t| text::words(t).len())),
-        ("repetition", "repetition", rate(&texts, |t| repetition.check(t).map_or(0, str::len))),
-        ("quality", "quality", rate(&texts, |t| quality.check(t, None).map_or(0, str::len))),
-        ("line_correction", "", rate(&texts, |t| line_correction.correct(t).map_or(0, |(s, _)| s.len()))),
+        (
+            "words (text::split_words)",
+            "words",
+            rate(&texts, |t| text::words(t).len()),
+        ),
+        (
+            "repetition",
+            "repetition",
+            rate(&texts, |t| repetition.check(t).map_or(0, str::len)),
+        ),
+        (
+            "quality",
+            "quality",
+            rate(&texts, |t| quality.check(t, None).map_or(0, str::len)),
+        ),
+        (
+            "line_correction",
+            "",
+            rate(&texts, |t| {
+                line_correction.correct(t).map_or(0, |(s, _)| s.len())
+            }),
+        ),
     ];
     let args: Vec<String> = std::env::args().collect();
-    let peer = args.iter().position(|a| a == "--peer").and_then(|i| args.get(i + 1)).and_then(|p| peer(p));
-    println!("{} texts, {:.1} KB on average; one core\n", texts.len(), mb_per_doc * 1e3);
+    let peer = args
+        .iter()
+        .position(|a| a == "--peer")
+        .and_then(|i| args.get(i + 1))
+        .and_then(|p| peer(p));
+    println!(
+        "{} texts, {:.1} KB on average; one core\n",
+        texts.len(),
+        mb_per_doc * 1e3
+    );
     println!("| stage | docs/s | MB/s | datatrove 0.10.1 docs/s | ratio |");
     println!("|---|---:|---:|---:|---:|");
     for (name, key, docs) in rows {
@@ -64,6 +96,9 @@ fn main() {
             Some(t) => (format!("{t:.0}"), format!("{:.0}x", docs / t)),
             None => ("-".into(), "-".into()),
         };
-        println!("| {name} | {docs:.0} | {:.1} | {theirs} | {ratio} |", docs * mb_per_doc);
+        println!(
+            "| {name} | {docs:.0} | {:.1} | {theirs} | {ratio} |",
+            docs * mb_per_doc
+        );
     }
 }

@@ -26,3 +26,21 @@ fn unknown_and_bad_keys_are_errors() {
         assert!(err.to_string().contains("test.toml"), "{err}");
     }
 }
+
+#[test]
+fn pipeline_runs_the_filters_after_extraction_in_paper_order() {
+    let pipeline = falconry_refine::Pipeline::from_config(&RefineConfig::default())
+        .expect("default pipeline builds");
+    let names = pipeline.stage_names();
+    let at = |name| {
+        names
+            .iter()
+            .position(|n| *n == name)
+            .unwrap_or_else(|| panic!("{name} missing from {names:?}"))
+    };
+    assert!(at("extraction") < at("repetition"), "{names:?}");
+    assert!(
+        at("repetition") < at("quality") && at("quality") < at("line_correction"),
+        "{names:?}"
+    );
+}

@@ -29,10 +29,16 @@ fn ours(reason: &str) -> String {
         "gopher_below_alpha_threshold" => "min_alpha_word_fraction",
         "gopher_enough_stop_words" => "min_stop_words",
         other => {
-            if let Some(n) = other.strip_prefix("top_").and_then(|r| r.strip_suffix("_gram")) {
+            if let Some(n) = other
+                .strip_prefix("top_")
+                .and_then(|r| r.strip_suffix("_gram"))
+            {
                 return format!("top_{n}gram_char_fraction");
             }
-            if let Some(n) = other.strip_prefix("duplicated_").and_then(|r| r.strip_suffix("_n_grams")) {
+            if let Some(n) = other
+                .strip_prefix("duplicated_")
+                .and_then(|r| r.strip_suffix("_n_grams"))
+            {
                 return format!("duplicate_{n}gram_char_fraction");
             }
             other
@@ -52,21 +58,39 @@ fn agrees_with_datatrove() {
     let mut seen_explained = Vec::new();
     for line in fixture.lines() {
         let row: serde_json::Value = serde_json::from_str(line).expect("fixture row is JSON");
-        let (source, text) = (row["source"].as_str().unwrap_or_default(), row["text"].as_str().unwrap_or_default());
+        let (source, text) = (
+            row["source"].as_str().unwrap_or_default(),
+            row["text"].as_str().unwrap_or_default(),
+        );
         rows += 1;
-        same_words += usize::from(text::words(text).len() as u64 == row["words"].as_u64().unwrap_or(u64::MAX));
+        same_words += usize::from(
+            text::words(text).len() as u64 == row["words"].as_u64().unwrap_or(u64::MAX),
+        );
         let verdicts = [
-            ("repetition", repetition.check(text).unwrap_or("keep"), &row["repetition"]),
-            ("quality", quality.check(text, None).unwrap_or("keep"), &row["quality"]),
+            (
+                "repetition",
+                repetition.check(text).unwrap_or("keep"),
+                &row["repetition"],
+            ),
+            (
+                "quality",
+                quality.check(text, None).unwrap_or("keep"),
+                &row["quality"],
+            ),
         ];
         for (k, (filter, mine, theirs)) in verdicts.into_iter().enumerate() {
             let theirs = ours(theirs.as_str().unwrap_or_default());
             if mine == theirs {
                 agree[k] += 1;
-            } else if EXPLAINED.iter().any(|&(s, f, _)| s == source && f == filter) {
+            } else if EXPLAINED
+                .iter()
+                .any(|&(s, f, _)| s == source && f == filter)
+            {
                 seen_explained.push((source.to_string(), filter));
             } else {
-                unexplained.push(format!("{source} [{filter}]: ours {mine}, datatrove {theirs}"));
+                unexplained.push(format!(
+                    "{source} [{filter}]: ours {mine}, datatrove {theirs}"
+                ));
             }
         }
     }
@@ -78,12 +102,21 @@ fn agrees_with_datatrove() {
         pct(same_words)
     );
     assert!(rows >= 300, "fixture too small: {rows}");
-    assert!(unexplained.is_empty(), "unexplained disagreements:\n{}", unexplained.join("\n"));
+    assert!(
+        unexplained.is_empty(),
+        "unexplained disagreements:\n{}",
+        unexplained.join("\n")
+    );
     for &(source, filter, _) in EXPLAINED {
         assert!(
-            seen_explained.iter().any(|(s, f)| s == source && *f == filter),
+            seen_explained
+                .iter()
+                .any(|(s, f)| s == source && *f == filter),
             "{source} [{filter}] is explained but now agrees: remove it from EXPLAINED"
         );
     }
-    assert!(pct(agree[0]) >= 99.0 && pct(agree[1]) >= 99.0, "agreement below 99%");
+    assert!(
+        pct(agree[0]) >= 99.0 && pct(agree[1]) >= 99.0,
+        "agreement below 99%"
+    );
 }

@@ -95,7 +95,18 @@ pub fn py_splitlines(text: &str) -> impl Iterator<Item = &str> {
 }
 
 fn is_line_break(c: char) -> bool {
-    matches!(c, '\n' | '\r' | '\u{b}' | '\u{c}' | '\u{1c}' | '\u{1d}' | '\u{1e}' | '\u{85}' | '\u{2028}' | '\u{2029}')
+    matches!(
+        c,
+        '\n' | '\r'
+            | '\u{b}'
+            | '\u{c}'
+            | '\u{1c}'
+            | '\u{1d}'
+            | '\u{1e}'
+            | '\u{85}'
+            | '\u{2028}'
+            | '\u{2029}'
+    )
 }
 
 /// Length in characters, as Python's `len(str)`.
@@ -154,7 +165,9 @@ fn merge_exceptions<'a>(chunk: &'a str, tokens: &mut Vec<&'a str>, from: usize) 
         let start = offset(tokens[i]);
         let found = (i + 2..=tokens.len()).rev().find_map(|j| {
             let end = offset(tokens[j - 1]) + tokens[j - 1].len();
-            exceptions.get(&chunk[start..end]).map(|lens| (j, end, lens))
+            exceptions
+                .get(&chunk[start..end])
+                .map(|lens| (j, end, lens))
         });
         match found {
             Some((j, end, lens)) => {
@@ -280,7 +293,10 @@ fn infix_at(prev: Option<char>, rest: &str) -> Option<usize> {
     }
     let prev = prev?;
     let next = next?;
-    if matches!(c, '+' | '-' | '*' | '^') && prev.is_ascii_digit() && (next.is_ascii_digit() || next == '-') {
+    if matches!(c, '+' | '-' | '*' | '^')
+        && prev.is_ascii_digit()
+        && (next.is_ascii_digit() || next == '-')
+    {
         return Some(1);
     }
     if c == '.' && (is_lower(prev) || is_quote(prev)) && (is_upper(next) || is_quote(next)) {
@@ -310,27 +326,42 @@ fn find_prefix(s: &str) -> usize {
     if c.is_ascii_alphanumeric() && !matches!(c, 'U' | 'C' | 'A') {
         return 0;
     }
-    if PREFIX_CHARS.contains(c) || PUNCT_CHARS.contains(c) || is_quote(c) || CURRENCY_CHARS.contains(c) || is_icon(c) {
+    if PREFIX_CHARS.contains(c)
+        || PUNCT_CHARS.contains(c)
+        || is_quote(c)
+        || CURRENCY_CHARS.contains(c)
+        || is_icon(c)
+    {
         return c.len_utf8();
     }
     match c {
         '+' if !s[1..].starts_with(|d: char| d.is_ascii_digit()) => 1,
         '.' if s[1..].starts_with('.') => s.bytes().take_while(|&b| b == b'.').count(),
-        _ => ["US$", "C$", "A$"].iter().find(|p| s.starts_with(*p)).map_or(0, |p| p.len()),
+        _ => ["US$", "C$", "A$"]
+            .iter()
+            .find(|p| s.starts_with(*p))
+            .map_or(0, |p| p.len()),
     }
 }
 
 /// `find_suffix`: `re.search` over `$`-anchored alternatives returns the leftmost, i.e. the
 /// longest, matching suffix.
 fn find_suffix(s: &str) -> usize {
-    let Some(last) = s.chars().next_back() else { return 0 };
+    let Some(last) = s.chars().next_back() else {
+        return 0;
+    };
     let body = &s[..s.len() - last.len_utf8()];
     let before = body.chars().next_back();
     let mut best = unit_after_digit(s);
     if last.is_ascii_alphanumeric() {
-        return ["'s", "'S", "’s", "’S"].iter().filter(|q| s.ends_with(*q)).map(|q| q.len()).fold(best, usize::max);
+        return ["'s", "'S", "’s", "’S"]
+            .iter()
+            .filter(|q| s.ends_with(*q))
+            .map(|q| q.len())
+            .fold(best, usize::max);
     }
-    if PUNCT_CHARS.contains(last) || is_quote(last) || is_icon(last) || last == '—' || last == '–' {
+    if PUNCT_CHARS.contains(last) || is_quote(last) || is_icon(last) || last == '—' || last == '–'
+    {
         best = last.len_utf8();
     }
     if s.ends_with("……") {
@@ -363,7 +394,9 @@ fn find_suffix(s: &str) -> usize {
 /// spaCy's `(?<=[0-9])(?:{currency}|{units})$` suffixes: a unit or currency preceded by a digit
 /// is exactly the text after the last digit.
 fn unit_after_digit(s: &str) -> usize {
-    let Some(digit) = s.bytes().rposition(|b| b.is_ascii_digit()) else { return 0 };
+    let Some(digit) = s.bytes().rposition(|b| b.is_ascii_digit()) else {
+        return 0;
+    };
     let tail = &s[digit + 1..];
     if !tail.is_empty() && CURRENCIES.iter().chain(UNITS).any(|u| *u == tail) {
         tail.len()
@@ -376,7 +409,11 @@ fn unit_after_digit(s: &str) -> usize {
 /// letter, `% ² - +`, punctuation, quotes, and the regex syntax characters `| ( ? : )` that the
 /// class picks up from its own source.
 fn is_dot_suffix_context(c: char) -> bool {
-    c.is_ascii_digit() || is_lower(c) || "%²-+|(?:)".contains(c) || PUNCT_CHARS.contains(c) || is_quote(c)
+    c.is_ascii_digit()
+        || is_lower(c)
+        || "%²-+|(?:)".contains(c)
+        || PUNCT_CHARS.contains(c)
+        || is_quote(c)
 }
 
 fn is_quote(c: char) -> bool {
@@ -407,9 +444,13 @@ fn is_alpha_class(c: char) -> bool {
 /// both lowercase and uppercase letters.
 fn is_uncased_letter(c: char) -> bool {
     let c = c as u32;
-    c >= 0x591 && UNCASED_RANGES.iter().any(|&(lo, hi)| (lo..=hi).contains(&c))
+    c >= 0x591
+        && UNCASED_RANGES
+            .iter()
+            .any(|&(lo, hi)| (lo..=hi).contains(&c))
 }
 
+#[rustfmt::skip]
 const UNCASED_RANGES: &[(u32, u32)] = &[
     (0x1200, 0x137F), (0x0980, 0x09FF), (0x0591, 0x05F4), (0xFB1D, 0xFB4F), (0x0620, 0x064A),
     (0x066E, 0x06D5), (0x06E5, 0x06FF), (0x0750, 0x077F), (0x08A0, 0x08BD), (0xFB50, 0xFBB1),
@@ -426,16 +467,17 @@ fn is_icon(c: char) -> bool {
     if c < 0xA6 {
         return false;
     }
-    ICON_RANGES.binary_search_by(|&(lo, hi)| {
-        if hi < c {
-            std::cmp::Ordering::Less
-        } else if lo > c {
-            std::cmp::Ordering::Greater
-        } else {
-            std::cmp::Ordering::Equal
-        }
-    })
-    .is_ok()
+    ICON_RANGES
+        .binary_search_by(|&(lo, hi)| {
+            if hi < c {
+                std::cmp::Ordering::Less
+            } else if lo > c {
+                std::cmp::Ordering::Greater
+            } else {
+                std::cmp::Ordering::Equal
+            }
+        })
+        .is_ok()
 }
 
 /// spaCy's `_punct` (single characters; `……` is handled apart).
@@ -447,12 +489,14 @@ const PREFIX_CHARS: &str = "§%=—–";
 /// Single-character currencies of spaCy's `_currency`.
 const CURRENCY_CHARS: &str = "$£€¥฿₽﷼₴₠₡₢₣₤₥₦₧₨₩₪₫₭₮₯₰₱₲₳₵₶₷₸₹₺₻₼₾₿";
 /// spaCy's `_currency`, split off after a digit.
+#[rustfmt::skip]
 const CURRENCIES: &[&str] = &[
     "$", "£", "€", "¥", "฿", "US$", "C$", "A$", "₽", "﷼", "₴", "₠", "₡", "₢", "₣", "₤", "₥", "₦", "₧",
     "₨", "₩", "₪", "₫", "₭", "₮", "₯", "₰", "₱", "₲", "₳", "₵", "₶", "₷", "₸", "₹", "₺", "₻", "₼", "₾",
     "₿",
 ];
 /// spaCy's `_units`, split off after a digit.
+#[rustfmt::skip]
 const UNITS: &[&str] = &[
     "km", "km²", "km³", "m", "m²", "m³", "dm", "dm²", "dm³", "cm", "cm²", "cm³", "mm", "mm²", "mm³",
     "ha", "µm", "nm", "yd", "in", "ft", "kg", "g", "mg", "µg", "t", "lb", "oz", "m/s", "km/h", "kmh",
@@ -466,6 +510,7 @@ const UNITS: &[&str] = &[
 const HYPHENS: &[&str] = &["-", "–", "—", "--", "---", "——", "~"];
 
 /// spaCy's `_other_symbols` (Unicode `So`), as sorted inclusive ranges.
+#[rustfmt::skip]
 const ICON_RANGES: &[(u32, u32)] = &[
     (0xA6, 0xA6), (0xA9, 0xA9), (0xAE, 0xAE), (0xB0, 0xB0), (0x482, 0x482), (0x58D, 0x58D),
     (0x58E, 0x58E), (0x60E, 0x60E), (0x60F, 0x60F), (0x6DE, 0x6DE), (0x6E9, 0x6E9), (0x6FD, 0x6FD),
@@ -513,6 +558,7 @@ const ICON_RANGES: &[(u32, u32)] = &[
 ];
 
 /// The non-ASCII part of datatrove's `PUNCTUATION_SET`.
+#[rustfmt::skip]
 const PUNCTUATION_NON_ASCII: &[&str] = &[
     "\u{AB}\u{B4}\u{BB}\u{589}\u{61D}\u{61E}\u{61F}\u{6D4}\u{700}\u{701}",
     "\u{702}\u{7F9}\u{837}\u{839}\u{83D}\u{83E}\u{964}\u{965}\u{104A}\u{104B}",
@@ -563,7 +609,10 @@ fn exceptions() -> &'static Exceptions {
         let mut map = HashedMap::default();
         let mut max_len = 0;
         let text: &'static str = include_str!("en_exceptions.tsv");
-        for line in text.lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {
+        for line in text
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.is_empty())
+        {
             // The key is the line without its tabs.
             let key = line.replace('\t', "");
             let lens = line.split('\t').map(|t| t.len() as u8).collect();
@@ -668,7 +717,8 @@ impl Ngrams {
             return 0;
         }
         let count = self.len() - n + 1;
-        let mut seen: HashedMap<(u32, u32)> = HashedMap::with_capacity_and_hasher(count, Default::default());
+        let mut seen: HashedMap<(u32, u32)> =
+            HashedMap::with_capacity_and_hasher(count, Default::default());
         let (mut best_count, mut best_first) = (0u32, 0u32);
         for i in 0..count {
             let slice = &self.spaced[self.spaced_at[i]..self.spaced_at[i + n] - 1];
@@ -687,7 +737,8 @@ impl Ngrams {
         if n == 0 || self.len() < n {
             return 0;
         }
-        let mut unique = HashedSet::with_capacity_and_hasher(self.len() - n + 1, Default::default());
+        let mut unique =
+            HashedSet::with_capacity_and_hasher(self.len() - n + 1, Default::default());
         let (mut repeated, mut i) = (0, 0);
         while i + n <= self.len() {
             let slice = &self.joined[self.joined_at[i]..self.joined_at[i + n]];
@@ -729,19 +780,40 @@ mod tests {
     fn splits_as_spacy_english() {
         splits!("Hello, world.", ["Hello", ",", "world", "."]);
         splits!("I don't know.", ["I", "do", "n't", "know", "."]);
-        splits!("John's car (red) costs $5.", ["John", "'s", "car", "(", "red", ")", "costs", "$", "5", "."]);
-        splits!("e.g. the U.S. and Mr. Smith", ["e.g.", "the", "U.S.", "and", "Mr.", "Smith"]);
-        splits!("well-known 10km 3-4 a/b", ["well", "-", "known", "10", "km", "3", "-", "4", "a", "/", "b"]);
-        splits!("see www.example.com/a-b now...", ["see", "www.example.com/a-b", "now", "..."]);
-        splits!("end.Next \"quoted\" word", ["end", ".", "Next", "\"", "quoted", "\"", "word"]);
+        splits!(
+            "John's car (red) costs $5.",
+            ["John", "'s", "car", "(", "red", ")", "costs", "$", "5", "."]
+        );
+        splits!(
+            "e.g. the U.S. and Mr. Smith",
+            ["e.g.", "the", "U.S.", "and", "Mr.", "Smith"]
+        );
+        splits!(
+            "well-known 10km 3-4 a/b",
+            ["well", "-", "known", "10", "km", "3", "-", "4", "a", "/", "b"]
+        );
+        splits!(
+            "see www.example.com/a-b now...",
+            ["see", "www.example.com/a-b", "now", "..."]
+        );
+        splits!(
+            "end.Next \"quoted\" word",
+            ["end", ".", "Next", "\"", "quoted", "\"", "word"]
+        );
         splits!("NASA. A. 10pm", ["NASA", ".", "A.", "10", "pm"]);
-        splits!("(see below): z.B. (Mr.)", ["(", "see", "below", "):", "z.", "B.", "(", "Mr.", ")"]);
+        splits!(
+            "(see below): z.B. (Mr.)",
+            ["(", "see", "below", "):", "z.", "B.", "(", "Mr.", ")"]
+        );
         splits!("  \n\t ", []);
     }
 
     #[test]
     fn python_string_helpers() {
-        assert_eq!(py_splitlines("a\r\nb\rc\n\nd\n").collect::<Vec<_>>(), ["a", "b", "c", "", "d"]);
+        assert_eq!(
+            py_splitlines("a\r\nb\rc\n\nd\n").collect::<Vec<_>>(),
+            ["a", "b", "c", "", "d"]
+        );
         assert_eq!(py_splitlines("").count(), 0);
         assert_eq!(py_strip("\u{1f} x \u{a0}"), "x");
         assert!(is_symbol_word("...") && is_symbol_word("—") && !is_symbol_word("a."));

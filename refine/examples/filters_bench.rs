@@ -77,6 +77,22 @@ fn main() {
             }),
         ),
     ];
+    // The funnel on these texts, as the pipeline chains the stages.
+    let (mut after_repetition, mut after_quality, mut after_lines) = (0, 0, 0);
+    for t in &texts {
+        if repetition.check(t).is_some() {
+            continue;
+        }
+        after_repetition += 1;
+        if quality.check(t, None).is_some() {
+            continue;
+        }
+        after_quality += 1;
+        let dropped = line_correction.correct(t).is_some_and(|(text, removed)| {
+            removed > LineCorrectionConfig::default().max_removed_word_fraction || text.is_empty()
+        });
+        after_lines += usize::from(!dropped);
+    }
     let args: Vec<String> = std::env::args().collect();
     let peer = args
         .iter()
@@ -87,6 +103,10 @@ fn main() {
         "{} texts, {:.1} KB on average; one core\n",
         texts.len(),
         mb_per_doc * 1e3
+    );
+    println!(
+        "funnel: {} texts -> repetition {after_repetition} -> quality {after_quality} -> line_correction {after_lines}\n",
+        texts.len()
     );
     println!("| stage | docs/s | MB/s | datatrove 0.10.1 docs/s | ratio |");
     println!("|---|---:|---:|---:|---:|");

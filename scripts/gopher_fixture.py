@@ -25,6 +25,7 @@ Usage: /work/main/.venv/bin/python scripts/gopher_fixture.py [DATA_DIR] [OUT]
 """
 
 import gzip
+import importlib.metadata
 import json
 import os
 import sys
@@ -34,7 +35,6 @@ from pathlib import Path
 # CPU-only machine, and thinc only catches ImportError. Make `import torch` an ImportError.
 sys.modules.setdefault("torch", None)
 
-import datatrove
 import trafilatura
 from datatrove.data import Document
 from datatrove.pipeline.filters import GopherQualityFilter, GopherRepetitionFilter
@@ -122,7 +122,8 @@ def write_exceptions(path: Path):
 
 def main():
     write_exceptions(ROOT / "refine/src/filters/en_exceptions.tsv")
-    assert datatrove.__version__ == "0.10.1" if hasattr(datatrove, "__version__") else True
+    version = importlib.metadata.version("datatrove")
+    assert version == "0.10.1", f"parity is defined against datatrove 0.10.1, found {version}"
     repetition = GopherRepetitionFilter()
     quality = GopherQualityFilter()
     seen, rows, total = set(), [], 0

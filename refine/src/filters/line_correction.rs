@@ -72,8 +72,18 @@ impl Default for LineCorrectionConfig {
             max_uppercase_char_fraction: 0.5,
             max_numeric_char_fraction: 0.999999,
             counter_words: words(&[
-                "likes", "shares", "comments", "retweets", "reposts", "quotes", "bookmarks", "upvotes", "downvotes",
-                "downloads", "views", "followers",
+                "likes",
+                "shares",
+                "comments",
+                "retweets",
+                "reposts",
+                "quotes",
+                "bookmarks",
+                "upvotes",
+                "downvotes",
+                "downloads",
+                "views",
+                "followers",
             ]),
             min_line_words: 2,
             max_pattern_line_words: 10,
@@ -88,12 +98,17 @@ impl Default for LineCorrectionConfig {
 impl LineCorrectionConfig {
     pub(crate) fn validate(&self) -> Result<(), String> {
         for (key, value) in [
-            ("max_uppercase_char_fraction", self.max_uppercase_char_fraction),
+            (
+                "max_uppercase_char_fraction",
+                self.max_uppercase_char_fraction,
+            ),
             ("max_numeric_char_fraction", self.max_numeric_char_fraction),
             ("max_removed_word_fraction", self.max_removed_word_fraction),
         ] {
             if !(0.0..=1.0).contains(&value) {
-                return Err(format!("line_correction.{key} must be within 0..=1, got {value}"));
+                return Err(format!(
+                    "line_correction.{key} must be within 0..=1, got {value}"
+                ));
             }
         }
         Ok(())
@@ -115,7 +130,10 @@ fn alternation(patterns: &[String], before: &str, after: &str) -> Option<Regex> 
     }
     let alts: Vec<String> = patterns.iter().map(|p| regex::escape(p)).collect();
     let source = format!("{before}(?:{}){after}", alts.join("|"));
-    RegexBuilder::new(&source).case_insensitive(true).build().ok()
+    RegexBuilder::new(&source)
+        .case_insensitive(true)
+        .build()
+        .ok()
 }
 
 impl LineCorrection {
@@ -177,7 +195,11 @@ impl LineCorrection {
         let mut removed_words = 0usize;
         let mut changed = false;
         for (i, line) in text.split('\n').enumerate() {
-            let kept = if self.drops_line(line) { None } else { self.edit_line(line) };
+            let kept = if self.drops_line(line) {
+                None
+            } else {
+                self.edit_line(line)
+            };
             let unchanged = matches!(&kept, Some(std::borrow::Cow::Borrowed(_)));
             if !unchanged {
                 removed_words += count_words(line);
@@ -197,14 +219,21 @@ impl LineCorrection {
             return None;
         }
         let total = count_words(text);
-        let fraction = if total == 0 { 0.0 } else { removed_words as f64 / total as f64 };
+        let fraction = if total == 0 {
+            0.0
+        } else {
+            removed_words as f64 / total as f64
+        };
         Some((out.trim().to_string(), fraction))
     }
 }
 
 /// Words as the Gopher rules count them: tokens that are not only punctuation.
 fn count_words(text: &str) -> usize {
-    text::words(text).iter().filter(|w| !is_symbol_word(w)).count()
+    text::words(text)
+        .iter()
+        .filter(|w| !is_symbol_word(w))
+        .count()
 }
 
 impl Stage for LineCorrection {
@@ -212,7 +241,9 @@ impl Stage for LineCorrection {
         "line_correction"
     }
     fn apply(&self, doc: &mut Document) -> Verdict {
-        let Some((text, removed)) = self.correct(&doc.content) else { return Verdict::Keep };
+        let Some((text, removed)) = self.correct(&doc.content) else {
+            return Verdict::Keep;
+        };
         if removed > self.config.max_removed_word_fraction {
             return Verdict::Drop("max_removed_word_fraction");
         }
@@ -242,7 +273,10 @@ mod tests {
 
     fn run(text: &str) -> (Verdict, String) {
         let stage = LineCorrection::new(&LineCorrectionConfig::default());
-        let mut doc = Document { content: text.to_string(), ..Default::default() };
+        let mut doc = Document {
+            content: text.to_string(),
+            ..Default::default()
+        };
         let verdict = stage.apply(&mut doc);
         (verdict, doc.content)
     }
@@ -256,7 +290,14 @@ mod tests {
     #[test]
     fn one_case_per_rule() {
         let p = prose();
-        for line in ["SUBSCRIBE TO OUR NEWSLETTER", "2019", "12 345", "3 likes", "1,204 Comments", "Share"] {
+        for line in [
+            "SUBSCRIBE TO OUR NEWSLETTER",
+            "2019",
+            "12 345",
+            "3 likes",
+            "1,204 Comments",
+            "Share",
+        ] {
             let (verdict, text) = run(&format!("{p}\n{line}\n{p}"));
             assert_eq!(verdict, Verdict::Keep, "{line}");
             assert_eq!(text, format!("{p}\n{p}"), "{line}");
@@ -268,10 +309,15 @@ mod tests {
         ];
         for (line, edited) in edits {
             let (verdict, text) = run(&format!("{p}\n{line}"));
-            assert_eq!((verdict, text), (Verdict::Keep, format!("{p}\n{edited}")), "{line}");
+            assert_eq!(
+                (verdict, text),
+                (Verdict::Keep, format!("{p}\n{edited}")),
+                "{line}"
+            );
         }
         // Too long for the pattern rules: left alone.
-        let long = "Read more... about the history of the mill and the river in the village archive";
+        let long =
+            "Read more... about the history of the mill and the river in the village archive";
         assert_eq!(run(&format!("{p}\n{long}")).1, format!("{p}\n{long}"));
     }
 

@@ -73,7 +73,9 @@ impl Default for QualityConfig {
             max_ellipsis_line_fraction: 0.3,
             min_alpha_word_fraction: 0.8,
             min_stop_words: 2,
-            stop_words: ["the", "be", "to", "of", "and", "that", "have", "with"].map(String::from).to_vec(),
+            stop_words: ["the", "be", "to", "of", "and", "that", "have", "with"]
+                .map(String::from)
+                .to_vec(),
             stop_words_by_language: BTreeMap::new(),
         }
     }
@@ -82,22 +84,31 @@ impl Default for QualityConfig {
 impl QualityConfig {
     pub(crate) fn validate(&self) -> Result<(), String> {
         if self.min_words > self.max_words {
-            return Err(format!("quality.min_words ({}) exceeds quality.max_words ({})", self.min_words, self.max_words));
+            return Err(format!(
+                "quality.min_words ({}) exceeds quality.max_words ({})",
+                self.min_words, self.max_words
+            ));
         }
         if self.min_mean_word_length > self.max_mean_word_length {
             return Err("quality.min_mean_word_length exceeds quality.max_mean_word_length".into());
         }
         for (key, value) in [
             ("max_bullet_line_fraction", self.max_bullet_line_fraction),
-            ("max_ellipsis_line_fraction", self.max_ellipsis_line_fraction),
+            (
+                "max_ellipsis_line_fraction",
+                self.max_ellipsis_line_fraction,
+            ),
             ("min_alpha_word_fraction", self.min_alpha_word_fraction),
         ] {
             if !(0.0..=1.0).contains(&value) {
                 return Err(format!("quality.{key} must be within 0..=1, got {value}"));
             }
         }
-        if !(self.max_symbol_word_ratio >= 0.0) {
-            return Err(format!("quality.max_symbol_word_ratio must be >= 0, got {}", self.max_symbol_word_ratio));
+        if self.max_symbol_word_ratio.is_nan() || self.max_symbol_word_ratio < 0.0 {
+            return Err(format!(
+                "quality.max_symbol_word_ratio must be >= 0, got {}",
+                self.max_symbol_word_ratio
+            ));
         }
         Ok(())
     }
@@ -128,7 +139,11 @@ impl Quality {
         Quality {
             config: config.clone(),
             stop_words: stop_words(&config.stop_words),
-            stop_words_by_language: config.stop_words_by_language.iter().map(|(l, w)| (l.clone(), stop_words(w))).collect(),
+            stop_words_by_language: config
+                .stop_words_by_language
+                .iter()
+                .map(|(l, w)| (l.clone(), stop_words(w)))
+                .collect(),
         }
     }
 
@@ -185,7 +200,9 @@ impl Quality {
         if (alpha as f64) / tokens < c.min_alpha_word_fraction {
             return Some("min_alpha_word_fraction");
         }
-        let stop = language.and_then(|l| self.stop_words_by_language.get(l)).unwrap_or(&self.stop_words);
+        let stop = language
+            .and_then(|l| self.stop_words_by_language.get(l))
+            .unwrap_or(&self.stop_words);
         if count_distinct(&words, stop, c.min_stop_words) < c.min_stop_words {
             return Some("min_stop_words");
         }
@@ -251,24 +268,50 @@ mod tests {
     #[test]
     fn one_case_per_reason() {
         assert_eq!(check("The cat and the dog."), Some("min_words"));
-        let config = QualityConfig { max_words: 60, ..Default::default() };
-        assert_eq!(Quality::new(&config).check(&format!("{CLEAN} {CLEAN}"), None), Some("max_words"));
-        assert_eq!(check(&"a of the is it to be an on ".repeat(6)), Some("min_mean_word_length"));
-        assert_eq!(check(&format!("the and {}", "extraordinarily ".repeat(60))), Some("max_mean_word_length"));
-        assert_eq!(check(&format!("{CLEAN} {}", "#tag ".repeat(12))), Some("max_symbol_word_ratio"));
-        assert_eq!(check(&format!("{CLEAN} {}", "wait... ".repeat(12))), Some("max_symbol_word_ratio"));
-        let bullets = format!("- {CLEAN}\n{}", "- an item of the list with words\n".repeat(10));
+        let config = QualityConfig {
+            max_words: 60,
+            ..Default::default()
+        };
+        assert_eq!(
+            Quality::new(&config).check(&format!("{CLEAN} {CLEAN}"), None),
+            Some("max_words")
+        );
+        assert_eq!(
+            check(&"a of the is it to be an on ".repeat(6)),
+            Some("min_mean_word_length")
+        );
+        assert_eq!(
+            check(&format!("the and {}", "extraordinarily ".repeat(60))),
+            Some("max_mean_word_length")
+        );
+        assert_eq!(
+            check(&format!("{CLEAN} {}", "#tag ".repeat(12))),
+            Some("max_symbol_word_ratio")
+        );
+        assert_eq!(
+            check(&format!("{CLEAN} {}", "wait... ".repeat(12))),
+            Some("max_symbol_word_ratio")
+        );
+        let bullets = format!(
+            "- {CLEAN}\n{}",
+            "- an item of the list with words\n".repeat(10)
+        );
         assert_eq!(check(&bullets), Some("max_bullet_line_fraction"));
         let ellipses = format!("{CLEAN}\n{}", "and then the story goes on…\n".repeat(2));
         assert_eq!(check(&ellipses), Some("max_ellipsis_line_fraction"));
-        assert_eq!(check(&format!("{CLEAN} {}", "1 2 3 4 5 6 7 8 9 10 ".repeat(4))), Some("min_alpha_word_fraction"));
+        assert_eq!(
+            check(&format!("{CLEAN} {}", "1 2 3 4 5 6 7 8 9 10 ".repeat(4))),
+            Some("min_alpha_word_fraction")
+        );
         assert_eq!(check(NO_STOP), Some("min_stop_words"));
     }
 
     #[test]
     fn stop_words_follow_language() {
         let mut config = QualityConfig::default();
-        config.stop_words_by_language.insert("fr".into(), vec!["le".into(), "la".into()]);
+        config
+            .stop_words_by_language
+            .insert("fr".into(), vec!["le".into(), "la".into()]);
         let quality = Quality::new(&config);
         assert_eq!(quality.check(CLEAN, Some("fr")), Some("min_stop_words"));
         assert_eq!(quality.check(CLEAN, Some("de")), None);

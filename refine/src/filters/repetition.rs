@@ -85,25 +85,54 @@ impl RepetitionConfig {
     fn fractions(&self) -> [(&'static str, f64); 13] {
         [
             ("duplicate_line_fraction", self.duplicate_line_fraction),
-            ("duplicate_paragraph_fraction", self.duplicate_paragraph_fraction),
-            ("duplicate_line_char_fraction", self.duplicate_line_char_fraction),
-            ("duplicate_paragraph_char_fraction", self.duplicate_paragraph_char_fraction),
+            (
+                "duplicate_paragraph_fraction",
+                self.duplicate_paragraph_fraction,
+            ),
+            (
+                "duplicate_line_char_fraction",
+                self.duplicate_line_char_fraction,
+            ),
+            (
+                "duplicate_paragraph_char_fraction",
+                self.duplicate_paragraph_char_fraction,
+            ),
             ("top_2gram_char_fraction", self.top_2gram_char_fraction),
             ("top_3gram_char_fraction", self.top_3gram_char_fraction),
             ("top_4gram_char_fraction", self.top_4gram_char_fraction),
-            ("duplicate_5gram_char_fraction", self.duplicate_5gram_char_fraction),
-            ("duplicate_6gram_char_fraction", self.duplicate_6gram_char_fraction),
-            ("duplicate_7gram_char_fraction", self.duplicate_7gram_char_fraction),
-            ("duplicate_8gram_char_fraction", self.duplicate_8gram_char_fraction),
-            ("duplicate_9gram_char_fraction", self.duplicate_9gram_char_fraction),
-            ("duplicate_10gram_char_fraction", self.duplicate_10gram_char_fraction),
+            (
+                "duplicate_5gram_char_fraction",
+                self.duplicate_5gram_char_fraction,
+            ),
+            (
+                "duplicate_6gram_char_fraction",
+                self.duplicate_6gram_char_fraction,
+            ),
+            (
+                "duplicate_7gram_char_fraction",
+                self.duplicate_7gram_char_fraction,
+            ),
+            (
+                "duplicate_8gram_char_fraction",
+                self.duplicate_8gram_char_fraction,
+            ),
+            (
+                "duplicate_9gram_char_fraction",
+                self.duplicate_9gram_char_fraction,
+            ),
+            (
+                "duplicate_10gram_char_fraction",
+                self.duplicate_10gram_char_fraction,
+            ),
         ]
     }
 
     pub(crate) fn validate(&self) -> Result<(), String> {
         for (key, value) in self.fractions() {
             if !(0.0..=1.0).contains(&value) {
-                return Err(format!("repetition.{key} must be within 0..=1, got {value}"));
+                return Err(format!(
+                    "repetition.{key} must be within 0..=1, got {value}"
+                ));
             }
         }
         Ok(())
@@ -118,7 +147,9 @@ pub struct Repetition {
 impl Repetition {
     /// Builds the stage.
     pub fn new(config: &RepetitionConfig) -> Self {
-        Repetition { config: config.clone() }
+        Repetition {
+            config: config.clone(),
+        }
     }
 
     /// The rule a text breaks, if any (`None` keeps it).
@@ -159,12 +190,36 @@ impl Repetition {
             }
         }
         let duplicated = [
-            (5, c.duplicate_5gram_char_fraction, "duplicate_5gram_char_fraction"),
-            (6, c.duplicate_6gram_char_fraction, "duplicate_6gram_char_fraction"),
-            (7, c.duplicate_7gram_char_fraction, "duplicate_7gram_char_fraction"),
-            (8, c.duplicate_8gram_char_fraction, "duplicate_8gram_char_fraction"),
-            (9, c.duplicate_9gram_char_fraction, "duplicate_9gram_char_fraction"),
-            (10, c.duplicate_10gram_char_fraction, "duplicate_10gram_char_fraction"),
+            (
+                5,
+                c.duplicate_5gram_char_fraction,
+                "duplicate_5gram_char_fraction",
+            ),
+            (
+                6,
+                c.duplicate_6gram_char_fraction,
+                "duplicate_6gram_char_fraction",
+            ),
+            (
+                7,
+                c.duplicate_7gram_char_fraction,
+                "duplicate_7gram_char_fraction",
+            ),
+            (
+                8,
+                c.duplicate_8gram_char_fraction,
+                "duplicate_8gram_char_fraction",
+            ),
+            (
+                9,
+                c.duplicate_9gram_char_fraction,
+                "duplicate_9gram_char_fraction",
+            ),
+            (
+                10,
+                c.duplicate_10gram_char_fraction,
+                "duplicate_10gram_char_fraction",
+            ),
         ];
         for (n, max, reason) in duplicated {
             if ngrams.duplicate_char_count(n) as f64 / chars > max {
@@ -198,7 +253,10 @@ fn split_newline_runs(text: &str, min: usize) -> impl Iterator<Item = &str> + Cl
                 rest = None;
                 return Some(s);
             };
-            let run = s.as_bytes()[at..].iter().take_while(|&&b| b == b'\n').count();
+            let run = s.as_bytes()[at..]
+                .iter()
+                .take_while(|&&b| b == b'\n')
+                .count();
             if run >= min {
                 rest = Some(&s[at + run..]);
                 return Some(&s[..at]);
@@ -218,7 +276,10 @@ mod tests {
 
     /// Distinct filler words, so that only the rule under test fires.
     fn filler(from: usize, n: usize) -> String {
-        (from..from + n).map(|i| format!("w{i:04}")).collect::<Vec<_>>().join(" ")
+        (from..from + n)
+            .map(|i| format!("w{i:04}"))
+            .collect::<Vec<_>>()
+            .join(" ")
     }
 
     #[test]
@@ -232,24 +293,61 @@ mod tests {
     #[test]
     fn one_case_per_reason() {
         assert_eq!(check(""), Some("empty"));
-        let para = format!("{}\n\n{}\n\n{}\n\n{}", filler(0, 3), filler(0, 3), filler(0, 3), filler(10, 40));
+        let para = format!(
+            "{}\n\n{}\n\n{}\n\n{}",
+            filler(0, 3),
+            filler(0, 3),
+            filler(0, 3),
+            filler(10, 40)
+        );
         assert_eq!(check(&para), Some("duplicate_paragraph_fraction"));
-        let para_chars = format!("{}\n\n{}\n\n{}\n\n{}", filler(0, 30), filler(0, 30), filler(100, 20), filler(200, 20));
-        assert_eq!(check(&para_chars), Some("duplicate_paragraph_char_fraction"));
-        let lines = format!("{}\n{}\n{}\n{}", filler(0, 3), filler(0, 3), filler(0, 3), filler(10, 40));
+        let para_chars = format!(
+            "{}\n\n{}\n\n{}\n\n{}",
+            filler(0, 30),
+            filler(0, 30),
+            filler(100, 20),
+            filler(200, 20)
+        );
+        assert_eq!(
+            check(&para_chars),
+            Some("duplicate_paragraph_char_fraction")
+        );
+        let lines = format!(
+            "{}\n{}\n{}\n{}",
+            filler(0, 3),
+            filler(0, 3),
+            filler(0, 3),
+            filler(10, 40)
+        );
         assert_eq!(check(&lines), Some("duplicate_line_fraction"));
-        let line_chars = format!("{}\n{}\n{}\n{}", filler(0, 30), filler(0, 30), filler(100, 20), filler(200, 20));
+        let line_chars = format!(
+            "{}\n{}\n{}\n{}",
+            filler(0, 30),
+            filler(0, 30),
+            filler(100, 20),
+            filler(200, 20)
+        );
         assert_eq!(check(&line_chars), Some("duplicate_line_char_fraction"));
-        let top2: Vec<String> = (0..12).map(|i| format!("aa bb {}", filler(3000 + i, 1))).collect();
+        let top2: Vec<String> = (0..12)
+            .map(|i| format!("aa bb {}", filler(3000 + i, 1)))
+            .collect();
         assert_eq!(check(&top2.join(" ")), Some("top_2gram_char_fraction"));
         // A repeated 3-gram (or 4-gram) implies a repeated 2-gram (and 3-gram): space the
         // repeats so that only the longer one crosses its bound.
         let spaced = |prefix: &str, gap: usize| -> String {
-            let units: Vec<String> = (0..10).map(|i| format!("{prefix} {}", filler(3000 + i * gap, gap))).collect();
+            let units: Vec<String> = (0..10)
+                .map(|i| format!("{prefix} {}", filler(3000 + i * gap, gap)))
+                .collect();
             units.join(" ")
         };
-        assert_eq!(check(&spaced("aa bb cc", 4)), Some("top_3gram_char_fraction"));
-        assert_eq!(check(&spaced("aa bb cc dd", 7)), Some("top_4gram_char_fraction"));
+        assert_eq!(
+            check(&spaced("aa bb cc", 4)),
+            Some("top_3gram_char_fraction")
+        );
+        assert_eq!(
+            check(&spaced("aa bb cc dd", 7)),
+            Some("top_4gram_char_fraction")
+        );
         let bounds = [0.15, 0.14, 0.13, 0.12, 0.11, 0.10];
         for (n, bound) in (5..=10).zip(bounds) {
             // An n-word phrase said ten times, with fresh words between, sized to land just over
@@ -258,7 +356,9 @@ mod tests {
             let repeated_chars = 9 * 5 * n;
             let total = (repeated_chars as f64 / (bound + 0.003)) as usize;
             let gap = (total - 10 * 6 * n) / 60;
-            let parts: Vec<String> = (0..10).map(|r| format!("{phrase} {}", filler(2000 + r * gap, gap))).collect();
+            let parts: Vec<String> = (0..10)
+                .map(|r| format!("{phrase} {}", filler(2000 + r * gap, gap)))
+                .collect();
             let expected = format!("duplicate_{n}gram_char_fraction");
             assert_eq!(check(&parts.join(" ")), Some(expected.as_str()), "n = {n}");
         }

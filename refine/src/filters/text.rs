@@ -18,13 +18,14 @@
 //!    `en_exceptions.tsv` by `scripts/gopher_fixture.py`);
 //! 3. split what remains at infixes (`..`, `…`, symbols, `-` between letters, `,` between
 //!    letters, `.` before a capital, `/ : < > =` before a letter, arithmetic between digits),
-//!    unless it is a URL (spaCy's `URL_MATCH`).
+//!    unless it is a URL (spaCy's `URL_MATCH`);
+//! 4. re-merge tokens that together spell an exception (`"z"`, `"."` -> `"z."`), as spaCy's
+//!    `_apply_special_cases` does.
 //!
 //! Known differences from spaCy (measured on the parity fixture: see `PARITY.md`):
-//! - spaCy's letter classes are explicit script ranges; we use Unicode properties
-//!   (`is_lowercase`, `is_uppercase`, `is_alphabetic`), which agree on Latin, Greek and Cyrillic.
-//! - spaCy's second pass (`_apply_special_cases`, re-merging an exception that affix rules split
-//!   inside a longer chunk, such as `:)` in `(:)`) is not done.
+//! - spaCy's cased letter classes are explicit Latin, Greek and Cyrillic ranges; we use Unicode
+//!   `is_lowercase` / `is_uppercase` / `is_alphabetic`, which also admit other cased scripts
+//!   (Armenian, Georgian ...). spaCy's uncased script blocks are copied as ranges.
 //! - `URL_MATCH`'s private-IP exclusions are not applied (they only keep such IPs unsplit).
 //! - Python's `str.isalpha` is approximated by `char::is_alphabetic` (which also admits
 //!   letter-numbers and combining vowel signs).
@@ -94,7 +95,18 @@ pub fn py_splitlines(text: &str) -> impl Iterator<Item = &str> {
 }
 
 fn is_line_break(c: char) -> bool {
-    matches!(c, '\n' | '\r' | '\u{b}' | '\u{c}' | '\u{1c}' | '\u{1d}' | '\u{1e}' | '\u{85}' | '\u{2028}' | '\u{2029}')
+    matches!(
+        c,
+        '\n' | '\r'
+            | '\u{b}'
+            | '\u{c}'
+            | '\u{1c}'
+            | '\u{1d}'
+            | '\u{1e}'
+            | '\u{85}'
+            | '\u{2028}'
+            | '\u{2029}'
+    )
 }
 
 /// Length in characters, as Python's `len(str)`.
@@ -135,6 +147,44 @@ fn split_chunk<'a>(chunk: &'a str, out: &mut Vec<&'a str>) {
         push_exception(chunk, tokens, out);
         return;
     }
+    let from = out.len();
+    split_affixes(chunk, out);
+    if out.len() - from > 1 {
+        merge_exceptions(chunk, out, from);
+    }
+}
+
+/// spaCy's `_apply_special_cases`: tokens that the affix rules split apart but that together
+/// spell an exception (`"z"`, `"."` -> `"z."`; `")"`, `":"` -> `"):"`) are re-tokenized as the
+/// exception says; longest match first, left to right.
+fn merge_exceptions<'a>(chunk: &'a str, tokens: &mut Vec<&'a str>, from: usize) {
+    let exceptions = exceptions();
+    let offset = |t: &str| t.as_ptr() as usize - chunk.as_ptr() as usize;
+    let mut i = from;
+    while i + 1 < tokens.len() {
+        let start = offset(tokens[i]);
+        let found = (i + 2..=tokens.len()).rev().find_map(|j| {
+            let end = offset(tokens[j - 1]) + tokens[j - 1].len();
+            exceptions
+                .get(&chunk[start..end])
+                .map(|lens| (j, end, lens))
+        });
+        match found {
+            Some((j, end, lens)) => {
+                let mut merged = Vec::with_capacity(lens.len());
+                push_exception(&chunk[start..end], lens, &mut merged);
+                let n = merged.len();
+                tokens.splice(i..j, merged);
+                i += n;
+            }
+            None => i += 1,
+        }
+    }
+}
+
+/// spaCy's `_split_affixes` and `_attach_tokens` for one chunk that is not an exception.
+fn split_affixes<'a>(chunk: &'a str, out: &mut Vec<&'a str>) {
+    let exceptions = exceptions();
     let mut s = chunk;
     let mut prefixes: Vec<&'a str> = Vec::new();
     let mut suffixes: Vec<&'a str> = Vec::new();
@@ -243,7 +293,10 @@ fn infix_at(prev: Option<char>, rest: &str) -> Option<usize> {
     }
     let prev = prev?;
     let next = next?;
-    if matches!(c, '+' | '-' | '*' | '^') && prev.is_ascii_digit() && (next.is_ascii_digit() || next == '-') {
+    if matches!(c, '+' | '-' | '*' | '^')
+        && prev.is_ascii_digit()
+        && (next.is_ascii_digit() || next == '-')
+    {
         return Some(1);
     }
     if c == '.' && (is_lower(prev) || is_quote(prev)) && (is_upper(next) || is_quote(next)) {
@@ -270,24 +323,45 @@ fn infix_at(prev: Option<char>, rest: &str) -> Option<usize> {
 /// `find_prefix`: the first of spaCy's prefix alternatives that matches at the start.
 fn find_prefix(s: &str) -> usize {
     let Some(c) = s.chars().next() else { return 0 };
-    if PREFIX_CHARS.contains(c) || PUNCT_CHARS.contains(c) || is_quote(c) || CURRENCY_CHARS.contains(c) || is_icon(c) {
+    if c.is_ascii_alphanumeric() && !matches!(c, 'U' | 'C' | 'A') {
+        return 0;
+    }
+    if PREFIX_CHARS.contains(c)
+        || PUNCT_CHARS.contains(c)
+        || is_quote(c)
+        || CURRENCY_CHARS.contains(c)
+        || is_icon(c)
+    {
         return c.len_utf8();
     }
     match c {
         '+' if !s[1..].starts_with(|d: char| d.is_ascii_digit()) => 1,
         '.' if s[1..].starts_with('.') => s.bytes().take_while(|&b| b == b'.').count(),
-        _ => ["US$", "C$", "A$"].iter().find(|p| s.starts_with(*p)).map_or(0, |p| p.len()),
+        _ => ["US$", "C$", "A$"]
+            .iter()
+            .find(|p| s.starts_with(*p))
+            .map_or(0, |p| p.len()),
     }
 }
 
 /// `find_suffix`: `re.search` over `$`-anchored alternatives returns the leftmost, i.e. the
 /// longest, matching suffix.
 fn find_suffix(s: &str) -> usize {
-    let Some(last) = s.chars().next_back() else { return 0 };
+    let Some(last) = s.chars().next_back() else {
+        return 0;
+    };
     let body = &s[..s.len() - last.len_utf8()];
     let before = body.chars().next_back();
-    let mut best = 0;
-    if PUNCT_CHARS.contains(last) || is_quote(last) || is_icon(last) || last == '—' || last == '–' {
+    let mut best = unit_after_digit(s);
+    if last.is_ascii_alphanumeric() {
+        return ["'s", "'S", "’s", "’S"]
+            .iter()
+            .filter(|q| s.ends_with(*q))
+            .map(|q| q.len())
+            .fold(best, usize::max);
+    }
+    if PUNCT_CHARS.contains(last) || is_quote(last) || is_icon(last) || last == '—' || last == '–'
+    {
         best = last.len_utf8();
     }
     if s.ends_with("……") {
@@ -314,19 +388,32 @@ fn find_suffix(s: &str) -> usize {
             best = best.max(1);
         }
     }
-    for unit in CURRENCIES.iter().chain(UNITS) {
-        if s.len() > unit.len() && s.ends_with(unit) && s[..s.len() - unit.len()].ends_with(|d: char| d.is_ascii_digit()) {
-            best = best.max(unit.len());
-        }
-    }
     best
+}
+
+/// spaCy's `(?<=[0-9])(?:{currency}|{units})$` suffixes: a unit or currency preceded by a digit
+/// is exactly the text after the last digit.
+fn unit_after_digit(s: &str) -> usize {
+    let Some(digit) = s.bytes().rposition(|b| b.is_ascii_digit()) else {
+        return 0;
+    };
+    let tail = &s[digit + 1..];
+    if !tail.is_empty() && CURRENCIES.iter().chain(UNITS).any(|u| *u == tail) {
+        tail.len()
+    } else {
+        0
+    }
 }
 
 /// The lookbehind class of spaCy's `(?<=[0-9{al}{e}{p}(?:{q})])\.` suffix: a digit, a lowercase
 /// letter, `% ² - +`, punctuation, quotes, and the regex syntax characters `| ( ? : )` that the
 /// class picks up from its own source.
 fn is_dot_suffix_context(c: char) -> bool {
-    c.is_ascii_digit() || is_lower(c) || "%²-+|(?:)".contains(c) || PUNCT_CHARS.contains(c) || is_quote(c)
+    c.is_ascii_digit()
+        || is_lower(c)
+        || "%²-+|(?:)".contains(c)
+        || PUNCT_CHARS.contains(c)
+        || is_quote(c)
 }
 
 fn is_quote(c: char) -> bool {
@@ -348,29 +435,49 @@ fn is_alpha_class(c: char) -> bool {
     if c.is_ascii() {
         c.is_ascii_alphabetic()
     } else {
-        c.is_alphabetic()
+        c.is_alphabetic() || is_uncased_letter(c)
     }
 }
 
+/// spaCy's `_uncased` scripts (Ethiopic, Bengali, Hebrew, Arabic/Persian, Sinhala, Devanagari,
+/// Kannada, Tamil, Telugu, Hangul, Kana, CJK): whole blocks, digits and signs included, count as
+/// both lowercase and uppercase letters.
 fn is_uncased_letter(c: char) -> bool {
-    !c.is_ascii() && c.is_alphabetic() && !c.is_lowercase() && !c.is_uppercase()
+    let c = c as u32;
+    c >= 0x591
+        && UNCASED_RANGES
+            .iter()
+            .any(|&(lo, hi)| (lo..=hi).contains(&c))
 }
+
+#[rustfmt::skip]
+const UNCASED_RANGES: &[(u32, u32)] = &[
+    (0x1200, 0x137F), (0x0980, 0x09FF), (0x0591, 0x05F4), (0xFB1D, 0xFB4F), (0x0620, 0x064A),
+    (0x066E, 0x06D5), (0x06E5, 0x06FF), (0x0750, 0x077F), (0x08A0, 0x08BD), (0xFB50, 0xFBB1),
+    (0xFBD3, 0xFD3D), (0xFD50, 0xFDC7), (0xFDF0, 0xFDFB), (0xFE70, 0xFEFC), (0x1EE00, 0x1EEBB),
+    (0x0D80, 0x0DFF), (0x0900, 0x097F), (0x0C80, 0x0CFF), (0x0B80, 0x0BFF), (0x0C00, 0x0C7F),
+    (0xAC00, 0xD7AF), (0x1100, 0x11FF), (0x3040, 0x309F), (0x30A0, 0x30FF), (0x4E00, 0x9FFF),
+    (0x3400, 0x4DBF), (0x20000, 0x2A6DF), (0x2A700, 0x2EBEF), (0x2E80, 0x2EFF), (0x2F00, 0x2FDF),
+    (0x2FF0, 0x2FFF), (0x3000, 0x303F), (0x31C0, 0x31EF), (0x3200, 0x32FF), (0x3300, 0x33FF),
+    (0xF900, 0xFAFF), (0xFE30, 0xFE4F), (0x1F200, 0x1F2FF), (0x2F800, 0x2FA1F),
+];
 
 fn is_icon(c: char) -> bool {
     let c = c as u32;
     if c < 0xA6 {
         return false;
     }
-    ICON_RANGES.binary_search_by(|&(lo, hi)| {
-        if hi < c {
-            std::cmp::Ordering::Less
-        } else if lo > c {
-            std::cmp::Ordering::Greater
-        } else {
-            std::cmp::Ordering::Equal
-        }
-    })
-    .is_ok()
+    ICON_RANGES
+        .binary_search_by(|&(lo, hi)| {
+            if hi < c {
+                std::cmp::Ordering::Less
+            } else if lo > c {
+                std::cmp::Ordering::Greater
+            } else {
+                std::cmp::Ordering::Equal
+            }
+        })
+        .is_ok()
 }
 
 /// spaCy's `_punct` (single characters; `……` is handled apart).
@@ -382,12 +489,14 @@ const PREFIX_CHARS: &str = "§%=—–";
 /// Single-character currencies of spaCy's `_currency`.
 const CURRENCY_CHARS: &str = "$£€¥฿₽﷼₴₠₡₢₣₤₥₦₧₨₩₪₫₭₮₯₰₱₲₳₵₶₷₸₹₺₻₼₾₿";
 /// spaCy's `_currency`, split off after a digit.
+#[rustfmt::skip]
 const CURRENCIES: &[&str] = &[
     "$", "£", "€", "¥", "฿", "US$", "C$", "A$", "₽", "﷼", "₴", "₠", "₡", "₢", "₣", "₤", "₥", "₦", "₧",
     "₨", "₩", "₪", "₫", "₭", "₮", "₯", "₰", "₱", "₲", "₳", "₵", "₶", "₷", "₸", "₹", "₺", "₻", "₼", "₾",
     "₿",
 ];
 /// spaCy's `_units`, split off after a digit.
+#[rustfmt::skip]
 const UNITS: &[&str] = &[
     "km", "km²", "km³", "m", "m²", "m³", "dm", "dm²", "dm³", "cm", "cm²", "cm³", "mm", "mm²", "mm³",
     "ha", "µm", "nm", "yd", "in", "ft", "kg", "g", "mg", "µg", "t", "lb", "oz", "m/s", "km/h", "kmh",
@@ -401,6 +510,7 @@ const UNITS: &[&str] = &[
 const HYPHENS: &[&str] = &["-", "–", "—", "--", "---", "——", "~"];
 
 /// spaCy's `_other_symbols` (Unicode `So`), as sorted inclusive ranges.
+#[rustfmt::skip]
 const ICON_RANGES: &[(u32, u32)] = &[
     (0xA6, 0xA6), (0xA9, 0xA9), (0xAE, 0xAE), (0xB0, 0xB0), (0x482, 0x482), (0x58D, 0x58D),
     (0x58E, 0x58E), (0x60E, 0x60E), (0x60F, 0x60F), (0x6DE, 0x6DE), (0x6E9, 0x6E9), (0x6FD, 0x6FD),
@@ -448,6 +558,7 @@ const ICON_RANGES: &[(u32, u32)] = &[
 ];
 
 /// The non-ASCII part of datatrove's `PUNCTUATION_SET`.
+#[rustfmt::skip]
 const PUNCTUATION_NON_ASCII: &[&str] = &[
     "\u{AB}\u{B4}\u{BB}\u{589}\u{61D}\u{61E}\u{61F}\u{6D4}\u{700}\u{701}",
     "\u{702}\u{7F9}\u{837}\u{839}\u{83D}\u{83E}\u{964}\u{965}\u{104A}\u{104B}",
@@ -472,7 +583,8 @@ const PUNCTUATION_NON_ASCII: &[&str] = &[
 
 /// spaCy's English tokenizer exceptions: chunk -> byte lengths of its tokens.
 struct Exceptions {
-    map: HashMap<&'static str, Vec<u8>>,
+    /// xxh3 of the chunk -> (chunk, byte lengths of its tokens).
+    map: HashedMap<(String, Vec<u8>)>,
     max_len: usize,
 }
 
@@ -481,7 +593,10 @@ impl Exceptions {
         if s.len() > self.max_len {
             return None;
         }
-        self.map.get(s).map(Vec::as_slice)
+        match self.map.get(&xxh3_64(s.as_bytes())) {
+            Some((key, lens)) if key == s => Some(lens),
+            _ => None,
+        }
     }
     fn contains(&self, s: &str) -> bool {
         self.get(s).is_some()
@@ -491,15 +606,18 @@ impl Exceptions {
 fn exceptions() -> &'static Exceptions {
     static TABLE: OnceLock<Exceptions> = OnceLock::new();
     TABLE.get_or_init(|| {
-        let mut map = HashMap::new();
+        let mut map = HashedMap::default();
         let mut max_len = 0;
         let text: &'static str = include_str!("en_exceptions.tsv");
-        for line in text.lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {
-            // The key is the line without its tabs; keep a leaked copy for 'static keys.
-            let key: &'static str = Box::leak(line.replace('\t', "").into_boxed_str());
+        for line in text
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.is_empty())
+        {
+            // The key is the line without its tabs.
+            let key = line.replace('\t', "");
             let lens = line.split('\t').map(|t| t.len() as u8).collect();
             max_len = max_len.max(key.len());
-            map.insert(key, lens);
+            map.insert(xxh3_64(key.as_bytes()), (key, lens));
         }
         Exceptions { map, max_len }
     })
@@ -599,7 +717,8 @@ impl Ngrams {
             return 0;
         }
         let count = self.len() - n + 1;
-        let mut seen: HashedMap<(u32, u32)> = HashedMap::with_capacity_and_hasher(count, Default::default());
+        let mut seen: HashedMap<(u32, u32)> =
+            HashedMap::with_capacity_and_hasher(count, Default::default());
         let (mut best_count, mut best_first) = (0u32, 0u32);
         for i in 0..count {
             let slice = &self.spaced[self.spaced_at[i]..self.spaced_at[i + n] - 1];
@@ -618,7 +737,8 @@ impl Ngrams {
         if n == 0 || self.len() < n {
             return 0;
         }
-        let mut unique = HashedSet::with_capacity_and_hasher(self.len() - n + 1, Default::default());
+        let mut unique =
+            HashedSet::with_capacity_and_hasher(self.len() - n + 1, Default::default());
         let (mut repeated, mut i) = (0, 0);
         while i + n <= self.len() {
             let slice = &self.joined[self.joined_at[i]..self.joined_at[i + n]];
@@ -660,18 +780,40 @@ mod tests {
     fn splits_as_spacy_english() {
         splits!("Hello, world.", ["Hello", ",", "world", "."]);
         splits!("I don't know.", ["I", "do", "n't", "know", "."]);
-        splits!("John's car (red) costs $5.", ["John", "'s", "car", "(", "red", ")", "costs", "$", "5", "."]);
-        splits!("e.g. the U.S. and Mr. Smith", ["e.g.", "the", "U.S.", "and", "Mr.", "Smith"]);
-        splits!("well-known 10km 3-4 a/b", ["well", "-", "known", "10", "km", "3", "-", "4", "a", "/", "b"]);
-        splits!("see www.example.com/a-b now...", ["see", "www.example.com/a-b", "now", "..."]);
-        splits!("end.Next \"quoted\" word", ["end", ".", "Next", "\"", "quoted", "\"", "word"]);
+        splits!(
+            "John's car (red) costs $5.",
+            ["John", "'s", "car", "(", "red", ")", "costs", "$", "5", "."]
+        );
+        splits!(
+            "e.g. the U.S. and Mr. Smith",
+            ["e.g.", "the", "U.S.", "and", "Mr.", "Smith"]
+        );
+        splits!(
+            "well-known 10km 3-4 a/b",
+            ["well", "-", "known", "10", "km", "3", "-", "4", "a", "/", "b"]
+        );
+        splits!(
+            "see www.example.com/a-b now...",
+            ["see", "www.example.com/a-b", "now", "..."]
+        );
+        splits!(
+            "end.Next \"quoted\" word",
+            ["end", ".", "Next", "\"", "quoted", "\"", "word"]
+        );
         splits!("NASA. A. 10pm", ["NASA", ".", "A.", "10", "pm"]);
+        splits!(
+            "(see below): z.B. (Mr.)",
+            ["(", "see", "below", "):", "z.", "B.", "(", "Mr.", ")"]
+        );
         splits!("  \n\t ", []);
     }
 
     #[test]
     fn python_string_helpers() {
-        assert_eq!(py_splitlines("a\r\nb\rc\n\nd\n").collect::<Vec<_>>(), ["a", "b", "c", "", "d"]);
+        assert_eq!(
+            py_splitlines("a\r\nb\rc\n\nd\n").collect::<Vec<_>>(),
+            ["a", "b", "c", "", "d"]
+        );
         assert_eq!(py_splitlines("").count(), 0);
         assert_eq!(py_strip("\u{1f} x \u{a0}"), "x");
         assert!(is_symbol_word("...") && is_symbol_word("—") && !is_symbol_word("a."));

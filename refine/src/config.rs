@@ -10,6 +10,9 @@ use serde::{Deserialize, Serialize};
 use crate::extract::ExtractionConfig;
 use crate::filters::language_id::LanguageIdConfig;
 use crate::filters::url_filter::UrlFilterConfig;
+use crate::filters::line_correction::LineCorrectionConfig;
+use crate::filters::quality::QualityConfig;
+use crate::filters::repetition::RepetitionConfig;
 use crate::warc::ReadConfig;
 use crate::{Error, Result};
 
@@ -25,6 +28,12 @@ pub struct RefineConfig {
     pub extraction: ExtractionConfig,
     /// The `language_id` stage: fastText lid.176, languages kept and their minimum score.
     pub language_id: LanguageIdConfig,
+    /// The `repetition` stage: Gopher's repetition removal.
+    pub repetition: RepetitionConfig,
+    /// The `quality` stage: Gopher's quality filters.
+    pub quality: QualityConfig,
+    /// The `line_correction` stage: RefinedWeb's line-wise corrections.
+    pub line_correction: LineCorrectionConfig,
     /// Output files.
     pub output: OutputConfig,
 }
@@ -72,6 +81,28 @@ impl RefineConfig {
         self.url_filter.validate()?;
         self.extraction.validate()?;
         self.language_id.validate()?;
+        self.repetition.validate()?;
+        self.quality.validate()?;
+        self.line_correction.validate()?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shipped_config_is_the_default() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/refinedweb.toml");
+        assert_eq!(RefineConfig::load(&path).unwrap(), RefineConfig::default());
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let err = RefineConfig::parse("[output]\nzstd_level = 40\n", Path::new("x.toml")).unwrap_err();
+        assert!(err.to_string().contains("output.zstd_level"), "{err}");
+        let err = RefineConfig::parse("[output]\nrow_groups = 3\n", Path::new("x.toml")).unwrap_err();
+        assert!(err.to_string().contains("row_groups"), "{err}");
     }
 }

@@ -3,6 +3,7 @@
 use crate::extract::Extractor;
 use crate::filters::language_id::LanguageId;
 use crate::filters::url_filter::UrlFilter;
+use crate::filters::{line_correction::LineCorrection, quality::Quality, repetition::Repetition};
 use crate::{Document, RefineConfig, Stage, StageStats, Verdict};
 
 /// Where a document left the pipeline, for `--explain`.
@@ -31,6 +32,15 @@ impl Pipeline {
         }
         if config.language_id.enabled {
             stages.push(Box::new(LanguageId::new(&config.language_id)?));
+        }
+        if config.repetition.enabled {
+            stages.push(Box::new(Repetition::new(&config.repetition)));
+        }
+        if config.quality.enabled {
+            stages.push(Box::new(Quality::new(&config.quality)));
+        }
+        if config.line_correction.enabled {
+            stages.push(Box::new(LineCorrection::new(&config.line_correction)));
         }
         Ok(Pipeline { stages })
     }

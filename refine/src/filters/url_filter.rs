@@ -179,7 +179,7 @@ impl UrlFilter {
     pub fn new(config: &UrlFilterConfig) -> Result<Self> {
         let start = Instant::now();
         let domains = match &config.blocklist_domains {
-            Some(path) => load_hashes(path, "domains", |line| normalize_host(line))?,
+            Some(path) => load_hashes(path, "domains", normalize_host)?,
             None => HashSet64::default(),
         };
         let urls = match &config.blocklist_urls {

@@ -1,1 +1,57 @@
-fn main() {}
+//! `falconry`: CommonCrawl to a RefinedWeb-style corpus, and a Falcon trainer.
+//!
+//! Exit codes: 0 done (counted skips of bad data included), 1 failure, 2 usage error,
+//! 130 interrupted.
+
+mod cli;
+mod dedup;
+mod extract;
+mod plot;
+mod progress;
+mod refine;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::cli::{Cli, Command};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose, cli.quiet);
+    let result = match cli.command {
+        Command::Refine(args) => refine::run(args),
+        Command::Dedup(args) => dedup::run(args),
+        Command::Extract(args) => extract::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            if is_broken_pipe(&err) {
+                return ExitCode::SUCCESS;
+            }
+            eprintln!("falconry: error: {err:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// `-v`/`-q` pick the level; `RUST_LOG` overrides both. Logs go to stderr.
+fn init_logging(verbose: u8, quiet: bool) {
+    let level = match (quiet, verbose) {
+        (true, _) => "error",
+        (false, 0) => "info",
+        (false, 1) => "debug",
+        (false, _) => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
+}
+
+/// `falconry extract ... | head` must not report an error when `head` exits.
+fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain()
+        .filter_map(|e| e.downcast_ref::<std::io::Error>())
+        .any(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+}

@@ -1,1 +1,7 @@
+//! End-to-end tests of the `falconry` binary (one test binary, as ripgrep does).
 
+mod util;
+
+mod cli;
+mod readback;
+mod refine;

@@ -8,6 +8,11 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::extract::ExtractionConfig;
+use crate::filters::language_id::LanguageIdConfig;
+use crate::filters::url_filter::UrlFilterConfig;
+use crate::filters::line_correction::LineCorrectionConfig;
+use crate::filters::quality::QualityConfig;
+use crate::filters::repetition::RepetitionConfig;
 use crate::warc::ReadConfig;
 use crate::{Error, Result};
 
@@ -17,8 +22,18 @@ use crate::{Error, Result};
 pub struct RefineConfig {
     /// The `read` stage: which WARC records become documents.
     pub read: ReadConfig,
+    /// The `url_filter` stage: blocklists, URL words, curated sources (before extraction).
+    pub url_filter: UrlFilterConfig,
     /// The `extraction` stage: HTML to main text.
     pub extraction: ExtractionConfig,
+    /// The `language_id` stage: fastText lid.176, languages kept and their minimum score.
+    pub language_id: LanguageIdConfig,
+    /// The `repetition` stage: Gopher's repetition removal.
+    pub repetition: RepetitionConfig,
+    /// The `quality` stage: Gopher's quality filters.
+    pub quality: QualityConfig,
+    /// The `line_correction` stage: RefinedWeb's line-wise corrections.
+    pub line_correction: LineCorrectionConfig,
     /// Output files.
     pub output: OutputConfig,
 }
@@ -63,7 +78,31 @@ impl RefineConfig {
             return Err(format!("output.zstd_level must be 1..=22, got {}", self.output.zstd_level));
         }
         self.read.validate()?;
+        self.url_filter.validate()?;
         self.extraction.validate()?;
+        self.language_id.validate()?;
+        self.repetition.validate()?;
+        self.quality.validate()?;
+        self.line_correction.validate()?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shipped_config_is_the_default() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/refinedweb.toml");
+        assert_eq!(RefineConfig::load(&path).unwrap(), RefineConfig::default());
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let err = RefineConfig::parse("[output]\nzstd_level = 40\n", Path::new("x.toml")).unwrap_err();
+        assert!(err.to_string().contains("output.zstd_level"), "{err}");
+        let err = RefineConfig::parse("[output]\nrow_groups = 3\n", Path::new("x.toml")).unwrap_err();
+        assert!(err.to_string().contains("row_groups"), "{err}");
     }
 }

@@ -11,8 +11,11 @@ mod config;
 pub mod dataset;
 mod document;
 mod error;
+pub mod funnel;
 pub mod extract;
+pub mod filters;
 pub mod pipeline;
+pub mod run;
 mod stage;
 pub mod warc;
 

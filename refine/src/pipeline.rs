@@ -1,6 +1,9 @@
 //! The runner: applies the configured stages in order and counts each verdict.
 
 use crate::extract::Extractor;
+use crate::filters::language_id::LanguageId;
+use crate::filters::url_filter::UrlFilter;
+use crate::filters::{line_correction::LineCorrection, quality::Quality, repetition::Repetition};
 use crate::{Document, RefineConfig, Stage, StageStats, Verdict};
 
 /// Where a document left the pipeline, for `--explain`.
@@ -21,8 +24,23 @@ impl Pipeline {
     /// Builds the enabled stages of `config` in RefinedWeb's order.
     pub fn from_config(config: &RefineConfig) -> crate::Result<Self> {
         let mut stages: Vec<Box<dyn Stage>> = Vec::new();
+        if config.url_filter.enabled {
+            stages.push(Box::new(UrlFilter::new(&config.url_filter)?));
+        }
         if config.extraction.enabled {
             stages.push(Box::new(Extractor::new(&config.extraction)));
+        }
+        if config.language_id.enabled {
+            stages.push(Box::new(LanguageId::new(&config.language_id)?));
+        }
+        if config.repetition.enabled {
+            stages.push(Box::new(Repetition::new(&config.repetition)));
+        }
+        if config.quality.enabled {
+            stages.push(Box::new(Quality::new(&config.quality)));
+        }
+        if config.line_correction.enabled {
+            stages.push(Box::new(LineCorrection::new(&config.line_correction)));
         }
         Ok(Pipeline { stages })
     }

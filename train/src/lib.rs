@@ -1,1 +1,115 @@
-//! falconry train (being written).
+//! falconry's Falcon: the model, HF checkpoints, the trainer, evaluation and generation, on Burn.
+//!
+//! - [`FalconConfig`] is the model's shape (presets match `configs/model/*.toml`; a HF
+//!   `config.json` reads as transformers reads it); [`FalconConfig::init`] builds a
+//!   [`FalconForCausalLM`], which computes what HF's `modeling_falcon.py` computes.
+//! - [`load_hf`] / [`save_hf`] read and write HF folders (`config.json` + `model.safetensors`).
+//! - [`train`] runs `falconry train` from a [`TrainConfig`] over token shards ([`TokenData`]):
+//!   AdamW ([`AdamWConfig`], decay on matrices only), warmup + cosine ([`LrSchedule`]), global
+//!   clipping, gradient accumulation, bf16 compute on f32 weights, `metrics.jsonl`, `loss.png`
+//!   and atomic checkpoints that `--resume` continues exactly.
+//! - [`eval_text`] / [`evaluate`] (`falconry eval`) and [`generate_text`] / [`generate`]
+//!   (`falconry generate`, KV-cached top-k sampling).
+//!
+//! Tests run on the CPU backend [`CpuBackend`]; the `cuda` feature adds [`CudaBackend`].
+#![deny(missing_docs)]
+
+mod checkpoint;
+mod config;
+mod data;
+mod hf;
+mod inference;
+mod model;
+mod optim;
+mod plot;
+mod trainer;
+
+use std::path::{Path, PathBuf};
+
+pub use config::{FalconConfig, QkvLayout};
+pub use hf::{load_hf, save_hf};
+pub use checkpoint::{latest_checkpoint, load_checkpoint, save_checkpoint, TrainerState};
+pub use data::{TokenData, TokenSplit, VALIDATION_FRACTION};
+pub use inference::{encode, eval_text, evaluate, generate, generate_text, load_tokenizer, EvalReport, SampleOptions};
+pub use optim::{AdamW, AdamWConfig, LrSchedule};
+pub use trainer::{flops_per_token, read_metrics, train, Metrics, Precision, TrainConfig, TrainOptions, TrainSummary};
+pub use model::{FalconAttention, FalconDecoderLayer, FalconForCausalLM, FalconMlp, FalconModel, KvCache};
+
+/// The CPU backend: tests and small runs.
+pub type CpuBackend = burn::backend::NdArray<f32>;
+
+/// The CUDA backend (CubeCL, fused kernels).
+#[cfg(feature = "cuda")]
+pub type CudaBackend = burn::backend::Cuda<f32, i32>;
+
+/// [`CpuBackend`] with autodiff, for training.
+pub type CpuTrainBackend = burn::backend::Autodiff<CpuBackend>;
+
+/// [`CudaBackend`] with autodiff, for training.
+#[cfg(feature = "cuda")]
+pub type CudaTrainBackend = burn::backend::Autodiff<CudaBackend>;
+
+/// Errors of the train crate.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// Reading or writing a file failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// A config file is malformed or asks for something unsupported.
+    #[error("{path}: {message}")]
+    Config {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// A checkpoint folder is missing a tensor or has the wrong shapes.
+    #[error("{path}: {message}")]
+    Checkpoint {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// Token shards are malformed or too small.
+    #[error("{path}: {message}")]
+    Data {
+        /// The file or folder.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// The tokenizer could not be loaded or failed.
+    #[error("{path}: {message}")]
+    Tokenizer {
+        /// The tokenizer file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// Encoding safetensors failed.
+    #[error("safetensors: {0}")]
+    Safetensors(String),
+}
+
+impl Error {
+    fn io(path: &Path, source: std::io::Error) -> Self {
+        Error::Io { path: path.to_owned(), source }
+    }
+}
+
+/// Writes `bytes` to a temporary file beside `path`, then renames it into place.
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), Error> {
+    let tmp = path.with_extension(format!(
+        "{}.tmp",
+        path.extension().and_then(|e| e.to_str()).unwrap_or("")
+    ));
+    std::fs::write(&tmp, bytes).map_err(|e| Error::io(&tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+}

@@ -17,7 +17,7 @@ const DETECT_SCAN: usize = 64 << 10;
 
 /// Decodes an HTML body. `content_type` is the HTTP header; `url` gives the detector its
 /// top-level domain hint.
-pub(crate) fn decode_html(body: &[u8], content_type: Option<&[u8]>, url: &str) -> String {
+pub fn decode_html(body: &[u8], content_type: Option<&[u8]>, url: &str) -> String {
     if let Some((enc, bom)) = Encoding::for_bom(body) {
         return decode(enc, &body[bom..]);
     }

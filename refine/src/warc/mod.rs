@@ -52,6 +52,7 @@ use crate::{Document, Error, Result};
 use header::WarcHeader;
 use input::{Break, Input};
 
+pub use charset::decode_html;
 pub use writer::WarcWriter;
 
 /// WARC headers longer than this are damage.

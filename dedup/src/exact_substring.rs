@@ -1,0 +1,221 @@
+//! Exact substring dedup (RefinedWeb §3.3, after ExactSubstr of Lee et al. 2022): every span
+//! of at least `min_span` units that occurs earlier in the corpus is cut out; a document left
+//! with fewer than `min_chars` characters is dropped.
+//!
+//! Units are whitespace-separated words of the original text or UTF-8 bytes
+//! ([`SpanUnit`]); RefinedWeb counts 50 Falcon tokens, which will become a third unit once the
+//! tokenizer crate is wired in. The corpus is streamed in, one symbol per unit (words get
+//! dense ids, bytes are `1 + byte`), documents separated by symbol 0; libsais builds the
+//! suffix array and LCP array over it. Adjacent suffixes whose common prefix, cut at the
+//! document's end, reaches `min_span` form runs; in each run the suffix that starts first in
+//! the corpus keeps its text and every other one loses its first `min_span` units. The union
+//! of those windows is exactly "every repeated span of >= `min_span` units, except its first
+//! occurrence".
+//!
+//! Policy, and where we differ: Lee et al.'s tool removes *all* copies of a repeated span;
+//! we keep the first, so a quotation's source keeps it and the corpus loses no unique text.
+//! Memory is 16 bytes per unit (text, suffix array, PLCP, LCP as `i32`) plus the word
+//! vocabulary: about 2.5x the corpus bytes for words, 16x for bytes. Up to 2^31 units per
+//! node; beyond that, the README's plan shards by hash range of `min_span`-grams.
+
+use std::collections::HashMap;
+
+use libsais::suffix_array::AlphabetSize;
+use libsais::SuffixArrayConstruction;
+
+use crate::config::{ExactSubstringConfig, SpanUnit};
+use crate::lsh::DocRef;
+use crate::{Error, Result};
+
+/// A corpus collected for the suffix array.
+pub struct ExactSubstring {
+    unit: SpanUnit,
+    min_span: usize,
+    vocab: HashMap<String, i32>,
+    text: Vec<i32>,
+    docs: Vec<DocRef>,
+    /// Start of each document's symbols in `text`; its end is the next start minus the separator.
+    starts: Vec<usize>,
+}
+
+/// The cuts of one document: sorted, disjoint `[start, end)` ranges of unit indices.
+pub type Cuts = Vec<(u32, u32)>;
+
+impl ExactSubstring {
+    /// An empty corpus.
+    pub fn new(config: &ExactSubstringConfig) -> Self {
+        ExactSubstring {
+            unit: config.unit,
+            min_span: config.min_span,
+            vocab: HashMap::new(),
+            text: Vec::new(),
+            docs: Vec::new(),
+            starts: Vec::new(),
+        }
+    }
+
+    /// Appends a document; call in corpus order (that order decides which copy stays).
+    pub fn add(&mut self, doc: DocRef, content: &str) {
+        self.docs.push(doc);
+        self.starts.push(self.text.len());
+        match self.unit {
+            SpanUnit::Bytes => self.text.extend(content.bytes().map(|b| b as i32 + 1)),
+            SpanUnit::Words => {
+                for word in content.split_whitespace() {
+                    let next = self.vocab.len() as i32 + 1;
+                    let id = *self.vocab.entry(word.to_string()).or_insert(next);
+                    self.text.push(id);
+                }
+            }
+        }
+        self.text.push(0);
+    }
+
+    /// Units collected so far (separators included).
+    pub fn len(&self) -> usize {
+        self.text.len()
+    }
+
+    /// Whether no document was added.
+    pub fn is_empty(&self) -> bool {
+        self.docs.is_empty()
+    }
+
+    /// Builds the suffix and LCP arrays and returns the cuts of every document that has one.
+    pub fn repeated_spans(mut self) -> Result<Vec<(DocRef, Cuts)>> {
+        let n = self.text.len();
+        if n < 2 {
+            return Ok(Vec::new());
+        }
+        if n >= i32::MAX as usize {
+            return Err(Error::SuffixArray(format!("{n} units exceed the single-node limit of 2^31")));
+        }
+        let alphabet = match self.unit {
+            SpanUnit::Bytes => 257,
+            SpanUnit::Words => self.vocab.len() + 1,
+        };
+        self.vocab = HashMap::new();
+        let err = |e: libsais::LibsaisError| Error::SuffixArray(format!("{e:?}"));
+        let mut construction = SuffixArrayConstruction::for_text_mut(&mut self.text).in_owned_buffer32().single_threaded();
+        // SAFETY: every symbol is in 0..alphabet (word ids are 1..=vocab, bytes 1..=256).
+        construction = unsafe { construction.with_alphabet_size(AlphabetSize::new(alphabet as i32)) };
+        let sa = construction.run().map_err(err)?;
+        let with_plcp = sa.plcp_construction().single_threaded().run().map_err(err)?;
+        let with_lcp = with_plcp.lcp_construction().single_threaded().run().map_err(err)?;
+        let (sa, lcp, _, _) = with_lcp.into_parts();
+        let (sa, lcp): (&[i32], &[i32]) = (&sa, &lcp);
+
+        let ends: Vec<usize> = self.starts.iter().skip(1).map(|s| s - 1).chain([n - 1]).collect();
+        // Units from `p` to its document's end.
+        let to_end = |p: usize| ends[ends.partition_point(|&e| e < p)] - p;
+        let span = self.min_span;
+        let mut starts_cut: Vec<usize> = Vec::new();
+        let mut i = 1;
+        while i < n {
+            let reaches = |i: usize| {
+                lcp[i] as usize >= span && to_end(sa[i] as usize) >= span && to_end(sa[i - 1] as usize) >= span
+            };
+            if !reaches(i) {
+                i += 1;
+                continue;
+            }
+            let first = i - 1;
+            while i < n && reaches(i) {
+                i += 1;
+            }
+            let run = &sa[first..i];
+            let keep = run.iter().copied().min().unwrap_or_default();
+            starts_cut.extend(run.iter().filter(|&&p| p != keep).map(|&p| p as usize));
+        }
+        starts_cut.sort_unstable();
+
+        // Merge windows [p, p + span) into per-document ranges of unit indices.
+        let mut out: Vec<(DocRef, Cuts)> = Vec::new();
+        let mut k = 0;
+        while k < starts_cut.len() {
+            let (begin, mut end) = (starts_cut[k], starts_cut[k] + span);
+            k += 1;
+            while k < starts_cut.len() && starts_cut[k] <= end {
+                end = end.max(starts_cut[k] + span);
+                k += 1;
+            }
+            let d = self.starts.partition_point(|&s| s <= begin) - 1;
+            let (s, e) = ((begin - self.starts[d]) as u32, (end - self.starts[d]) as u32);
+            match out.last_mut() {
+                Some((doc, cuts)) if *doc == self.docs[d] => cuts.push((s, e)),
+                _ => out.push((self.docs[d], vec![(s, e)])),
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// `content` without the units in `cuts` (as [`ExactSubstring::repeated_spans`] gave them).
+/// A cut word takes the whitespace after it, so the text stays readable.
+pub fn apply_cuts(content: &str, unit: SpanUnit, cuts: &[(u32, u32)]) -> String {
+    // Byte range of each cut.
+    let ranges: Vec<(usize, usize)> = match unit {
+        SpanUnit::Bytes => cuts.iter().map(|&(s, e)| (s as usize, (e as usize).min(content.len()))).collect(),
+        SpanUnit::Words => {
+            let words: Vec<usize> =
+                content.split_whitespace().map(|w| w.as_ptr() as usize - content.as_ptr() as usize).collect();
+            let at = |i: u32| words.get(i as usize).copied().unwrap_or(content.len());
+            cuts.iter().map(|&(s, e)| (at(s), at(e))).collect()
+        }
+    };
+    let bytes = content.as_bytes();
+    let mut out = Vec::with_capacity(content.len());
+    let mut pos = 0;
+    for (s, e) in ranges {
+        if s >= pos {
+            out.extend_from_slice(&bytes[pos..s]);
+        }
+        pos = pos.max(e);
+    }
+    out.extend_from_slice(&bytes[pos.min(bytes.len())..]);
+    // Byte cuts can split a character: keep what decodes.
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(unit: SpanUnit, min_span: usize) -> ExactSubstringConfig {
+        ExactSubstringConfig { unit, min_span, ..Default::default() }
+    }
+
+    #[test]
+    fn later_copies_of_long_spans_are_cut_first_kept() {
+        let shared = (0..60).map(|i| format!("w{i}")).collect::<Vec<_>>().join(" ");
+        let a = format!("intro of a. {shared} outro of a.");
+        let b = format!("b starts. {shared}");
+        let c = "short shared w0 w1 w2 only".to_string();
+        let mut es = ExactSubstring::new(&config(SpanUnit::Words, 50));
+        for (i, t) in [&a, &b, &c].iter().enumerate() {
+            es.add(i as u64, t);
+        }
+        let spans = es.repeated_spans().unwrap();
+        assert_eq!(spans, vec![(1, vec![(2, 62)])]);
+        assert_eq!(apply_cuts(&b, SpanUnit::Words, &spans[0].1), "b starts. ");
+    }
+
+    #[test]
+    fn spans_do_not_cross_documents_and_short_repeats_stay() {
+        // "x y" at the end of one document and the start of the next never joins them.
+        let mut es = ExactSubstring::new(&config(SpanUnit::Bytes, 8));
+        es.add(0, "abcd");
+        es.add(1, "abcd");
+        es.add(2, "0123456789 and 0123456789");
+        let spans = es.repeated_spans().unwrap();
+        assert_eq!(spans, vec![(2, vec![(15, 25)])]);
+        assert_eq!(apply_cuts("0123456789 and 0123456789", SpanUnit::Bytes, &spans[0].1), "0123456789 and ");
+    }
+
+    #[test]
+    fn empty_corpus_has_no_spans() {
+        let es = ExactSubstring::new(&config(SpanUnit::Words, 50));
+        assert!(es.is_empty());
+        assert!(es.repeated_spans().unwrap().is_empty());
+    }
+}

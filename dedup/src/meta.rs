@@ -1,0 +1,126 @@
+//! Per-document facts the global steps need without re-reading the corpus: timestamp, URL
+//! key, dump and id. Written by the `signatures` step as `signatures/shard-SSSSS/meta.bin`,
+//! one record a row: `timestamp: i64` (`i64::MAX` when unknown), `url_key: u64` (0: no URL),
+//! `id` and `dump` as `u16` length + UTF-8 bytes; little-endian.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use falconry_refine::dataset::tmp_path;
+use falconry_refine::Document;
+
+use crate::url_dedup::url_key;
+use crate::{Error, Result};
+
+/// One row's facts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Meta {
+    /// Crawl time, `i64::MAX` when unknown (so unknown sorts last).
+    pub timestamp: i64,
+    /// [`url_key`] of the URL, 0 without one.
+    pub url_key: u64,
+    /// The document id.
+    pub id: String,
+    /// The dump name.
+    pub dump: String,
+}
+
+impl Meta {
+    /// The facts of a document.
+    pub fn of(doc: &Document) -> Self {
+        Meta {
+            timestamp: doc.timestamp.unwrap_or(i64::MAX),
+            url_key: url_key(&doc.url).unwrap_or(0),
+            id: doc.id.clone(),
+            dump: doc.dump.clone(),
+        }
+    }
+
+    /// The order in which a cluster picks the document it keeps: earliest timestamp, then
+    /// smallest id (RefinedWeb keeps one per cluster; the choice is ours, and deterministic).
+    pub fn keep_order(&self) -> (i64, &str) {
+        (self.timestamp, &self.id)
+    }
+}
+
+/// Writes a shard's meta file (temporary name until `finish`).
+pub struct MetaWriter {
+    path: PathBuf,
+    out: BufWriter<File>,
+}
+
+impl MetaWriter {
+    /// Starts `path`.
+    pub fn create(path: &Path) -> Result<Self> {
+        let tmp = tmp_path(path);
+        let file = File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
+        Ok(MetaWriter { path: path.into(), out: BufWriter::new(file) })
+    }
+
+    /// Appends one row.
+    pub fn add(&mut self, m: &Meta) -> Result<()> {
+        let mut rec = Vec::with_capacity(20 + m.id.len() + m.dump.len());
+        rec.extend_from_slice(&m.timestamp.to_le_bytes());
+        rec.extend_from_slice(&m.url_key.to_le_bytes());
+        for s in [&m.id, &m.dump] {
+            let b = &s.as_bytes()[..s.len().min(u16::MAX as usize)];
+            rec.extend_from_slice(&(b.len() as u16).to_le_bytes());
+            rec.extend_from_slice(b);
+        }
+        self.out.write_all(&rec).map_err(|e| Error::io(tmp_path(&self.path), e))
+    }
+
+    /// Flushes and renames into place.
+    pub fn finish(self) -> Result<()> {
+        let tmp = tmp_path(&self.path);
+        self.out.into_inner().map_err(|e| Error::io(&tmp, e.into_error()))?;
+        std::fs::rename(&tmp, &self.path).map_err(|e| Error::io(&self.path, e))
+    }
+}
+
+/// Reads every row of a meta file, in row order.
+pub fn read_meta(path: &Path) -> Result<Vec<Meta>> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let bad = || Error::WorkFile { path: path.into(), message: "truncated meta record".into() };
+    let mut out = Vec::new();
+    let mut at = 0;
+    let take = |at: &mut usize, n: usize| -> Result<&[u8]> {
+        let s = bytes.get(*at..*at + n).ok_or_else(bad)?;
+        *at += n;
+        Ok(s)
+    };
+    while at < bytes.len() {
+        let timestamp = i64::from_le_bytes(take(&mut at, 8)?.try_into().map_err(|_| bad())?);
+        let url_key = u64::from_le_bytes(take(&mut at, 8)?.try_into().map_err(|_| bad())?);
+        let mut strings = [String::new(), String::new()];
+        for s in &mut strings {
+            let len = u16::from_le_bytes(take(&mut at, 2)?.try_into().map_err(|_| bad())?) as usize;
+            *s = String::from_utf8_lossy(take(&mut at, len)?).into_owned();
+        }
+        let [id, dump] = strings;
+        out.push(Meta { timestamp, url_key, id, dump });
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("meta.bin");
+        let rows = vec![
+            Meta { timestamp: 5, url_key: 9, id: "abc".into(), dump: "CC-MAIN-2020-34".into() },
+            Meta { timestamp: i64::MAX, url_key: 0, id: String::new(), dump: "é".into() },
+        ];
+        let mut w = MetaWriter::create(&path).unwrap();
+        rows.iter().for_each(|m| w.add(m).unwrap());
+        w.finish().unwrap();
+        assert_eq!(read_meta(&path).unwrap(), rows);
+        std::fs::write(&path, [1u8, 2, 3]).unwrap();
+        assert!(read_meta(&path).is_err());
+    }
+}

@@ -1,0 +1,34 @@
+//! Shared helpers of the dedup tests: the test data folder and small corpora on disk.
+#![allow(dead_code)] // each test binary uses its own subset
+
+use std::path::{Path, PathBuf};
+
+use falconry_refine::dataset::ShardWriter;
+use falconry_refine::{Document, OutputConfig};
+
+/// `FALCONRY_TEST_DATA`, or `../shared/data` beside the workspace.
+pub fn data_dir() -> PathBuf {
+    std::env::var_os("FALCONRY_TEST_DATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("..").join("shared").join("data"))
+}
+
+/// The extraction benchmark's article bodies.
+pub fn articles() -> Vec<String> {
+    falconry_dedup::near_duplicates::load_articles(&data_dir().join("extraction-bench").join("ground-truth.json"))
+        .expect("extraction-bench ground truth (set FALCONRY_TEST_DATA)")
+}
+
+/// Writes `docs` as one Parquet shard at `path`.
+pub fn write_shard(path: &Path, docs: &[Document]) {
+    let mut w = ShardWriter::create(path, &OutputConfig::default()).unwrap();
+    for d in docs {
+        w.write(d.clone()).unwrap();
+    }
+    w.finish().unwrap();
+}
+
+/// The first `n` words of `text`.
+pub fn words(text: &str, n: usize) -> String {
+    text.split_whitespace().take(n).collect::<Vec<_>>().join(" ")
+}

@@ -1,0 +1,89 @@
+//! Tests of the extractor on small pages, real pages from the shared data, and hostile input.
+
+use super::*;
+
+fn extract(html: &str) -> Extracted {
+    Extractor::new(&ExtractionConfig::default()).extract(html)
+}
+
+const ARTICLE: &str = r##"<html><head><title>T</title><script>var x = "<p>no</p>";</script></head>
+<body><nav class="menu"><a href="/">Home</a> <a href="/news">News</a></nav>
+<div id="main"><article class="post-content"><h1>The headline</h1>
+<p>The first paragraph of the story, long enough to count, with commas, clauses, and detail.</p>
+<p>A second paragraph follows it; see https://example.com/x for more, or www.example.org.</p>
+<ul><li>First item of a list in the story body</li><li>Second item</li></ul>
+<img src="/a.jpg" alt="A &amp; B"><p>Third paragraph with the closing words of the article body.</p>
+</article><div class="share-buttons"><a href="#">Share on Facebook</a></div></div>
+<footer>Copyright 2024 Example Corp. All rights reserved, every one of them.</footer></body></html>"##;
+
+#[test]
+fn keeps_article_drops_boilerplate() {
+    let out = extract(ARTICLE);
+    assert!(out.text.starts_with("The first paragraph of the story"), "{}", out.text);
+    assert!(out.text.contains("First item of a list in the story body\nSecond item"), "{}", out.text);
+    assert!(out.text.ends_with("closing words of the article body."), "{}", out.text);
+    for boilerplate in ["Home", "Share on Facebook", "Copyright", "headline", "var x"] {
+        assert!(!out.text.contains(boilerplate), "{boilerplate} in {}", out.text);
+    }
+    assert_eq!(out.image_urls, vec![["/a.jpg".to_string(), "A & B".to_string()]]);
+}
+
+#[test]
+fn urls_removed_and_newlines_collapsed() {
+    let out = extract(ARTICLE);
+    assert!(out.text.contains("; see for more, or ."), "{}", out.text);
+    assert_eq!(clean_up("a http://x.y/z?q=1 b\n\n\n\n c www.q.com\n \nd"), "a b\n\nc\n\nd");
+    assert_eq!(clean_up("\n\n  x  \n"), "x");
+    assert_eq!(clean_up("HTTPS://A.B/c d"), "d");
+}
+
+#[test]
+fn stage_fills_content_and_counts_drops() {
+    let ex = Extractor::new(&ExtractionConfig { max_html_bytes: 100_000, ..Default::default() });
+    let mut doc = Document { html: Some(ARTICLE.to_string()), ..Default::default() };
+    assert_eq!(ex.apply(&mut doc), Verdict::Keep);
+    assert!(doc.content.contains("second paragraph follows"));
+    assert_eq!(doc.image_urls.len(), 1);
+    assert!(doc.html.is_none());
+
+    let mut text = Document { content: "plain text".into(), ..Default::default() };
+    assert_eq!(ex.apply(&mut text), Verdict::Keep);
+    assert_eq!(text.content, "plain text");
+
+    let mut empty = Document { html: Some("<html><nav>menu</nav></html>".into()), ..Default::default() };
+    assert_eq!(ex.apply(&mut empty), Verdict::Drop("empty"));
+    let mut big = Document { html: Some("x".repeat(100_001)), ..Default::default() };
+    assert_eq!(ex.apply(&mut big), Verdict::Drop("too_large"));
+    let small = Extractor::new(&ExtractionConfig { max_elements: 10, ..Default::default() });
+    let mut many = Document { html: Some("<b>x</b>".repeat(20)), ..Default::default() };
+    assert_eq!(small.apply(&mut many), Verdict::Drop("too_complex"));
+}
+
+#[test]
+fn config_validates() {
+    assert!(ExtractionConfig::default().validate().is_ok());
+    assert!(ExtractionConfig { max_depth: 2, ..Default::default() }.validate().is_err());
+    assert!(ExtractionConfig { max_html_bytes: 0, ..Default::default() }.validate().is_err());
+    let parsed: ExtractionConfig = toml::from_str("max_depth = 64").unwrap();
+    assert_eq!(parsed.max_depth, 64);
+    assert!(toml::from_str::<ExtractionConfig>("max_dpth = 64").is_err());
+}
+
+#[test]
+fn hostile_inputs_are_bounded() {
+    let para = "<p>Some real words in a paragraph, long enough to be scored as text.</p>";
+    let nested = "<div>".repeat(100_000) + para + &"</div>".repeat(100_000);
+    let out = extract(&nested);
+    assert!(out.text.contains("Some real words"), "{}", out.text);
+    let unclosed = "<div><span><p>".repeat(30_000) + para;
+    assert!(extract(&unclosed).text.contains("Some real words"));
+    let one_tag = format!("<div class=\"{}\">{para}</div>", "a".repeat(1_900_000));
+    assert!(extract(&one_tag).text.starts_with("Some real words"));
+    let ten_mb = "<p>".to_string() + &"a".repeat(10 << 20);
+    assert_eq!(Extractor::new(&ExtractionConfig::default()).try_extract(&ten_mb), Err("too_large"));
+    let garbage: String = (0..200_000u32).map(|i| char::from_u32((i * 7919) % 0xd7ff).unwrap_or('<')).collect();
+    let _ = extract(&garbage);
+    for s in ["<", "<a", "</", "<!--", "<!", "&#", "&#x", "<p>&", "<script>", "<style", "<img src=\"", "<<<>>>"] {
+        let _ = extract(s);
+    }
+}

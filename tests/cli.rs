@@ -1,0 +1,53 @@
+//! The command line contract: subcommands, exit codes, outputs.
+
+use crate::util::{stage, TestCommand};
+
+#[test]
+fn usage_errors_exit_2() {
+    let t = TestCommand::new();
+    t.assert_exit_code(&["refine"], 2);
+    t.assert_exit_code(&["no-such-command"], 2);
+}
+
+#[test]
+fn bad_task_split_is_a_failure() {
+    let t = TestCommand::new();
+    let out = t.path("out");
+    t.assert_exit_code(&["refine", "--input", "examples/pages", "--output", out.to_str().unwrap(), "--task", "3", "--tasks", "2"], 1);
+}
+
+#[test]
+fn missing_input_names_the_path() {
+    let t = TestCommand::new();
+    let out = t.path("out");
+    let o = t.assert_exit_code(&["refine", "--input", "nope/*.warc.gz", "--output", out.to_str().unwrap()], 1);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("nope/*.warc.gz"));
+}
+
+#[test]
+fn bad_config_names_file_and_key() {
+    let t = TestCommand::new();
+    std::fs::write(t.path("bad.toml"), "[output]\nzstd_level = 99\n").unwrap();
+    let out = t.path("out");
+    let o = t.assert_exit_code(
+        &["refine", "--input", "examples/sample.warc.gz", "--output", out.to_str().unwrap(), "--config", t.path("bad.toml").to_str().unwrap()],
+        1,
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("bad.toml") && err.contains("zstd_level"), "{err}");
+}
+
+#[test]
+fn jsonl_input_runs_and_writes_stats() {
+    let t = TestCommand::new();
+    let input = t.path("in.jsonl");
+    std::fs::write(&input, "{\"text\":\"one\",\"url\":\"https://a.example/1\"}\n{broken\n").unwrap();
+    let out = t.path("out");
+    t.assert_exit_code(&["refine", "--input", input.to_str().unwrap(), "--output", out.to_str().unwrap()], 0);
+    let stats = t.stats("out");
+    let read = stage(&stats, "read");
+    assert_eq!(read["in"], 2);
+    assert_eq!(read["out"], 1);
+    assert_eq!(read["dropped"]["bad_json"], 1);
+    assert!(out.join("part-00000.parquet").exists());
+}

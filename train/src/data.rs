@@ -1,0 +1,195 @@
+//! Token shards in, random training windows out.
+//!
+//! The tokenize stage writes `DIR/shard-NNNNN.bin` (little-endian u16: 65,024 ids < 2^16) and
+//! `DIR/meta.json` (`{"tokenizer", "vocab_size", "dtype": "uint16", "eos_id", "shards": [{"file",
+//! "tokens", "documents"}], ...}`), documents separated by EOS. This is a minimal reader of that
+//! format (the tokenize crate owns the writer).
+//!
+//! Splits: `--data DIR` holding `train/` and `validation/` (or `val/`) folders reads each as its
+//! split; a `DIR` that is itself one shard folder is split by position, the last
+//! [`VALIDATION_FRACTION`] of its tokens held out for validation.
+//!
+//! Windows of `seq_len + 1` tokens start anywhere (nanoGPT's `get_batch`; documents may
+//! straddle a window, EOS marks the seam). The start positions of step `s` depend only on the
+//! seed and `s`, so a resumed run draws the same batches as an uninterrupted one.
+
+use std::path::{Path, PathBuf};
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::Deserialize;
+
+use crate::Error;
+
+/// Fraction of a single shard folder held out for validation.
+pub const VALIDATION_FRACTION: f64 = 0.05;
+
+#[derive(Deserialize)]
+struct Meta {
+    #[serde(default)]
+    dtype: Option<String>,
+    shards: Vec<ShardMeta>,
+}
+
+#[derive(Deserialize)]
+struct ShardMeta {
+    file: String,
+    tokens: u64,
+}
+
+/// All tokens of one split, concatenated in shard order.
+#[derive(Clone, Debug)]
+pub struct TokenSplit {
+    tokens: Vec<u16>,
+}
+
+impl TokenSplit {
+    /// Wraps tokens already in memory.
+    pub fn new(tokens: Vec<u16>) -> Self {
+        Self { tokens }
+    }
+
+    /// Reads every shard listed in `dir/meta.json`, checking each file's length.
+    pub fn open(dir: &Path) -> Result<Self, Error> {
+        let meta_path = dir.join("meta.json");
+        let text = std::fs::read_to_string(&meta_path).map_err(|e| Error::io(&meta_path, e))?;
+        let meta: Meta = serde_json::from_str(&text).map_err(|e| Error::Data { path: meta_path.clone(), message: e.to_string() })?;
+        if let Some(dtype) = &meta.dtype {
+            if dtype != "uint16" {
+                return Err(Error::Data { path: meta_path, message: format!("dtype `{dtype}`, expected `uint16`") });
+            }
+        }
+        let mut tokens = Vec::with_capacity(meta.shards.iter().map(|s| s.tokens as usize).sum());
+        for shard in &meta.shards {
+            let path = dir.join(&shard.file);
+            let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+            if bytes.len() as u64 != 2 * shard.tokens {
+                return Err(Error::Data {
+                    path,
+                    message: format!("{} bytes, meta.json says {} tokens", bytes.len(), shard.tokens),
+                });
+            }
+            tokens.extend(bytes.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]])));
+        }
+        Ok(Self { tokens })
+    }
+
+    /// Number of tokens.
+    pub fn len(&self) -> usize {
+        self.tokens.len()
+    }
+
+    /// Whether the split has no tokens.
+    pub fn is_empty(&self) -> bool {
+        self.tokens.is_empty()
+    }
+
+    /// The tokens.
+    pub fn tokens(&self) -> &[u16] {
+        &self.tokens
+    }
+
+    /// `batch` windows of `seq_len + 1` tokens at random starts, row-major `[batch, seq_len + 1]`.
+    /// The starts depend only on `(seed, key)`.
+    pub fn sample(&self, seed: u64, key: u64, batch: usize, seq_len: usize) -> Vec<u16> {
+        let span = self.tokens.len() - seq_len; // starts 0..span keep seq_len + 1 tokens in range
+        let mut rng = ChaCha8Rng::seed_from_u64(seed ^ key.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let mut out = Vec::with_capacity(batch * (seq_len + 1));
+        for _ in 0..batch {
+            let start = rng.random_range(0..span);
+            out.extend_from_slice(&self.tokens[start..start + seq_len + 1]);
+        }
+        out
+    }
+}
+
+/// The train and validation splits of a data folder.
+#[derive(Clone, Debug)]
+pub struct TokenData {
+    /// Training tokens.
+    pub train: TokenSplit,
+    /// Validation tokens.
+    pub validation: TokenSplit,
+}
+
+impl TokenData {
+    /// Opens `dir` (see the module docs for the two layouts) and checks both splits can hold a
+    /// window of `seq_len + 1` tokens.
+    pub fn open(dir: &Path, seq_len: usize) -> Result<Self, Error> {
+        let sub = |names: &[&str]| names.iter().map(|n| dir.join(n)).find(|p| p.join("meta.json").is_file());
+        let data = match (sub(&["train"]), sub(&["validation", "val"])) {
+            (Some(train), Some(val)) => Self { train: TokenSplit::open(&train)?, validation: TokenSplit::open(&val)? },
+            _ => {
+                let all = TokenSplit::open(dir)?.tokens;
+                let cut = all.len() - (all.len() as f64 * VALIDATION_FRACTION).ceil() as usize;
+                Self { train: TokenSplit::new(all[..cut].to_vec()), validation: TokenSplit::new(all[cut..].to_vec()) }
+            }
+        };
+        for (name, split) in [("train", &data.train), ("validation", &data.validation)] {
+            if split.len() <= seq_len {
+                return Err(Error::Data {
+                    path: PathBuf::from(dir),
+                    message: format!("the {name} split has {} tokens, fewer than seq_len + 1 = {}", split.len(), seq_len + 1),
+                });
+            }
+        }
+        Ok(data)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write_shards(dir: &Path, tokens: &[u16]) {
+        std::fs::create_dir_all(dir).unwrap();
+        let (a, b) = tokens.split_at(tokens.len() / 2);
+        for (i, part) in [a, b].iter().enumerate() {
+            let bytes: Vec<u8> = part.iter().flat_map(|t| t.to_le_bytes()).collect();
+            std::fs::write(dir.join(format!("shard-{i:05}.bin")), bytes).unwrap();
+        }
+        let meta = serde_json::json!({"tokenizer": "falcon", "vocab_size": 65024, "dtype": "uint16", "eos_id": 11,
+            "shards": [{"file": "shard-00000.bin", "tokens": a.len(), "documents": 1},
+                       {"file": "shard-00001.bin", "tokens": b.len(), "documents": 1}]});
+        std::fs::write(dir.join("meta.json"), meta.to_string()).unwrap();
+    }
+
+    #[test]
+    fn reads_shards_in_order_and_holds_out_the_tail() {
+        let tmp = tempfile::tempdir().unwrap();
+        let tokens: Vec<u16> = (0..1000).map(|i| (i * 7 % 65024) as u16).collect();
+        write_shards(tmp.path(), &tokens);
+        let data = TokenData::open(tmp.path(), 16).unwrap();
+        assert_eq!(data.train.len(), 950);
+        assert_eq!([data.train.tokens(), data.validation.tokens()].concat(), tokens);
+    }
+
+    #[test]
+    fn train_and_validation_folders() {
+        let tmp = tempfile::tempdir().unwrap();
+        write_shards(&tmp.path().join("train"), &[1; 100]);
+        write_shards(&tmp.path().join("validation"), &[2; 40]);
+        let data = TokenData::open(tmp.path(), 16).unwrap();
+        assert_eq!((data.train.len(), data.validation.len()), (100, 40));
+        assert!(TokenData::open(tmp.path(), 64).is_err(), "validation shorter than a window");
+    }
+
+    #[test]
+    fn truncated_shard_is_an_error() {
+        let tmp = tempfile::tempdir().unwrap();
+        write_shards(tmp.path(), &[5; 100]);
+        std::fs::write(tmp.path().join("shard-00001.bin"), [0u8; 10]).unwrap();
+        assert!(TokenSplit::open(tmp.path()).is_err());
+    }
+
+    #[test]
+    fn windows_are_contiguous_and_seeded() {
+        let split = TokenSplit::new((0..500).collect());
+        let a = split.sample(7, 3, 4, 10);
+        assert_eq!(a, split.sample(7, 3, 4, 10));
+        assert_ne!(a, split.sample(7, 4, 4, 10));
+        for w in a.chunks(11) {
+            assert!(w.windows(2).all(|p| p[1] == p[0] + 1), "{w:?}");
+        }
+    }
+}

@@ -1,0 +1,194 @@
+//! HF checkpoint folders: `config.json` + `model.safetensors` with transformers' tensor names.
+//!
+//! `FalconForCausalLM.save_pretrained` writes `transformer.word_embeddings.weight`,
+//! `transformer.h.{i}.self_attention.query_key_value.weight` (fused, `[qkv_dim, d]`),
+//! `...self_attention.dense.weight`, `...mlp.dense_h_to_4h.weight`, `...mlp.dense_4h_to_h.weight`,
+//! the LayerNorms (`input_layernorm` or `ln_attn` + `ln_mlp`, `.weight` and `.bias`) and
+//! `transformer.ln_f.*`; `lm_head.weight` is left out because it is tied to the embedding.
+//! PyTorch stores a linear weight `[d_out, d_in]`, Burn `[d_in, d_out]`: we transpose on the
+//! way in and out and keep the fused QKV columns in HF's order (`model.rs` splits them as HF
+//! does). Weights load from f32, bf16 or f16 and are saved as f32.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use burn::module::{Param, ParamId};
+use burn::nn::Linear;
+use burn::tensor::backend::Backend;
+use burn::tensor::{Tensor, TensorData};
+use safetensors::{Dtype, SafeTensors};
+
+use crate::config::FalconConfig;
+use crate::model::FalconForCausalLM;
+use crate::{write_atomic, Error};
+
+/// One named parameter of the model, as HF names it.
+pub(crate) enum Slot<'a, B: Backend> {
+    /// A linear weight: HF `[d_out, d_in]`, Burn `[d_in, d_out]`.
+    Linear(&'a mut Linear<B>),
+    /// A matrix stored the same way in both (the word embeddings).
+    Matrix(&'a mut Param<Tensor<B, 2>>),
+    /// A LayerNorm weight or bias.
+    Vector(&'a mut Param<Tensor<B, 1>>),
+}
+
+impl<B: Backend> Slot<'_, B> {
+    /// The parameter's id (the optimizer keys its state by it).
+    pub(crate) fn id(&self) -> ParamId {
+        match self {
+            Slot::Linear(l) => l.weight.id,
+            Slot::Matrix(p) => p.id,
+            Slot::Vector(p) => p.id,
+        }
+    }
+}
+
+/// Every parameter with its HF name, in a fixed order.
+pub(crate) fn slots<B: Backend>(model: &mut FalconForCausalLM<B>) -> Vec<(String, Slot<'_, B>)> {
+    let t = &mut model.transformer;
+    let mut out = vec![("transformer.word_embeddings.weight".to_string(), Slot::Matrix(&mut t.word_embeddings))];
+    for (i, layer) in t.h.iter_mut().enumerate() {
+        let p = format!("transformer.h.{i}");
+        for (name, ln) in [
+            ("input_layernorm", layer.input_layernorm.as_mut()),
+            ("ln_attn", layer.ln_attn.as_mut()),
+            ("ln_mlp", layer.ln_mlp.as_mut()),
+        ] {
+            if let Some(ln) = ln {
+                out.push((format!("{p}.{name}.weight"), Slot::Vector(&mut ln.gamma)));
+                if let Some(beta) = ln.beta.as_mut() {
+                    out.push((format!("{p}.{name}.bias"), Slot::Vector(beta)));
+                }
+            }
+        }
+        let a = &mut layer.self_attention;
+        out.push((format!("{p}.self_attention.query_key_value.weight"), Slot::Linear(&mut a.query_key_value)));
+        out.push((format!("{p}.self_attention.dense.weight"), Slot::Linear(&mut a.dense)));
+        out.push((format!("{p}.mlp.dense_h_to_4h.weight"), Slot::Linear(&mut layer.mlp.dense_h_to_4h)));
+        out.push((format!("{p}.mlp.dense_4h_to_h.weight"), Slot::Linear(&mut layer.mlp.dense_4h_to_h)));
+    }
+    out.push(("transformer.ln_f.weight".into(), Slot::Vector(&mut t.ln_f.gamma)));
+    if let Some(beta) = t.ln_f.beta.as_mut() {
+        out.push(("transformer.ln_f.bias".into(), Slot::Vector(beta)));
+    }
+    out
+}
+
+/// A tensor read from safetensors, as f32.
+pub(crate) struct Loaded {
+    pub(crate) shape: Vec<usize>,
+    pub(crate) data: Vec<f32>,
+}
+
+/// Decodes one safetensors tensor to f32.
+pub(crate) fn to_f32(view: &safetensors::tensor::TensorView<'_>, name: &str, path: &Path) -> Result<Loaded, Error> {
+    let bytes = view.data();
+    let data = match view.dtype() {
+        Dtype::F32 => bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
+        Dtype::BF16 => bytes.chunks_exact(2).map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
+        Dtype::F16 => bytes.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
+        other => {
+            return Err(Error::Checkpoint {
+                path: path.to_owned(),
+                message: format!("tensor `{name}` has unsupported dtype {other:?}"),
+            })
+        }
+    };
+    Ok(Loaded { shape: view.shape().to_vec(), data })
+}
+
+/// Serializes named f32 tensors to safetensors bytes (metadata `format: pt`, which transformers
+/// expects).
+pub(crate) fn serialize(tensors: &BTreeMap<String, (Vec<usize>, Vec<f32>)>) -> Result<Vec<u8>, Error> {
+    let bytes: BTreeMap<&String, (Vec<usize>, Vec<u8>)> = tensors
+        .iter()
+        .map(|(k, (shape, data))| (k, (shape.clone(), data.iter().flat_map(|x| x.to_le_bytes()).collect())))
+        .collect();
+    let views = bytes
+        .iter()
+        .map(|(k, (shape, data))| {
+            safetensors::tensor::TensorView::new(Dtype::F32, shape.clone(), data).map(|v| (k.to_string(), v))
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| Error::Safetensors(e.to_string()))?;
+    let metadata = Some([("format".to_string(), "pt".to_string())].into_iter().collect());
+    safetensors::serialize(views, metadata).map_err(|e| Error::Safetensors(e.to_string()))
+}
+
+fn tensor_data<B: Backend, const D: usize>(t: Tensor<B, D>) -> Result<(Vec<usize>, Vec<f32>), Error> {
+    let shape = t.dims().to_vec();
+    let data = t
+        .into_data()
+        .convert::<f32>()
+        .into_vec::<f32>()
+        .map_err(|e| Error::Safetensors(format!("{e:?}")))?;
+    Ok((shape, data))
+}
+
+/// Every parameter of `model` under its HF name, f32, HF layout.
+pub(crate) fn named_tensors<B: Backend>(model: &FalconForCausalLM<B>) -> Result<BTreeMap<String, (Vec<usize>, Vec<f32>)>, Error> {
+    let mut model = model.clone();
+    let mut out = BTreeMap::new();
+    for (name, slot) in slots(&mut model) {
+        let entry = match slot {
+            Slot::Linear(l) => tensor_data(l.weight.val().transpose())?,
+            Slot::Matrix(p) => tensor_data(p.val())?,
+            Slot::Vector(p) => tensor_data(p.val())?,
+        };
+        out.insert(name, entry);
+    }
+    Ok(out)
+}
+
+/// Saves `model` as a HF folder: `config.json` + `model.safetensors`, each written atomically.
+pub fn save_hf<B: Backend>(model: &FalconForCausalLM<B>, dir: &Path) -> Result<(), Error> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let config = serde_json::to_vec_pretty(&model.config().to_hf_value()).expect("json value serializes");
+    write_atomic(&dir.join("config.json"), &config)?;
+    let bytes = serialize(&named_tensors(model)?)?;
+    write_atomic(&dir.join("model.safetensors"), &bytes)
+}
+
+/// Loads a HF Falcon folder (`config.json` + `model.safetensors`) onto `device`.
+pub fn load_hf<B: Backend>(dir: &Path, device: &B::Device) -> Result<FalconForCausalLM<B>, Error> {
+    let config = FalconConfig::from_hf_json(&dir.join("config.json"))?;
+    let path = dir.join("model.safetensors");
+    let buf = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+    let st = SafeTensors::deserialize(&buf).map_err(|e| Error::Checkpoint { path: path.clone(), message: e.to_string() })?;
+    let mut model = config.init::<B>(device);
+    for (name, slot) in slots(&mut model) {
+        // FalconModel checkpoints (no LM head) name tensors without the `transformer.` prefix.
+        let bare = name.strip_prefix("transformer.").unwrap_or(&name);
+        let view = st.tensor(&name).or_else(|_| st.tensor(bare)).map_err(|_| Error::Checkpoint {
+            path: path.clone(),
+            message: format!("missing tensor `{name}`"),
+        })?;
+        let t = to_f32(&view, &name, &path)?;
+        let expect = |want: Vec<usize>| -> Result<(), Error> {
+            if t.shape == want {
+                Ok(())
+            } else {
+                Err(Error::Checkpoint { path: path.clone(), message: format!("`{name}` has shape {:?}, config says {want:?}", t.shape) })
+            }
+        };
+        match slot {
+            Slot::Linear(l) => {
+                let [d_in, d_out] = l.weight.dims();
+                expect(vec![d_out, d_in])?;
+                let w = Tensor::<B, 2>::from_data(TensorData::new(t.data, [d_out, d_in]), device);
+                l.weight = Param::from_tensor(w.transpose());
+            }
+            Slot::Matrix(p) => {
+                let dims = p.dims();
+                expect(dims.to_vec())?;
+                *p = Param::from_tensor(Tensor::from_data(TensorData::new(t.data, dims), device));
+            }
+            Slot::Vector(p) => {
+                let dims = p.dims();
+                expect(dims.to_vec())?;
+                *p = Param::from_tensor(Tensor::from_data(TensorData::new(t.data, dims), device));
+            }
+        }
+    }
+    Ok(model)
+}

@@ -1,0 +1,390 @@
+//! The training loop (`falconry train --config FILE --data DIR --output DIR [--steps N]
+//! [--resume]`), in nanoGPT's `train.py` order: learning rate -> forward/backward over
+//! `grad_accum_steps` micro-batches -> clip -> AdamW step -> log; validation and checkpoints
+//! every N steps.
+//!
+//! Output folder: `metrics.jsonl` (one JSON object per training step and per evaluation),
+//! `loss.png`, `checkpoints/step-NNNNNN/` (see `checkpoint.rs`). `--resume` continues from the
+//! highest checkpoint; the next step's loss equals the uninterrupted run's because weights and
+//! moments are saved exactly (f32) and the data of step `s` depends only on `(seed, s)`.
+//!
+//! Mixed precision: `dtype = "bf16"` runs matmuls and activations in bf16 on f32 master
+//! weights (see `model.rs`); `"f32"` is exact and what CPU tests use.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use burn::optim::{GradientsAccumulator, GradientsParams};
+use burn::tensor::backend::AutodiffBackend;
+use burn::tensor::{ElementConversion, FloatDType, Int, Tensor, TensorData};
+use serde::{Deserialize, Serialize};
+
+use crate::checkpoint::{latest_checkpoint, load_checkpoint, save_checkpoint, TrainerState};
+use crate::config::FalconConfig;
+use crate::data::{TokenData, TokenSplit};
+use crate::model::FalconForCausalLM;
+use crate::optim::{AdamW, AdamWConfig, LrSchedule};
+use crate::{plot, write_atomic, Error};
+
+/// Compute precision of the forward and backward passes (weights stay f32).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    /// bf16 matmuls and activations on f32 master weights.
+    #[default]
+    Bf16,
+    /// Everything in f32.
+    F32,
+}
+
+impl Precision {
+    /// The Burn dtype of the compute.
+    pub fn dtype(self) -> FloatDType {
+        match self {
+            Precision::Bf16 => FloatDType::BF16,
+            Precision::F32 => FloatDType::F32,
+        }
+    }
+}
+
+/// A training run's settings (`configs/train/*.toml`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TrainConfig {
+    /// A model preset (`falcon-tiny`, `falcon-124m`, `falcon-350m`, `falcon-7b`, `falcon-40b`)
+    /// or a path to a model TOML (relative to the train config's folder).
+    pub model: String,
+    /// Tokens per sequence.
+    pub seq_len: usize,
+    /// Sequences per forward pass.
+    pub micro_batch_size: usize,
+    /// Micro-batches per optimizer step (tokens per step = seq_len x micro x accum).
+    pub grad_accum_steps: usize,
+    /// Optimizer steps of the run (`--steps` overrides).
+    pub max_steps: usize,
+    /// Compute precision.
+    pub precision: Precision,
+    /// Seeds the initial weights and the data order.
+    pub seed: u64,
+    /// Evaluate on the validation split every this many steps (0: only at the end).
+    pub eval_interval: usize,
+    /// Micro-batches per evaluation (the same windows every time).
+    pub eval_batches: usize,
+    /// Write a checkpoint every this many steps (0: only at the end).
+    pub checkpoint_interval: usize,
+    /// Peak dense bf16 FLOP/s of one accelerator, for MFU (H100/H200 SXM: 989e12).
+    pub peak_flops: f64,
+    /// AdamW.
+    pub optimizer: AdamWConfig,
+    /// Learning-rate schedule.
+    pub schedule: LrSchedule,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            model: "falcon-124m".into(),
+            seq_len: 2048,
+            micro_batch_size: 8,
+            grad_accum_steps: 1,
+            max_steps: 1000,
+            precision: Precision::Bf16,
+            seed: 1337,
+            eval_interval: 100,
+            eval_batches: 8,
+            checkpoint_interval: 500,
+            peak_flops: 989e12,
+            optimizer: AdamWConfig::default(),
+            schedule: LrSchedule::default(),
+        }
+    }
+}
+
+impl TrainConfig {
+    /// Reads a train config TOML.
+    pub fn from_toml_file(path: &Path) -> Result<Self, Error> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let mut config: Self = toml::from_str(&text).map_err(|e| Error::Config { path: path.to_owned(), message: e.to_string() })?;
+        // A model path is relative to the config file.
+        if config.model.ends_with(".toml") {
+            if let Some(parent) = path.parent() {
+                config.model = parent.join(&config.model).to_string_lossy().into_owned();
+            }
+        }
+        config.validate().map_err(|message| Error::Config { path: path.to_owned(), message })?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        if self.seq_len == 0 || self.micro_batch_size == 0 || self.grad_accum_steps == 0 {
+            return Err("seq_len, micro_batch_size and grad_accum_steps must be positive".into());
+        }
+        self.model_config().map(|_| ())
+    }
+
+    /// The model's shape: the named preset or the TOML file.
+    pub fn model_config(&self) -> Result<FalconConfig, String> {
+        Ok(match self.model.as_str() {
+            "falcon-tiny" => FalconConfig::falcon_tiny(),
+            "falcon-124m" => FalconConfig::falcon_124m(),
+            "falcon-350m" => FalconConfig::falcon_350m(),
+            "falcon-7b" => FalconConfig::falcon_7b(),
+            "falcon-40b" => FalconConfig::falcon_40b(),
+            path if path.ends_with(".toml") => FalconConfig::from_toml_file(Path::new(path)).map_err(|e| e.to_string())?,
+            other => return Err(format!("unknown model `{other}`: a preset name or a .toml path")),
+        })
+    }
+
+    /// Tokens per optimizer step.
+    pub fn tokens_per_step(&self) -> usize {
+        self.seq_len * self.micro_batch_size * self.grad_accum_steps
+    }
+}
+
+/// Training FLOPs per token: `6 N + 12 L d T` (PaLM appendix B, as nanoGPT's `estimate_mfu`);
+/// `N` counts the tied embedding once since the LM head's matmul does the work.
+pub fn flops_per_token(config: &FalconConfig, seq_len: usize) -> f64 {
+    6.0 * config.num_params() as f64 + 12.0 * (config.num_hidden_layers * config.hidden_size * seq_len) as f64
+}
+
+/// Where and how long to train.
+#[derive(Clone, Debug)]
+pub struct TrainOptions {
+    /// The run's settings.
+    pub config: TrainConfig,
+    /// The token shard folder.
+    pub data: PathBuf,
+    /// The output folder.
+    pub output: PathBuf,
+    /// Continue from the highest checkpoint in `output/checkpoints`.
+    pub resume: bool,
+}
+
+/// One line of `metrics.jsonl`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Metrics {
+    /// Optimizer updates done after this record.
+    pub step: usize,
+    /// `"train"` or `"validation"`.
+    pub split: String,
+    /// Mean cross entropy (nats per token).
+    pub loss: f64,
+    /// `exp(loss)` (validation only).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub perplexity: Option<f64>,
+    /// Learning rate of the step (train only).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub lr: Option<f64>,
+    /// Gradient norm before clipping (train only).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub grad_norm: Option<f64>,
+    /// Training tokens per second of this step (train only).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub tokens_per_sec: Option<f64>,
+    /// Model FLOPs utilisation of this step (train only).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub mfu: Option<f64>,
+    /// Training tokens consumed so far.
+    pub tokens: u64,
+}
+
+/// What a finished run reports.
+#[derive(Clone, Debug, Serialize)]
+pub struct TrainSummary {
+    /// Steps done in total (resumed runs count earlier ones).
+    pub steps: usize,
+    /// Step the run started from (0, or the resumed checkpoint's).
+    pub start_step: usize,
+    /// Train loss of every step this run did.
+    pub losses: Vec<f64>,
+    /// Last validation loss.
+    pub val_loss: Option<f64>,
+    /// Mean tokens/s over the run's steps after the first (compilation, autotune).
+    pub tokens_per_sec: f64,
+    /// Mean MFU over the same steps.
+    pub mfu: f64,
+    /// The last checkpoint written.
+    pub checkpoint: Option<PathBuf>,
+}
+
+/// `[B, T + 1]` token windows -> inputs `[B, T]` and targets `[B, T]`.
+fn batch_tensors<B: AutodiffBackend>(
+    windows: &[u16],
+    batch: usize,
+    seq_len: usize,
+    device: &B::Device,
+) -> (Tensor<B, 2, Int>, Tensor<B, 2, Int>) {
+    let ids: Vec<i32> = windows.iter().map(|&t| t as i32).collect();
+    let all = Tensor::<B, 2, Int>::from_data(TensorData::new(ids, [batch, seq_len + 1]), device);
+    (all.clone().narrow(1, 0, seq_len), all.narrow(1, 1, seq_len))
+}
+
+/// Mean validation loss over `config.eval_batches` fixed windows (no autodiff graph).
+fn evaluate_split<B: AutodiffBackend>(model: &FalconForCausalLM<B>, split: &TokenSplit, config: &TrainConfig, device: &B::Device) -> f64 {
+    let valid = burn::module::AutodiffModule::valid(model);
+    let (mb, t) = (config.micro_batch_size, config.seq_len);
+    let mut sum = 0.0;
+    for i in 0..config.eval_batches.max(1) {
+        // A seed of its own: the same validation windows at every evaluation.
+        let windows = split.sample(config.seed ^ 0x5eed_0fe7_a1, i as u64, mb, t);
+        let (ids, targets) = batch_tensors::<B>(&windows, mb, t, device);
+        let loss = valid.loss(ids.inner(), targets.inner(), config.precision.dtype());
+        sum += loss.into_scalar().elem::<f64>();
+    }
+    sum / config.eval_batches.max(1) as f64
+}
+
+/// Runs (or resumes) training; `progress` sees every metrics record as it is written (the CLI
+/// draws its progress bar from it).
+pub fn train<B: AutodiffBackend>(
+    opts: &TrainOptions,
+    device: &B::Device,
+    progress: &mut dyn FnMut(&Metrics),
+) -> Result<TrainSummary, Error> {
+    let config = &opts.config;
+    let model_config = config.model_config().map_err(|message| Error::Config { path: opts.output.clone(), message })?;
+    let data = TokenData::open(&opts.data, config.seq_len)?;
+    let ckpt_root = opts.output.join("checkpoints");
+    std::fs::create_dir_all(&ckpt_root).map_err(|e| Error::io(&ckpt_root, e))?;
+    let metrics_path = opts.output.join("metrics.jsonl");
+
+    let resume_from = if opts.resume { latest_checkpoint(&ckpt_root) } else { None };
+    let (mut model, mut optim, mut state, mut history) = match resume_from {
+        Some((_, dir)) => {
+            let (model, optim, state) = load_checkpoint::<B>(&dir, config.optimizer.clone(), device)?;
+            // Keep the records up to the checkpoint; later ones are redone.
+            let history = read_metrics(&metrics_path)?.into_iter().filter(|m| m.step <= state.step).collect();
+            (model, optim, state, history)
+        }
+        None => {
+            B::seed(device, config.seed);
+            let state = TrainerState { step: 0, optimizer_step: 0, seed: config.seed, tokens: 0 };
+            (model_config.init::<B>(device), AdamW::<B>::new(config.optimizer.clone()), state, Vec::new())
+        }
+    };
+    write_metrics(&metrics_path, &history)?;
+    let mut metrics_file = std::fs::OpenOptions::new().append(true).open(&metrics_path).map_err(|e| Error::io(&metrics_path, e))?;
+    let mut emit = |m: Metrics, history: &mut Vec<Metrics>| -> Result<(), Error> {
+        let line = serde_json::to_string(&m).expect("metrics serialize");
+        writeln!(metrics_file, "{line}").map_err(|e| Error::io(&metrics_path, e))?;
+        progress(&m);
+        history.push(m);
+        Ok(())
+    };
+
+    let total = config.max_steps;
+    let start_step = state.step;
+    let (mb, t, accum) = (config.micro_batch_size, config.seq_len, config.grad_accum_steps);
+    let dtype = config.precision.dtype();
+    let flops_per_step = flops_per_token(&model_config, t) * config.tokens_per_step() as f64;
+    let mut losses = Vec::new();
+    let (mut timed, mut timed_secs, mut timed_tokens) = (0usize, 0.0f64, 0u64);
+    let mut val_loss = None;
+    let mut checkpoint = None;
+
+    while state.step < total {
+        let began = Instant::now();
+        let lr = config.schedule.lr(state.step, total);
+        let mut accumulator = GradientsAccumulator::<FalconForCausalLM<B>>::new();
+        let mut loss_sum = 0.0;
+        for micro in 0..accum {
+            let key = (state.step * accum + micro) as u64;
+            let windows = data.train.sample(state.seed, key, mb, t);
+            let (ids, targets) = batch_tensors::<B>(&windows, mb, t, device);
+            let loss = model.loss(ids, targets, dtype);
+            loss_sum += loss.clone().into_scalar().elem::<f64>();
+            let grads = loss.div_scalar(accum as f64).backward();
+            accumulator.accumulate(&model, GradientsParams::from_grads(grads, &model));
+        }
+        let grads = accumulator.grads();
+        let (updated, grad_norm) = optim.step(lr, model, grads);
+        model = updated;
+        state.step += 1;
+        state.optimizer_step = optim.step;
+        state.tokens += config.tokens_per_step() as u64;
+        let loss = loss_sum / accum as f64;
+        losses.push(loss);
+
+        let secs = began.elapsed().as_secs_f64();
+        let tokens_per_sec = config.tokens_per_step() as f64 / secs;
+        let mfu = flops_per_step / secs / config.peak_flops;
+        if state.step > start_step + 1 {
+            timed += 1;
+            timed_secs += secs;
+            timed_tokens += config.tokens_per_step() as u64;
+        }
+        let record = Metrics {
+            step: state.step,
+            split: "train".into(),
+            loss,
+            perplexity: None,
+            lr: Some(lr),
+            grad_norm: Some(grad_norm),
+            tokens_per_sec: Some(tokens_per_sec),
+            mfu: Some(mfu),
+            tokens: state.tokens,
+        };
+        emit(record, &mut history)?;
+
+        let due = |interval: usize| (interval > 0 && state.step % interval == 0) || state.step == total;
+        if due(config.eval_interval) {
+            let loss = evaluate_split(&model, &data.validation, config, device);
+            val_loss = Some(loss);
+            let record = Metrics {
+                step: state.step,
+                split: "validation".into(),
+                loss,
+                perplexity: Some(loss.exp()),
+                lr: None,
+                grad_norm: None,
+                tokens_per_sec: None,
+                mfu: None,
+                tokens: state.tokens,
+            };
+            emit(record, &mut history)?;
+        }
+        if due(config.checkpoint_interval) {
+            checkpoint = Some(save_checkpoint(&ckpt_root, &model, &optim, &state)?);
+            // The curve is a convenience: a missing font must not stop training.
+            if let Err(e) = plot::loss_curve(&history, &opts.output.join("loss.png")) {
+                tracing::warn!("loss.png not written: {e}");
+            }
+        }
+    }
+    if let Err(e) = plot::loss_curve(&history, &opts.output.join("loss.png")) {
+        tracing::warn!("loss.png not written: {e}");
+    }
+    let tokens_per_sec = if timed > 0 { timed_tokens as f64 / timed_secs } else { 0.0 };
+    Ok(TrainSummary {
+        steps: state.step,
+        start_step,
+        losses,
+        val_loss,
+        tokens_per_sec,
+        mfu: tokens_per_sec * flops_per_token(&model_config, t) / config.peak_flops,
+        checkpoint,
+    })
+}
+
+/// Reads `metrics.jsonl` (absent: empty).
+pub fn read_metrics(path: &Path) -> Result<Vec<Metrics>, Error> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Error::io(path, e)),
+    };
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).map_err(|e| Error::Data { path: path.to_owned(), message: e.to_string() }))
+        .collect()
+}
+
+fn write_metrics(path: &Path, records: &[Metrics]) -> Result<(), Error> {
+    let mut text = String::new();
+    for m in records {
+        text.push_str(&serde_json::to_string(m).expect("metrics serialize"));
+        text.push('\n');
+    }
+    write_atomic(path, text.as_bytes())
+}

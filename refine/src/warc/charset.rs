@@ -24,12 +24,14 @@ pub fn decode_html(body: &[u8], content_type: Option<&[u8]>, url: &str) -> Strin
     let declared = content_type
         .and_then(http_charset)
         .or_else(|| meta_charset(&body[..body.len().min(META_SCAN)]));
-    let enc = match declared {
-        Some(enc) if enc != UTF_8 => enc,
-        _ if std::str::from_utf8(body).is_ok() => UTF_8,
-        _ => detect(body, url),
-    };
-    decode(enc, body)
+    match declared {
+        Some(enc) if enc != UTF_8 => decode(enc, body),
+        // Declared UTF-8 or undeclared: valid UTF-8 is taken as it is (one validation pass).
+        _ => match std::str::from_utf8(body) {
+            Ok(text) => text.to_owned(),
+            Err(_) => decode(detect(body, url), body),
+        },
+    }
 }
 
 fn decode(enc: &'static Encoding, bytes: &[u8]) -> String {

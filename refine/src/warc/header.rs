@@ -30,8 +30,13 @@ pub(crate) fn header_end(b: &[u8]) -> Option<usize> {
 
 /// `WARC/<digits>.<digits>` as a whole line: the start of a record.
 pub(crate) fn is_version_line(b: &[u8]) -> bool {
-    let Some(rest) = b.strip_prefix(b"WARC/") else { return false };
-    let digits = rest.iter().take_while(|c| c.is_ascii_digit() || **c == b'.').count();
+    let Some(rest) = b.strip_prefix(b"WARC/") else {
+        return false;
+    };
+    let digits = rest
+        .iter()
+        .take_while(|c| c.is_ascii_digit() || **c == b'.')
+        .count();
     digits > 0 && matches!(rest.get(digits), Some(b'\r' | b'\n'))
 }
 
@@ -46,7 +51,9 @@ pub(crate) fn parse(b: &[u8]) -> Option<WarcHeader<'_>> {
     // Continuation lines (leading space or tab) only extend fields we don't read.
     for line in b.split(|&c| c == b'\n').skip(1) {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
-        let Some(colon) = memchr::memchr(b':', line) else { continue };
+        let Some(colon) = memchr::memchr(b':', line) else {
+            continue;
+        };
         let name = &line[..colon];
         let value = line[colon + 1..].trim_ascii();
         match name.len() {
@@ -71,7 +78,10 @@ pub(crate) fn parse(b: &[u8]) -> Option<WarcHeader<'_>> {
 /// The URL of `WARC-Target-URI`, without the `<...>` that wget (and the WARC 1.0 grammar)
 /// put around it.
 pub(crate) fn target_url(uri: &[u8]) -> String {
-    let uri = uri.strip_prefix(b"<").and_then(|u| u.strip_suffix(b">")).unwrap_or(uri);
+    let uri = uri
+        .strip_prefix(b"<")
+        .and_then(|u| u.strip_suffix(b">"))
+        .unwrap_or(uri);
     String::from_utf8_lossy(uri).into_owned()
 }
 
@@ -153,7 +163,10 @@ mod tests {
     fn dates() {
         assert_eq!(parse_date(b"1970-01-01T00:00:00Z"), Some(0));
         assert_eq!(parse_date(b"2020-08-08T17:27:41Z"), Some(1_596_907_661));
-        assert_eq!(parse_date(b"2020-08-08T17:27:41.123456Z"), Some(1_596_907_661));
+        assert_eq!(
+            parse_date(b"2020-08-08T17:27:41.123456Z"),
+            Some(1_596_907_661)
+        );
         assert_eq!(parse_date(b"20080430204825"), Some(1_209_588_505));
         assert_eq!(parse_date(b"2008-04-30T20:48:25Z"), Some(1_209_588_505));
         assert_eq!(parse_date(b"2000-02-29"), Some(951_782_400));
@@ -168,7 +181,10 @@ mod tests {
                  CC-MAIN-20200808165417-20200808195417-00395.warc.gz";
         assert_eq!(dump_in(p), Some("CC-MAIN-2020-34"));
         assert_eq!(segment_in(p), Some("1596439738015.38"));
-        assert_eq!(dump_in("CC-MAIN-20200808165417-20200808195417-00395.warc.gz"), None);
+        assert_eq!(
+            dump_in("CC-MAIN-20200808165417-20200808195417-00395.warc.gz"),
+            None
+        );
         assert_eq!(dump_in("x/CC-MAIN-2024-22"), Some("CC-MAIN-2024-22"));
         assert_eq!(segment_in("a/segments/"), None);
     }
@@ -186,6 +202,9 @@ mod tests {
         assert!(parse(b"HTTP/1.0 200\r\nContent-Length: 1\r\n\r\n").is_none());
         assert!(is_version_line(b"WARC/0.17\r\n"));
         assert!(!is_version_line(b"WARC/ \r\n"));
-        assert_eq!(warc_field(b"a: 1\r\nisPartOf: CC-MAIN-2020-34\r\n", "ispartof"), Some("CC-MAIN-2020-34"));
+        assert_eq!(
+            warc_field(b"a: 1\r\nisPartOf: CC-MAIN-2020-34\r\n", "ispartof"),
+            Some("CC-MAIN-2020-34")
+        );
     }
 }

@@ -33,9 +33,15 @@ pub(crate) fn parse(block: &[u8]) -> Option<Response<'_>> {
     }
     let status = code.iter().fold(0u16, |n, c| n * 10 + u16::from(c - b'0'));
     let head_len = header_end(&block[..block.len().min(MAX_HTTP_HEADER)])?;
-    let mut r = Response { status, body: &block[head_len..], ..Default::default() };
+    let mut r = Response {
+        status,
+        body: &block[head_len..],
+        ..Default::default()
+    };
     for line in block[..head_len].split(|&c| c == b'\n').skip(1) {
-        let Some(colon) = memchr::memchr(b':', line) else { continue };
+        let Some(colon) = memchr::memchr(b':', line) else {
+            continue;
+        };
         let (name, value) = (&line[..colon], line[colon + 1..].trim_ascii());
         if name.eq_ignore_ascii_case(b"Content-Type") {
             r.content_type = Some(value);
@@ -50,14 +56,22 @@ pub(crate) fn parse(block: &[u8]) -> Option<Response<'_>> {
 
 /// Whether a MIME type (parameters allowed) is HTML.
 pub(crate) fn is_html_type(mime: &[u8]) -> bool {
-    let essence = mime.split(|&c| c == b';').next().unwrap_or_default().trim_ascii();
-    essence.eq_ignore_ascii_case(b"text/html") || essence.eq_ignore_ascii_case(b"application/xhtml+xml")
+    let essence = mime
+        .split(|&c| c == b';')
+        .next()
+        .unwrap_or_default()
+        .trim_ascii();
+    essence.eq_ignore_ascii_case(b"text/html")
+        || essence.eq_ignore_ascii_case(b"application/xhtml+xml")
 }
 
 /// Whether a body without a Content-Type starts like an HTML document.
 pub(crate) fn sniff_html(body: &[u8]) -> bool {
     let body = body.strip_prefix(b"\xef\xbb\xbf").unwrap_or(body);
-    let start = body.iter().position(|c| !c.is_ascii_whitespace()).unwrap_or(body.len());
+    let start = body
+        .iter()
+        .position(|c| !c.is_ascii_whitespace())
+        .unwrap_or(body.len());
     let head = &body[start..body.len().min(start + 14)];
     [&b"<!doctype html"[..], b"<html", b"<head"]
         .iter()
@@ -66,9 +80,14 @@ pub(crate) fn sniff_html(body: &[u8]) -> bool {
 
 /// The body with transfer and content coding undone, at most `limit` bytes.
 /// Errors are skip reasons: `bad_encoding` (a coding we cannot undo), `too_large`.
-pub(crate) fn decoded_body<'a>(r: &Response<'a>, limit: usize) -> Result<Cow<'a, [u8]>, &'static str> {
+pub(crate) fn decoded_body<'a>(
+    r: &Response<'a>,
+    limit: usize,
+) -> Result<Cow<'a, [u8]>, &'static str> {
     let mut body = Cow::Borrowed(r.body);
-    if r.transfer_encoding.is_some_and(|te| contains_ci(te, b"chunked")) {
+    if r.transfer_encoding
+        .is_some_and(|te| contains_ci(te, b"chunked"))
+    {
         // A body already de-chunked under a stale header does not parse: keep it as it is.
         if let Some(plain) = dechunk(r.body) {
             body = Cow::Owned(plain);
@@ -78,7 +97,8 @@ pub(crate) fn decoded_body<'a>(r: &Response<'a>, limit: usize) -> Result<Cow<'a,
     if coding.is_empty() || coding.eq_ignore_ascii_case(b"identity") {
         return Ok(body);
     }
-    let decoded = if coding.eq_ignore_ascii_case(b"gzip") || coding.eq_ignore_ascii_case(b"x-gzip") {
+    let decoded = if coding.eq_ignore_ascii_case(b"gzip") || coding.eq_ignore_ascii_case(b"x-gzip")
+    {
         inflate(flate2::read::MultiGzDecoder::new(&body[..]), limit)
     } else if coding.eq_ignore_ascii_case(b"deflate") {
         // "deflate" is zlib-wrapped by the RFC, raw deflate by some servers.
@@ -98,7 +118,10 @@ pub(crate) fn decoded_body<'a>(r: &Response<'a>, limit: usize) -> Result<Cow<'a,
 
 fn inflate(reader: impl Read, limit: usize) -> Result<Vec<u8>, &'static str> {
     let mut out = Vec::new();
-    reader.take(limit as u64 + 1).read_to_end(&mut out).map_err(|_| "bad_encoding")?;
+    reader
+        .take(limit as u64 + 1)
+        .read_to_end(&mut out)
+        .map_err(|_| "bad_encoding")?;
     if out.len() > limit {
         return Err("too_large");
     }
@@ -110,7 +133,8 @@ fn starts_like_markup(b: &[u8]) -> bool {
 }
 
 fn contains_ci(hay: &[u8], needle: &[u8]) -> bool {
-    hay.windows(needle.len()).any(|w| w.eq_ignore_ascii_case(needle))
+    hay.windows(needle.len())
+        .any(|w| w.eq_ignore_ascii_case(needle))
 }
 
 /// Undoes `Transfer-Encoding: chunked` (RFC 9112 section 7.1); `None` if `b` is not chunked.
@@ -118,11 +142,16 @@ fn contains_ci(hay: &[u8], needle: &[u8]) -> bool {
 fn dechunk(mut b: &[u8]) -> Option<Vec<u8>> {
     let mut out = Vec::with_capacity(b.len());
     let mut first = true;
-    loop {
-        let Some(nl) = memchr::memchr(b'\n', b) else { break };
+    while let Some(nl) = memchr::memchr(b'\n', b) {
         let line = b[..nl].strip_suffix(b"\r").unwrap_or(&b[..nl]);
-        let hex = line.split(|&c| c == b';').next().unwrap_or_default().trim_ascii();
-        let size = std::str::from_utf8(hex).ok().and_then(|h| usize::from_str_radix(h, 16).ok());
+        let hex = line
+            .split(|&c| c == b';')
+            .next()
+            .unwrap_or_default()
+            .trim_ascii();
+        let size = std::str::from_utf8(hex)
+            .ok()
+            .and_then(|h| usize::from_str_radix(h, 16).ok());
         let Some(size) = size else {
             if first {
                 return None;
@@ -137,7 +166,10 @@ fn dechunk(mut b: &[u8]) -> Option<Vec<u8>> {
         let take = size.min(b.len());
         out.extend_from_slice(&b[..take]);
         b = &b[take..];
-        b = b.strip_prefix(b"\r\n").or_else(|| b.strip_prefix(b"\n")).unwrap_or(b);
+        b = b
+            .strip_prefix(b"\r\n")
+            .or_else(|| b.strip_prefix(b"\n"))
+            .unwrap_or(b);
     }
     if first {
         return None;
@@ -190,10 +222,14 @@ mod tests {
         let mut block = b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\n\r\n".to_vec();
         block.extend(gz.finish().expect("in memory"));
         let r = parse(&block).expect("parses");
-        assert_eq!(decoded_body(&r, 100).as_deref(), Ok(&b"<html>hello</html>"[..]));
+        assert_eq!(
+            decoded_body(&r, 100).as_deref(),
+            Ok(&b"<html>hello</html>"[..])
+        );
         assert_eq!(decoded_body(&r, 5), Err("too_large"));
 
-        let r = parse(b"HTTP/1.1 200 OK\r\nContent-Encoding: br\r\n\r\n\x8b\x02\x80").expect("parses");
+        let r =
+            parse(b"HTTP/1.1 200 OK\r\nContent-Encoding: br\r\n\r\n\x8b\x02\x80").expect("parses");
         assert_eq!(decoded_body(&r, 100), Err("bad_encoding"));
         let r = parse(b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\n\r\n<html>").expect("parses");
         assert_eq!(decoded_body(&r, 100).as_deref(), Ok(&b"<html>"[..]));

@@ -121,7 +121,9 @@ impl Source {
             return Ok(n);
         }
         loop {
-            let Some(gz) = self.gzip.as_mut() else { return Ok(0) };
+            let Some(gz) = self.gzip.as_mut() else {
+                return Ok(0);
+            };
             match gz.state {
                 GzState::Done => return Ok(0),
                 GzState::Header => {
@@ -215,7 +217,9 @@ impl Source {
                         }
                         None => {
                             // Keep a possible magic prefix that straddles the buffer's end.
-                            self.start = self.start.max(self.end.saturating_sub(GZIP_MAGIC.len() - 1));
+                            self.start = self
+                                .start
+                                .max(self.end.saturating_sub(GZIP_MAGIC.len() - 1));
                             self.refill()?;
                         }
                     }
@@ -229,7 +233,9 @@ impl Source {
     /// Checks a finished member's CRC32 and length (RFC 1952 section 2.3.1).
     fn trailer(&mut self) -> Result<(), Break> {
         self.want(8)?;
-        let Some(gz) = self.gzip.as_mut() else { return Ok(()) };
+        let Some(gz) = self.gzip.as_mut() else {
+            return Ok(());
+        };
         let avail = &self.buf[self.start..self.end];
         if avail.len() < 8 {
             gz.state = GzState::Done;
@@ -248,7 +254,9 @@ impl Source {
 
     /// Whether the output so far ends exactly at the end of a member not yet checked.
     fn at_member_end(&self) -> bool {
-        self.gzip.as_ref().is_some_and(|gz| matches!(gz.state, GzState::Trailer))
+        self.gzip
+            .as_ref()
+            .is_some_and(|gz| matches!(gz.state, GzState::Trailer))
     }
 }
 
@@ -256,7 +264,11 @@ impl Source {
 /// `None` if `b` ends inside it.
 fn member_header_len(b: &[u8]) -> Option<Result<usize, ()>> {
     if b.len() < 10 {
-        return if GZIP_MAGIC.starts_with(b) || b.starts_with(&GZIP_MAGIC) { None } else { Some(Err(())) };
+        return if GZIP_MAGIC.starts_with(b) || b.starts_with(&GZIP_MAGIC) {
+            None
+        } else {
+            Some(Err(()))
+        };
     }
     let flags = b[3];
     if b[..3] != GZIP_MAGIC || flags & 0xe0 != 0 {
@@ -326,7 +338,11 @@ impl Input {
             src.gzip = Some(Gzip {
                 inflate: Decompress::new(false),
                 crc: Crc::new(),
-                state: if at == 0 { GzState::Header } else { GzState::Resync },
+                state: if at == 0 {
+                    GzState::Header
+                } else {
+                    GzState::Resync
+                },
             });
             if at > 0 {
                 pending = pending.or(Some(Break::CorruptGzip));
@@ -382,7 +398,8 @@ impl Input {
                 Ok(0) => break,
                 Ok(n) => {
                     if std::mem::take(&mut self.src.member_started) {
-                        self.member_starts.push_back(self.offset + (self.len - self.pos) as u64);
+                        self.member_starts
+                            .push_back(self.offset + (self.len - self.pos) as u64);
                     }
                     self.len += n;
                 }

@@ -41,7 +41,10 @@ fn read_file(rel: &str) -> (BTreeMap<&'static str, u64>, Vec<Document>) {
 }
 
 fn read_bytes(bytes: Vec<u8>) -> (BTreeMap<&'static str, u64>, Vec<Document>) {
-    tally(WarcReader::from_reader(Box::new(std::io::Cursor::new(bytes)), &ReadConfig::default()))
+    tally(WarcReader::from_reader(
+        Box::new(std::io::Cursor::new(bytes)),
+        &ReadConfig::default(),
+    ))
 }
 
 macro_rules! counts {
@@ -55,10 +58,16 @@ macro_rules! counts {
 #[test]
 fn commoncrawl_resiliparse() {
     let (counts, docs) = read_file("cc/resiliparse/warcfile.warc.gz");
-    assert_eq!(counts, counts! {"warcinfo": 1, "request": 17, "metadata": 16, "doc": 16});
+    assert_eq!(
+        counts,
+        counts! {"warcinfo": 1, "request": 17, "metadata": 16, "doc": 16}
+    );
     let d = &docs[0];
     assert_eq!(d.url, "http://003338.cn/l41/481397.html");
-    assert_eq!(d.id, Document::record_id("<urn:uuid:c4c112a5-3503-4483-abf8-51a0dd86dd53>"));
+    assert_eq!(
+        d.id,
+        Document::record_id("<urn:uuid:c4c112a5-3503-4483-abf8-51a0dd86dd53>")
+    );
     assert_eq!(d.timestamp, Some(1_596_907_661));
     assert_eq!(d.dump, "CC-MAIN-2020-34");
     assert_eq!(d.segment, "");
@@ -69,22 +78,34 @@ fn commoncrawl_resiliparse() {
         assert!(!html.contains('\u{fffd}'), "{} decodes cleanly", d.url);
     }
     // The Chinese pages decode to Chinese (gb2312/gbk/utf-8 declared in various ways).
-    let cjk = docs.iter().filter(|d| d.html.as_deref().is_some_and(|h| h.contains('的'))).count();
+    let cjk = docs
+        .iter()
+        .filter(|d| d.html.as_deref().is_some_and(|h| h.contains('的')))
+        .count();
     assert!(cjk >= 5, "{cjk} pages with 的");
 }
 
 #[test]
 fn commoncrawl_whirlwind_warc_wet_wat() {
     let (counts, docs) = read_file("cc/whirlwind/whirlwind.warc.gz");
-    assert_eq!(counts, counts! {"warcinfo": 1, "request": 1, "metadata": 1, "doc": 1});
+    assert_eq!(
+        counts,
+        counts! {"warcinfo": 1, "request": 1, "metadata": 1, "doc": 1}
+    );
     assert_eq!(docs[0].url, "https://an.wikipedia.org/wiki/Escopete");
     assert_eq!(docs[0].dump, "CC-MAIN-2024-22");
-    assert!(docs[0].html.as_deref().is_some_and(|h| h.contains("Escopete")));
+    assert!(docs[0]
+        .html
+        .as_deref()
+        .is_some_and(|h| h.contains("Escopete")));
 
     let (counts, docs) = read_file("cc/whirlwind/whirlwind.warc.wet.gz");
     assert_eq!(counts, counts! {"warcinfo": 1, "doc": 1});
     let d = &docs[0];
-    assert_eq!((d.url.as_str(), d.dump.as_str()), ("https://an.wikipedia.org/wiki/Escopete", "CC-MAIN-2024-22"));
+    assert_eq!(
+        (d.url.as_str(), d.dump.as_str()),
+        ("https://an.wikipedia.org/wiki/Escopete", "CC-MAIN-2024-22")
+    );
     assert_eq!(d.html, None);
     assert!(d.content.starts_with("Escopete - Biquipedia"));
     assert_eq!(d.timestamp, Some(1_715_997_490)); // 2024-05-18T01:58:10Z
@@ -99,7 +120,10 @@ fn commoncrawl_jwarc_without_warcinfo() {
     assert_eq!(counts, counts! {"doc": 1});
     assert_eq!(docs[0].url, "http://commoncrawl.org/");
     assert_eq!(docs[0].dump, "");
-    assert!(docs[0].html.as_deref().is_some_and(|h| h.contains("Common Crawl")));
+    assert!(docs[0]
+        .html
+        .as_deref()
+        .is_some_and(|h| h.contains("Common Crawl")));
 }
 
 #[test]
@@ -110,26 +134,42 @@ fn heritrix_warc_0_17() {
     assert_eq!(
         counts,
         counts! {"warcinfo": 1, "request": 261, "metadata": 261, "not_http": 38, "robots_txt": 38,
-                 "not_html": 88, "http_status": 41, "doc": 94}
+        "not_html": 88, "http_status": 41, "doc": 94}
     );
     assert!(docs.iter().all(|d| d.dump == "archive.org-shallow"));
-    assert!(docs.iter().all(|d| d.timestamp.is_some_and(|t| (1_209_588_505..1_209_600_000).contains(&t))));
+    assert!(docs.iter().all(|d| d
+        .timestamp
+        .is_some_and(|t| (1_209_588_505..1_209_600_000).contains(&t))));
 }
 
 #[test]
 fn wget_warcs() {
     let (counts, docs) = read_file("other/dolma/sample-0000.warc.gz");
-    assert_eq!(counts, counts! {"warcinfo": 1, "request": 22, "metadata": 1, "resource": 2, "doc": 22});
+    assert_eq!(
+        counts,
+        counts! {"warcinfo": 1, "request": 22, "metadata": 1, "resource": 2, "doc": 22}
+    );
     // wget writes `<...>` around the target URI.
-    assert!(docs.iter().all(|d| d.url.starts_with("http") && !d.url.ends_with('>')), "{:?}", docs[0].url);
+    assert!(
+        docs.iter()
+            .all(|d| d.url.starts_with("http") && !d.url.ends_with('>')),
+        "{:?}",
+        docs[0].url
+    );
     let (counts, _) = read_file("other/dolma/sample-0001.warc.gz");
-    assert_eq!(counts, counts! {"warcinfo": 1, "request": 15, "metadata": 1, "resource": 2, "doc": 15});
+    assert_eq!(
+        counts,
+        counts! {"warcinfo": 1, "request": 15, "metadata": 1, "resource": 2, "doc": 15}
+    );
 }
 
 #[test]
 fn warcio_example_with_revisit() {
     let (counts, docs) = read_file("other/warcio/example.warc.gz");
-    assert_eq!(counts, counts! {"warcinfo": 2, "request": 2, "revisit": 1, "doc": 1});
+    assert_eq!(
+        counts,
+        counts! {"warcinfo": 2, "request": 2, "revisit": 1, "doc": 1}
+    );
     assert_eq!(docs[0].url, "http://example.com/");
 }
 
@@ -137,7 +177,9 @@ fn warcio_example_with_revisit() {
 fn gunzip(rel: &str) -> Vec<u8> {
     let mut out = Vec::new();
     let file = std::fs::File::open(warc(rel)).expect("test file opens");
-    flate2::read::MultiGzDecoder::new(file).read_to_end(&mut out).expect("valid gzip");
+    flate2::read::MultiGzDecoder::new(file)
+        .read_to_end(&mut out)
+        .expect("valid gzip");
     out
 }
 
@@ -162,18 +204,26 @@ fn whole_file_gzip_single_member() {
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     std::io::Write::write_all(&mut gz, &gunzip("other/warcio/example.warc.gz")).expect("in memory");
     let (counts, _) = read_bytes(gz.finish().expect("in memory"));
-    assert_eq!(counts, counts! {"warcinfo": 2, "request": 2, "revisit": 1, "doc": 1});
+    assert_eq!(
+        counts,
+        counts! {"warcinfo": 2, "request": 2, "revisit": 1, "doc": 1}
+    );
 }
 
 #[test]
 fn dump_and_segment_from_path() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let sub = dir.path().join("crawl-data/CC-MAIN-2019-51/segments/1575540482038.36/warc");
+    let sub = dir
+        .path()
+        .join("crawl-data/CC-MAIN-2019-51/segments/1575540482038.36/warc");
     std::fs::create_dir_all(&sub).expect("mkdir");
     let path = sub.join("CC-MAIN-20191206-00000.warc.gz");
     std::fs::copy(warc("cc/jwarc/cc.warc.gz"), &path).expect("copies");
     let (_, docs) = tally(WarcReader::open(&path, &ReadConfig::default()).expect("opens"));
-    assert_eq!((docs[0].dump.as_str(), docs[0].segment.as_str()), ("CC-MAIN-2019-51", "1575540482038.36"));
+    assert_eq!(
+        (docs[0].dump.as_str(), docs[0].segment.as_str()),
+        ("CC-MAIN-2019-51", "1575540482038.36")
+    );
 }
 
 /// A small gzip-per-record WARC of `n` HTML responses (plus warcinfo), and its member offsets.
@@ -181,11 +231,21 @@ fn built_warc(n: usize) -> (Vec<u8>, Vec<usize>) {
     let mut bytes = Vec::new();
     let mut offsets = Vec::new();
     let mut w = WarcWriter::gzip(&mut bytes);
-    w.warcinfo("test.warc.gz", 0, &[("isPartOf", "CC-MAIN-2021-04")]).expect("in memory");
+    w.warcinfo("test.warc.gz", 0, &[("isPartOf", "CC-MAIN-2021-04")])
+        .expect("in memory");
     for i in 0..n {
-        let body = format!("<!doctype html><html><body><p>Page number {i} {}</p></body></html>", "text ".repeat(50));
-        w.response(&format!("http://example.com/{i}"), 1_600_000_000 + i as i64, 200, &[("Content-Type", "text/html")], body.as_bytes())
-            .expect("in memory");
+        let body = format!(
+            "<!doctype html><html><body><p>Page number {i} {}</p></body></html>",
+            "text ".repeat(50)
+        );
+        w.response(
+            &format!("http://example.com/{i}"),
+            1_600_000_000 + i as i64,
+            200,
+            &[("Content-Type", "text/html")],
+            body.as_bytes(),
+        )
+        .expect("in memory");
     }
     w.finish().expect("in memory");
     offsets.extend(memchr::memmem::find_iter(&bytes, &[0x1f, 0x8b, 0x08]));
@@ -201,7 +261,10 @@ fn writer_round_trip() {
     assert_eq!(docs[7].url, "http://example.com/7");
     assert_eq!(docs[7].timestamp, Some(1_600_000_007));
     assert_eq!(docs[7].dump, "CC-MAIN-2021-04");
-    assert!(docs[7].html.as_deref().is_some_and(|h| h.contains("Page number 7 ")));
+    assert!(docs[7]
+        .html
+        .as_deref()
+        .is_some_and(|h| h.contains("Page number 7 ")));
 }
 
 #[test]
@@ -213,7 +276,10 @@ fn corrupt_middle_member_is_skipped() {
         *b ^= 0x5a;
     }
     let (counts, docs) = read_bytes(bytes);
-    assert_eq!(counts, counts! {"warcinfo": 1, "doc": 19, "corrupt_gzip": 1});
+    assert_eq!(
+        counts,
+        counts! {"warcinfo": 1, "doc": 19, "corrupt_gzip": 1}
+    );
     assert!(!docs.iter().any(|d| d.url == "http://example.com/5"));
     assert!(docs.iter().any(|d| d.url == "http://example.com/6"));
 }
@@ -245,7 +311,10 @@ fn truncated_file() {
     assert_eq!(counts.get("truncated"), Some(&1));
     let last = memchr::memmem::rfind(&plain, b"WARC/1.0").expect("has records");
     let (counts, _) = read_bytes(plain[..last + 20].to_vec());
-    assert_eq!(counts, counts! {"warcinfo": 2, "request": 1, "revisit": 1, "doc": 1, "truncated": 1});
+    assert_eq!(
+        counts,
+        counts! {"warcinfo": 2, "request": 1, "revisit": 1, "doc": 1, "truncated": 1}
+    );
 }
 
 #[test]
@@ -259,23 +328,43 @@ fn garbage_prefix() {
     let mut plain = b"garbage line\r\n\r\n".to_vec();
     plain.extend(gunzip("other/warcio/example.warc.gz"));
     let (counts, _) = read_bytes(plain);
-    assert_eq!(counts, counts! {"bad_header": 1, "warcinfo": 2, "request": 2, "revisit": 1, "doc": 1});
+    assert_eq!(
+        counts,
+        counts! {"bad_header": 1, "warcinfo": 2, "request": 2, "revisit": 1, "doc": 1}
+    );
 }
 
 #[test]
 fn bad_headers() {
     let mut bytes = Vec::new();
     let mut w = WarcWriter::gzip(&mut bytes);
-    w.response("http://a/1", 0, 200, &[("Content-Type", "text/html")], b"<html>1").expect("in memory");
+    w.response(
+        "http://a/1",
+        0,
+        200,
+        &[("Content-Type", "text/html")],
+        b"<html>1",
+    )
+    .expect("in memory");
     w.finish().expect("in memory");
     // A member that is valid gzip holding a header without Content-Length, then one that is
     // not WARC at all.
-    for junk in [&b"WARC/1.0\r\nWARC-Type: response\r\n\r\nbody"[..], b"HTTP/1.1 200 OK\r\n\r\n"] {
+    for junk in [
+        &b"WARC/1.0\r\nWARC-Type: response\r\n\r\nbody"[..],
+        b"HTTP/1.1 200 OK\r\n\r\n",
+    ] {
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
         std::io::Write::write_all(&mut gz, junk).expect("in memory");
         bytes.extend(gz.finish().expect("in memory"));
         let mut w = WarcWriter::gzip(&mut bytes);
-        w.response("http://a/2", 0, 200, &[("Content-Type", "text/html")], b"<html>2").expect("in memory");
+        w.response(
+            "http://a/2",
+            0,
+            200,
+            &[("Content-Type", "text/html")],
+            b"<html>2",
+        )
+        .expect("in memory");
         w.finish().expect("in memory");
     }
     let (counts, docs) = read_bytes(bytes);
@@ -285,33 +374,106 @@ fn bad_headers() {
 
 #[test]
 fn response_reasons() {
-    let config = ReadConfig { max_payload_bytes: 1000 };
+    let config = ReadConfig {
+        max_payload_bytes: 1000,
+    };
     let mut bytes = Vec::new();
     let mut w = WarcWriter::gzip(&mut bytes);
     let html = [("Content-Type", "text/html; charset=utf-8")];
-    w.response("http://a/robots.txt", 0, 200, &[("Content-Type", "text/plain")], b"User-agent: *").expect("w");
-    w.response("http://a/x.png", 0, 200, &[("Content-Type", "image/png")], b"\x89PNG").expect("w");
-    w.response("http://a/x.pdf", 0, 200, &[("Content-Type", "application/pdf")], b"%PDF-1.4").expect("w");
-    w.response("http://a/404", 0, 404, &html, b"<html>gone").expect("w");
-    w.response("http://a/big", 0, 200, &html, &[b'a'; 2000]).expect("w");
-    w.response("http://a/br", 0, 200, &[("Content-Type", "text/html"), ("Content-Encoding", "br")], b"\x1b\x03").expect("w");
-    w.response("http://a/sniffed", 0, 200, &[], b"<!DOCTYPE html><title>t</title>").expect("w");
-    w.response("http://a/notsniffed", 0, 200, &[], b"plain words").expect("w");
-    let ok = [("WARC-Target-URI", "http://a/id"), ("WARC-Identified-Payload-Type", "text/html"),
-              ("Content-Type", "application/http; msgtype=response")];
-    w.record("response", 0, &ok, b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n\r\n<p>x").expect("w");
-    let no = [("WARC-Target-URI", "http://a/id2"), ("WARC-Identified-Payload-Type", "image/jpeg")];
-    w.record("response", 0, &no, b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\n\r\n\xff\xd8").expect("w");
-    w.record("response", 0, &[("WARC-Target-URI", "http://a/bad")], b"not http").expect("w");
-    w.record("response", 0, &[("WARC-Target-URI", "dns:a"), ("Content-Type", "text/dns")], b"a. 1 IN A 1.2.3.4").expect("w");
+    w.response(
+        "http://a/robots.txt",
+        0,
+        200,
+        &[("Content-Type", "text/plain")],
+        b"User-agent: *",
+    )
+    .expect("w");
+    w.response(
+        "http://a/x.png",
+        0,
+        200,
+        &[("Content-Type", "image/png")],
+        b"\x89PNG",
+    )
+    .expect("w");
+    w.response(
+        "http://a/x.pdf",
+        0,
+        200,
+        &[("Content-Type", "application/pdf")],
+        b"%PDF-1.4",
+    )
+    .expect("w");
+    w.response("http://a/404", 0, 404, &html, b"<html>gone")
+        .expect("w");
+    w.response("http://a/big", 0, 200, &html, &[b'a'; 2000])
+        .expect("w");
+    w.response(
+        "http://a/br",
+        0,
+        200,
+        &[("Content-Type", "text/html"), ("Content-Encoding", "br")],
+        b"\x1b\x03",
+    )
+    .expect("w");
+    w.response(
+        "http://a/sniffed",
+        0,
+        200,
+        &[],
+        b"<!DOCTYPE html><title>t</title>",
+    )
+    .expect("w");
+    w.response("http://a/notsniffed", 0, 200, &[], b"plain words")
+        .expect("w");
+    let ok = [
+        ("WARC-Target-URI", "http://a/id"),
+        ("WARC-Identified-Payload-Type", "text/html"),
+        ("Content-Type", "application/http; msgtype=response"),
+    ];
+    w.record(
+        "response",
+        0,
+        &ok,
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n\r\n<p>x",
+    )
+    .expect("w");
+    let no = [
+        ("WARC-Target-URI", "http://a/id2"),
+        ("WARC-Identified-Payload-Type", "image/jpeg"),
+    ];
+    w.record(
+        "response",
+        0,
+        &no,
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\n\r\n\xff\xd8",
+    )
+    .expect("w");
+    w.record(
+        "response",
+        0,
+        &[("WARC-Target-URI", "http://a/bad")],
+        b"not http",
+    )
+    .expect("w");
+    w.record(
+        "response",
+        0,
+        &[("WARC-Target-URI", "dns:a"), ("Content-Type", "text/dns")],
+        b"a. 1 IN A 1.2.3.4",
+    )
+    .expect("w");
     w.record("made-up", 0, &[], b"").expect("w");
     w.conversion("http://a/wet", 0, "Some text.\n").expect("w");
     w.finish().expect("in memory");
-    let (counts, docs) = tally(WarcReader::from_reader(Box::new(std::io::Cursor::new(bytes)), &config));
+    let (counts, docs) = tally(WarcReader::from_reader(
+        Box::new(std::io::Cursor::new(bytes)),
+        &config,
+    ));
     assert_eq!(
         counts,
         counts! {"robots_txt": 1, "not_html": 4, "http_status": 1, "too_large": 1, "bad_encoding": 1,
-                 "bad_http": 1, "not_http": 1, "unknown_type": 1, "doc": 3}
+        "bad_http": 1, "not_http": 1, "unknown_type": 1, "doc": 3}
     );
     let urls: Vec<&str> = docs.iter().map(|d| d.url.as_str()).collect();
     assert_eq!(urls, ["http://a/sniffed", "http://a/id", "http://a/wet"]);
@@ -331,8 +493,13 @@ fn content_and_transfer_coding_undone() {
     chunked.extend_from_slice(b"\r\n0\r\n\r\n");
     let mut bytes = Vec::new();
     let mut w = WarcWriter::plain(&mut bytes);
-    let headers = [("Content-Type", "text/html; charset=UTF-8"), ("Transfer-Encoding", "chunked"), ("Content-Encoding", "gzip")];
-    w.response("http://a/", 0, 200, &headers, &chunked).expect("w");
+    let headers = [
+        ("Content-Type", "text/html; charset=UTF-8"),
+        ("Transfer-Encoding", "chunked"),
+        ("Content-Encoding", "gzip"),
+    ];
+    w.response("http://a/", 0, 200, &headers, &chunked)
+        .expect("w");
     w.finish().expect("in memory");
     let (_, docs) = read_bytes(bytes);
     assert_eq!(docs[0].html.as_deref(), Some(page));
@@ -341,44 +508,117 @@ fn content_and_transfer_coding_undone() {
 #[test]
 fn charsets_through_the_reader() {
     let text = "日本語のページです。正しく読めますか。";
-    let sjis = encoding_rs::SHIFT_JIS.encode(&format!("<html><body>{text}</body></html>")).0.into_owned();
-    let latin = encoding_rs::WINDOWS_1252.encode("<html><body>Été à Noël</body></html>").0.into_owned();
+    let sjis = encoding_rs::SHIFT_JIS
+        .encode(&format!("<html><body>{text}</body></html>"))
+        .0
+        .into_owned();
+    let latin = encoding_rs::WINDOWS_1252
+        .encode("<html><body>Été à Noël</body></html>")
+        .0
+        .into_owned();
     let mut bom = b"\xef\xbb\xbf".to_vec();
     bom.extend_from_slice("<html>Ça va</html>".as_bytes());
     let mut meta = b"<html><head><meta charset=\"shift_jis\"></head><body>".to_vec();
     meta.extend_from_slice(&encoding_rs::SHIFT_JIS.encode(text).0);
     let mut bytes = Vec::new();
     let mut w = WarcWriter::gzip(&mut bytes);
-    w.response("http://a.jp/1", 0, 200, &[("Content-Type", "text/html; charset=Shift_JIS")], &sjis).expect("w");
-    w.response("http://a.fr/2", 0, 200, &[("Content-Type", "text/html; charset=iso-8859-1")], &latin).expect("w");
-    w.response("http://a.fr/3", 0, 200, &[("Content-Type", "text/html; charset=windows-1252")], &bom).expect("w");
-    w.response("http://a.jp/4", 0, 200, &[("Content-Type", "text/html")], &meta).expect("w");
-    w.response("http://a.jp/5", 0, 200, &[("Content-Type", "text/html; charset=nonsense")], &sjis).expect("w");
-    w.response("http://a.fr/6", 0, 200, &[("Content-Type", "text/html; charset=utf-8")], &latin).expect("w");
+    w.response(
+        "http://a.jp/1",
+        0,
+        200,
+        &[("Content-Type", "text/html; charset=Shift_JIS")],
+        &sjis,
+    )
+    .expect("w");
+    w.response(
+        "http://a.fr/2",
+        0,
+        200,
+        &[("Content-Type", "text/html; charset=iso-8859-1")],
+        &latin,
+    )
+    .expect("w");
+    w.response(
+        "http://a.fr/3",
+        0,
+        200,
+        &[("Content-Type", "text/html; charset=windows-1252")],
+        &bom,
+    )
+    .expect("w");
+    w.response(
+        "http://a.jp/4",
+        0,
+        200,
+        &[("Content-Type", "text/html")],
+        &meta,
+    )
+    .expect("w");
+    w.response(
+        "http://a.jp/5",
+        0,
+        200,
+        &[("Content-Type", "text/html; charset=nonsense")],
+        &sjis,
+    )
+    .expect("w");
+    w.response(
+        "http://a.fr/6",
+        0,
+        200,
+        &[("Content-Type", "text/html; charset=utf-8")],
+        &latin,
+    )
+    .expect("w");
     w.finish().expect("in memory");
     let (_, docs) = read_bytes(bytes);
-    let html: Vec<&str> = docs.iter().map(|d| d.html.as_deref().unwrap_or_default()).collect();
+    let html: Vec<&str> = docs
+        .iter()
+        .map(|d| d.html.as_deref().unwrap_or_default())
+        .collect();
     assert!(html[0].contains(text));
     assert!(html[1].contains("Été à Noël"));
     assert_eq!(html[2], "<html>Ça va</html>");
     assert!(html[3].contains(text));
     assert!(html[4].contains(text), "unknown label: detected");
-    assert!(html[5].contains("Été à Noël"), "wrong utf-8 label: detected");
+    assert!(
+        html[5].contains("Été à Noël"),
+        "wrong utf-8 label: detected"
+    );
 }
 
 #[test]
 fn oversized_payload_streams_past_without_buffering() {
-    let config = ReadConfig { max_payload_bytes: 100_000 };
+    let config = ReadConfig {
+        max_payload_bytes: 100_000,
+    };
     let mut bytes = Vec::new();
     let mut w = WarcWriter::gzip(&mut bytes);
     let big = vec![b'x'; 3 << 20];
-    w.response("http://a/big", 0, 200, &[("Content-Type", "text/html")], &big).expect("w");
-    w.response("http://a/small", 0, 200, &[("Content-Type", "text/html")], b"<html>").expect("w");
+    w.response(
+        "http://a/big",
+        0,
+        200,
+        &[("Content-Type", "text/html")],
+        &big,
+    )
+    .expect("w");
+    w.response(
+        "http://a/small",
+        0,
+        200,
+        &[("Content-Type", "text/html")],
+        b"<html>",
+    )
+    .expect("w");
     w.finish().expect("in memory");
     let mut reader = WarcReader::from_reader(Box::new(std::io::Cursor::new(bytes)), &config);
     assert!(matches!(reader.next(), Some(ReadItem::Skip("too_large"))));
     assert!(matches!(reader.next(), Some(ReadItem::Doc(_))));
-    assert!(reader.block.capacity() < 200_000, "block buffer stayed small");
+    assert!(
+        reader.block.capacity() < 200_000,
+        "block buffer stayed small"
+    );
     assert!(reader.next().is_none());
 }
 
@@ -425,19 +665,40 @@ fn random_damage_never_panics_and_keeps_undamaged_records() {
         }
         let (counts, _) = read_bytes(bytes.clone());
         let docs = counts.get("doc").copied().unwrap_or(0);
-        let damaged: u64 = ["corrupt_gzip", "truncated", "bad_header", "bad_http", "bad_encoding"]
-            .iter()
-            .filter_map(|r| counts.get(r))
-            .sum();
+        let damaged: u64 = [
+            "corrupt_gzip",
+            "truncated",
+            "bad_header",
+            "bad_http",
+            "bad_encoding",
+        ]
+        .iter()
+        .filter_map(|r| counts.get(r))
+        .sum();
         assert!(docs <= clean_docs, "round {round}");
         // Each damage site costs at most a few records: at least the untouched responses
         // before the first damage are read.
-        let first_damage = original.iter().zip(&bytes).position(|(a, b)| a != b).unwrap_or(bytes.len());
-        let intact_members = members.iter().filter(|&&m| m < first_damage).count().saturating_sub(1);
-        let (prefix, _) = read_bytes(original[..members.get(intact_members).copied().unwrap_or(0)].to_vec());
-        assert!(docs >= prefix.get("doc").copied().unwrap_or(0), "round {round}: {counts:?}");
+        let first_damage = original
+            .iter()
+            .zip(&bytes)
+            .position(|(a, b)| a != b)
+            .unwrap_or(bytes.len());
+        let intact_members = members
+            .iter()
+            .filter(|&&m| m < first_damage)
+            .count()
+            .saturating_sub(1);
+        let (prefix, _) =
+            read_bytes(original[..members.get(intact_members).copied().unwrap_or(0)].to_vec());
+        assert!(
+            docs >= prefix.get("doc").copied().unwrap_or(0),
+            "round {round}: {counts:?}"
+        );
         if docs < clean_docs {
-            assert!(damaged > 0, "round {round}: lost documents are counted: {counts:?}");
+            assert!(
+                damaged > 0,
+                "round {round}: lost documents are counted: {counts:?}"
+            );
         }
     }
 }
@@ -445,7 +706,11 @@ fn random_damage_never_panics_and_keeps_undamaged_records() {
 #[test]
 fn config_validates() {
     assert!(ReadConfig::default().validate().is_ok());
-    assert!(ReadConfig { max_payload_bytes: 0 }.validate().is_err());
+    assert!(ReadConfig {
+        max_payload_bytes: 0
+    }
+    .validate()
+    .is_err());
     let parsed: ReadConfig = toml::from_str("max_payload_bytes = 1024").expect("parses");
     assert_eq!(parsed.max_payload_bytes, 1024);
     assert!(toml::from_str::<ReadConfig>("max_bytes = 1").is_err());

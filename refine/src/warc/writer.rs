@@ -21,22 +21,41 @@ pub struct WarcWriter<W: Write> {
 impl<W: Write> WarcWriter<W> {
     /// A writer of gzip-per-record WARC (`.warc.gz`) at zlib level 6.
     pub fn gzip(out: W) -> Self {
-        WarcWriter { out, gzip: Some(Compression::new(6)), records: 0 }
+        WarcWriter {
+            out,
+            gzip: Some(Compression::new(6)),
+            records: 0,
+        }
     }
 
     /// A writer of uncompressed WARC (`.warc`).
     pub fn plain(out: W) -> Self {
-        WarcWriter { out, gzip: None, records: 0 }
+        WarcWriter {
+            out,
+            gzip: None,
+            records: 0,
+        }
     }
 
     /// Writes a `warcinfo` record; `fields` go in its `application/warc-fields` block
     /// (e.g. `("isPartOf", "CC-MAIN-2020-34")`, which readers take as the dump name).
-    pub fn warcinfo(&mut self, filename: &str, timestamp: i64, fields: &[(&str, &str)]) -> io::Result<String> {
-        let block: String = fields.iter().map(|(k, v)| format!("{k}: {v}\r\n")).collect();
+    pub fn warcinfo(
+        &mut self,
+        filename: &str,
+        timestamp: i64,
+        fields: &[(&str, &str)],
+    ) -> io::Result<String> {
+        let block: String = fields
+            .iter()
+            .map(|(k, v)| format!("{k}: {v}\r\n"))
+            .collect();
         self.record(
             "warcinfo",
             timestamp,
-            &[("WARC-Filename", filename), ("Content-Type", "application/warc-fields")],
+            &[
+                ("WARC-Filename", filename),
+                ("Content-Type", "application/warc-fields"),
+            ],
             block.as_bytes(),
         )
     }
@@ -61,20 +80,31 @@ impl<W: Write> WarcWriter<W> {
         self.record(
             "response",
             timestamp,
-            &[("WARC-Target-URI", url), ("Content-Type", "application/http; msgtype=response")],
+            &[
+                ("WARC-Target-URI", url),
+                ("Content-Type", "application/http; msgtype=response"),
+            ],
             &block,
         )
     }
 
     /// Writes a `request` record (a GET of `url`).
     pub fn request(&mut self, url: &str, timestamp: i64) -> io::Result<String> {
-        let path = url.split_once("://").and_then(|(_, r)| r.find('/').map(|i| &r[i..])).unwrap_or("/");
-        let host = url.split_once("://").map_or("", |(_, r)| r.split('/').next().unwrap_or(""));
+        let path = url
+            .split_once("://")
+            .and_then(|(_, r)| r.find('/').map(|i| &r[i..]))
+            .unwrap_or("/");
+        let host = url
+            .split_once("://")
+            .map_or("", |(_, r)| r.split('/').next().unwrap_or(""));
         let block = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: falconry\r\n\r\n");
         self.record(
             "request",
             timestamp,
-            &[("WARC-Target-URI", url), ("Content-Type", "application/http; msgtype=request")],
+            &[
+                ("WARC-Target-URI", url),
+                ("Content-Type", "application/http; msgtype=request"),
+            ],
             block.as_bytes(),
         )
     }
@@ -102,7 +132,14 @@ impl<W: Write> WarcWriter<W> {
         seed.extend_from_slice(warc_type.as_bytes());
         seed.extend_from_slice(block);
         let h = format!("{:032x}", xxh3_128(&seed));
-        let id = format!("<urn:uuid:{}-{}-{}-{}-{}>", &h[..8], &h[8..12], &h[12..16], &h[16..20], &h[20..]);
+        let id = format!(
+            "<urn:uuid:{}-{}-{}-{}-{}>",
+            &h[..8],
+            &h[8..12],
+            &h[12..16],
+            &h[16..20],
+            &h[20..]
+        );
         self.records += 1;
 
         let mut head = format!(
@@ -161,7 +198,12 @@ pub(crate) fn format_date(ts: i64) -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", secs / 3600, secs / 60 % 60, secs % 60)
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60
+    )
 }
 
 #[cfg(test)]
@@ -171,7 +213,10 @@ mod tests {
     #[test]
     fn dates_round_trip() {
         for ts in [0, 951_782_400, 1_209_588_505, 1_596_907_661, 4_102_444_799] {
-            assert_eq!(super::super::header::parse_date(format_date(ts).as_bytes()), Some(ts));
+            assert_eq!(
+                super::super::header::parse_date(format_date(ts).as_bytes()),
+                Some(ts)
+            );
         }
         assert_eq!(format_date(1_596_907_661), "2020-08-08T17:27:41Z");
     }
@@ -179,15 +224,27 @@ mod tests {
     #[test]
     fn one_member_per_record() {
         let mut w = WarcWriter::gzip(Vec::new());
-        w.warcinfo("x.warc.gz", 0, &[("isPartOf", "CC-MAIN-2020-34")]).expect("in memory");
-        w.response("http://a/", 0, 200, &[("Content-Type", "text/html")], b"<html>").expect("in memory");
+        w.warcinfo("x.warc.gz", 0, &[("isPartOf", "CC-MAIN-2020-34")])
+            .expect("in memory");
+        w.response(
+            "http://a/",
+            0,
+            200,
+            &[("Content-Type", "text/html")],
+            b"<html>",
+        )
+        .expect("in memory");
         let bytes = w.finish().expect("in memory");
         let members = memchr::memmem::find_iter(&bytes, &[0x1f, 0x8b, 0x08]).count();
         assert_eq!(members, 2);
         let mut text = String::new();
-        std::io::Read::read_to_string(&mut flate2::read::MultiGzDecoder::new(&bytes[..]), &mut text)
-            .expect("valid gzip");
+        std::io::Read::read_to_string(
+            &mut flate2::read::MultiGzDecoder::new(&bytes[..]),
+            &mut text,
+        )
+        .expect("valid gzip");
         assert!(text.starts_with("WARC/1.1\r\nWARC-Type: warcinfo\r\n"));
-        assert!(text.contains("\r\n\r\nHTTP/1.1 200 OK\r\nContent-Type: text/html\r\n\r\n<html>\r\n\r\n"));
+        assert!(text
+            .contains("\r\n\r\nHTTP/1.1 200 OK\r\nContent-Type: text/html\r\n\r\n<html>\r\n\r\n"));
     }
 }

@@ -11,7 +11,7 @@
 use std::path::PathBuf;
 
 use crate::lsh::{for_each_pair, DocRef};
-use crate::Result;
+use crate::{Error, Result};
 
 /// Union-find over dense indices `0..n`.
 #[derive(Clone, Debug)]
@@ -72,7 +72,12 @@ pub fn connected_components(files: &[PathBuf]) -> Result<Clusters> {
         nodes.sort_unstable();
         nodes.dedup();
     }
-    assert!(nodes.len() < u32::MAX as usize, "more than 2^32 clustered documents on one node");
+    if nodes.len() >= u32::MAX as usize {
+        return Err(Error::WorkFile {
+            path: files.first().cloned().unwrap_or_default(),
+            message: format!("{} clustered documents exceed this step's 2^32 limit", nodes.len()),
+        });
+    }
     let index = |d: DocRef, nodes: &[DocRef]| nodes.binary_search(&d).unwrap_or_default() as u32;
     let mut uf = UnionFind::new(nodes.len());
     for path in files {

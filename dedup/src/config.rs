@@ -1,6 +1,6 @@
 //! The dedup stage's configuration: one section per stage, defaults from RefinedWeb.
 //!
-//! `configs/dedup.toml` (when the lead adds it) repeats every key; [`DedupConfig::default`]
+//! `configs/dedup.toml` repeats every key (a test holds it equal to the default); [`DedupConfig::default`]
 //! is RefinedWeb's setting: MinHash 450 bands x 20 rows over 5-gram word shingles (paper
 //! §3.3 and Appendix G.3.2), exact substring over 50 units, URL dedup across parts.
 
@@ -202,6 +202,12 @@ mod tests {
         let fw = MinhashConfig::preset(Preset::Fineweb);
         assert_eq!(fw.bands_rows(), (14, 8));
         assert!((p(&fw, 0.7) - 0.56).abs() < 0.01);
+    }
+
+    #[test]
+    fn shipped_config_is_the_default() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/dedup.toml");
+        assert_eq!(DedupConfig::load(&path).unwrap(), DedupConfig::default());
     }
 
     #[test]

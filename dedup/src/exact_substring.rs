@@ -84,8 +84,8 @@ impl ExactSubstring {
     /// Builds the suffix and LCP arrays and returns the cuts of every document that has one.
     pub fn repeated_spans(mut self) -> Result<Vec<(DocRef, Cuts)>> {
         let n = self.text.len();
-        if n < 2 {
-            return Ok(Vec::new());
+        if n <= self.docs.len() {
+            return Ok(Vec::new()); // separators only: no text
         }
         if n >= i32::MAX as usize {
             return Err(Error::SuffixArray(format!("{n} units exceed the single-node limit of 2^31")));
@@ -217,5 +217,9 @@ mod tests {
         let es = ExactSubstring::new(&config(SpanUnit::Words, 50));
         assert!(es.is_empty());
         assert!(es.repeated_spans().unwrap().is_empty());
+        let mut blank = ExactSubstring::new(&config(SpanUnit::Words, 2));
+        blank.add(0, "  ");
+        blank.add(1, "");
+        assert!(blank.repeated_spans().unwrap().is_empty());
     }
 }

@@ -6,14 +6,19 @@
 //! bucket `b` of `B` holds keys in `[b * 2^64 / B, (b + 1) * 2^64 / B)`. A document is
 //! `shard << 32 | row` ([`DocRef`]); on disk a record is `key: u64, row: u32` (12 bytes,
 //! little-endian) in `signatures/shard-SSSSS/bucket-BBBBB.bin`, the shard implied by the
-//! folder. Each equal-key group gives star pairs: every member to the group's smallest doc.
-//! Memory of one bucket task: its records x 16 bytes.
+//! folder. Each equal-key group gives star pairs: every member to the group's smallest doc;
+//! the bucket's pairs are then reduced to a forest (one edge per document, to the smallest of
+//! its component in this bucket). Memory of one bucket task: its records x 16 bytes.
 
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
+use std::collections::HashMap;
+
 use falconry_refine::dataset::tmp_path;
+
+use crate::components::UnionFind;
 
 use crate::{Error, Result};
 
@@ -119,7 +124,32 @@ pub fn bucket_pairs(shard_dirs: &[(usize, PathBuf)], bucket: usize) -> Result<Ve
     }
     pairs.sort_unstable();
     pairs.dedup();
-    Ok(pairs)
+    Ok(local_forest(&pairs))
+}
+
+/// The same connectivity as `pairs` in at most one edge per document: each document to the
+/// smallest document of its component within this bucket. A pair of exact duplicates
+/// collides in every band, so without this the components step would read it up to
+/// `bands` times over.
+fn local_forest(pairs: &[(DocRef, DocRef)]) -> Vec<(DocRef, DocRef)> {
+    let mut nodes: Vec<DocRef> = pairs.iter().flat_map(|&(a, b)| [a, b]).collect();
+    nodes.sort_unstable();
+    nodes.dedup();
+    let index = |d: DocRef| nodes.binary_search(&d).unwrap_or_default() as u32;
+    let mut uf = UnionFind::new(nodes.len());
+    for &(a, b) in pairs {
+        uf.union(index(a), index(b));
+    }
+    // Nodes are sorted, so the first node met of each root is its component's smallest.
+    let mut smallest: HashMap<u32, u32> = HashMap::new();
+    let mut out = Vec::with_capacity(nodes.len());
+    for i in 0..nodes.len() as u32 {
+        let m = *smallest.entry(uf.find(i)).or_insert(i);
+        if m != i {
+            out.push((nodes[i as usize], nodes[m as usize]));
+        }
+    }
+    out
 }
 
 /// Writes pairs as 16-byte little-endian records, atomically.
@@ -154,6 +184,12 @@ pub fn for_each_pair(path: &Path, mut f: impl FnMut(DocRef, DocRef)) -> Result<(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bucket_pairs_reduce_to_one_edge_per_document() {
+        // 1-2 and 2-3 via different keys: 3 links to 1, not to 2.
+        assert_eq!(local_forest(&[(2, 1), (3, 2), (3, 1), (9, 8)]), vec![(2, 1), (3, 1), (9, 8)]);
+    }
 
     #[test]
     fn equal_keys_across_shards_become_star_pairs() {

@@ -424,8 +424,7 @@ impl<'a> Run<'a> {
             }
             tracing::info!(units = corpus.len(), "suffix array");
             let mut cuts: BTreeMap<DocRef, Cuts> = corpus.repeated_spans()?.into_iter().collect();
-            // Short documents drop whether or not they were cut.
-            for shard in 0..self.shards.len() {
+            for (shard, plan) in plans.iter_mut().enumerate() {
                 let removed = self.minhash_removed(shard)?;
                 for (row, doc) in self.read_docs(shard)?.enumerate() {
                     let doc = doc?;
@@ -433,12 +432,10 @@ impl<'a> Run<'a> {
                     if removed.contains_key(&row) {
                         continue;
                     }
-                    let c = cuts.remove(&doc_ref(shard, row)).unwrap_or_default();
-                    let text = if c.is_empty() { doc.content } else { apply_cuts(&doc.content, cfg.unit, &c) };
-                    let drop = text.trim().chars().count() < cfg.min_chars;
-                    if drop || !c.is_empty() {
-                        plans[shard].push(ExactPlan { row, cuts: c, drop });
-                    }
+                    // Only a document that lost text can be "left" too short.
+                    let Some(c) = cuts.remove(&doc_ref(shard, row)) else { continue };
+                    let drop = apply_cuts(&doc.content, cfg.unit, &c).trim().chars().count() < cfg.min_chars;
+                    plan.push(ExactPlan { row, cuts: c, drop });
                 }
             }
         }

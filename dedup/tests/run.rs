@@ -50,8 +50,9 @@ fn all_stages_remove_what_they_should_and_explain_it() {
     let input = tmp.path().join("in");
     std::fs::create_dir_all(&input).unwrap();
     corpus(&input);
+    let inputs = vec![input];
     let out = tmp.path().join("out");
-    let stats = run_dedup(&[input.clone()], &out, &DedupConfig::default(), &RunOptions { explain: true, ..Default::default() }).unwrap();
+    let stats = run_dedup(&inputs, &out, &DedupConfig::default(), &RunOptions { explain: true, ..Default::default() }).unwrap();
 
     let names: Vec<&str> = stats.stages.iter().map(|s| s.name.as_str()).collect();
     assert_eq!(names, ["minhash", "exact_substring", "url_dedup"]);
@@ -92,18 +93,19 @@ fn task_arrays_and_resume_give_the_same_output() {
     let input = tmp.path().join("in");
     std::fs::create_dir_all(&input).unwrap();
     corpus(&input);
+    let inputs = vec![input];
     let config = DedupConfig::default();
     let local = tmp.path().join("local");
-    run_dedup(&[input.clone()], &local, &config, &RunOptions::default()).unwrap();
+    run_dedup(&inputs, &local, &config, &RunOptions::default()).unwrap();
 
     let sharded = tmp.path().join("sharded");
     let early = RunOptions { step: Some(Step::Buckets), task: Some((0, 3)), ..Default::default() };
-    let err = run_dedup(&[input.clone()], &sharded, &config, &early).unwrap_err();
+    let err = run_dedup(&inputs, &sharded, &config, &early).unwrap_err();
     assert!(err.to_string().contains("needs `signatures`"), "{err}");
     for step in Step::ALL {
         for task in 0..3 {
             let o = RunOptions { step: Some(step), task: Some((task, 3)), ..Default::default() };
-            run_dedup(&[input.clone()], &sharded, &config, &o).unwrap();
+            run_dedup(&inputs, &sharded, &config, &o).unwrap();
         }
     }
     assert_eq!(ids(&local), ids(&sharded));
@@ -112,8 +114,8 @@ fn task_arrays_and_resume_give_the_same_output() {
     // An interrupted filter unit is redone; finished ones are skipped.
     std::fs::remove_file(sharded.join("_done/filter-00001")).unwrap();
     std::fs::remove_file(sharded.join("part-00001.parquet")).unwrap();
-    run_dedup(&[input.clone()], &sharded, &config, &RunOptions::default()).unwrap();
+    run_dedup(&inputs, &sharded, &config, &RunOptions::default()).unwrap();
     assert_eq!(ids(&local), ids(&sharded));
     let no_stage = RunOptions { task: Some((0, 2)), ..Default::default() };
-    assert!(run_dedup(&[input], &sharded, &config, &no_stage).is_err());
+    assert!(run_dedup(&inputs, &sharded, &config, &no_stage).is_err());
 }

@@ -31,7 +31,7 @@ def main():
     assert plain.num_rows == expected and plain.column_names == COLUMNS, plain
     carded = datasets.load_dataset(root, split="train")
     assert carded.num_rows == expected and carded.column_names == COLUMNS, carded
-    n = duckdb.sql(f"select count(*) from read_parquet('{root}/data/*.parquet')").fetchone()[0]
+    n = duckdb.sql(f"select count(*) from read_parquet('{root}/data/*.parquet')").fetchall()[0][0]
     assert n == expected, n
     print(f"ok: {expected} rows in {len(files)} files ({sum(groups)} row groups); datasets "
           f"{datasets.__version__} (parquet and card), pyarrow, duckdb agree; columns {COLUMNS}")

@@ -139,7 +139,7 @@ fn tasks_split_inputs_and_resume_skips_finished_shards() {
     // A task that stopped after some shards: its part, its last shard and marker are gone.
     let shards = TokenShards::open(out.path()).unwrap();
     // Shard n of task t of 2 is number 2n + t: task 1's last shard is the last odd number.
-    let last = shards.meta().shards.iter().map(|s| s.file.clone()).filter(|f| f[6..11].parse::<usize>().unwrap() % 2 == 1).last().unwrap();
+    let last = shards.meta().shards.iter().rev().map(|s| s.file.clone()).find(|f| f[6..11].parse::<usize>().unwrap() % 2 == 1).unwrap();
     std::fs::remove_file(out.path().join(&last)).unwrap();
     std::fs::remove_file(out.path().join("_done").join(last.replace(".bin", ".json"))).unwrap();
     std::fs::remove_file(out.path().join("_parts/task-00001.json")).unwrap();
@@ -150,6 +150,7 @@ fn tasks_split_inputs_and_resume_skips_finished_shards() {
     assert_eq!(all_files(out.path()), before);
     let done = tokenize_corpus(&cfg(0)).unwrap();
     assert!(done.task_was_done && done.shards_written == 0);
+    assert_eq!(done.part.documents, 120, "a finished task reports its part");
 }
 
 /// A word-level vocabulary of 70,000 ids: too many for uint16, and not Falcon's pipeline.

@@ -26,12 +26,14 @@ mod chars;
 pub mod corpus;
 mod error;
 mod pretokenize;
+mod publish;
 pub mod shards;
 mod tokenize_corpus;
 mod train;
 mod tokenizer;
 
 pub use error::{Error, Result};
+pub use publish::{publish_dataset, PublishConfig, PublishReport};
 pub use shards::{Dtype, ShardInfo, ShardTokens, Split, TokenMeta, TokenShards};
 pub use tokenize_corpus::{tokenize_corpus, TaskPart, TokenizeConfig, TokenizeReport};
 pub use tokenizer::{byte_alphabet, Tokenizer};

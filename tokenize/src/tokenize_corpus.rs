@@ -141,6 +141,8 @@ pub fn tokenize_corpus(config: &TokenizeConfig) -> Result<TokenizeReport> {
     let part_path = out.join("_parts").join(format!("task-{:05}.json", config.task));
     if part_path.exists() {
         report.task_was_done = true;
+        let bytes = std::fs::read(&part_path).map_err(|e| Error::io(&part_path, e))?;
+        report.part = serde_json::from_slice(&bytes).map_err(|e| Error::Json { path: part_path.clone(), source: e })?;
     } else {
         report.part = run_task(config, &tokenizer, eos, &mut report.shards_written)?;
         write_json(&part_path, &report.part)?;

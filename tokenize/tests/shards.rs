@@ -1,0 +1,190 @@
+//! `tokenize_corpus` end to end on real text: every document comes back intact, the split
+//! and shuffle are deterministic, tasks and resumption give the same shards, and a
+//! vocabulary too large for uint16 is refused.
+
+use std::path::{Path, PathBuf};
+
+use falconry_tokenize::{tokenize_corpus, Dtype, Error, Split, TokenShards, TokenizeConfig, Tokenizer};
+
+fn data_dir() -> PathBuf {
+    std::env::var_os("FALCONRY_TEST_DATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/data"))
+}
+
+fn fixture() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/falcon_docs.jsonl")
+}
+
+fn falcon_json() -> PathBuf {
+    data_dir().join("tokenizer/falcon/tokenizer.json")
+}
+
+/// Every document's expected ids (EOS appended), sorted, from the Python fixture.
+fn expected_docs() -> Vec<Vec<u32>> {
+    let text = std::fs::read_to_string(fixture()).unwrap();
+    let mut docs: Vec<Vec<u32>> = text
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            let mut ids: Vec<u32> = v["ids"].as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect();
+            ids.push(11);
+            ids
+        })
+        .collect();
+    docs.sort();
+    docs
+}
+
+fn config(inputs: Vec<PathBuf>, output: &Path) -> TokenizeConfig {
+    TokenizeConfig {
+        inputs,
+        output: output.into(),
+        tokenizer: falcon_json(),
+        shard_tokens: 8_000,
+        validation_fraction: 0.1,
+        seed: 7,
+        ..Default::default()
+    }
+}
+
+/// All documents of a shard folder as id sequences, per split, in shard order.
+fn read_docs(dir: &Path, split: Split) -> Vec<Vec<u32>> {
+    let shards = TokenShards::open(dir).unwrap();
+    let mut docs = Vec::new();
+    for info in shards.shards(split) {
+        let tokens = shards.load(info).unwrap().to_vec();
+        assert_eq!(tokens.last(), Some(&11), "{} ends a document", info.file);
+        let n_before = docs.len();
+        for doc in tokens.split_inclusive(|&t| t == 11) {
+            docs.push(doc.to_vec());
+        }
+        assert_eq!((docs.len() - n_before) as u64, info.documents);
+    }
+    docs
+}
+
+fn all_files(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut files: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_file())
+        .map(|p| (p.file_name().unwrap().to_string_lossy().into_owned(), std::fs::read(&p).unwrap()))
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn shards_hold_every_document_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let report = tokenize_corpus(&config(vec![fixture()], dir.path())).unwrap();
+    assert!(report.fast_encoder && report.meta_written);
+    assert_eq!(report.part.documents, 240);
+    let shards = TokenShards::open(dir.path()).unwrap();
+    let meta = shards.meta();
+    assert_eq!((meta.vocab_size, meta.dtype, meta.eos_id), (65_024, Dtype::Uint16, 11));
+    assert!(meta.shards.len() > 4, "{} shards", meta.shards.len());
+    let train = read_docs(dir.path(), Split::Train);
+    let val = read_docs(dir.path(), Split::Validation);
+    assert!(!val.is_empty() && val.len() < 60, "{} validation documents", val.len());
+    assert_eq!(meta.split.train.documents as usize, train.len());
+    assert_eq!(meta.split.validation.documents as usize, val.len());
+    let mut all: Vec<Vec<u32>> = train.iter().chain(&val).cloned().collect();
+    // Shuffled: not in the input order.
+    assert_ne!(train, expected_docs()[..train.len()].to_vec());
+    all.sort();
+    assert_eq!(all, expected_docs());
+    // The keys the issue names, as a reader of meta.json sees them.
+    let json: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.path().join("meta.json")).unwrap()).unwrap();
+    for key in ["tokenizer", "vocab_size", "dtype", "eos_id", "shards", "split"] {
+        assert!(!json[key].is_null(), "meta.json lacks {key}");
+    }
+    assert_eq!(json["dtype"], "uint16");
+    for key in ["file", "tokens", "documents"] {
+        assert!(!json["shards"][0][key].is_null(), "shard entry lacks {key}");
+    }
+}
+
+#[test]
+fn same_seed_same_bytes_other_seed_other_order() {
+    let (a, b, c) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    tokenize_corpus(&config(vec![fixture()], a.path())).unwrap();
+    tokenize_corpus(&config(vec![fixture()], b.path())).unwrap();
+    assert_eq!(all_files(a.path()), all_files(b.path()));
+    tokenize_corpus(&TokenizeConfig { seed: 8, ..config(vec![fixture()], c.path()) }).unwrap();
+    assert_ne!(read_docs(a.path(), Split::Train), read_docs(c.path(), Split::Train));
+}
+
+#[test]
+fn tasks_split_inputs_and_resume_skips_finished_shards() {
+    let input = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(fixture()).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    std::fs::write(input.path().join("a.jsonl"), lines[..120].join("\n")).unwrap();
+    std::fs::write(input.path().join("b.jsonl"), lines[120..].join("\n")).unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let cfg = |task| TokenizeConfig { task, tasks: 2, ..config(vec![input.path().into()], out.path()) };
+    let first = tokenize_corpus(&cfg(0)).unwrap();
+    assert!(!first.meta_written, "meta.json waits for every task");
+    assert!(!out.path().join("meta.json").exists());
+    let second = tokenize_corpus(&cfg(1)).unwrap();
+    assert!(second.meta_written);
+    let mut all: Vec<Vec<u32>> = read_docs(out.path(), Split::Train);
+    all.extend(read_docs(out.path(), Split::Validation));
+    all.sort();
+    assert_eq!(all, expected_docs());
+    let before = all_files(out.path());
+
+    // A task that stopped after some shards: its part, its last shard and marker are gone.
+    let shards = TokenShards::open(out.path()).unwrap();
+    // Shard n of task t of 2 is number 2n + t: task 1's last shard is the last odd number.
+    let last = shards.meta().shards.iter().rev().map(|s| s.file.clone()).find(|f| f[6..11].parse::<usize>().unwrap() % 2 == 1).unwrap();
+    std::fs::remove_file(out.path().join(&last)).unwrap();
+    std::fs::remove_file(out.path().join("_done").join(last.replace(".bin", ".json"))).unwrap();
+    std::fs::remove_file(out.path().join("_parts/task-00001.json")).unwrap();
+    std::fs::remove_file(out.path().join("meta.json")).unwrap();
+    let again = tokenize_corpus(&cfg(1)).unwrap();
+    assert_eq!(again.shards_written, 1, "only the missing shard is redone");
+    assert!(again.meta_written);
+    assert_eq!(all_files(out.path()), before);
+    let done = tokenize_corpus(&cfg(0)).unwrap();
+    assert!(done.task_was_done && done.shards_written == 0);
+    assert_eq!(done.part.documents, 120, "a finished task reports its part");
+}
+
+/// A word-level vocabulary of 70,000 ids: too many for uint16, and not Falcon's pipeline.
+fn big_vocab_tokenizer(dir: &Path) -> PathBuf {
+    let mut vocab = serde_json::Map::new();
+    vocab.insert("<|endoftext|>".into(), 0.into());
+    for i in 1..70_000u32 {
+        vocab.insert(format!("w{i}"), i.into());
+    }
+    let json = serde_json::json!({
+        "version": "1.0", "truncation": null, "padding": null, "added_tokens": [],
+        "normalizer": null, "pre_tokenizer": {"type": "Whitespace"}, "post_processor": null, "decoder": null,
+        "model": {"type": "WordLevel", "vocab": vocab, "unk_token": "<|endoftext|>"}
+    });
+    let path = dir.join("big.json");
+    std::fs::write(&path, serde_json::to_vec(&json).unwrap()).unwrap();
+    path
+}
+
+#[test]
+fn vocab_over_u16_is_refused_unless_uint32() {
+    let dir = tempfile::tempdir().unwrap();
+    let tok = big_vocab_tokenizer(dir.path());
+    let t = Tokenizer::from_file(&tok).unwrap();
+    assert!(!t.is_fast(), "a WordLevel model takes the reference path");
+    assert_eq!(t.encode("w5 w69999 x").unwrap(), vec![5, 69_999, 0]);
+    let out = dir.path().join("out");
+    let cfg = TokenizeConfig { tokenizer: tok, ..config(vec![fixture()], &out) };
+    let err = tokenize_corpus(&cfg).unwrap_err();
+    assert!(matches!(err, Error::VocabTooLarge { vocab_size: 70_000, .. }), "{err}");
+    assert!(err.to_string().contains("uint32"), "{err}");
+    tokenize_corpus(&TokenizeConfig { dtype: Dtype::Uint32, ..cfg }).unwrap();
+    let shards = TokenShards::open(&out).unwrap();
+    assert_eq!(shards.meta().dtype, Dtype::Uint32);
+    let info = &shards.meta().shards[0];
+    assert_eq!(std::fs::metadata(out.join(&info.file)).unwrap().len(), info.tokens * 4);
+}

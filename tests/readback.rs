@@ -18,7 +18,7 @@ table = pq.read_table(files)
 s = table.schema
 assert str(s.field("content").type) == "string", s
 assert str(s.field("url").type) == "string", s
-assert str(s.field("timestamp").type) == "timestamp[s, tz=UTC]", s.field("timestamp").type
+assert str(s.field("timestamp").type) == "timestamp[us, tz=UTC]", s.field("timestamp").type
 assert str(s.field("dump").type) == "string", s
 assert str(s.field("segment").type) == "string", s
 assert str(s.field("image_urls").type) == "list<item: list<item: string>>", s.field("image_urls").type

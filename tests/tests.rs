@@ -3,5 +3,6 @@
 mod util;
 
 mod cli;
+mod dedup;
 mod readback;
 mod refine;

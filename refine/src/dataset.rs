@@ -1,7 +1,7 @@
 //! Dataset I/O: RefinedWeb-schema Parquet shards out, Parquet or JSONL text in.
 //!
 //! Columns, in order: the public RefinedWeb schema — `content` (string), `url` (string),
-//! `timestamp` (timestamp[s, UTC]), `dump` (string), `segment` (string), `image_urls`
+//! `timestamp` (timestamp[us, UTC]: Parquet has no second unit), `dump` (string), `segment` (string), `image_urls`
 //! (list of `[url, alt]` string lists) — then falconry's `id`, `language` and
 //! `language_score` (null until `language_id` sets them).
 
@@ -12,9 +12,10 @@ use std::sync::Arc;
 
 use arrow::array::{
     Array, ArrayRef, AsArray, Float32Array, Float32Builder, ListBuilder, RecordBatch,
-    StringBuilder, TimestampSecondArray, TimestampSecondBuilder,
+    StringBuilder, TimestampMicrosecondBuilder,
 };
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit, TimestampSecondType};
+use arrow::compute::cast;
+use arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef, TimeUnit};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
@@ -30,7 +31,7 @@ pub fn schema() -> SchemaRef {
     Arc::new(Schema::new(vec![
         string("content", false),
         string("url", false),
-        Field::new("timestamp", DataType::Timestamp(TimeUnit::Second, Some("UTC".into())), true),
+        Field::new("timestamp", DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())), true),
         string("dump", false),
         string("segment", false),
         Field::new("image_urls", DataType::List(Arc::new(pairs)), false),
@@ -134,12 +135,12 @@ fn to_batch(docs: &[Document]) -> std::result::Result<RecordBatch, arrow::error:
         }
         Arc::new(b.finish())
     };
-    let mut timestamps = TimestampSecondBuilder::with_capacity(n).with_timezone("UTC");
+    let mut timestamps = TimestampMicrosecondBuilder::with_capacity(n).with_timezone("UTC");
     let mut images = ListBuilder::new(ListBuilder::new(StringBuilder::new()));
     let mut language = StringBuilder::new();
     let mut score = Float32Builder::with_capacity(n);
     for d in docs {
-        timestamps.append_option(d.timestamp);
+        timestamps.append_option(d.timestamp.map(|t| t * 1_000_000));
         for pair in &d.image_urls {
             let inner = images.values();
             inner.values().append_value(&pair[0]);
@@ -199,9 +200,19 @@ fn from_batch(batch: &RecordBatch, path: &Path) -> Result<Vec<Document>> {
     let segment = string_col("segment")?;
     let id = string_col("id")?;
     let language = string_col("language")?;
-    let timestamp = batch.column_by_name("timestamp").and_then(|c| {
-        c.as_primitive_opt::<TimestampSecondType>().cloned()
-    });
+    // Any timestamp unit (or plain integers taken as seconds) comes back as seconds.
+    let timestamp = match batch.column_by_name("timestamp") {
+        Some(c) => {
+            let seconds = DataType::Timestamp(TimeUnit::Second, None);
+            let c = match c.data_type() {
+                DataType::Timestamp(_, _) => cast(c, &seconds).and_then(|c| cast(&c, &DataType::Int64)),
+                _ => cast(c, &DataType::Int64),
+            }
+            .map_err(|e| Error::Arrow { path: path.into(), source: e })?;
+            Some(c.as_primitive::<Int64Type>().clone())
+        }
+        None => None,
+    };
     let score = batch
         .column_by_name("language_score")
         .and_then(|c| c.as_any().downcast_ref::<Float32Array>().cloned());
@@ -216,7 +227,7 @@ fn from_batch(batch: &RecordBatch, path: &Path) -> Result<Vec<Document>> {
         let id = at(&id, i).unwrap_or_else(|| Document::text_id(&url, &content));
         docs.push(Document {
             id,
-            timestamp: timestamp.as_ref().and_then(|t: &TimestampSecondArray| t.is_valid(i).then(|| t.value(i))),
+            timestamp: timestamp.as_ref().and_then(|t| t.is_valid(i).then(|| t.value(i))),
             dump: at(&dump, i).unwrap_or_default(),
             segment: at(&segment, i).unwrap_or_default(),
             image_urls: images.as_ref().map(|l| image_pairs(l, i)).unwrap_or_default(),

@@ -29,20 +29,33 @@ fn strip_html(html: &str) -> String {
     while let Some(lt) = html[i..].find('<').map(|p| p + i) {
         out.push_str(&html[i..lt]);
         let skip_to = ["script", "style"].iter().find_map(|tag| {
-            lower[lt + 1..].starts_with(tag).then(|| lower[lt..].find(&format!("</{tag}")).map(|p| p + lt))
+            lower[lt + 1..]
+                .starts_with(tag)
+                .then(|| lower[lt..].find(&format!("</{tag}")).map(|p| p + lt))
         });
         let from = skip_to.flatten().unwrap_or(lt);
         i = html[from..].find('>').map_or(html.len(), |p| from + p + 1);
         out.push(' ');
     }
     out.push_str(&html[i.min(html.len())..]);
-    let text = out.replace("&nbsp;", " ").replace("&amp;", "&").replace("&quot;", "\"").replace("&lt;", "<").replace("&gt;", ">");
-    text.split('\n').map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join("\n")
+    let text = out
+        .replace("&nbsp;", " ")
+        .replace("&amp;", "&")
+        .replace("&quot;", "\"")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">");
+    text.split('\n')
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 fn documents(data: &Path) -> Vec<String> {
-    let truth: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(data.join("extraction-bench/ground-truth.json")).expect("ground truth")).expect("json");
+    let truth: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(data.join("extraction-bench/ground-truth.json")).expect("ground truth"),
+    )
+    .expect("json");
     let mut docs: Vec<String> = truth
         .as_object()
         .expect("object")
@@ -50,12 +63,17 @@ fn documents(data: &Path) -> Vec<String> {
         .filter_map(|v| v["articleBody"].as_str().map(str::to_owned))
         .collect();
     let pages = data.join("html/trafilatura-eval/pages");
-    let mut names: Vec<PathBuf> = std::fs::read_dir(&pages).expect("pages").map(|e| e.expect("entry").path()).collect();
+    let mut names: Vec<PathBuf> = std::fs::read_dir(&pages)
+        .expect("pages")
+        .map(|e| e.expect("entry").path())
+        .collect();
     names.sort();
     for path in names {
         let mut html = Vec::new();
         let file = std::fs::File::open(&path).expect("page");
-        flate2::read::MultiGzDecoder::new(file).read_to_end(&mut html).expect("gunzip");
+        flate2::read::MultiGzDecoder::new(file)
+            .read_to_end(&mut html)
+            .expect("gunzip");
         docs.push(strip_html(&String::from_utf8_lossy(&html)));
     }
     docs
@@ -92,7 +110,8 @@ json.dump({"seconds": seconds, "ids": ids}, open(sys.argv[3], "w"))
 "#;
 
 fn python_row(tokenizer: &Path, docs: &[String]) -> Option<(Row, Vec<Vec<u32>>)> {
-    let python = std::env::var("FALCONRY_PYTHON").unwrap_or_else(|_| "/work/main/.venv/bin/python".into());
+    let python =
+        std::env::var("FALCONRY_PYTHON").unwrap_or_else(|_| "/work/main/.venv/bin/python".into());
     let dir = std::env::temp_dir().join(format!("falconry-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).ok()?;
     let (input, output) = (dir.join("docs.json"), dir.join("ids.json"));
@@ -138,10 +157,21 @@ fn main() {
 
     let tokenizer = Tokenizer::from_file(&tokenizer_path).expect("tokenizer");
     assert!(tokenizer.is_fast());
-    let (cold, cold_ids) = time("falconry, cold cache (unique text, one pass)", &unique, |d| tokenizer.encode(d).expect("encode"));
-    let (steady, fast_ids) = time("falconry, steady state (repeated text)", &repeated, |d| tokenizer.encode(d).expect("encode"));
-    let (crate_row, crate_ids) = time("`tokenizers` crate 0.22 (`encode_fast`)", &repeated, |d| tokenizer.reference_encode(d).expect("encode"));
-    assert_eq!(fast_ids, crate_ids, "falconry and the tokenizers crate disagree");
+    let (cold, cold_ids) = time(
+        "falconry, cold cache (unique text, one pass)",
+        &unique,
+        |d| tokenizer.encode(d).expect("encode"),
+    );
+    let (steady, fast_ids) = time("falconry, steady state (repeated text)", &repeated, |d| {
+        tokenizer.encode(d).expect("encode")
+    });
+    let (crate_row, crate_ids) = time("`tokenizers` crate 0.22 (`encode_fast`)", &repeated, |d| {
+        tokenizer.reference_encode(d).expect("encode")
+    });
+    assert_eq!(
+        fast_ids, crate_ids,
+        "falconry and the tokenizers crate disagree"
+    );
     assert_eq!(cold_ids[..], crate_ids[..unique.len()]);
     let python = python_row(&tokenizer_path, &repeated);
     if let Some((_, ids)) = &python {
@@ -160,7 +190,15 @@ fn main() {
     for r in &rows {
         let tps = r.tokens as f64 / r.seconds;
         let ratio = base.map_or("n/a".to_string(), |b| format!("{:.1}x", tps / b));
-        println!("| {} | {} | {:.3} | {:.0} | {:.2} | {} |", r.name, r.tokens, r.seconds, tps, r.bytes as f64 / 1e6 / r.seconds, ratio);
+        println!(
+            "| {} | {} | {:.3} | {:.0} | {:.2} | {} |",
+            r.name,
+            r.tokens,
+            r.seconds,
+            tps,
+            r.bytes as f64 / 1e6 / r.seconds,
+            ratio
+        );
     }
     if base.is_none() {
         println!("\nPython `tokenizers` not found (set FALCONRY_PYTHON): no peer row.");

@@ -7,15 +7,24 @@
 
 use std::path::PathBuf;
 
-use falconry_tokenize::{publish_dataset, save_tokenizer, tokenize_corpus, train_tokenizer, PublishConfig, TokenizeConfig, TrainConfig};
+use falconry_tokenize::{
+    publish_dataset, save_tokenizer, tokenize_corpus, train_tokenizer, PublishConfig,
+    TokenizeConfig, TrainConfig,
+};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let out = PathBuf::from(std::env::args().nth(1).ok_or("usage: tokenize_demo OUT")?);
     let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let fixture = manifest.join("tests/fixtures/falcon_docs.jsonl");
-    let data = std::env::var_os("FALCONRY_TEST_DATA").map(PathBuf::from).unwrap_or_else(|| manifest.join("../../shared/data"));
+    let data = std::env::var_os("FALCONRY_TEST_DATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| manifest.join("../../shared/data"));
     std::fs::create_dir_all(&out)?;
-    let (tok, report) = train_tokenizer(&TrainConfig { inputs: vec![fixture.clone()], vocab_size: 2_000, ..Default::default() })?;
+    let (tok, report) = train_tokenizer(&TrainConfig {
+        inputs: vec![fixture.clone()],
+        vocab_size: 2_000,
+        ..Default::default()
+    })?;
     save_tokenizer(&tok, &out.join("tokenizer.json"))?;
     println!("trained: {report:?}");
     let tokens = tokenize_corpus(&TokenizeConfig {
@@ -26,7 +35,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         validation_fraction: 0.05,
         ..Default::default()
     })?;
-    println!("tokenized: {} documents, {} shards", tokens.part.documents, tokens.part.shards.len());
+    println!(
+        "tokenized: {} documents, {} shards",
+        tokens.part.documents,
+        tokens.part.shards.len()
+    );
     let published = publish_dataset(&PublishConfig {
         inputs: vec![fixture],
         output: out.join("dataset"),
@@ -35,6 +48,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         row_group_rows: 50,
         ..Default::default()
     })?;
-    println!("published: {} rows in {:?}", published.rows, published.files);
+    println!(
+        "published: {} rows in {:?}",
+        published.rows, published.files
+    );
     Ok(())
 }

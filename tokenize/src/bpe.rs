@@ -35,7 +35,11 @@ impl BpeModel {
             // A repeated pair keeps its last rank, as `tokenizers` builds its map.
             map.insert(pair(a, b), (rank as u32, merged));
         }
-        BpeModel { byte_ids, merges: map, whole_words: whole_words.map(|w| w.into_iter().collect()) }
+        BpeModel {
+            byte_ids,
+            merges: map,
+            whole_words: whole_words.map(|w| w.into_iter().collect()),
+        }
     }
 
     /// Appends the ids of one pre-token (raw bytes) to `out`.
@@ -49,7 +53,12 @@ impl BpeModel {
             .map(|&b| self.byte_ids[b as usize])
             .filter(|&id| id != MISSING)
             .enumerate()
-            .map(|(i, id)| Symbol { id, prev: i as i32 - 1, next: i as i32 + 1, live: true })
+            .map(|(i, id)| Symbol {
+                id,
+                prev: i as i32 - 1,
+                next: i as i32 + 1,
+                live: true,
+            })
             .collect();
         let n = syms.len();
         if n <= 1 {
@@ -61,7 +70,9 @@ impl BpeModel {
             .windows(2)
             .enumerate()
             .filter_map(|(pos, w)| {
-                self.merges.get(&pair(w[0].id, w[1].id)).map(|&(rank, new_id)| Merge { rank, pos, new_id })
+                self.merges
+                    .get(&pair(w[0].id, w[1].id))
+                    .map(|&(rank, new_id)| Merge { rank, pos, new_id })
             })
             .collect();
         while let Some(top) = heap.pop() {
@@ -85,12 +96,22 @@ impl BpeModel {
             if cur.prev >= 0 {
                 let prev = cur.prev as usize;
                 if let Some(&(rank, new_id)) = self.merges.get(&pair(syms[prev].id, cur.id)) {
-                    heap.push(Merge { rank, pos: prev, new_id });
+                    heap.push(Merge {
+                        rank,
+                        pos: prev,
+                        new_id,
+                    });
                 }
             }
             if cur.next >= 0 {
-                if let Some(&(rank, new_id)) = self.merges.get(&pair(cur.id, syms[cur.next as usize].id)) {
-                    heap.push(Merge { rank, pos: top.pos, new_id });
+                if let Some(&(rank, new_id)) =
+                    self.merges.get(&pair(cur.id, syms[cur.next as usize].id))
+                {
+                    heap.push(Merge {
+                        rank,
+                        pos: top.pos,
+                        new_id,
+                    });
                 }
             }
         }
@@ -189,7 +210,9 @@ impl Hasher for FxHasher {
     fn write(&mut self, bytes: &[u8]) {
         let mut chunks = bytes.chunks_exact(8);
         for c in &mut chunks {
-            self.add(u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]));
+            self.add(u64::from_le_bytes([
+                c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7],
+            ]));
         }
         let rest = chunks.remainder();
         if !rest.is_empty() {

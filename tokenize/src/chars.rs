@@ -49,11 +49,15 @@ fn build() -> Vec<u8> {
 
 /// The code point ranges of a Unicode class pattern; the patterns are constants that parse.
 fn unicode_ranges(pattern: &str) -> Vec<(u32, u32)> {
-    let hir = regex_syntax::Parser::new().parse(pattern).expect("constant class pattern parses");
+    let hir = regex_syntax::Parser::new()
+        .parse(pattern)
+        .expect("constant class pattern parses");
     match hir.kind() {
-        HirKind::Class(Class::Unicode(class)) => {
-            class.ranges().iter().map(|r| (r.start() as u32, r.end() as u32)).collect()
-        }
+        HirKind::Class(Class::Unicode(class)) => class
+            .ranges()
+            .iter()
+            .map(|r| (r.start() as u32, r.end() as u32))
+            .collect(),
         other => unreachable!("{pattern} is a Unicode class, got {other:?}"),
     }
 }

@@ -11,7 +11,9 @@ use crate::{Error, Result};
 /// Whether `path` names a dataset file falconry reads.
 fn is_dataset_file(path: &Path) -> bool {
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-    [".parquet", ".jsonl", ".jsonl.gz", ".json.gz"].iter().any(|ext| name.ends_with(ext))
+    [".parquet", ".jsonl", ".jsonl.gz", ".json.gz"]
+        .iter()
+        .any(|ext| name.ends_with(ext))
 }
 
 /// The dataset files of `inputs` (files, or folders searched recursively, skipping names
@@ -34,7 +36,10 @@ pub fn list_inputs(inputs: &[PathBuf]) -> Result<Vec<PathBuf>> {
 fn walk(dir: &Path, files: &mut Vec<PathBuf>) -> Result<()> {
     for entry in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
         let path = entry.map_err(|e| Error::io(dir, e))?.path();
-        let hidden = path.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(['_', '.']));
+        let hidden = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with(['_', '.']));
         if hidden {
             continue;
         }
@@ -49,13 +54,20 @@ fn walk(dir: &Path, files: &mut Vec<PathBuf>) -> Result<()> {
 
 /// The files of task `task` of `tasks`: every `tasks`-th of the sorted list.
 pub fn task_files(files: &[PathBuf], task: usize, tasks: usize) -> Vec<PathBuf> {
-    files.iter().skip(task).step_by(tasks.max(1)).cloned().collect()
+    files
+        .iter()
+        .skip(task)
+        .step_by(tasks.max(1))
+        .cloned()
+        .collect()
 }
 
 /// Checks a `--task/--tasks` pair.
 pub fn check_task(task: usize, tasks: usize) -> Result<()> {
     if tasks == 0 || task >= tasks {
-        return Err(Error::Config(format!("--task must be below --tasks, got task {task} of {tasks}")));
+        return Err(Error::Config(format!(
+            "--task must be below --tasks, got task {task} of {tasks}"
+        )));
     }
     Ok(())
 }

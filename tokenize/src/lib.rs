@@ -29,8 +29,8 @@ mod pretokenize;
 mod publish;
 pub mod shards;
 mod tokenize_corpus;
-mod train;
 mod tokenizer;
+mod train;
 
 pub use error::{Error, Result};
 pub use publish::{publish_dataset, PublishConfig, PublishReport};

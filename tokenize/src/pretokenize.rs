@@ -91,7 +91,11 @@ fn gpt2_split(seg: &str, emit: &mut impl FnMut(&[u8])) {
                 return e;
             }
             let last = seg[..e].char_indices().next_back().map_or(i, |(j, _)| j);
-            if last > i { last } else { i + len }
+            if last > i {
+                last
+            } else {
+                i + len
+            }
         });
         digits_split(&bytes[i..end], emit);
         i = end;
@@ -149,7 +153,9 @@ mod tests {
 
     fn pieces(text: &str) -> Vec<String> {
         let mut out = Vec::new();
-        pretokenize(text, &mut |p| out.push(String::from_utf8_lossy(p).into_owned()));
+        pretokenize(text, &mut |p| {
+            out.push(String::from_utf8_lossy(p).into_owned())
+        });
         out
     }
 

@@ -71,11 +71,16 @@ pub struct PublishReport {
 /// Writes the dataset folder.
 pub fn publish_dataset(config: &PublishConfig) -> Result<PublishReport> {
     if config.rows_per_file == 0 || config.row_group_rows == 0 {
-        return Err(Error::Config("rows_per_file and row_group_rows must be at least 1".into()));
+        return Err(Error::Config(
+            "rows_per_file and row_group_rows must be at least 1".into(),
+        ));
     }
     let data = config.output.join("data");
     std::fs::create_dir_all(&data).map_err(|e| Error::io(&data, e))?;
-    let output = OutputConfig { row_group_rows: config.row_group_rows, ..Default::default() };
+    let output = OutputConfig {
+        row_group_rows: config.row_group_rows,
+        ..Default::default()
+    };
     let mut report = PublishReport::default();
     let mut writer: Option<ShardWriter> = None;
     let mut in_file = 0usize;
@@ -100,7 +105,10 @@ pub fn publish_dataset(config: &PublishConfig) -> Result<PublishReport> {
             let step = step.and_then(|()| {
                 if in_file == config.rows_per_file {
                     in_file = 0;
-                    writer.take().map(|w| w.finish().map(|_| ())).unwrap_or(Ok(()))
+                    writer
+                        .take()
+                        .map(|w| w.finish().map(|_| ()))
+                        .unwrap_or(Ok(()))
                 } else {
                     Ok(())
                 }
@@ -120,12 +128,17 @@ pub fn publish_dataset(config: &PublishConfig) -> Result<PublishReport> {
     }
     for f in &report.files {
         let path = config.output.join(f);
-        report.download_bytes += std::fs::metadata(&path).map_err(|e| Error::io(&path, e))?.len();
+        report.download_bytes += std::fs::metadata(&path)
+            .map_err(|e| Error::io(&path, e))?
+            .len();
     }
     let stats = match &config.stats {
         Some(path) => {
             let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-            let stats: RunStats = serde_json::from_slice(&bytes).map_err(|e| Error::Json { path: path.clone(), source: e })?;
+            let stats: RunStats = serde_json::from_slice(&bytes).map_err(|e| Error::Json {
+                path: path.clone(),
+                source: e,
+            })?;
             let png = path.with_file_name("funnel.png");
             if png.exists() {
                 let to = config.output.join("funnel.png");
@@ -136,7 +149,13 @@ pub fn publish_dataset(config: &PublishConfig) -> Result<PublishReport> {
         None => None,
     };
     let tokens = config.tokens.as_deref().map(TokenMeta::load).transpose()?;
-    let card = dataset_card(config, &report, stats.as_ref(), tokens.as_ref(), config.output.join("funnel.png").exists());
+    let card = dataset_card(
+        config,
+        &report,
+        stats.as_ref(),
+        tokens.as_ref(),
+        config.output.join("funnel.png").exists(),
+    );
     write_atomic(&config.output.join("README.md"), card.as_bytes())?;
     Ok(report)
 }
@@ -202,7 +221,11 @@ fn dataset_card(
         s.push_str("\n## Funnel\n\n| stage | in | out | kept of first stage | dropped (by reason) |\n|---|---:|---:|---:|---|\n");
         let first = stats.stages.first().map_or(0, |r| r.input).max(1) as f64;
         for row in &stats.stages {
-            let drops: Vec<String> = row.dropped.iter().map(|(r, n)| format!("{r}: {n}")).collect();
+            let drops: Vec<String> = row
+                .dropped
+                .iter()
+                .map(|(r, n)| format!("{r}: {n}"))
+                .collect();
             let _ = writeln!(
                 s,
                 "| {} | {} | {} | {:.2}% | {} |",

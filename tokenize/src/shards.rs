@@ -59,7 +59,11 @@ impl Dtype {
     /// Refuses a vocabulary whose ids would not fit.
     pub fn check_vocab(self, vocab_size: usize) -> Result<()> {
         if vocab_size > self.max_vocab() {
-            return Err(Error::VocabTooLarge { vocab_size, dtype: self.name(), max: self.max_vocab() });
+            return Err(Error::VocabTooLarge {
+                vocab_size,
+                dtype: self.name(),
+                max: self.max_vocab(),
+            });
         }
         Ok(())
     }
@@ -69,7 +73,9 @@ impl Dtype {
         match s {
             "uint16" | "u16" => Ok(Dtype::Uint16),
             "uint32" | "u32" => Ok(Dtype::Uint32),
-            other => Err(Error::Config(format!("dtype must be uint16 or uint32, got {other:?}"))),
+            other => Err(Error::Config(format!(
+                "dtype must be uint16 or uint32, got {other:?}"
+            ))),
         }
     }
 }
@@ -167,16 +173,24 @@ impl TokenShards {
         let meta = TokenMeta::load(dir)?;
         for shard in &meta.shards {
             let path = dir.join(&shard.file);
-            let len = std::fs::metadata(&path).map_err(|e| Error::io(&path, e))?.len();
+            let len = std::fs::metadata(&path)
+                .map_err(|e| Error::io(&path, e))?
+                .len();
             let expected = shard.tokens * meta.dtype.width() as u64;
             if len != expected {
                 return Err(Error::Shards {
                     path,
-                    message: format!("{len} bytes, meta.json says {} tokens ({expected} bytes)", shard.tokens),
+                    message: format!(
+                        "{len} bytes, meta.json says {} tokens ({expected} bytes)",
+                        shard.tokens
+                    ),
                 });
             }
         }
-        Ok(TokenShards { dir: dir.into(), meta })
+        Ok(TokenShards {
+            dir: dir.into(),
+            meta,
+        })
     }
 
     /// The folder's `meta.json`.
@@ -218,11 +232,18 @@ impl ShardTokens {
         let file = File::open(path).map_err(|e| Error::io(path, e))?;
         let len = file.metadata().map_err(|e| Error::io(path, e))?.len();
         if len % dtype.width() as u64 != 0 {
-            return Err(Error::Shards { path: path.into(), message: format!("{len} bytes is not a whole number of {}", dtype.name()) });
+            return Err(Error::Shards {
+                path: path.into(),
+                message: format!("{len} bytes is not a whole number of {}", dtype.name()),
+            });
         }
         // An empty file cannot be mapped on every platform, and holds nothing anyway.
         // SAFETY: shard files are written once (temp + rename) and never modified in place.
-        let map = if len == 0 { None } else { Some(unsafe { Mmap::map(&file) }.map_err(|e| Error::io(path, e))?) };
+        let map = if len == 0 {
+            None
+        } else {
+            Some(unsafe { Mmap::map(&file) }.map_err(|e| Error::io(path, e))?)
+        };
         Ok(ShardTokens { map, dtype })
     }
 
@@ -246,7 +267,9 @@ impl ShardTokens {
         let b = self.bytes();
         match self.dtype {
             Dtype::Uint16 => u16::from_le_bytes([b[2 * i], b[2 * i + 1]]) as u32,
-            Dtype::Uint32 => u32::from_le_bytes([b[4 * i], b[4 * i + 1], b[4 * i + 2], b[4 * i + 3]]),
+            Dtype::Uint32 => {
+                u32::from_le_bytes([b[4 * i], b[4 * i + 1], b[4 * i + 2], b[4 * i + 3]])
+            }
         }
     }
 
@@ -255,8 +278,16 @@ impl ShardTokens {
         let w = self.dtype.width();
         let bytes = &self.bytes()[start * w..(start + len) * w];
         match self.dtype {
-            Dtype::Uint16 => out.extend(bytes.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]]) as u32)),
-            Dtype::Uint32 => out.extend(bytes.chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))),
+            Dtype::Uint16 => out.extend(
+                bytes
+                    .chunks_exact(2)
+                    .map(|c| u16::from_le_bytes([c[0], c[1]]) as u32),
+            ),
+            Dtype::Uint32 => out.extend(
+                bytes
+                    .chunks_exact(4)
+                    .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])),
+            ),
         }
     }
 

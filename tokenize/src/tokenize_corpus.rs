@@ -20,8 +20,12 @@ use falconry_refine::dataset::write_atomic;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::corpus::{check_task, for_each_document, id_fraction, list_inputs, task_files, SplitMix64};
-use crate::shards::{encode_ids, Dtype, ShardInfo, Split, SplitInfo, SplitTotals, TokenMeta, META_FILE};
+use crate::corpus::{
+    check_task, for_each_document, id_fraction, list_inputs, task_files, SplitMix64,
+};
+use crate::shards::{
+    encode_ids, Dtype, ShardInfo, Split, SplitInfo, SplitTotals, TokenMeta, META_FILE,
+};
 use crate::{Error, Result, Tokenizer};
 
 /// Everything `falconry tokenize` is told.
@@ -75,7 +79,10 @@ impl TokenizeConfig {
             return Err(Error::Config("--shard-tokens must be at least 1".into()));
         }
         if !(0.0..1.0).contains(&self.validation_fraction) {
-            return Err(Error::Config(format!("--validation-fraction must be in [0, 1), got {}", self.validation_fraction)));
+            return Err(Error::Config(format!(
+                "--validation-fraction must be in [0, 1), got {}",
+                self.validation_fraction
+            )));
         }
         if self.batch_documents == 0 {
             return Err(Error::Config("batch_documents must be at least 1".into()));
@@ -137,12 +144,20 @@ pub fn tokenize_corpus(config: &TokenizeConfig) -> Result<TokenizeReport> {
     for dir in [out.clone(), out.join("_done"), out.join("_parts")] {
         std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
     }
-    let mut report = TokenizeReport { fast_encoder: tokenizer.is_fast(), ..Default::default() };
-    let part_path = out.join("_parts").join(format!("task-{:05}.json", config.task));
+    let mut report = TokenizeReport {
+        fast_encoder: tokenizer.is_fast(),
+        ..Default::default()
+    };
+    let part_path = out
+        .join("_parts")
+        .join(format!("task-{:05}.json", config.task));
     if part_path.exists() {
         report.task_was_done = true;
         let bytes = std::fs::read(&part_path).map_err(|e| Error::io(&part_path, e))?;
-        report.part = serde_json::from_slice(&bytes).map_err(|e| Error::Json { path: part_path.clone(), source: e })?;
+        report.part = serde_json::from_slice(&bytes).map_err(|e| Error::Json {
+            path: part_path.clone(),
+            source: e,
+        })?;
     } else {
         report.part = run_task(config, &tokenizer, eos, &mut report.shards_written)?;
         write_json(&part_path, &report.part)?;
@@ -158,7 +173,12 @@ struct Doc {
     text: String,
 }
 
-fn run_task(config: &TokenizeConfig, tokenizer: &Tokenizer, eos: u32, written: &mut usize) -> Result<TaskPart> {
+fn run_task(
+    config: &TokenizeConfig,
+    tokenizer: &Tokenizer,
+    eos: u32,
+    written: &mut usize,
+) -> Result<TaskPart> {
     let files = task_files(&list_inputs(&config.inputs)?, config.task, config.tasks);
     let mut part = TaskPart::default();
     let mut splits: BTreeMap<Split, Vec<Doc>> = BTreeMap::new();
@@ -173,13 +193,22 @@ fn run_task(config: &TokenizeConfig, tokenizer: &Tokenizer, eos: u32, written: &
                 } else {
                     Split::Train
                 };
-                splits.entry(split).or_default().push(Doc { id: d.id, text: d.content });
+                splits.entry(split).or_default().push(Doc {
+                    id: d.id,
+                    text: d.content,
+                });
             }
             true
         })?;
     }
     let done = read_done(config)?;
-    let mut writer = ShardSink { config, index: 0, done: &done, written, part: &mut part };
+    let mut writer = ShardSink {
+        config,
+        index: 0,
+        done: &done,
+        written,
+        part: &mut part,
+    };
     for (split, mut docs) in splits {
         // Files are read in a fixed order, so sorting by id first makes the shuffle depend on
         // the documents alone.
@@ -203,9 +232,14 @@ fn read_done(config: &TokenizeConfig) -> Result<Vec<DoneShard>> {
             break;
         }
         let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
-        let shard: DoneShard = serde_json::from_slice(&bytes).map_err(|e| Error::Json { path: path.clone(), source: e })?;
+        let shard: DoneShard = serde_json::from_slice(&bytes).map_err(|e| Error::Json {
+            path: path.clone(),
+            source: e,
+        })?;
         let file = config.output.join(&shard.shard.file);
-        let len = std::fs::metadata(&file).map(|m| m.len()).unwrap_or(u64::MAX);
+        let len = std::fs::metadata(&file)
+            .map(|m| m.len())
+            .unwrap_or(u64::MAX);
         if len != shard.shard.tokens * config.dtype.width() as u64 {
             break; // the shard is missing or damaged: redo it and what follows
         }
@@ -219,7 +253,10 @@ fn shard_name(config: &TokenizeConfig, n: usize) -> String {
 }
 
 fn done_path(config: &TokenizeConfig, n: usize) -> PathBuf {
-    config.output.join("_done").join(shard_name(config, n).replace(".bin", ".json"))
+    config
+        .output
+        .join("_done")
+        .join(shard_name(config, n).replace(".bin", ".json"))
 }
 
 /// Cuts encoded documents into shards, skipping those a previous run finished.
@@ -248,7 +285,10 @@ impl ShardSink<'_> {
         let mut buf: Vec<u8> = Vec::new();
         let (mut tokens, mut documents, mut text_bytes) = (0u64, 0u64, 0u64);
         for batch in docs[first.min(docs.len())..].chunks(self.config.batch_documents) {
-            let encoded: Vec<Result<Vec<u32>>> = batch.par_iter().map(|d| tokenizer.encode(&d.text)).collect();
+            let encoded: Vec<Result<Vec<u32>>> = batch
+                .par_iter()
+                .map(|d| tokenizer.encode(&d.text))
+                .collect();
             for (doc, ids) in batch.iter().zip(encoded) {
                 let mut ids = ids?;
                 ids.push(eos);
@@ -268,11 +308,29 @@ impl ShardSink<'_> {
         Ok(())
     }
 
-    fn flush(&mut self, split: Split, buf: &mut Vec<u8>, tokens: u64, documents: u64, text_bytes: u64) -> Result<()> {
+    fn flush(
+        &mut self,
+        split: Split,
+        buf: &mut Vec<u8>,
+        tokens: u64,
+        documents: u64,
+        text_bytes: u64,
+    ) -> Result<()> {
         let file = shard_name(self.config, self.index);
         write_atomic(&self.config.output.join(&file), buf)?;
-        let shard = ShardInfo { file, tokens, documents, split };
-        write_json(&done_path(self.config, self.index), &DoneShard { shard: shard.clone(), text_bytes })?;
+        let shard = ShardInfo {
+            file,
+            tokens,
+            documents,
+            split,
+        };
+        write_json(
+            &done_path(self.config, self.index),
+            &DoneShard {
+                shard: shard.clone(),
+                text_bytes,
+            },
+        )?;
         self.part.shards.push(shard);
         self.part.text_bytes += text_bytes;
         self.index += 1;
@@ -283,16 +341,24 @@ impl ShardSink<'_> {
 }
 
 /// Writes `meta.json` when every task's part is present; returns whether it did.
-fn write_meta_if_complete(config: &TokenizeConfig, tokenizer: &Tokenizer, eos: u32) -> Result<bool> {
+fn write_meta_if_complete(
+    config: &TokenizeConfig,
+    tokenizer: &Tokenizer,
+    eos: u32,
+) -> Result<bool> {
     let mut shards = Vec::new();
     let mut text_bytes = 0;
     for task in 0..config.tasks {
-        let path = config.output.join("_parts").join(format!("task-{task:05}.json"));
+        let path = config
+            .output
+            .join("_parts")
+            .join(format!("task-{task:05}.json"));
         if !path.exists() {
             return Ok(false);
         }
         let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
-        let part: TaskPart = serde_json::from_slice(&bytes).map_err(|e| Error::Json { path, source: e })?;
+        let part: TaskPart =
+            serde_json::from_slice(&bytes).map_err(|e| Error::Json { path, source: e })?;
         shards.extend(part.shards);
         text_bytes += part.text_bytes;
     }
@@ -306,7 +372,8 @@ fn write_meta_if_complete(config: &TokenizeConfig, tokenizer: &Tokenizer, eos: u
         }
         t
     };
-    let tokenizer_bytes = std::fs::read(&config.tokenizer).map_err(|e| Error::io(&config.tokenizer, e))?;
+    let tokenizer_bytes =
+        std::fs::read(&config.tokenizer).map_err(|e| Error::io(&config.tokenizer, e))?;
     let meta = TokenMeta {
         tokenizer: config.tokenizer.display().to_string(),
         tokenizer_xxh3: format!("{:016x}", xxhash_rust::xxh3::xxh3_64(&tokenizer_bytes)),
@@ -328,7 +395,10 @@ fn write_meta_if_complete(config: &TokenizeConfig, tokenizer: &Tokenizer, eos: u
 }
 
 fn write_json(path: &Path, value: &impl Serialize) -> Result<()> {
-    let mut bytes = serde_json::to_vec_pretty(value).map_err(|e| Error::Json { path: path.into(), source: e })?;
+    let mut bytes = serde_json::to_vec_pretty(value).map_err(|e| Error::Json {
+        path: path.into(),
+        source: e,
+    })?;
     bytes.push(b'\n');
     Ok(write_atomic(path, &bytes)?)
 }

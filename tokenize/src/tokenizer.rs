@@ -35,6 +35,9 @@ struct FastEncoder {
     added: Option<(AhoCorasick, Vec<u32>)>,
 }
 
+/// Tokenizers whose caches one thread keeps at once.
+const MAX_CACHES_PER_THREAD: usize = 4;
+
 static NEXT_UID: AtomicU64 = AtomicU64::new(0);
 
 thread_local! {
@@ -60,17 +63,28 @@ impl Tokenizer {
 
     /// Loads `tokenizer.json` text; `origin` names it in errors.
     pub fn from_json(json: &str, origin: &Path) -> Result<Self> {
-        let err = |message: String| Error::Tokenizer { path: origin.into(), message };
-        let hf = tokenizers::Tokenizer::from_bytes(json.as_bytes()).map_err(|e| err(e.to_string()))?;
+        let err = |message: String| Error::Tokenizer {
+            path: origin.into(),
+            message,
+        };
+        let hf =
+            tokenizers::Tokenizer::from_bytes(json.as_bytes()).map_err(|e| err(e.to_string()))?;
         let value: Value = serde_json::from_str(json).map_err(|e| err(e.to_string()))?;
         let fast = FastEncoder::from_json(&value);
-        Ok(Tokenizer { hf, fast, path: origin.into() })
+        Ok(Tokenizer {
+            hf,
+            fast,
+            path: origin.into(),
+        })
     }
 
     /// Wraps a tokenizer built in memory (as training returns it).
     pub fn from_hf(hf: tokenizers::Tokenizer) -> Result<Self> {
         let path = PathBuf::from("<memory>");
-        let json = hf.to_string(false).map_err(|e| Error::Tokenizer { path: path.clone(), message: e.to_string() })?;
+        let json = hf.to_string(false).map_err(|e| Error::Tokenizer {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
         Self::from_json(&json, &path)
     }
 
@@ -101,7 +115,9 @@ impl Tokenizer {
 
     /// The end-of-text id: `<|endoftext|>`, else `</s>`, else `<eos>`.
     pub fn eos_id(&self) -> Option<u32> {
-        ["<|endoftext|>", "</s>", "<eos>"].iter().find_map(|t| self.token_to_id(t))
+        ["<|endoftext|>", "</s>", "<eos>"]
+            .iter()
+            .find_map(|t| self.token_to_id(t))
     }
 
     /// The ids of `text` without post-processing (`add_special_tokens=False`); added tokens
@@ -128,7 +144,10 @@ impl Tokenizer {
 
     /// The ids the `tokenizers` crate gives, bypassing the fast path.
     pub fn reference_encode(&self, text: &str) -> Result<Vec<u32>> {
-        let enc = self.hf.encode_fast(text, false).map_err(|e| self.error(e))?;
+        let enc = self
+            .hf
+            .encode_fast(text, false)
+            .map_err(|e| self.error(e))?;
         Ok(enc.get_ids().to_vec())
     }
 
@@ -143,7 +162,10 @@ impl Tokenizer {
     }
 
     fn error(&self, e: tokenizers::Error) -> Error {
-        Error::Tokenizer { path: self.path.clone(), message: e.to_string() }
+        Error::Tokenizer {
+            path: self.path.clone(),
+            message: e.to_string(),
+        }
     }
 }
 
@@ -154,6 +176,11 @@ impl FastEncoder {
             let at = match caches.iter().position(|(uid, _)| *uid == self.uid) {
                 Some(at) => at,
                 None => {
+                    // A thread keeps the caches of its few latest tokenizers: caches of
+                    // dropped ones must not pile up in a long-lived thread.
+                    if caches.len() == MAX_CACHES_PER_THREAD {
+                        caches.remove(0);
+                    }
                     caches.push((self.uid, WordCache::default()));
                     caches.len() - 1
                 }
@@ -223,22 +250,40 @@ impl FastEncoder {
         for m in model["merges"].as_array().ok_or("no merges")? {
             let (a, b) = match m {
                 Value::String(s) => s.split_once(' ').ok_or("merge without a space")?,
-                Value::Array(p) if p.len() == 2 => {
-                    (p[0].as_str().ok_or("merge is not text")?, p[1].as_str().ok_or("merge is not text")?)
-                }
+                Value::Array(p) if p.len() == 2 => (
+                    p[0].as_str().ok_or("merge is not text")?,
+                    p[1].as_str().ok_or("merge is not text")?,
+                ),
                 _ => return Err("merge is neither \"a b\" nor [a, b]"),
             };
-            let id = |s: &str| vocab.get(s).copied().ok_or("merge of a token outside the vocab");
+            let id = |s: &str| {
+                vocab
+                    .get(s)
+                    .copied()
+                    .ok_or("merge of a token outside the vocab")
+            };
             merges.push((id(a)?, id(b)?, id(&format!("{a}{b}"))?));
         }
         let whole_words = model["ignore_merges"].as_bool().unwrap_or(false).then(|| {
-            let inverse: HashMap<char, u8> = alphabet.iter().enumerate().map(|(b, &c)| (c, b as u8)).collect();
+            let inverse: HashMap<char, u8> = alphabet
+                .iter()
+                .enumerate()
+                .map(|(b, &c)| (c, b as u8))
+                .collect();
             vocab
                 .iter()
-                .filter_map(|(k, &id)| Some((k.chars().map(|c| inverse.get(&c).copied()).collect::<Option<Vec<u8>>>()?, id)))
+                .filter_map(|(k, &id)| {
+                    Some((
+                        k.chars()
+                            .map(|c| inverse.get(&c).copied())
+                            .collect::<Option<Vec<u8>>>()?,
+                        id,
+                    ))
+                })
                 .collect()
         });
-        let added = added_tokens(&t["added_tokens"]).ok_or("added tokens strip, match single words or mix normalization")?;
+        let added = added_tokens(&t["added_tokens"])
+            .ok_or("added tokens strip, match single words or mix normalization")?;
         Ok(FastEncoder {
             uid: NEXT_UID.fetch_add(1, Ordering::Relaxed),
             model: BpeModel::new(byte_ids, merges, whole_words),
@@ -263,13 +308,20 @@ fn added_tokens(list: &Value) -> Option<Option<(AhoCorasick, Vec<u32>)>> {
     let mut contents = Vec::new();
     let mut ids = Vec::new();
     for t in list {
-        if flag(t, "single_word") || flag(t, "lstrip") || flag(t, "rstrip") || flag(t, "normalized") != normalized {
+        if flag(t, "single_word")
+            || flag(t, "lstrip")
+            || flag(t, "rstrip")
+            || flag(t, "normalized") != normalized
+        {
             return None;
         }
         contents.push(t["content"].as_str()?.to_owned());
         ids.push(u32::try_from(t["id"].as_u64()?).ok()?);
     }
-    let matcher = AhoCorasickBuilder::new().match_kind(MatchKind::LeftmostLongest).build(&contents).ok()?;
+    let matcher = AhoCorasickBuilder::new()
+        .match_kind(MatchKind::LeftmostLongest)
+        .build(&contents)
+        .ok()?;
     Some(Some((matcher, ids)))
 }
 

@@ -90,10 +90,15 @@ pub struct TrainReport {
 pub fn train_tokenizer(config: &TrainConfig) -> Result<(Tokenizer, TrainReport)> {
     let special = FALCON_SPECIAL_TOKENS.len() + 256;
     if config.vocab_size <= special {
-        return Err(Error::Config(format!("--vocab-size must exceed {special} (special tokens + bytes)")));
+        return Err(Error::Config(format!(
+            "--vocab-size must exceed {special} (special tokens + bytes)"
+        )));
     }
     if !(config.sample_fraction > 0.0 && config.sample_fraction <= 1.0) {
-        return Err(Error::Config(format!("--sample-fraction must be in (0, 1], got {}", config.sample_fraction)));
+        return Err(Error::Config(format!(
+            "--sample-fraction must be in (0, 1], got {}",
+            config.sample_fraction
+        )));
     }
     let started = Instant::now();
     let files = list_inputs(&config.inputs)?;
@@ -103,7 +108,12 @@ pub fn train_tokenizer(config: &TrainConfig) -> Result<(Tokenizer, TrainReport)>
             .vocab_size(config.vocab_size)
             .min_frequency(config.min_frequency)
             .show_progress(false)
-            .special_tokens(FALCON_SPECIAL_TOKENS.iter().map(|t| AddedToken::from(*t, true)).collect())
+            .special_tokens(
+                FALCON_SPECIAL_TOKENS
+                    .iter()
+                    .map(|t| AddedToken::from(*t, true))
+                    .collect(),
+            )
             .initial_alphabet(ByteLevel::alphabet().into_iter().collect())
             .build(),
     );
@@ -119,7 +129,9 @@ pub fn train_tokenizer(config: &TrainConfig) -> Result<(Tokenizer, TrainReport)>
                     if bytes >= config.max_bytes {
                         return false;
                     }
-                    if doc.content.is_empty() || id_fraction(&doc.id, config.seed) >= config.sample_fraction {
+                    if doc.content.is_empty()
+                        || id_fraction(&doc.id, config.seed) >= config.sample_fraction
+                    {
                         return true;
                     }
                     documents += 1;
@@ -141,20 +153,35 @@ pub fn train_tokenizer(config: &TrainConfig) -> Result<(Tokenizer, TrainReport)>
         let counts = reader.join().unwrap_or_default();
         trained.map(|()| counts)
     })
-    .map_err(|e| Error::Tokenizer { path: "<training>".into(), message: e.to_string() })?;
+    .map_err(|e| Error::Tokenizer {
+        path: "<training>".into(),
+        message: e.to_string(),
+    })?;
     if let Some(e) = failure.into_inner().unwrap_or_else(|p| p.into_inner()) {
         return Err(e);
     }
     let tokenizer = Tokenizer::from_hf(hf)?;
-    let report = TrainReport { documents, bytes, vocab_size: tokenizer.vocab_size(), seconds: started.elapsed().as_secs_f64() };
+    let report = TrainReport {
+        documents,
+        bytes,
+        vocab_size: tokenizer.vocab_size(),
+        seconds: started.elapsed().as_secs_f64(),
+    };
     Ok((tokenizer, report))
 }
 
 /// An untrained tokenizer with Falcon's pre-tokenizer and decoder.
 fn falcon_style_tokenizer() -> Result<tokenizers::Tokenizer> {
-    let err = |e: tokenizers::Error| Error::Tokenizer { path: "<training>".into(), message: e.to_string() };
-    let digit_triples =
-        Split::new(SplitPattern::Regex("[0-9][0-9][0-9]".into()), SplitDelimiterBehavior::Isolated, false).map_err(err)?;
+    let err = |e: tokenizers::Error| Error::Tokenizer {
+        path: "<training>".into(),
+        message: e.to_string(),
+    };
+    let digit_triples = Split::new(
+        SplitPattern::Regex("[0-9][0-9][0-9]".into()),
+        SplitDelimiterBehavior::Isolated,
+        false,
+    )
+    .map_err(err)?;
     let pre = Sequence::new(vec![
         Punctuation::new(SplitDelimiterBehavior::Contiguous).into(),
         ByteLevel::new(false, true, true).into(),
@@ -172,6 +199,9 @@ pub fn save_tokenizer(tokenizer: &Tokenizer, path: &Path) -> Result<()> {
     let json = tokenizer
         .hf()
         .to_string(true)
-        .map_err(|e| Error::Tokenizer { path: path.into(), message: e.to_string() })?;
+        .map_err(|e| Error::Tokenizer {
+            path: path.into(),
+            message: e.to_string(),
+        })?;
     Ok(write_atomic(path, json.as_bytes())?)
 }

@@ -17,15 +17,27 @@ fn falcon() -> &'static Tokenizer {
     static T: OnceLock<Tokenizer> = OnceLock::new();
     T.get_or_init(|| {
         let t = Tokenizer::from_file(&data_dir().join("tokenizer/falcon/tokenizer.json")).unwrap();
-        assert_eq!(t.slow_reason(), None, "Falcon's tokenizer.json must take the fast path");
+        assert_eq!(
+            t.slow_reason(),
+            None,
+            "Falcon's tokenizer.json must take the fast path"
+        );
         t
     })
 }
 
 fn check(text: &str, expected: &[u32], what: &str) {
     let t = falcon();
-    assert_eq!(t.encode(text).unwrap(), expected, "fast path, {what}: {text:?}");
-    assert_eq!(t.reference_encode(text).unwrap(), expected, "tokenizers crate, {what}: {text:?}");
+    assert_eq!(
+        t.encode(text).unwrap(),
+        expected,
+        "fast path, {what}: {text:?}"
+    );
+    assert_eq!(
+        t.reference_encode(text).unwrap(),
+        expected,
+        "tokenizers crate, {what}: {text:?}"
+    );
 }
 
 #[test]
@@ -55,12 +67,21 @@ fn llama_cpp_vectors() {
 #[test]
 fn swift_transformers_vector() {
     let path = data_dir().join("tokenizer/falcon/falcon_encoded.json");
-    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-    let ids: Vec<u32> = v["token_ids"].as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect();
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let ids: Vec<u32> = v["token_ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap() as u32)
+        .collect();
     assert_eq!(ids.len(), 188);
     let text = v["text"].as_str().unwrap();
     check(text, &ids, "swift-transformers");
-    assert_eq!(falcon().decode(&ids).unwrap(), v["decoded_text"].as_str().unwrap());
+    assert_eq!(
+        falcon().decode(&ids).unwrap(),
+        v["decoded_text"].as_str().unwrap()
+    );
 }
 
 /// `tests/fixtures/falcon_docs.jsonl`, made by `scripts/tokenizer_fixture.py` with Python
@@ -72,8 +93,17 @@ fn python_tokenizers_fixture() {
     let mut n = 0;
     for line in text.lines() {
         let v: serde_json::Value = serde_json::from_str(line).unwrap();
-        let ids: Vec<u32> = v["ids"].as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect();
-        check(v["text"].as_str().unwrap(), &ids, &format!("fixture document {n}"));
+        let ids: Vec<u32> = v["ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_u64().unwrap() as u32)
+            .collect();
+        check(
+            v["text"].as_str().unwrap(),
+            &ids,
+            &format!("fixture document {n}"),
+        );
         n += 1;
     }
     assert!(n >= 200, "fixture has {n} documents");
@@ -96,6 +126,10 @@ fn odd_text_matches_the_tokenizers_crate() {
         "control \u{3}\u{4} bytes\u{1b}[0m a\u{3}b \u{11}\u{11}",
     ];
     for text in cases {
-        assert_eq!(t.encode(text).unwrap(), t.reference_encode(text).unwrap(), "{text:?}");
+        assert_eq!(
+            t.encode(text).unwrap(),
+            t.reference_encode(text).unwrap(),
+            "{text:?}"
+        );
     }
 }

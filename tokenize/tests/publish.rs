@@ -33,7 +33,11 @@ fn publishes_parquet_and_a_card() {
     let mut quality = StageStats::new("quality");
     for i in 0..300 {
         read.keep();
-        if i < 240 { quality.keep() } else { quality.drop("min_words") }
+        if i < 240 {
+            quality.keep()
+        } else {
+            quality.drop("min_words")
+        }
     }
     stats.stages = vec![read, quality];
     let stats_path = dir.path().join("stats.json");
@@ -51,7 +55,14 @@ fn publishes_parquet_and_a_card() {
     })
     .unwrap();
     assert_eq!(report.rows, 240);
-    assert_eq!(report.files, ["data/train-00000.parquet", "data/train-00001.parquet", "data/train-00002.parquet"]);
+    assert_eq!(
+        report.files,
+        [
+            "data/train-00000.parquet",
+            "data/train-00001.parquet",
+            "data/train-00002.parquet"
+        ]
+    );
     let mut rows = 0;
     for f in &report.files {
         for doc in read_parquet(&out.join(f)).unwrap() {
@@ -64,6 +75,9 @@ fn publishes_parquet_and_a_card() {
     assert!(card.starts_with("---\nlicense: odc-by\n"), "{card}");
     assert!(card.contains("    path: data/train-*\n"));
     assert!(card.contains("    num_examples: 240\n"));
-    assert!(card.contains("| quality | 300 | 240 | 80.00% | min_words: 60 |"), "{card}");
+    assert!(
+        card.contains("| quality | 300 | 240 | 80.00% | min_words: 60 |"),
+        "{card}"
+    );
     assert!(card.contains("| train |") && card.contains("## Tokens"));
 }

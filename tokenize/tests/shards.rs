@@ -4,7 +4,9 @@
 
 use std::path::{Path, PathBuf};
 
-use falconry_tokenize::{tokenize_corpus, Dtype, Error, Split, TokenShards, TokenizeConfig, Tokenizer};
+use falconry_tokenize::{
+    tokenize_corpus, Dtype, Error, Split, TokenShards, TokenizeConfig, Tokenizer,
+};
 
 fn data_dir() -> PathBuf {
     std::env::var_os("FALCONRY_TEST_DATA")
@@ -27,7 +29,12 @@ fn expected_docs() -> Vec<Vec<u32>> {
         .lines()
         .map(|l| {
             let v: serde_json::Value = serde_json::from_str(l).unwrap();
-            let mut ids: Vec<u32> = v["ids"].as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect();
+            let mut ids: Vec<u32> = v["ids"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_u64().unwrap() as u32)
+                .collect();
             ids.push(11);
             ids
         })
@@ -69,7 +76,12 @@ fn all_files(dir: &Path) -> Vec<(String, Vec<u8>)> {
         .unwrap()
         .map(|e| e.unwrap().path())
         .filter(|p| p.is_file())
-        .map(|p| (p.file_name().unwrap().to_string_lossy().into_owned(), std::fs::read(&p).unwrap()))
+        .map(|p| {
+            (
+                p.file_name().unwrap().to_string_lossy().into_owned(),
+                std::fs::read(&p).unwrap(),
+            )
+        })
         .collect();
     files.sort();
     files
@@ -83,11 +95,18 @@ fn shards_hold_every_document_once() {
     assert_eq!(report.part.documents, 240);
     let shards = TokenShards::open(dir.path()).unwrap();
     let meta = shards.meta();
-    assert_eq!((meta.vocab_size, meta.dtype, meta.eos_id), (65_024, Dtype::Uint16, 11));
+    assert_eq!(
+        (meta.vocab_size, meta.dtype, meta.eos_id),
+        (65_024, Dtype::Uint16, 11)
+    );
     assert!(meta.shards.len() > 4, "{} shards", meta.shards.len());
     let train = read_docs(dir.path(), Split::Train);
     let val = read_docs(dir.path(), Split::Validation);
-    assert!(!val.is_empty() && val.len() < 60, "{} validation documents", val.len());
+    assert!(
+        !val.is_empty() && val.len() < 60,
+        "{} validation documents",
+        val.len()
+    );
     assert_eq!(meta.split.train.documents as usize, train.len());
     assert_eq!(meta.split.validation.documents as usize, val.len());
     let mut all: Vec<Vec<u32>> = train.iter().chain(&val).cloned().collect();
@@ -96,8 +115,16 @@ fn shards_hold_every_document_once() {
     all.sort();
     assert_eq!(all, expected_docs());
     // The keys the issue names, as a reader of meta.json sees them.
-    let json: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.path().join("meta.json")).unwrap()).unwrap();
-    for key in ["tokenizer", "vocab_size", "dtype", "eos_id", "shards", "split"] {
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("meta.json")).unwrap()).unwrap();
+    for key in [
+        "tokenizer",
+        "vocab_size",
+        "dtype",
+        "eos_id",
+        "shards",
+        "split",
+    ] {
         assert!(!json[key].is_null(), "meta.json lacks {key}");
     }
     assert_eq!(json["dtype"], "uint16");
@@ -108,12 +135,23 @@ fn shards_hold_every_document_once() {
 
 #[test]
 fn same_seed_same_bytes_other_seed_other_order() {
-    let (a, b, c) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (a, b, c) = (
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    );
     tokenize_corpus(&config(vec![fixture()], a.path())).unwrap();
     tokenize_corpus(&config(vec![fixture()], b.path())).unwrap();
     assert_eq!(all_files(a.path()), all_files(b.path()));
-    tokenize_corpus(&TokenizeConfig { seed: 8, ..config(vec![fixture()], c.path()) }).unwrap();
-    assert_ne!(read_docs(a.path(), Split::Train), read_docs(c.path(), Split::Train));
+    tokenize_corpus(&TokenizeConfig {
+        seed: 8,
+        ..config(vec![fixture()], c.path())
+    })
+    .unwrap();
+    assert_ne!(
+        read_docs(a.path(), Split::Train),
+        read_docs(c.path(), Split::Train)
+    );
 }
 
 #[test]
@@ -124,7 +162,11 @@ fn tasks_split_inputs_and_resume_skips_finished_shards() {
     std::fs::write(input.path().join("a.jsonl"), lines[..120].join("\n")).unwrap();
     std::fs::write(input.path().join("b.jsonl"), lines[120..].join("\n")).unwrap();
     let out = tempfile::tempdir().unwrap();
-    let cfg = |task| TokenizeConfig { task, tasks: 2, ..config(vec![input.path().into()], out.path()) };
+    let cfg = |task| TokenizeConfig {
+        task,
+        tasks: 2,
+        ..config(vec![input.path().into()], out.path())
+    };
     let first = tokenize_corpus(&cfg(0)).unwrap();
     assert!(!first.meta_written, "meta.json waits for every task");
     assert!(!out.path().join("meta.json").exists());
@@ -139,7 +181,14 @@ fn tasks_split_inputs_and_resume_skips_finished_shards() {
     // A task that stopped after some shards: its part, its last shard and marker are gone.
     let shards = TokenShards::open(out.path()).unwrap();
     // Shard n of task t of 2 is number 2n + t: task 1's last shard is the last odd number.
-    let last = shards.meta().shards.iter().rev().map(|s| s.file.clone()).find(|f| f[6..11].parse::<usize>().unwrap() % 2 == 1).unwrap();
+    let last = shards
+        .meta()
+        .shards
+        .iter()
+        .rev()
+        .map(|s| s.file.clone())
+        .find(|f| f[6..11].parse::<usize>().unwrap() % 2 == 1)
+        .unwrap();
     std::fs::remove_file(out.path().join(&last)).unwrap();
     std::fs::remove_file(out.path().join("_done").join(last.replace(".bin", ".json"))).unwrap();
     std::fs::remove_file(out.path().join("_parts/task-00001.json")).unwrap();
@@ -178,13 +227,32 @@ fn vocab_over_u16_is_refused_unless_uint32() {
     assert!(!t.is_fast(), "a WordLevel model takes the reference path");
     assert_eq!(t.encode("w5 w69999 x").unwrap(), vec![5, 69_999, 0]);
     let out = dir.path().join("out");
-    let cfg = TokenizeConfig { tokenizer: tok, ..config(vec![fixture()], &out) };
+    let cfg = TokenizeConfig {
+        tokenizer: tok,
+        ..config(vec![fixture()], &out)
+    };
     let err = tokenize_corpus(&cfg).unwrap_err();
-    assert!(matches!(err, Error::VocabTooLarge { vocab_size: 70_000, .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            Error::VocabTooLarge {
+                vocab_size: 70_000,
+                ..
+            }
+        ),
+        "{err}"
+    );
     assert!(err.to_string().contains("uint32"), "{err}");
-    tokenize_corpus(&TokenizeConfig { dtype: Dtype::Uint32, ..cfg }).unwrap();
+    tokenize_corpus(&TokenizeConfig {
+        dtype: Dtype::Uint32,
+        ..cfg
+    })
+    .unwrap();
     let shards = TokenShards::open(&out).unwrap();
     assert_eq!(shards.meta().dtype, Dtype::Uint32);
     let info = &shards.meta().shards[0];
-    assert_eq!(std::fs::metadata(out.join(&info.file)).unwrap().len(), info.tokens * 4);
+    assert_eq!(
+        std::fs::metadata(out.join(&info.file)).unwrap().len(),
+        info.tokens * 4
+    );
 }

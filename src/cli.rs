@@ -27,6 +27,16 @@ pub enum Command {
     /// Global MinHash, exact-substring and URL dedup of refined Parquet; same schema out.
     #[command(after_help = "Examples:\n  falconry dedup --input runs/r1/refine --output runs/r1/dedup\n  # as a job array, one step at a time (signatures, buckets, components, exact_substring, url_dedup, filter):\n  falconry dedup --input runs/r1/refine --output runs/r1/dedup --stage signatures --task 3 --tasks 64")]
     Dedup(DedupArgs),
+    /// Token shards (u16, EOS after each document) from Parquet/JSONL; `tokenize train` trains a BPE.
+    #[command(
+        args_conflicts_with_subcommands = true,
+        subcommand_negates_reqs = true,
+        after_help = "Examples:\n  falconry tokenize --input runs/r1/dedup --output runs/r1/tokenize --tokenizer tokenizer.json\n  falconry tokenize train --input runs/r1/dedup --vocab-size 65024 --output tokenizer.json"
+    )]
+    Tokenize(TokenizeArgs),
+    /// A dataset folder to upload as is: Parquet shards, a dataset card with the funnel.
+    #[command(after_help = "Example:\n  falconry publish --input runs/r1/dedup --output release/ --stats runs/r1/dedup/stats.json --tokens runs/r1/tokenize")]
+    Publish(PublishArgs),
     /// Train a Falcon on token shards: AdamW, warmup + cosine, bf16, checkpoints, --resume.
     #[command(after_help = "Example:\n  falconry train --config configs/train/falcon-124m.toml --data runs/r1/tokenize --output runs/r1/train --steps 300")]
     Train(TrainArgs),
@@ -161,4 +171,77 @@ pub struct GenerateArgs {
     /// Sampler seed.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct TokenizeArgs {
+    #[command(subcommand)]
+    pub command: Option<TokenizeCommand>,
+    /// Parquet/JSONL files or folders of documents.
+    #[arg(long, short, required = true, num_args = 1..)]
+    pub input: Vec<PathBuf>,
+    /// Output folder: shard-NNNNN.bin, meta.json.
+    #[arg(long, short, required = true)]
+    pub output: Option<PathBuf>,
+    /// tokenizer.json (HuggingFace format; Falcon's has 65,024 ids).
+    #[arg(long, short, required = true)]
+    pub tokenizer: Option<PathBuf>,
+    /// Tokens per shard (closed at the next document end).
+    #[arg(long, default_value_t = 100_000_000)]
+    pub shard_tokens: u64,
+    /// Fraction of documents held out for validation.
+    #[arg(long, default_value_t = 0.005)]
+    pub validation_fraction: f64,
+    /// Seed of the validation split and the shuffle.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Id width: uint16 (vocabularies up to 65,536) or uint32.
+    #[arg(long, default_value = "uint16")]
+    pub dtype: String,
+    #[command(flatten)]
+    pub task: TaskArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenizeCommand {
+    /// Train a byte-level BPE with Falcon's pre-tokenizer and special tokens.
+    Train(TokenizeTrainArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TokenizeTrainArgs {
+    /// Parquet/JSONL files or folders of documents.
+    #[arg(long, short, required = true, num_args = 1..)]
+    pub input: Vec<PathBuf>,
+    /// Where to write tokenizer.json.
+    #[arg(long, short)]
+    pub output: PathBuf,
+    /// Ids in the result, special tokens and bytes included.
+    #[arg(long, default_value_t = 65_024)]
+    pub vocab_size: usize,
+    /// Bytes of text sampled at most (bounds time and memory).
+    #[arg(long, default_value_t = 1 << 30)]
+    pub max_bytes: u64,
+    /// Fraction of documents eligible for the sample.
+    #[arg(long, default_value_t = 1.0)]
+    pub sample_fraction: f64,
+    /// Seed of the sample.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct PublishArgs {
+    /// Refined (deduplicated) Parquet files or folders.
+    #[arg(long, short, required = true, num_args = 1..)]
+    pub input: Vec<PathBuf>,
+    /// The dataset folder to write.
+    #[arg(long, short)]
+    pub output: PathBuf,
+    /// The run's stats.json, for the funnel in the card.
+    #[arg(long)]
+    pub stats: Option<PathBuf>,
+    /// The token shard folder, for token counts in the card.
+    #[arg(long)]
+    pub tokens: Option<PathBuf>,
 }

@@ -9,6 +9,7 @@ mod extract;
 mod plot;
 mod progress;
 mod refine;
+mod tokenize;
 mod train;
 
 use std::process::ExitCode;
@@ -24,6 +25,8 @@ fn main() -> ExitCode {
         Command::Refine(args) => refine::run(args),
         Command::Dedup(args) => dedup::run(args),
         Command::Extract(args) => extract::run(args),
+        Command::Tokenize(args) => tokenize::run(args),
+        Command::Publish(args) => tokenize::run_publish(args),
         Command::Train(args) => train::run_train(args),
         Command::Eval(args) => train::run_eval(args),
         Command::Generate(args) => train::run_generate(args),

@@ -22,7 +22,7 @@ assert str(s.field("timestamp").type) == "timestamp[us, tz=UTC]", s.field("times
 assert str(s.field("dump").type) == "string", s
 assert str(s.field("segment").type) == "string", s
 assert str(s.field("image_urls").type) == "list<item: list<item: string>>", s.field("image_urls").type
-rows = duckdb.sql(f"select count(*), count(distinct id), min(length(content)) from read_parquet({files!r})").fetchone()
+rows = duckdb.sql(f"select count(*), count(distinct id), min(length(content)) from read_parquet({files!r})").fetchall()[0]
 assert rows[0] == table.num_rows and rows[1] == rows[0] and rows[2] > 0, rows
 pairs = [p for ps in table.column("image_urls").to_pylist() for p in ps]
 assert all(len(p) == 2 for p in pairs), pairs

@@ -167,7 +167,7 @@ const FEATURES: &str = "  features:
   - name: url
     dtype: string
   - name: timestamp
-    dtype: timestamp[s, tz=UTC]
+    dtype: timestamp[us, tz=UTC]
   - name: dump
     dtype: string
   - name: segment

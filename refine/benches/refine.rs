@@ -1,4 +1,4 @@
-//! `cargo bench --bench refine`: the refine stage per core, beside datatrove in the same run.
+//! `cargo bench -p falconry-refine --bench refine`: the refine stage per core, beside datatrove in the same run.
 //!
 //! Two corpora: every `.warc.gz` under `$FALCONRY_TEST_DATA/warc` (real crawls), and a WARC
 //! packed here from the real pages of `html/trafilatura-eval` and `extraction-bench` (one
@@ -22,7 +22,7 @@ const RUNS: usize = 5;
 fn data_dir() -> PathBuf {
     std::env::var_os("FALCONRY_TEST_DATA")
         .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data"))
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data"))
 }
 
 fn files_under(dir: &Path, suffix: &str, out: &mut Vec<PathBuf>) {
@@ -99,10 +99,10 @@ struct Row {
 
 fn peer(files: &[PathBuf], mode: &str) -> Option<f64> {
     let python = std::env::var("FALCONRY_PYTHON").ok().or_else(|| {
-        let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
+        let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/python");
         venv.exists().then(|| venv.to_string_lossy().into_owned())
     })?;
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/peers/datatrove_refine.py");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../bench/peers/datatrove_refine.py");
     let out = Command::new(python).arg(script).arg("--mode").arg(mode).args(files).output().ok()?;
     let line = String::from_utf8_lossy(&out.stdout).lines().last()?.to_string();
     let v: serde_json::Value = serde_json::from_str(&line).ok()?;
@@ -121,7 +121,7 @@ fn main() {
     let config = RefineConfig::default();
     let extractor = Extractor::new(&config.extraction);
     let mut rows = Vec::new();
-    for corpus in &corpora {
+    for (c, corpus) in corpora.iter().enumerate() {
         let raw_mb: f64 = corpus.files.iter().map(|f| gunzip(f).len() as f64 / 1e6).sum();
         let mut htmls = Vec::new();
         for f in &corpus.files {
@@ -148,7 +148,7 @@ fn main() {
         rows.push(Row { corpus: corpus.name, step: "extraction", docs, seconds: extract, mb: html_mb, peer_docs_per_s: peer_extract });
         let mut n = 0;
         let stage = time_one_core(|| {
-            let out = scratch.path().join(format!("run-{n}"));
+            let out = scratch.path().join(format!("run-{c}-{n}"));
             n += 1;
             let opts = RunOptions { inputs: &corpus.files, output: &out, task: Task::default(), explain: None, on_file_done: &|_| {} };
             run::refine(&config, &opts).expect("refine");

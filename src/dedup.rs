@@ -40,7 +40,7 @@ pub fn run(args: DedupArgs) -> Result<()> {
     if let Err(e) = crate::plot::funnel(&funnel::rows(&stats), &args.output.join("funnel.png")) {
         tracing::warn!("funnel.png not written: {e:#}");
     }
-    eprintln!("{}", funnel::table(&stats));
+    crate::say(&funnel::table(&stats));
     Ok(())
 }
 

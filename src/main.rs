@@ -13,13 +13,25 @@ mod tokenize;
 mod train;
 
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use clap::Parser;
 
 use crate::cli::{Cli, Command};
 
+/// Set by `-q`: reports for people (the funnel table, summaries) are not printed.
+static QUIET: AtomicBool = AtomicBool::new(false);
+
+/// Prints a report for people on stderr, unless `-q`.
+pub fn say(text: &str) {
+    if !QUIET.load(Ordering::Relaxed) {
+        eprintln!("{text}");
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    QUIET.store(cli.quiet, Ordering::Relaxed);
     init_logging(cli.verbose, cli.quiet);
     let result = match cli.command {
         Command::Refine(args) => refine::run(args),

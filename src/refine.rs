@@ -50,13 +50,12 @@ pub fn run(args: RefineArgs) -> Result<()> {
     if let Err(e) = crate::plot::funnel(&funnel::rows(&stats), &png) {
         tracing::warn!("funnel.png not written: {e:#}");
     }
-    eprintln!("{}", funnel::table(&stats));
-    eprintln!(
-        "{} files, {:.1} MB in {:.1} s; stats: {}",
+    crate::say(&funnel::table(&stats));
+    crate::say(&format!("{} files, {:.1} MB in {:.1} s; stats: {}",
         inputs.iter().enumerate().filter(|(k, _)| task.owns(*k)).count(),
         total as f64 / 1e6,
         stats.seconds,
         args.output.join("stats.json").display()
-    );
+    ));
     Ok(())
 }

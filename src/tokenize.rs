@@ -27,7 +27,7 @@ pub fn run(args: TokenizeArgs) -> Result<()> {
         ..TokenizeConfig::default()
     };
     let report = tokenize_corpus(&config).with_context(|| format!("tokenizing into {}", output.display()))?;
-    eprintln!("{}", serde_json::to_string_pretty(&report)?);
+    crate::say(&serde_json::to_string_pretty(&report)?);
     Ok(())
 }
 
@@ -42,7 +42,7 @@ fn run_train(args: TokenizeTrainArgs) -> Result<()> {
     };
     let (tokenizer, report) = train_tokenizer(&config).context("training the tokenizer")?;
     save_tokenizer(&tokenizer, &args.output).with_context(|| format!("writing {}", args.output.display()))?;
-    eprintln!("{}", serde_json::to_string_pretty(&report)?);
+    crate::say(&serde_json::to_string_pretty(&report)?);
     Ok(())
 }
 
@@ -55,6 +55,6 @@ pub fn run_publish(args: PublishArgs) -> Result<()> {
         ..PublishConfig::default()
     };
     let report = publish_dataset(&config).with_context(|| format!("publishing into {}", args.output.display()))?;
-    eprintln!("{} files, {} rows in {}", report.files.len(), report.rows, args.output.display());
+    crate::say(&format!("{} files, {} rows in {}", report.files.len(), report.rows, args.output.display()));
     Ok(())
 }

@@ -4,7 +4,7 @@
 
 use anyhow::{Context, Result};
 use falconry_train::{eval_text, generate_text, train, Metrics, SampleOptions, TrainConfig, TrainOptions};
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::ProgressBar;
 use serde::Serialize;
 
 use crate::cli::{EvalArgs, GenerateArgs, TrainArgs};
@@ -33,21 +33,17 @@ pub fn run_train(args: TrainArgs) -> Result<()> {
         config.max_steps = steps;
     }
     let bar = crate::progress::count_bar(config.max_steps as u64, "train");
-    bar.set_style(
-        ProgressStyle::with_template("{msg} [{elapsed_precise}] {wide_bar} step {pos}/{len} ({eta})").expect("valid template"),
-    );
     let mut progress = |m: &Metrics| report(&bar, m);
     let opts = TrainOptions { config, data: args.data.clone(), output: args.output.clone(), resume: args.resume };
     let summary = train::<backend::Train>(&opts, &backend::device(), &mut progress)
         .with_context(|| format!("training into {}", args.output.display()))?;
     bar.finish_and_clear();
-    eprintln!(
-        "{} steps, {:.0} tokens/s, MFU {:.1}%, last validation loss {}",
+    crate::say(&format!("{} steps, {:.0} tokens/s, MFU {:.1}%, last validation loss {}",
         summary.steps,
         summary.tokens_per_sec,
         100.0 * summary.mfu,
         summary.val_loss.map_or("-".into(), |l| format!("{l:.4}"))
-    );
+    ));
     Ok(())
 }
 

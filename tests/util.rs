@@ -1,15 +1,8 @@
 //! Helpers for the end-to-end tests: a temp run folder, the built binary, shared data.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output};
-
-/// `../shared/data`, or `$FALCONRY_TEST_DATA`.
-pub fn data_dir() -> PathBuf {
-    match std::env::var_os("FALCONRY_TEST_DATA") {
-        Some(dir) => PathBuf::from(dir),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data"),
-    }
-}
+pub use falconry_refine::test_data_dir as data_dir;
 
 /// The repository root.
 pub fn repo() -> PathBuf {

@@ -11,12 +11,7 @@ use falconry_dedup::near_duplicates::{edit_to_jaccard, load_articles, SyntheticC
 use falconry_dedup::{run_dedup, ClusterReport, DedupConfig, MinHasher, MinhashConfig, Preset, RunOptions, Scratch};
 use falconry_refine::dataset::ShardWriter;
 use falconry_refine::{Document, OutputConfig};
-
-fn data_dir() -> PathBuf {
-    std::env::var_os("FALCONRY_TEST_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data"))
-}
+use falconry_refine::test_data_dir as data_dir;
 
 fn peak_rss_mib() -> f64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();

@@ -13,13 +13,7 @@ use std::time::Instant;
 use falconry_refine::filters::language_id::{LanguageId, LanguageIdConfig};
 use falconry_refine::filters::url_filter::{UrlFilter, UrlFilterConfig};
 use falconry_refine::{Document, Stage};
-
-fn data() -> PathBuf {
-    match std::env::var_os("FALCONRY_TEST_DATA") {
-        Some(dir) if !dir.is_empty() => dir.into(),
-        _ => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data"),
-    }
-}
+use falconry_refine::test_data_dir as data;
 
 /// Peak and current resident memory of this process, in MiB (Linux).
 fn memory_mib() -> (f64, f64) {

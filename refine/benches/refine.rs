@@ -16,14 +16,9 @@ use std::time::Instant;
 use falconry_refine::run::{self, RunOptions, Task};
 use falconry_refine::warc::writer::WarcWriter;
 use falconry_refine::{Extractor, ReadItem, RefineConfig, WarcReader};
+use falconry_refine::test_data_dir as data_dir;
 
 const RUNS: usize = 5;
-
-fn data_dir() -> PathBuf {
-    std::env::var_os("FALCONRY_TEST_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data"))
-}
 
 fn files_under(dir: &Path, suffix: &str, out: &mut Vec<PathBuf>) {
     let Ok(entries) = std::fs::read_dir(dir) else { return };

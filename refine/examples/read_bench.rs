@@ -15,15 +15,10 @@ use std::time::Instant;
 
 use falconry_refine::warc::WarcWriter;
 use falconry_refine::{ReadConfig, ReadItem, WarcReader};
+use falconry_refine::test_data_dir as data_dir;
 
 /// The target, MB/s of decompressed WARC per core.
 const TARGET_MB_S: f64 = 150.0;
-
-fn data_dir() -> PathBuf {
-    std::env::var_os("FALCONRY_TEST_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data"))
-}
 
 fn files_under(dir: &Path, suffix: &str, out: &mut Vec<PathBuf>) {
     let Ok(entries) = std::fs::read_dir(dir) else {

@@ -26,3 +26,12 @@ pub use extract::{Extracted, ExtractionConfig, Extractor};
 pub use pipeline::Pipeline;
 pub use stage::{RunStats, Stage, StageStats, Verdict};
 pub use warc::{ReadConfig, ReadItem, WarcReader};
+
+/// Where tests, benchmarks and examples find the shared data set (real crawls, pages, models):
+/// `$FALCONRY_TEST_DATA`, else `../shared/data` beside the workspace.
+pub fn test_data_dir() -> std::path::PathBuf {
+    match std::env::var_os("FALCONRY_TEST_DATA") {
+        Some(dir) if !dir.is_empty() => dir.into(),
+        _ => std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data"),
+    }
+}

@@ -14,12 +14,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use falconry_tokenize::Tokenizer;
-
-fn data_dir() -> PathBuf {
-    std::env::var_os("FALCONRY_TEST_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/data"))
-}
+use falconry_refine::test_data_dir as data_dir;
 
 /// Text of an HTML page: tags, scripts and styles removed, a few entities decoded.
 fn strip_html(html: &str) -> String {

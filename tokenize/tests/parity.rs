@@ -6,12 +6,7 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 
 use falconry_tokenize::Tokenizer;
-
-fn data_dir() -> PathBuf {
-    std::env::var_os("FALCONRY_TEST_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/data"))
-}
+use falconry_refine::test_data_dir as data_dir;
 
 fn falcon() -> &'static Tokenizer {
     static T: OnceLock<Tokenizer> = OnceLock::new();

@@ -6,15 +6,10 @@ use std::path::PathBuf;
 use falconry_refine::dataset::read_parquet;
 use falconry_refine::{RunStats, StageStats};
 use falconry_tokenize::{publish_dataset, tokenize_corpus, PublishConfig, TokenizeConfig};
+use falconry_refine::test_data_dir as data_dir;
 
 fn fixture() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/falcon_docs.jsonl")
-}
-
-fn data_dir() -> PathBuf {
-    std::env::var_os("FALCONRY_TEST_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/data"))
 }
 
 #[test]

@@ -7,12 +7,7 @@ use std::path::{Path, PathBuf};
 use falconry_tokenize::{
     tokenize_corpus, Dtype, Error, Split, TokenShards, TokenizeConfig, Tokenizer,
 };
-
-fn data_dir() -> PathBuf {
-    std::env::var_os("FALCONRY_TEST_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/data"))
-}
+use falconry_refine::test_data_dir as data_dir;
 
 fn fixture() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/falcon_docs.jsonl")

@@ -1,17 +1,11 @@
 //! Shared helpers of the dedup tests: the test data folder and small corpora on disk.
 #![allow(dead_code)] // each test binary uses its own subset
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use falconry_refine::dataset::ShardWriter;
 use falconry_refine::{Document, OutputConfig};
-
-/// `FALCONRY_TEST_DATA`, or `../shared/data` beside the workspace.
-pub fn data_dir() -> PathBuf {
-    std::env::var_os("FALCONRY_TEST_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("..").join("shared").join("data"))
-}
+pub use falconry_refine::test_data_dir as data_dir;
 
 /// The extraction benchmark's article bodies.
 pub fn articles() -> Vec<String> {

@@ -1,6 +1,7 @@
 //! Tests of the extractor on small pages, real pages from the shared data, and hostile input.
 
 use super::*;
+use crate::test_data_dir as data_dir;
 
 fn extract(html: &str) -> Extracted {
     Extractor::new(&ExtractionConfig::default()).extract(html)
@@ -169,15 +170,6 @@ fn hostile_inputs_are_bounded() {
     ] {
         let _ = extract(s);
     }
-}
-
-/// The shared test data (`FALCONRY_TEST_DATA`, default `../shared/data` beside the repo).
-fn data_dir() -> std::path::PathBuf {
-    std::env::var_os("FALCONRY_TEST_DATA")
-        .map(Into::into)
-        .unwrap_or_else(|| {
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data")
-        })
 }
 
 fn read_gz(path: &std::path::Path) -> String {

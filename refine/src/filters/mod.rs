@@ -8,11 +8,5 @@ pub mod repetition;
 pub mod text;
 pub mod url_filter;
 
-/// Where tests find `../shared/data`: env `FALCONRY_TEST_DATA`, else beside the workspace root.
 #[cfg(test)]
-pub(crate) fn test_data() -> std::path::PathBuf {
-    match std::env::var_os("FALCONRY_TEST_DATA") {
-        Some(dir) if !dir.is_empty() => dir.into(),
-        _ => std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data"),
-    }
-}
+pub(crate) use crate::test_data_dir as test_data;

@@ -3,17 +3,10 @@
 
 use std::collections::BTreeMap;
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use super::*;
-
-/// shared/data: `$FALCONRY_TEST_DATA`, else `../shared/data` beside the workspace.
-fn data_dir() -> PathBuf {
-    match std::env::var_os("FALCONRY_TEST_DATA") {
-        Some(dir) => PathBuf::from(dir),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data"),
-    }
-}
+use crate::test_data_dir as data_dir;
 
 fn warc(rel: &str) -> PathBuf {
     data_dir().join("warc").join(rel)

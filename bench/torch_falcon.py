@@ -4,8 +4,8 @@ bf16 autocast on f32 weights, fused AdamW (0.9/0.95, decay 0.1 on matrices), cli
     python bench/torch_falcon.py --model configs/model/falcon-124m.toml --seq 2048 \
         --micro 4 --accum 2 --steps 40 [--compile] [--data SHARDS] [--falconry SUMMARY.json]
 
-Prints one JSON line (tokens/s, MFU, peak memory); with --falconry (the `train_run` summary
-of the same config) also the Markdown table and the ratio.
+Prints one JSON line (tokens/s, MFU, peak memory); with --falconry (the `metrics.jsonl` of
+`falconry train` on the same config) also the Markdown table and the ratio.
 
 The model is modeling_falcon.py's computation in nanoGPT's shape: fused QKV split as HF does
 (multi-query or grouped), rotate_half RoPE, parallel residual, exact GELU, tied head,
@@ -109,8 +109,8 @@ def num_params(c):
 
 
 def falconry_numbers(path, peak_flops):
-    """tokens/s and MFU from train_run's summary, or from metrics.jsonl when the run was cut off
-    (train steps after the first, which pays for kernel compilation and autotuning)."""
+    """tokens/s and MFU from a JSON summary, or from the metrics.jsonl beside it (train steps
+    after the first, which pays for kernel compilation and autotuning)."""
     try:
         return json.loads(path.read_text())
     except (json.JSONDecodeError, OSError):
@@ -132,7 +132,7 @@ def main():
     ap.add_argument("--compile", action="store_true")
     ap.add_argument("--data", help="token shard folder (meta.json); random tokens without it")
     ap.add_argument("--peak-flops", type=float, default=989e12)
-    ap.add_argument("--falconry", help="train_run's JSON summary, to print the comparison table")
+    ap.add_argument("--falconry", help="falconry train's metrics.jsonl, to print the comparison table")
     args = ap.parse_args()
 
     c = tomllib.loads(pathlib.Path(args.model).read_text())

@@ -133,6 +133,10 @@ pub struct TrainArgs {
     /// Continue from the latest checkpoint in the output folder.
     #[arg(long)]
     pub resume: bool,
+    /// GPUs to train on, data parallel (one replica each, gradients averaged by NCCL; the
+    /// tokens of a step grow with them). Needs the cuda build for more than one.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
+    pub devices: u16,
 }
 
 #[derive(Debug, Args)]

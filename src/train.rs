@@ -16,6 +16,9 @@ mod backend {
     pub fn device() -> burn::backend::cuda::CudaDevice {
         Default::default()
     }
+    pub fn devices(n: usize) -> Vec<burn::backend::cuda::CudaDevice> {
+        (0..n).map(burn::backend::cuda::CudaDevice::new).collect()
+    }
 }
 
 #[cfg(not(feature = "cuda"))]
@@ -24,6 +27,10 @@ mod backend {
     pub type Infer = falconry_train::CpuBackend;
     pub fn device() -> burn::backend::ndarray::NdArrayDevice {
         Default::default()
+    }
+    /// One CPU device per replica asked for: `train` refuses more than one.
+    pub fn devices(n: usize) -> Vec<burn::backend::ndarray::NdArrayDevice> {
+        vec![device(); n]
     }
 }
 
@@ -35,7 +42,7 @@ pub fn run_train(args: TrainArgs) -> Result<()> {
     let bar = crate::progress::count_bar(config.max_steps as u64, "train");
     let mut progress = |m: &Metrics| report(&bar, m);
     let opts = TrainOptions { config, data: args.data.clone(), output: args.output.clone(), resume: args.resume };
-    let summary = train::<backend::Train>(&opts, &backend::device(), &mut progress)
+    let summary = train::<backend::Train>(&opts, &backend::devices(args.devices.into()), &mut progress)
         .with_context(|| format!("training into {}", args.output.display()))?;
     bar.finish_and_clear();
     crate::say(&format!("{} steps, {:.0} tokens/s, MFU {:.1}%, last validation loss {}",

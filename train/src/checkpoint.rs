@@ -10,11 +10,11 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{Tensor, TensorData};
 use safetensors::SafeTensors;
 use serde::{Deserialize, Serialize};
 
+use crate::attention::FalconTrainBackend;
 use crate::hf::{self, slots};
 use crate::model::FalconForCausalLM;
 use crate::optim::{AdamW, AdamWConfig, Moments};
@@ -52,7 +52,7 @@ pub fn latest_checkpoint(root: &Path) -> Option<(usize, PathBuf)> {
 }
 
 /// Writes a checkpoint of `model` and `optim` as `root/step-NNNNNN`, atomically.
-pub fn save_checkpoint<B: AutodiffBackend>(
+pub fn save_checkpoint<B: FalconTrainBackend>(
     root: &Path,
     model: &FalconForCausalLM<B>,
     optim: &AdamW<B>,
@@ -96,7 +96,7 @@ pub fn save_checkpoint<B: AutodiffBackend>(
 }
 
 /// Loads a checkpoint folder: the model, an optimizer holding its moments, and the state.
-pub fn load_checkpoint<B: AutodiffBackend>(
+pub fn load_checkpoint<B: FalconTrainBackend>(
     dir: &Path,
     optim_config: AdamWConfig,
     device: &B::Device,

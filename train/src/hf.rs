@@ -18,6 +18,7 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
 use safetensors::{Dtype, SafeTensors};
 
+use crate::attention::FalconBackend;
 use crate::config::FalconConfig;
 use crate::model::FalconForCausalLM;
 use crate::{write_atomic, Error};
@@ -195,7 +196,7 @@ pub(crate) fn named_tensors<B: Backend>(
 }
 
 /// Saves `model` as a HF folder: `config.json` + `model.safetensors`, each written atomically.
-pub fn save_hf<B: Backend>(model: &FalconForCausalLM<B>, dir: &Path) -> Result<(), Error> {
+pub fn save_hf<B: FalconBackend>(model: &FalconForCausalLM<B>, dir: &Path) -> Result<(), Error> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let config =
         serde_json::to_vec_pretty(&model.config().to_hf_value()).expect("json value serializes");
@@ -205,7 +206,7 @@ pub fn save_hf<B: Backend>(model: &FalconForCausalLM<B>, dir: &Path) -> Result<(
 }
 
 /// Loads a HF Falcon folder (`config.json` + `model.safetensors`) onto `device`.
-pub fn load_hf<B: Backend>(dir: &Path, device: &B::Device) -> Result<FalconForCausalLM<B>, Error> {
+pub fn load_hf<B: FalconBackend>(dir: &Path, device: &B::Device) -> Result<FalconForCausalLM<B>, Error> {
     let config = FalconConfig::from_hf_json(&dir.join("config.json"))?;
     let path = dir.join("model.safetensors");
     let buf = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;

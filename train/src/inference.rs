@@ -16,6 +16,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
+use crate::attention::FalconBackend;
 use crate::model::FalconForCausalLM;
 use crate::Error;
 
@@ -37,7 +38,7 @@ fn ids_tensor<B: Backend>(ids: &[u32], rows: usize, device: &B::Device) -> Tenso
 }
 
 /// Scores `ids` in windows of `seq_len` predictions, `batch` windows per forward pass.
-pub fn evaluate<B: Backend>(
+pub fn evaluate<B: FalconBackend>(
     model: &FalconForCausalLM<B>,
     ids: &[u32],
     seq_len: usize,
@@ -143,7 +144,7 @@ fn sample_token(logits: &[f32], opts: &SampleOptions, rng: &mut ChaCha8Rng) -> u
 }
 
 /// Continues `prompt` (at least one token) by up to `max_new_tokens`; returns the new tokens.
-pub fn generate<B: Backend>(
+pub fn generate<B: FalconBackend>(
     model: &FalconForCausalLM<B>,
     prompt: &[u32],
     opts: &SampleOptions,
@@ -197,7 +198,7 @@ pub fn encode(tokenizer: &tokenizers::Tokenizer, text: &str) -> Result<Vec<u32>,
 
 /// `falconry eval --checkpoint DIR --input FILE --tokenizer FILE`: the model's loss and
 /// perplexity on the text, in windows of the model's `max_position_embeddings` (at most 2048).
-pub fn eval_text<B: Backend>(
+pub fn eval_text<B: FalconBackend>(
     checkpoint: &Path,
     input: &Path,
     tokenizer: &Path,
@@ -211,7 +212,7 @@ pub fn eval_text<B: Backend>(
 }
 
 /// `falconry generate --checkpoint DIR --prompt TEXT`: the prompt and its continuation.
-pub fn generate_text<B: Backend>(
+pub fn generate_text<B: FalconBackend>(
     checkpoint: &Path,
     tokenizer: &Path,
     prompt: &str,

@@ -14,6 +14,7 @@
 //! Tests run on the CPU backend [`CpuBackend`]; the `cuda` feature adds [`CudaBackend`].
 #![deny(missing_docs)]
 
+mod attention;
 mod checkpoint;
 mod config;
 mod data;
@@ -21,11 +22,13 @@ mod hf;
 mod inference;
 mod model;
 mod optim;
+mod parallel;
 mod plot;
 mod trainer;
 
 use std::path::{Path, PathBuf};
 
+pub use attention::{causal_attention, FalconBackend, FalconTrainBackend};
 pub use checkpoint::{latest_checkpoint, load_checkpoint, save_checkpoint, TrainerState};
 pub use config::{FalconConfig, QkvLayout};
 pub use data::{TokenData, TokenSplit, VALIDATION_FRACTION};
@@ -37,6 +40,7 @@ pub use model::{
     FalconAttention, FalconDecoderLayer, FalconForCausalLM, FalconMlp, FalconModel, KvCache,
 };
 pub use optim::{AdamW, AdamWConfig, LrSchedule};
+pub use parallel::DataParallel;
 pub use plot::loss_curve;
 pub use trainer::{
     flops_per_token, read_metrics, train, Metrics, Precision, TrainConfig, TrainOptions,
@@ -104,6 +108,9 @@ pub enum Error {
     /// Encoding safetensors failed.
     #[error("safetensors: {0}")]
     Safetensors(String),
+    /// This build cannot do what was asked.
+    #[error("{0}")]
+    Unsupported(String),
 }
 
 impl Error {

@@ -21,10 +21,10 @@ use burn::module::{Module, Param};
 use burn::nn::{Initializer, LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::tensor::activation::{gelu, log_softmax};
 use burn::tensor::backend::Backend;
-use burn::tensor::module::{attention, embedding};
-use burn::tensor::ops::AttentionModuleOptions;
+use burn::tensor::module::embedding;
 use burn::tensor::{FloatDType, Int, Tensor, TensorData};
 
+use crate::attention::{causal_attention, FalconBackend};
 use crate::config::{FalconConfig, QkvLayout};
 
 /// Casts `x` to `dtype` unless it already has it (a no-op cast would still be an autodiff node).
@@ -122,7 +122,7 @@ pub struct FalconAttention<B: Backend> {
     layout: QkvLayout,
 }
 
-impl<B: Backend> FalconAttention<B> {
+impl<B: FalconBackend> FalconAttention<B> {
     fn new(config: &FalconConfig, device: &B::Device) -> Self {
         let d = config.hidden_size;
         Self {
@@ -205,13 +205,7 @@ impl<B: Backend> FalconAttention<B> {
             }
             None => (k, v),
         };
-        // softmax(q k^T / sqrt(hd)) v, causal aligned to the last key (so decoding works).
-        let options = AttentionModuleOptions {
-            scale: None,
-            softcap: None,
-            is_causal: true,
-        };
-        let y = attention(q, self.repeat_kv(k), self.repeat_kv(v), None, None, options); // [B, nh, T, hd]
+        let y = causal_attention(q, self.repeat_kv(k), self.repeat_kv(v)); // [B, nh, T, hd]
         let y = y.swap_dims(1, 2).reshape([b, t, d]);
         matmul(y, &self.dense, dtype)
     }
@@ -279,7 +273,7 @@ pub struct FalconDecoderLayer<B: Backend> {
     pub mlp: FalconMlp<B>,
 }
 
-impl<B: Backend> FalconDecoderLayer<B> {
+impl<B: FalconBackend> FalconDecoderLayer<B> {
     fn new(config: &FalconConfig, device: &B::Device) -> Self {
         let ln = || {
             Some(
@@ -351,7 +345,7 @@ pub struct FalconForCausalLM<B: Backend> {
 
 impl FalconConfig {
     /// A randomly initialised model: N(0, 0.02) weights, LayerNorm 1 / 0 (HF `_init_weights`).
-    pub fn init<B: Backend>(&self, device: &B::Device) -> FalconForCausalLM<B> {
+    pub fn init<B: FalconBackend>(&self, device: &B::Device) -> FalconForCausalLM<B> {
         let word_embeddings = Initializer::Normal {
             mean: 0.0,
             std: 0.02,
@@ -377,7 +371,9 @@ impl<B: Backend> FalconForCausalLM<B> {
     pub fn config(&self) -> &FalconConfig {
         &self.config
     }
+}
 
+impl<B: FalconBackend> FalconForCausalLM<B> {
     /// Final hidden states after `ln_f`, in f32.
     ///
     /// # Shapes

@@ -116,6 +116,26 @@ impl<B: AutodiffBackend> AdamW<B> {
         }
     }
 
+    /// A copy with the moments on `device`.
+    pub fn to_device(&self, device: &B::Device) -> Self {
+        let moments = self
+            .moments
+            .iter()
+            .map(|(id, m)| {
+                let m = Moments {
+                    exp_avg: m.exp_avg.clone().to_device(device),
+                    exp_avg_sq: m.exp_avg_sq.clone().to_device(device),
+                };
+                (*id, m)
+            })
+            .collect();
+        Self {
+            config: self.config.clone(),
+            step: self.step,
+            moments,
+        }
+    }
+
     /// The global L2 norm of `grads` over `module`'s parameters (one device sync).
     pub fn grad_norm<M: AutodiffModule<B>>(module: &M, grads: &GradientsParams) -> f64 {
         struct Norm<'a, B: AutodiffBackend> {

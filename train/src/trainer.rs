@@ -13,8 +13,10 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
+use burn::module::Module;
 use burn::optim::{GradientsAccumulator, GradientsParams};
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{ElementConversion, FloatDType, Int, Tensor, TensorData};
@@ -25,6 +27,7 @@ use crate::config::FalconConfig;
 use crate::data::{TokenData, TokenSplit};
 use crate::model::FalconForCausalLM;
 use crate::optim::{AdamW, AdamWConfig, LrSchedule};
+use crate::parallel::DataParallel;
 use crate::{plot, write_atomic, Error};
 
 /// Compute precision of the forward and backward passes (weights stay f32).
@@ -234,7 +237,7 @@ fn batch_tensors<B: AutodiffBackend>(
 }
 
 /// Mean validation loss over `config.eval_batches` fixed windows (no autodiff graph).
-fn evaluate_split<B: AutodiffBackend>(
+fn evaluate_split<B: DataParallel>(
     model: &FalconForCausalLM<B>,
     split: &TokenSplit,
     config: &TrainConfig,
@@ -253,14 +256,78 @@ fn evaluate_split<B: AutodiffBackend>(
     sum / config.eval_batches.max(1) as f64
 }
 
-/// Runs (or resumes) training; `progress` sees every metrics record as it is written (the CLI
-/// draws its progress bar from it).
-pub fn train<B: AutodiffBackend>(
+/// One copy of the model and its optimizer on one device: rank `rank` of `world`.
+struct Replica<B: DataParallel> {
+    model: FalconForCausalLM<B>,
+    optim: AdamW<B>,
+    device: B::Device,
+    rank: usize,
+    world: usize,
+}
+
+impl<B: DataParallel> Replica<B> {
+    /// This replica's copy on `device` as rank `rank`: the same weights, parameter ids and moments.
+    fn fork(&self, device: &B::Device, rank: usize) -> Self {
+        Self {
+            model: B::mark(self.model.clone().fork(device), self.world),
+            optim: self.optim.to_device(device),
+            device: device.clone(),
+            rank,
+            world: self.world,
+        }
+    }
+
+    /// One optimizer step: this rank's micro-batches forward and backward (the gradients come
+    /// back averaged over all ranks), then clipping and AdamW. Returns this rank's mean loss
+    /// and the gradient norm.
+    fn step(&mut self, train: &TokenSplit, config: &TrainConfig, step: usize, seed: u64) -> (f64, f64) {
+        let (mb, t, accum) = (
+            config.micro_batch_size,
+            config.seq_len,
+            config.grad_accum_steps,
+        );
+        let mut accumulator = GradientsAccumulator::<FalconForCausalLM<B>>::new();
+        // The losses are read once, after every backward pass is queued: a read is a wait for
+        // the device, and waiting inside the loop would leave it idle between micro-batches.
+        let mut micro_losses = Vec::with_capacity(accum);
+        for micro in 0..accum {
+            // Ranks draw windows of their own; with one rank, the keys of a one-device run.
+            let key = ((step * accum + micro) * self.world + self.rank) as u64;
+            let windows = train.sample(seed, key, mb, t);
+            let (ids, targets) = batch_tensors::<B>(&windows, mb, t, &self.device);
+            let loss = self.model.loss(ids, targets, config.precision.dtype());
+            micro_losses.push(loss.clone().detach());
+            let grads = loss.div_scalar(accum as f64).backward();
+            accumulator.accumulate(&self.model, GradientsParams::from_grads(grads, &self.model));
+        }
+        let lr = config.schedule.lr(step, config.max_steps);
+        let (updated, grad_norm) = self.optim.step(lr, self.model.clone(), accumulator.grads());
+        self.model = B::mark(updated, self.world);
+        let loss = Tensor::cat(micro_losses, 0).mean().into_scalar().elem::<f64>();
+        // The step is timed to its end on the device, the optimizer update included.
+        let _ = B::sync(&self.device);
+        (loss, grad_norm)
+    }
+}
+
+/// Runs (or resumes) training on `devices` (one replica each, data parallel when there are
+/// several); `progress` sees every metrics record as it is written (the CLI draws its
+/// progress bar from it).
+///
+/// Rank 0 runs here and does everything but compute for the others: metrics, evaluation,
+/// checkpoints. Ranks 1.. run in threads of their own and meet rank 0 inside every backward
+/// pass, where their gradients are averaged. The logged training loss is rank 0's.
+pub fn train<B: DataParallel>(
     opts: &TrainOptions,
-    device: &B::Device,
+    devices: &[B::Device],
     progress: &mut dyn FnMut(&Metrics),
 ) -> Result<TrainSummary, Error> {
     let config = &opts.config;
+    let Some(device) = devices.first() else {
+        return Err(Error::Unsupported("no device to train on".into()));
+    };
+    let world = devices.len();
+    B::start(devices)?;
     let model_config = config.model_config().map_err(|message| Error::Config {
         path: opts.output.clone(),
         message,
@@ -275,7 +342,7 @@ pub fn train<B: AutodiffBackend>(
     } else {
         None
     };
-    let (mut model, mut optim, mut state, mut history) = match resume_from {
+    let (model, optim, mut state, mut history) = match resume_from {
         Some((_, dir)) => {
             let (model, optim, state) =
                 load_checkpoint::<B>(&dir, config.optimizer.clone(), device)?;
@@ -317,13 +384,33 @@ pub fn train<B: AutodiffBackend>(
 
     let total = config.max_steps;
     let start_step = state.step;
-    let (mb, t, accum) = (
-        config.micro_batch_size,
-        config.seq_len,
-        config.grad_accum_steps,
-    );
-    let dtype = config.precision.dtype();
-    let flops_per_step = flops_per_token(&model_config, t) * config.tokens_per_step() as f64;
+    let mut lead = Replica {
+        model: B::mark(model, world),
+        optim,
+        device: device.clone(),
+        rank: 0,
+        world,
+    };
+    // Detached, not scoped: should rank 0 fail, the others wait in a collective that never
+    // completes, and a scope would wait for them.
+    let train_split = Arc::new(data.train.clone());
+    let others: Vec<_> = devices[1..]
+        .iter()
+        .enumerate()
+        .map(|(i, device)| {
+            let mut replica = lead.fork(device, i + 1);
+            let (split, config, seed) = (train_split.clone(), config.clone(), state.seed);
+            std::thread::spawn(move || {
+                for step in start_step..total {
+                    replica.step(&split, &config, step, seed);
+                }
+            })
+        })
+        .collect();
+
+    let tokens_per_step = config.tokens_per_step() * world;
+    let flops_per_step = flops_per_token(&model_config, config.seq_len) * tokens_per_step as f64;
+    let peak_flops = config.peak_flops * world as f64;
     let mut losses = Vec::new();
     let (mut timed, mut timed_secs, mut timed_tokens) = (0usize, 0.0f64, 0u64);
     let mut val_loss = None;
@@ -332,33 +419,17 @@ pub fn train<B: AutodiffBackend>(
     while state.step < total {
         let began = Instant::now();
         let lr = config.schedule.lr(state.step, total);
-        let mut accumulator = GradientsAccumulator::<FalconForCausalLM<B>>::new();
-        let mut loss_sum = 0.0;
-        for micro in 0..accum {
-            let key = (state.step * accum + micro) as u64;
-            let windows = data.train.sample(state.seed, key, mb, t);
-            let (ids, targets) = batch_tensors::<B>(&windows, mb, t, device);
-            let loss = model.loss(ids, targets, dtype);
-            loss_sum += loss.clone().into_scalar().elem::<f64>();
-            let grads = loss.div_scalar(accum as f64).backward();
-            accumulator.accumulate(&model, GradientsParams::from_grads(grads, &model));
-        }
-        let grads = accumulator.grads();
-        let (updated, grad_norm) = optim.step(lr, model, grads);
-        model = updated;
+        let (loss, grad_norm) = lead.step(&train_split, config, state.step, state.seed);
         state.step += 1;
-        state.optimizer_step = optim.step;
-        state.tokens += config.tokens_per_step() as u64;
-        let loss = loss_sum / accum as f64;
+        state.optimizer_step = lead.optim.step;
+        state.tokens += tokens_per_step as u64;
         losses.push(loss);
 
         let secs = began.elapsed().as_secs_f64();
-        let tokens_per_sec = config.tokens_per_step() as f64 / secs;
-        let mfu = flops_per_step / secs / config.peak_flops;
         if state.step > start_step + 1 {
             timed += 1;
             timed_secs += secs;
-            timed_tokens += config.tokens_per_step() as u64;
+            timed_tokens += tokens_per_step as u64;
         }
         let record = Metrics {
             step: state.step,
@@ -367,8 +438,8 @@ pub fn train<B: AutodiffBackend>(
             perplexity: None,
             lr: Some(lr),
             grad_norm: Some(grad_norm),
-            tokens_per_sec: Some(tokens_per_sec),
-            mfu: Some(mfu),
+            tokens_per_sec: Some(tokens_per_step as f64 / secs),
+            mfu: Some(flops_per_step / secs / peak_flops),
             tokens: state.tokens,
         };
         emit(record, &mut history)?;
@@ -376,7 +447,7 @@ pub fn train<B: AutodiffBackend>(
         let due =
             |interval: usize| (interval > 0 && state.step % interval == 0) || state.step == total;
         if due(config.eval_interval) {
-            let loss = evaluate_split(&model, &data.validation, config, device);
+            let loss = evaluate_split(&lead.model, &data.validation, config, device);
             val_loss = Some(loss);
             let record = Metrics {
                 step: state.step,
@@ -392,13 +463,19 @@ pub fn train<B: AutodiffBackend>(
             emit(record, &mut history)?;
         }
         if due(config.checkpoint_interval) {
-            checkpoint = Some(save_checkpoint(&ckpt_root, &model, &optim, &state)?);
+            checkpoint = Some(save_checkpoint(&ckpt_root, &lead.model, &lead.optim, &state)?);
             // The curve is a convenience: a missing font must not stop training.
             if let Err(e) = plot::loss_curve(&history, &opts.output.join("loss.png")) {
                 tracing::warn!("loss.png not written: {e}");
             }
         }
     }
+    for other in others {
+        other
+            .join()
+            .map_err(|_| Error::Unsupported("a data-parallel replica panicked".into()))?;
+    }
+    B::stop(devices);
     if let Err(e) = plot::loss_curve(&history, &opts.output.join("loss.png")) {
         tracing::warn!("loss.png not written: {e}");
     }
@@ -413,7 +490,7 @@ pub fn train<B: AutodiffBackend>(
         losses,
         val_loss,
         tokens_per_sec,
-        mfu: tokens_per_sec * flops_per_token(&model_config, t) / config.peak_flops,
+        mfu: tokens_per_sec * flops_per_token(&model_config, config.seq_len) / peak_flops,
         checkpoint,
     })
 }

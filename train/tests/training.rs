@@ -96,7 +96,7 @@ fn tiny_model_learns_resumes_evaluates_and_generates() {
         output: out.clone(),
         resume: false,
     };
-    let summary = train::<CpuTrainBackend>(&opts, &device, &mut |_| {}).unwrap();
+    let summary = train::<CpuTrainBackend>(&opts, std::slice::from_ref(&device), &mut |_| {}).unwrap();
     let first = summary.losses[0];
     let last = summary.losses[15..].iter().sum::<f64>() / 5.0;
     assert!(
@@ -134,7 +134,7 @@ fn tiny_model_learns_resumes_evaluates_and_generates() {
         output: straight,
         resume: false,
     };
-    let full = train::<CpuTrainBackend>(&opts, &device, &mut |_| {}).unwrap();
+    let full = train::<CpuTrainBackend>(&opts, std::slice::from_ref(&device), &mut |_| {}).unwrap();
     let split = tmp.path().join("split");
     let opts = TrainOptions {
         config: tiny_config(5),
@@ -142,14 +142,14 @@ fn tiny_model_learns_resumes_evaluates_and_generates() {
         output: split.clone(),
         resume: false,
     };
-    train::<CpuTrainBackend>(&opts, &device, &mut |_| {}).unwrap();
+    train::<CpuTrainBackend>(&opts, std::slice::from_ref(&device), &mut |_| {}).unwrap();
     let opts = TrainOptions {
         config: tiny_config(8),
         data: data.clone(),
         output: split.clone(),
         resume: true,
     };
-    let resumed = train::<CpuTrainBackend>(&opts, &device, &mut |_| {}).unwrap();
+    let resumed = train::<CpuTrainBackend>(&opts, std::slice::from_ref(&device), &mut |_| {}).unwrap();
     assert_eq!(resumed.start_step, 5);
     assert_eq!(
         resumed.losses,
@@ -191,4 +191,19 @@ fn tiny_model_learns_resumes_evaluates_and_generates() {
         generated.starts_with("Gaming used to be") && generated.len() > "Gaming used to be".len(),
         "{generated}"
     );
+}
+
+/// The CPU build trains on one device: asking for two is an error, not a silent one-device run.
+#[test]
+fn two_cpu_devices_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let opts = TrainOptions {
+        config: tiny_config(1),
+        data: tmp.path().join("shards"),
+        output: tmp.path().join("run"),
+        resume: false,
+    };
+    let device = Default::default();
+    let err = train::<CpuTrainBackend>(&opts, &[device, device], &mut |_| {}).unwrap_err();
+    assert!(err.to_string().contains("needs the cuda build"), "{err}");
 }

@@ -2,6 +2,8 @@
 
 use xxhash_rust::xxh3::xxh3_128;
 
+use crate::filters::text::WordsMemo;
+
 /// A web document. Columns of the public RefinedWeb schema (`content`, `url`, `timestamp`,
 /// `dump`, `segment`, `image_urls`) plus `id` and the annotations later stages add.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -27,6 +29,9 @@ pub struct Document {
     pub language: Option<String>,
     /// Top fastText score for `language`.
     pub language_score: Option<f32>,
+    /// The words of `content`, split by the first filter that counts them and reused by the
+    /// next ones (`doc.words.of(&doc.content)`); never written out.
+    pub words: WordsMemo,
 }
 
 impl Document {

@@ -320,7 +320,6 @@ fn refine_file(
         }
     }
     flush(&mut chunk, &mut rows)?;
-    drop(flush);
     writer.finish()?;
     if let Some((out, p)) = explain {
         let tmp = dataset::tmp_path(&p);

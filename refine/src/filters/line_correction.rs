@@ -31,7 +31,7 @@ use serde::{Deserialize, Serialize};
 
 use regex::{Regex, RegexBuilder};
 
-use super::text::{self, is_symbol_word};
+use super::text::{self, is_symbol_word, Words};
 use crate::{Document, Stage, Verdict};
 
 /// The `line_correction` stage's settings; defaults are RefinedWeb App. G.2 as DCLM runs it.
@@ -169,14 +169,14 @@ impl LineCorrection {
         upper as f64 / chars as f64 > c.max_uppercase_char_fraction
             || numeric as f64 / solid as f64 > c.max_numeric_char_fraction
             || self.counter.as_ref().is_some_and(|re| re.is_match(line))
-            || line.split_whitespace().count() < c.min_line_words
+            || (c.min_line_words > 0 && !more_words_than(line, c.min_line_words - 1))
     }
 
     /// The line after the pattern rules: unchanged, edited, or `None` when nothing is left.
     fn edit_line<'a>(&self, line: &'a str) -> Option<std::borrow::Cow<'a, str>> {
         let mut out = std::borrow::Cow::Borrowed(line);
         for re in &self.patterns {
-            if out.split_whitespace().count() > self.config.max_pattern_line_words {
+            if more_words_than(&out, self.config.max_pattern_line_words) {
                 continue;
             }
             if let std::borrow::Cow::Owned(edited) = re.replace_all(&out, "") {
@@ -189,12 +189,16 @@ impl LineCorrection {
         Some(out)
     }
 
-    /// The corrected text and the fraction of its words removed, or `None` when nothing changed.
-    pub fn correct(&self, text: &str) -> Option<(String, f64)> {
+    /// The corrected text and the fraction of its words removed, or `None` when nothing changed;
+    /// `words` are those of `text`.
+    pub fn correct(&self, text: &str, words: &Words) -> Option<(String, f64)> {
         let mut out = String::new();
         let mut removed_words = 0usize;
         let mut changed = false;
+        let mut start = 0;
         for (i, line) in text.split('\n').enumerate() {
+            let range = start..start + line.len();
+            start = range.end + 1;
             let kept = if self.drops_line(line) {
                 None
             } else {
@@ -202,7 +206,7 @@ impl LineCorrection {
             };
             let unchanged = matches!(&kept, Some(std::borrow::Cow::Borrowed(_)));
             if !unchanged {
-                removed_words += count_words(line);
+                removed_words += words.counted_in(range);
                 if let Some(edited) = &kept {
                     removed_words = removed_words.saturating_sub(count_words(edited));
                 }
@@ -218,7 +222,7 @@ impl LineCorrection {
         if !changed {
             return None;
         }
-        let total = count_words(text);
+        let total = words.counted();
         let fraction = if total == 0 {
             0.0
         } else {
@@ -228,7 +232,13 @@ impl LineCorrection {
     }
 }
 
-/// Words as the Gopher rules count them: tokens that are not only punctuation.
+/// Whether `line` has more than `n` whitespace-separated words; stops counting there.
+fn more_words_than(line: &str, n: usize) -> bool {
+    line.split_whitespace().nth(n).is_some()
+}
+
+/// Words as the Gopher rules count them (tokens that are not only punctuation), of a line
+/// that an edit changed.
 fn count_words(text: &str) -> usize {
     text::words(text)
         .iter()
@@ -241,7 +251,7 @@ impl Stage for LineCorrection {
         "line_correction"
     }
     fn apply(&self, doc: &mut Document) -> Verdict {
-        let Some((text, removed)) = self.correct(&doc.content) else {
+        let Some((text, removed)) = self.correct(&doc.content, doc.words.of(&doc.content)) else {
             return Verdict::Keep;
         };
         if removed > self.config.max_removed_word_fraction {

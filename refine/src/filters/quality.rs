@@ -25,7 +25,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
 
-use super::text::{self, char_len, is_alpha, is_space, is_symbol_word, py_splitlines};
+use super::text::{is_space, py_splitlines, Words};
 use crate::{Document, Stage, Verdict};
 
 /// The `quality` stage's settings; defaults are Gopher's.
@@ -149,13 +149,18 @@ impl Quality {
 
     /// The rule a text breaks, if any (`None` keeps it); `language` picks the stop words.
     pub fn check(&self, text: &str, language: Option<&str>) -> Option<&'static str> {
+        self.check_words(text, &Words::new(text), language)
+    }
+
+    /// [`Quality::check`] with the words of `text` already split.
+    pub fn check_words(
+        &self,
+        text: &str,
+        words: &Words,
+        language: Option<&str>,
+    ) -> Option<&'static str> {
         let c = &self.config;
-        let words = text::words(text);
-        let (mut n_words, mut word_chars) = (0usize, 0usize);
-        for w in words.iter().filter(|w| !is_symbol_word(w)) {
-            n_words += 1;
-            word_chars += char_len(w);
-        }
+        let (n_words, word_chars) = (words.counted(), words.counted_chars());
         if n_words < c.min_words {
             return Some("min_words");
         }
@@ -196,14 +201,13 @@ impl Quality {
         if trailing as f64 / lines > c.max_ellipsis_line_fraction {
             return Some("max_ellipsis_line_fraction");
         }
-        let alpha = words.iter().filter(|w| w.chars().any(is_alpha)).count();
-        if (alpha as f64) / tokens < c.min_alpha_word_fraction {
+        if (words.alphabetic() as f64) / tokens < c.min_alpha_word_fraction {
             return Some("min_alpha_word_fraction");
         }
         let stop = language
             .and_then(|l| self.stop_words_by_language.get(l))
             .unwrap_or(&self.stop_words);
-        if count_distinct(&words, stop, c.min_stop_words) < c.min_stop_words {
+        if count_distinct(words.iter(text), stop, c.min_stop_words) < c.min_stop_words {
             return Some("min_stop_words");
         }
         None
@@ -211,14 +215,18 @@ impl Quality {
 }
 
 /// Distinct stop words among `words`, counting no further than `enough`.
-fn count_distinct(words: &[&str], stop: &StopWords, enough: usize) -> usize {
+fn count_distinct<'a>(
+    words: impl Iterator<Item = &'a str>,
+    stop: &StopWords,
+    enough: usize,
+) -> usize {
     let mut seen = vec![false; stop.len()];
     let mut found = 0;
     for w in words {
         if found >= enough {
             break;
         }
-        if let Some(&i) = stop.get(*w) {
+        if let Some(&i) = stop.get(w) {
             if !seen[i] {
                 seen[i] = true;
                 found += 1;
@@ -233,7 +241,8 @@ impl Stage for Quality {
         "quality"
     }
     fn apply(&self, doc: &mut Document) -> Verdict {
-        match self.check(&doc.content, doc.language.as_deref()) {
+        let words = doc.words.of(&doc.content);
+        match self.check_words(&doc.content, words, doc.language.as_deref()) {
             Some(reason) => Verdict::Drop(reason),
             None => Verdict::Keep,
         }

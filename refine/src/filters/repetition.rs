@@ -23,7 +23,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::text::{self, char_len, duplicates, py_strip, Ngrams};
+use super::text::{char_len, duplicates, py_strip, Ngrams, Words};
 use crate::{Document, Stage, Verdict};
 
 /// The `repetition` stage's settings; defaults are Gopher's Table A1.
@@ -154,6 +154,11 @@ impl Repetition {
 
     /// The rule a text breaks, if any (`None` keeps it).
     pub fn check(&self, text: &str) -> Option<&'static str> {
+        self.check_words(text, &Words::new(text))
+    }
+
+    /// [`Repetition::check`] with the words of `text` already split.
+    pub fn check_words(&self, text: &str, words: &Words) -> Option<&'static str> {
         let c = &self.config;
         if text.is_empty() {
             return Some("empty");
@@ -177,8 +182,7 @@ impl Repetition {
             return Some("duplicate_line_char_fraction");
         }
 
-        let words = text::words(text);
-        let ngrams = Ngrams::new(&words);
+        let mut ngrams = Ngrams::new(text, words);
         let top = [
             (2, c.top_2gram_char_fraction, "top_2gram_char_fraction"),
             (3, c.top_3gram_char_fraction, "top_3gram_char_fraction"),
@@ -235,7 +239,7 @@ impl Stage for Repetition {
         "repetition"
     }
     fn apply(&self, doc: &mut Document) -> Verdict {
-        match self.check(&doc.content) {
+        match self.check_words(&doc.content, doc.words.of(&doc.content)) {
             Some(reason) => Verdict::Drop(reason),
             None => Verdict::Keep,
         }

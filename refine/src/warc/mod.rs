@@ -93,6 +93,8 @@ impl ReadConfig {
 }
 
 /// One step of reading: a document, or a record skipped for a reason.
+// Nearly every item is a document, moved once: boxing it would only add an allocation.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum ReadItem {
     /// A document (HTML in `html`, or text in `content` for WET conversion records).

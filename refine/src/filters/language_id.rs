@@ -156,8 +156,8 @@ impl LanguageId {
     /// The top `k` languages of `text` with their probabilities, best first, as datatrove asks
     /// fastText: newlines replaced by spaces. Empty when the model sees no token.
     pub fn predict(&self, text: &str, k: usize) -> Vec<(String, f32)> {
-        let line = text.replace('\n', " ");
-        match self.model.predict(&line, k, 0.0) {
+        // fasttext-pure-rs splits tokens on newlines as on spaces: no copy with them replaced.
+        match self.model.predict(text, k, 0.0) {
             Ok(predictions) => predictions
                 .into_iter()
                 .map(|p| {

@@ -5,6 +5,8 @@
 //! and metadata needed for subword hashing.
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry as Slot;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::io::Read;
 
 use crate::args::ModelArgs;
@@ -12,6 +14,62 @@ use crate::error::{Error, Result};
 use crate::io::BinaryReader;
 
 const EOS: &str = "</s>";
+
+/// [falconry patch 4] A multiply-rotate hasher (rustc's FxHash) for the dictionary's maps:
+/// SipHash, the default, was a tenth of prediction time, and these keys come from the model or
+/// from the text being classified, not from an adversary.
+#[derive(Default)]
+pub(crate) struct FxHasher(u64);
+
+impl Hasher for FxHasher {
+   fn finish(&self) -> u64 {
+      self.0
+   }
+   fn write(&mut self, bytes: &[u8]) {
+      let mut chunks = bytes.chunks_exact(8);
+      for c in &mut chunks {
+         self.add(u64::from_le_bytes(c.try_into().expect("8 bytes")));
+      }
+      for &b in chunks.remainder() {
+         self.add(u64::from(b));
+      }
+   }
+   fn write_u8(&mut self, n: u8) {
+      self.add(u64::from(n));
+   }
+   fn write_u32(&mut self, n: u32) {
+      self.add(u64::from(n));
+   }
+   fn write_i32(&mut self, n: i32) {
+      self.add(n as u32 as u64);
+   }
+   fn write_u64(&mut self, n: u64) {
+      self.add(n);
+   }
+   fn write_usize(&mut self, n: usize) {
+      self.add(n as u64);
+   }
+}
+
+impl FxHasher {
+   fn add(&mut self, word: u64) {
+      self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+   }
+}
+
+type FxHashMap<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
+
+/// [falconry patch 4] What one distinct token of a line contributes, kept so that its repeats
+/// are neither looked up nor split into character n-grams again.
+#[derive(Clone, Copy)]
+enum Token {
+   /// A word: its FNV hash and the range of its input rows in the line.
+   Word(u32, usize, usize),
+   /// A known label.
+   Label(i32),
+   /// An unknown `__label__` token: ignored.
+   Ignored,
+}
 const LABEL_PREFIX: &str = "__label__";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,12 +95,16 @@ struct Entry {
 pub(crate) struct Dictionary {
    args: ModelArgs,
    words: Vec<Entry>,
-   word2int: HashMap<String, usize>,
+   word2int: FxHashMap<String, usize>,
    pub nwords: i32,
    #[allow(dead_code)]
    pub nlabels: i32,
    pruneidx_size: i64,
-   pruneidx: HashMap<i32, i32>,
+   pruneidx: FxHashMap<i32, i32>,
+   /// [falconry patch 5] One bit per bucket, set for those in `pruneidx`. Most character n-grams
+   /// of a text fall in pruned buckets (lid.176.ftz keeps 42,765 of 2,000,000): the bit answers
+   /// them without a lookup.
+   kept_buckets: Vec<u64>,
 }
 
 impl Dictionary {
@@ -55,7 +117,7 @@ impl Dictionary {
       let pruneidx_size = reader.read_i64()?;
 
       let mut words = Vec::with_capacity(size);
-      let mut word2int = HashMap::with_capacity(size);
+      let mut word2int = FxHashMap::with_capacity_and_hasher(size, Default::default());
 
       for i in 0..size {
          let word = reader.read_string()?;
@@ -75,11 +137,17 @@ impl Dictionary {
          });
       }
 
-      let mut pruneidx = HashMap::new();
+      let mut pruneidx = FxHashMap::default();
+      let mut kept_buckets = Vec::new();
       for _ in 0..pruneidx_size.max(0) {
          let first = reader.read_i32()?;
          let second = reader.read_i32()?;
          pruneidx.insert(first, second);
+         let (word, bit) = (first as u32 as usize / 64, first as u32 % 64);
+         if kept_buckets.len() <= word {
+            kept_buckets.resize(word + 1, 0);
+         }
+         kept_buckets[word] |= 1 << bit;
       }
 
       let mut dict = Self {
@@ -90,6 +158,7 @@ impl Dictionary {
          nlabels,
          pruneidx_size,
          pruneidx,
+         kept_buckets,
       };
 
       dict.init_ngrams();
@@ -117,34 +186,58 @@ impl Dictionary {
    /// subword hash indices, and `labels` contains any label IDs found in
    /// the input.
    pub fn get_line(&self, text: &str) -> (Vec<i32>, Vec<i32>) {
-      let mut words = Vec::new();
+      // [falconry patch 4] Sized for a line of prose (a token per 6 bytes, 10 rows a token), so
+      // that a document is not copied through growing vectors.
+      let mut words = Vec::with_capacity(2 * text.len());
       let mut labels = Vec::new();
-      let mut word_hashes = Vec::new();
+      let mut word_hashes = Vec::with_capacity(text.len() / 6);
 
       // [falconry patch 1] fastText's readWord splits on these seven bytes only; `split_whitespace`
       // also split on U+00A0, U+3000, ... which fastText keeps inside words.
       let tokens = text
          .split([' ', '\n', '\r', '\t', '\x0b', '\x0c', '\0'])
          .filter(|t| !t.is_empty());
+      // [falconry patch 4] Rows are still added per occurrence, in order: sums are unchanged.
+      let mut seen: FxHashMap<&str, Token> =
+         FxHashMap::with_capacity_and_hasher(text.len() / 16, Default::default());
       for token in tokens.chain(std::iter::once(EOS)) {
-         let h = Self::hash(token.as_bytes());
-         let wid = self.get_id(token);
-         let entry_type = if wid < 0 {
-            Self::get_type_by_token(token)
-         } else {
-            self.words[wid as usize].entry_type
+         let known = match seen.entry(token) {
+            Slot::Occupied(e) => {
+               if let Token::Word(_, from, to) = *e.get() {
+                  words.extend_from_within(from..to);
+               }
+               *e.get()
+            }
+            Slot::Vacant(e) => *e.insert(self.token(token, &mut words)),
          };
-
-         if entry_type == EntryType::Word {
-            self.add_subwords(&mut words, token, wid);
-            word_hashes.push(h);
-         } else if entry_type == EntryType::Label && wid >= 0 {
-            labels.push(wid - self.nwords);
+         match known {
+            Token::Word(h, ..) => word_hashes.push(h),
+            Token::Label(l) => labels.push(l),
+            Token::Ignored => {}
          }
       }
 
       self.add_word_ngrams(&mut words, &word_hashes, self.args.word_ngrams);
       (words, labels)
+   }
+
+   /// Looks `token` up, appends its input rows to `line` when it is a word, and says what it is.
+   fn token(&self, token: &str, line: &mut Vec<i32>) -> Token {
+      let wid = self.get_id(token);
+      let entry_type = if wid < 0 {
+         Self::get_type_by_token(token)
+      } else {
+         self.words[wid as usize].entry_type
+      };
+      match entry_type {
+         EntryType::Word => {
+            let from = line.len();
+            self.add_subwords(line, token, wid);
+            Token::Word(Self::hash(token.as_bytes()), from, line.len())
+         }
+         EntryType::Label if wid >= 0 => Token::Label(wid - self.nwords),
+         EntryType::Label => Token::Ignored,
+      }
    }
 
    /// Get the label string for a label index.
@@ -249,7 +342,9 @@ impl Dictionary {
          return;
       }
       if self.pruneidx_size > 0 {
-         if let Some(&remapped) = self.pruneidx.get(&id) {
+         let (word, bit) = (id as usize / 64, id as u32 % 64);
+         let kept = self.kept_buckets.get(word).is_some_and(|w| w >> bit & 1 == 1);
+         if let Some(&remapped) = kept.then(|| self.pruneidx.get(&id)).flatten() {
             hashes.push(self.nwords + remapped);
          }
          return;

@@ -176,12 +176,12 @@ impl FastText {
       let args = ModelArgs::load(&mut reader)?;
       let dictionary = Dictionary::load(&mut reader, &args)?;
 
-      // Input matrix: quantized for .ftz, dense for .bin
+      // Input matrix: quantized for .ftz (decoded here: [falconry patch 6]), dense for .bin
       let quant = reader.read_u8()? != 0;
       let input = if quant {
-         Matrix::Quantized(QuantMatrix::load(&mut reader)?)
+         QuantMatrix::load(&mut reader)?.to_dense()?
       } else {
-         Matrix::Dense(DenseMatrix::load(&mut reader)?)
+         DenseMatrix::load(&mut reader)?
       };
 
       // Output matrix: usually dense, rarely quantized

@@ -18,6 +18,12 @@ pub(crate) struct DenseMatrix {
 }
 
 impl DenseMatrix {
+   /// A matrix of `m` rows of `n` values, row-major.
+   pub fn new(m: usize, n: usize, data: Vec<f32>) -> Self {
+      debug_assert_eq!(data.len(), m * n);
+      Self { m, n, data }
+   }
+
    /// Load a dense matrix from the binary format.
    ///
    /// Reads two `i64` dimensions (rows, cols) followed by `rows * cols`

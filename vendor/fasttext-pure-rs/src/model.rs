@@ -14,17 +14,6 @@ pub(crate) enum Matrix {
 }
 
 impl Matrix {
-   /// Add row `row` of this matrix to the vector `x`.
-   fn add_row_to_vec(&self, x: &mut [f32], row: usize) -> Result<()> {
-      match self {
-         Self::Dense(m) => {
-            m.add_row_to_vec(x, row);
-            Ok(())
-         }
-         Self::Quantized(m) => m.add_to_vector(x, row),
-      }
-   }
-
    /// Compute the dot product of `vec` with row `row`.
    fn dot_row(&self, vec: &[f32], row: usize) -> Result<f32> {
       match self {
@@ -58,7 +47,7 @@ struct TreeNode {
 /// performing prediction via softmax or hierarchical softmax.
 #[derive(Debug)]
 pub(crate) struct Model {
-   input: Matrix,
+   input: DenseMatrix,
    output: Matrix,
    osz: usize,
    hsz: usize,
@@ -71,7 +60,7 @@ impl Model {
    ///
    /// For hierarchical softmax models, the Huffman tree is built from
    /// the label counts at construction time.
-   pub fn new(input: Matrix, output: Matrix, args: &ModelArgs, label_counts: &[i64]) -> Self {
+   pub fn new(input: DenseMatrix, output: Matrix, args: &ModelArgs, label_counts: &[i64]) -> Self {
       let osz = output.rows();
       let mut model = Self {
          input,
@@ -141,7 +130,7 @@ impl Model {
       }
 
       let mut hidden = vec![0.0f32; self.hsz];
-      self.fill_hidden(input, &mut hidden)?;
+      self.fill_hidden(input, &mut hidden);
 
       let mut heap: Vec<(f32, i32)> = Vec::with_capacity(k + 1);
 
@@ -256,21 +245,20 @@ impl Model {
    /// input.
    pub fn compute_hidden_vec(&self, input: &[i32]) -> Result<Vec<f32>> {
       let mut hidden = vec![0.0f32; self.hsz];
-      self.fill_hidden(input, &mut hidden)?;
+      self.fill_hidden(input, &mut hidden);
       Ok(hidden)
    }
 
    /// Fill the hidden vector with the average of input embeddings.
-   fn fill_hidden(&self, input: &[i32], hidden: &mut [f32]) -> Result<()> {
+   fn fill_hidden(&self, input: &[i32], hidden: &mut [f32]) {
       hidden.iter_mut().for_each(|x| *x = 0.0);
       for &idx in input {
-         self.input.add_row_to_vec(hidden, idx as usize)?;
+         self.input.add_row_to_vec(hidden, idx as usize);
       }
       if !input.is_empty() {
          let inv = 1.0 / input.len() as f32;
          hidden.iter_mut().for_each(|x| *x *= inv);
       }
-      Ok(())
    }
 
    /// Compute softmax over the output matrix, writing probabilities to

@@ -108,13 +108,20 @@ impl Words {
             w.spans.push((start, start + t.len()));
             w.chars_before.push(chars);
             w.counted_before.push(counted);
-            let len = char_len(t);
+            // Most words are ASCII: their bytes answer without decoding characters.
+            let (len, symbol, alpha) = if t.is_ascii() {
+                let b = t.as_bytes();
+                let symbol = b.iter().all(|&c| is_punctuation(char::from(c)));
+                (b.len(), symbol, b.iter().any(u8::is_ascii_alphabetic))
+            } else {
+                (char_len(t), is_symbol_word(t), t.chars().any(is_alpha))
+            };
             chars += len;
-            if !is_symbol_word(t) {
+            if !symbol {
                 counted += 1;
                 w.counted_chars += len;
             }
-            w.alphabetic += usize::from(t.chars().any(is_alpha));
+            w.alphabetic += usize::from(alpha);
         }
         w.chars_before.push(chars);
         w.counted_before.push(counted);
@@ -197,6 +204,7 @@ impl std::fmt::Debug for WordsMemo {
 }
 
 /// Python's `str.isspace`: Unicode `White_Space` plus the separators U+001C..U+001F.
+#[inline]
 pub fn is_space(c: char) -> bool {
     c.is_whitespace() || ('\u{1c}'..='\u{1f}').contains(&c)
 }
@@ -245,6 +253,7 @@ fn is_line_break(c: char) -> bool {
 }
 
 /// Length in characters, as Python's `len(str)`.
+#[inline]
 pub fn char_len(s: &str) -> usize {
     if s.is_ascii() {
         s.len()
@@ -255,6 +264,7 @@ pub fn char_len(s: &str) -> usize {
 
 /// Whether `c` is in datatrove's `PUNCTUATION_SET` (ASCII punctuation, C0/C1 controls other
 /// than tab and newline, and the terminal punctuation of many scripts).
+#[inline]
 pub fn is_punctuation(c: char) -> bool {
     if c.is_ascii() {
         return c.is_ascii_punctuation() || (c.is_ascii_control() && c != '\t' && c != '\n');
@@ -270,11 +280,13 @@ pub fn is_punctuation(c: char) -> bool {
 
 /// A word made only of punctuation (`"."`, `"--"`, `"…"`): datatrove leaves these out of the
 /// word count and the mean word length.
+#[inline]
 pub fn is_symbol_word(word: &str) -> bool {
     word.chars().all(is_punctuation)
 }
 
 /// Python's `str.isalpha` for one character, approximated by Unicode `Alphabetic`.
+#[inline]
 pub fn is_alpha(c: char) -> bool {
     c.is_alphabetic()
 }
@@ -864,43 +876,44 @@ impl Hasher for PassThrough {
 
 type HashedMap<V> = HashMap<u64, V, BuildHasherDefault<PassThrough>>;
 
-/// The word n-grams of one document, for Gopher's repetition rules.
+/// The word n-grams of one document, for Gopher's repetition rules, compared as datatrove
+/// compares them: as strings, joined by spaces (`" ".join`, for the top n-grams) or
+/// concatenated (`"".join`, for the duplicated n-grams, where `["ab", "c"]` and `["a", "bc"]`
+/// are the same n-gram).
 ///
-/// Words are laid out once in two buffers, so that an n-gram is one slice to hash: joined by
-/// spaces (datatrove's `" ".join`, for the top n-grams) and concatenated (its `"".join`, for
-/// the duplicated n-grams, where `["ab", "c"]` and `["a", "bc"]` are the same n-gram).
+/// Strings are hashed Rabin–Karp style, polynomials mod the prime 2^61 - 1: each word's bytes
+/// once, then an n-gram's hash is its (n-1)-gram's extended by one word, `H(xy) = H(x)·B^|y| +
+/// H(y)`. No n-gram is laid out or hashed byte by byte.
 pub struct Ngrams<'w> {
     words: &'w Words,
-    spaced: Vec<u8>,
-    /// Start of word `i` in `spaced`; word `i` ends one byte before word `i + 1` starts.
-    spaced_at: Vec<usize>,
-    joined: Vec<u8>,
-    joined_at: Vec<usize>,
+    /// Per word: (hash, B^length) of its bytes followed by a space.
+    spaced: Vec<(u64, u64)>,
+    /// Per word: (hash, B^length) of its bytes.
+    joined: Vec<(u64, u64)>,
+    /// Hashes of the `n`-grams starting at each word, by the last `n` asked, of each layout.
+    spaced_grams: (usize, Vec<u64>),
+    joined_grams: (usize, Vec<u64>),
     table: Table,
 }
 
 impl<'w> Ngrams<'w> {
-    /// Lays out `words`, split from `text`.
+    /// Hashes `words`, split from `text`.
     pub fn new(text: &str, words: &'w Words) -> Self {
-        let bytes: usize = words.spans.iter().map(|(a, b)| b - a).sum();
-        let mut g = Ngrams {
-            words,
-            spaced: Vec::with_capacity(bytes + words.len()),
-            spaced_at: Vec::with_capacity(words.len() + 1),
-            joined: Vec::with_capacity(bytes),
-            joined_at: Vec::with_capacity(words.len() + 1),
-            table: Table::default(),
-        };
+        let (mut spaced, mut joined) = (Vec::with_capacity(words.len()), Vec::with_capacity(words.len()));
         for w in words.iter(text) {
-            g.spaced_at.push(g.spaced.len());
-            g.spaced.extend_from_slice(w.as_bytes());
-            g.spaced.push(b' ');
-            g.joined_at.push(g.joined.len());
-            g.joined.extend_from_slice(w.as_bytes());
+            let (h, p) = poly::hash(w.as_bytes());
+            joined.push((h, p));
+            let space = u64::from(b' ') + 1;
+            spaced.push((poly::add(poly::mul(h, poly::BASE), space), poly::mul(p, poly::BASE)));
         }
-        g.spaced_at.push(g.spaced.len());
-        g.joined_at.push(g.joined.len());
-        g
+        Ngrams {
+            words,
+            spaced,
+            joined,
+            spaced_grams: (0, Vec::new()),
+            joined_grams: (0, Vec::new()),
+            table: Table::default(),
+        }
     }
 
     fn len(&self) -> usize {
@@ -911,6 +924,26 @@ impl<'w> Ngrams<'w> {
         self.words.chars(i, n)
     }
 
+    /// The hashes of the `n`-grams (`n` <= words) of one layout, extended from the last ones.
+    fn grams(words: &[(u64, u64)], cache: &mut (usize, Vec<u64>), n: usize) {
+        let (have, hashes) = cache;
+        if *have > n {
+            *have = 0;
+        }
+        if *have == 0 {
+            hashes.clear();
+            hashes.resize(words.len(), 0);
+        }
+        for k in *have..n {
+            // Word `i + k` joins the gram at `i`; grams running past the end are not read.
+            for (i, h) in hashes[..words.len() - k].iter_mut().enumerate() {
+                let (word, power) = words[i + k];
+                *h = poly::add(poly::mul(*h, power), word);
+            }
+        }
+        *have = n;
+    }
+
     /// datatrove's `find_top_duplicate` over `" ".join`ed n-grams: characters of the most
     /// frequent n-gram (ties: the first seen) times its count; 0 when there are fewer than `n`
     /// words.
@@ -919,14 +952,14 @@ impl<'w> Ngrams<'w> {
             return 0;
         }
         let count = self.len() - n + 1;
+        Self::grams(&self.spaced, &mut self.spaced_grams, n);
         self.table.reset(count);
         let (mut best_count, mut best_first) = (0u32, 0u32);
-        for i in 0..count {
-            let slice = &self.spaced[self.spaced_at[i]..self.spaced_at[i + n] - 1];
-            let slot = self.table.slot(xxh3_64(slice), i as u32);
-            slot.1 += 1;
-            if slot.1 > best_count || (slot.1 == best_count && slot.2 < best_first) {
-                (best_count, best_first) = (slot.1, slot.2);
+        for (i, &hash) in self.spaced_grams.1[..count].iter().enumerate() {
+            let (count, first) = self.table.slot(hash, i as u32);
+            *count += 1;
+            if *count > best_count || (*count == best_count && *first < best_first) {
+                (best_count, best_first) = (*count, *first);
             }
         }
         (self.chars(best_first as usize, n) + n - 1) * best_count as usize
@@ -938,11 +971,11 @@ impl<'w> Ngrams<'w> {
         if n == 0 || self.len() < n {
             return 0;
         }
+        Self::grams(&self.joined, &mut self.joined_grams, n);
         self.table.reset(self.len() - n + 1);
         let (mut repeated, mut i) = (0, 0);
         while i + n <= self.len() {
-            let slice = &self.joined[self.joined_at[i]..self.joined_at[i + n]];
-            if self.table.insert(xxh3_64(slice)) {
+            if self.table.insert(self.joined_grams.1[i]) {
                 i += 1;
             } else {
                 repeated += self.chars(i, n);
@@ -950,6 +983,61 @@ impl<'w> Ngrams<'w> {
             }
         }
         repeated
+    }
+}
+
+/// Arithmetic mod the Mersenne prime 2^61 - 1, for polynomial string hashes.
+mod poly {
+    const P: u64 = (1 << 61) - 1;
+    /// The polynomial's base: any number in 2..P, fixed so that runs are reproducible.
+    pub const BASE: u64 = 0x0F3A_5C2B_9D71_E6A5 % P;
+
+    pub fn add(a: u64, b: u64) -> u64 {
+        let r = a + b;
+        if r >= P {
+            r - P
+        } else {
+            r
+        }
+    }
+
+    pub fn mul(a: u64, b: u64) -> u64 {
+        reduce(u128::from(a) * u128::from(b))
+    }
+
+    /// `x` mod P, for `x` < 2^122.
+    fn reduce(x: u128) -> u64 {
+        add((x as u64) & P, (x >> 61) as u64)
+    }
+
+    /// The hash of `bytes` (each counted as its value + 1, so that zeros count) and B^length.
+    /// A word's terms are independent products with powers from a table, summed unreduced
+    /// (each < 2^70, 64 of them < 2^76) and reduced once: no chain of multiplications.
+    pub fn hash(bytes: &[u8]) -> (u64, u64) {
+        const TABLE: usize = 64;
+        static POWERS: std::sync::OnceLock<[u64; TABLE + 1]> = std::sync::OnceLock::new();
+        let powers = POWERS.get_or_init(|| {
+            let mut p = [1; TABLE + 1];
+            for k in 1..=TABLE {
+                p[k] = mul(p[k - 1], BASE);
+            }
+            p
+        });
+        if bytes.len() > TABLE {
+            let (mut h, mut p) = (0, 1);
+            for &b in bytes {
+                h = add(mul(h, BASE), u64::from(b) + 1);
+                p = mul(p, BASE);
+            }
+            return (h, p);
+        }
+        let last = bytes.len().saturating_sub(1);
+        let sum: u128 = bytes
+            .iter()
+            .enumerate()
+            .map(|(j, &b)| u128::from(u64::from(b) + 1) * u128::from(powers[last - j]))
+            .sum();
+        (reduce(sum), powers[bytes.len()])
     }
 }
 
@@ -969,11 +1057,15 @@ pub fn duplicates<'a>(items: impl Iterator<Item = &'a str>) -> (usize, usize) {
 
 /// A set of xxh3 hashes with a count and a first position each: open addressing, linear
 /// probing, cleared and reused for each n-gram length. A document's n-grams fit in a few
-/// kilobytes, where this beats a general-purpose map by skipping its hashing and bookkeeping.
+/// kilobytes, where this beats a general-purpose map by skipping its hashing and bookkeeping;
+/// the keys sit apart from the counts so that probing reads 8 bytes a slot.
 #[derive(Default)]
 struct Table {
-    /// (key, count, first position); key 0 marks an empty slot (a hash of 0 is stored as 1).
-    slots: Vec<(u64, u32, u32)>,
+    /// Key 0 marks an empty slot (a hash of 0 is stored as 1).
+    keys: Vec<u64>,
+    /// (count, first position) of the key in the same slot, set when the key is put there:
+    /// never read for an empty slot, so never cleared.
+    counts: Vec<(u32, u32)>,
     len: usize,
 }
 
@@ -981,42 +1073,56 @@ impl Table {
     /// Empties the table, with room for `n` keys.
     fn reset(&mut self, n: usize) {
         let cap = (2 * n).next_power_of_two().max(16);
-        self.slots.clear();
-        self.slots.resize(cap, (0, 0, 0));
+        self.keys.clear();
+        self.keys.resize(cap, 0);
+        self.counts.resize(cap, (0, 0));
         self.len = 0;
     }
 
-    /// The slot of `hash`: found, or filled with count 0 and first position `at`.
-    fn slot(&mut self, hash: u64, at: u32) -> &mut (u64, u32, u32) {
-        if 2 * (self.len + 1) > self.slots.len() {
+    /// The slot of `hash`, and whether it was empty (then `hash` is put there).
+    #[inline]
+    fn find(&mut self, hash: u64) -> (usize, bool) {
+        if 2 * (self.len + 1) > self.keys.len() {
             self.grow();
         }
         let key = hash.max(1);
-        let mask = self.slots.len() - 1;
+        let mask = self.keys.len() - 1;
         let mut i = key as usize & mask;
-        while self.slots[i].0 != key && self.slots[i].0 != 0 {
-            i = (i + 1) & mask;
+        loop {
+            match self.keys[i] {
+                k if k == key => return (i, false),
+                0 => break,
+                _ => i = (i + 1) & mask,
+            }
         }
-        if self.slots[i].0 == 0 {
-            self.slots[i] = (key, 0, at);
-            self.len += 1;
-        }
-        &mut self.slots[i]
+        self.keys[i] = key;
+        self.len += 1;
+        (i, true)
     }
 
-    /// Adds `hash`; whether it was new.
+    /// The (count, first position) of `hash`: found, or new with count 0 and position `at`.
+    #[inline]
+    fn slot(&mut self, hash: u64, at: u32) -> &mut (u32, u32) {
+        let (i, new) = self.find(hash);
+        if new {
+            self.counts[i] = (0, at);
+        }
+        &mut self.counts[i]
+    }
+
+    /// Adds `hash` (without a count); whether it was new.
+    #[inline]
     fn insert(&mut self, hash: u64) -> bool {
-        let slot = self.slot(hash, 0);
-        slot.1 += 1;
-        slot.1 == 1
+        self.find(hash).1
     }
 
     fn grow(&mut self) {
-        let old = std::mem::take(&mut self.slots);
-        self.reset(old.len());
-        for (key, count, at) in old.into_iter().filter(|s| s.0 != 0) {
-            let slot = self.slot(key, at);
-            slot.1 = count;
+        let keys = std::mem::take(&mut self.keys);
+        let counts = std::mem::take(&mut self.counts);
+        self.reset(keys.len());
+        for (key, count) in keys.into_iter().zip(counts).filter(|(k, _)| *k != 0) {
+            let (i, _) = self.find(key);
+            self.counts[i] = count;
         }
     }
 }
@@ -1124,6 +1230,15 @@ mod tests {
         // 2-grams "ab","ba","ab"(dup at 2 -> +2, jump to 4) ... "ab" at 4 dup -> +2.
         assert_eq!(g.duplicate_char_count(2), 4);
         assert_eq!(g.top_char_count(7), 0);
+        // Asked out of order, the hashes start over.
+        assert_eq!(g.top_char_count(2), 9);
+        // As strings: `"".join` makes ["ab", "c", ...] and ["a", "bc", ...] the same 5-gram,
+        // `" ".join` tells "d e" (twice, first of the most frequent) from "ab c".
+        let text = "ab c d e f g x a bc d e f g";
+        let w = Words::new(text);
+        let mut g = Ngrams::new(text, &w);
+        assert_eq!(g.duplicate_char_count(5), "abcdef".len());
+        assert_eq!(g.top_char_count(2), 2 * "d e".len());
         assert_eq!(duplicates(["x", "y", "x", "x"].into_iter()), (2, 2));
     }
 }

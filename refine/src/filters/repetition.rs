@@ -165,17 +165,17 @@ impl Repetition {
         }
         let chars = char_len(text) as f64;
 
-        let paragraphs = || split_newline_runs(py_strip(text), 2);
-        let (dup, dup_chars) = duplicates(paragraphs());
-        if dup as f64 / paragraphs().count() as f64 > c.duplicate_paragraph_fraction {
+        let paragraphs: Vec<&str> = split_newline_runs(py_strip(text), 2).collect();
+        let (dup, dup_chars) = duplicates(&paragraphs);
+        if dup as f64 / paragraphs.len() as f64 > c.duplicate_paragraph_fraction {
             return Some("duplicate_paragraph_fraction");
         }
         if dup_chars as f64 / chars > c.duplicate_paragraph_char_fraction {
             return Some("duplicate_paragraph_char_fraction");
         }
-        let lines = || split_newline_runs(text, 1);
-        let (dup, dup_chars) = duplicates(lines());
-        if dup as f64 / lines().count() as f64 > c.duplicate_line_fraction {
+        let lines: Vec<&str> = split_newline_runs(text, 1).collect();
+        let (dup, dup_chars) = duplicates(&lines);
+        if dup as f64 / lines.len() as f64 > c.duplicate_line_fraction {
             return Some("duplicate_line_fraction");
         }
         if dup_chars as f64 / chars > c.duplicate_line_char_fraction {
@@ -247,7 +247,7 @@ impl Stage for Repetition {
 }
 
 /// Python's `re.split(r"\n{min,}", text)` for `min` of 1 or 2.
-fn split_newline_runs(text: &str, min: usize) -> impl Iterator<Item = &str> + Clone {
+fn split_newline_runs(text: &str, min: usize) -> impl Iterator<Item = &str> {
     let mut rest = Some(text);
     std::iter::from_fn(move || {
         let s = rest?;

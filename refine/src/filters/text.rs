@@ -594,7 +594,18 @@ fn unit_after_digit(s: &str) -> usize {
         return 0;
     };
     let tail = &s[digit + 1..];
-    if !tail.is_empty() && CURRENCIES.iter().chain(UNITS).any(|u| *u == tail) {
+    // Most tails are punctuation ("2019," "5)"), which starts no unit: rejected by first byte.
+    static FIRST_BYTES: OnceLock<[bool; 256]> = OnceLock::new();
+    let first_bytes = FIRST_BYTES.get_or_init(|| {
+        let mut set = [false; 256];
+        for u in CURRENCIES.iter().chain(UNITS) {
+            set[usize::from(u.as_bytes()[0])] = true;
+        }
+        set
+    });
+    let unit = tail.as_bytes().first().is_some_and(|&b| first_bytes[usize::from(b)])
+        && CURRENCIES.iter().chain(UNITS).any(|u| *u == tail);
+    if unit {
         tail.len()
     } else {
         0
@@ -992,6 +1003,7 @@ mod poly {
     /// The polynomial's base: any number in 2..P, fixed so that runs are reproducible.
     pub const BASE: u64 = 0x0F3A_5C2B_9D71_E6A5 % P;
 
+    #[inline]
     pub fn add(a: u64, b: u64) -> u64 {
         let r = a + b;
         if r >= P {
@@ -1001,11 +1013,13 @@ mod poly {
         }
     }
 
+    #[inline]
     pub fn mul(a: u64, b: u64) -> u64 {
         reduce(u128::from(a) * u128::from(b))
     }
 
     /// `x` mod P, for `x` < 2^122.
+    #[inline]
     fn reduce(x: u128) -> u64 {
         add((x as u64) & P, (x >> 61) as u64)
     }
@@ -1013,6 +1027,7 @@ mod poly {
     /// The hash of `bytes` (each counted as its value + 1, so that zeros count) and B^length.
     /// A word's terms are independent products with powers from a table, summed unreduced
     /// (each < 2^70, 64 of them < 2^76) and reduced once: no chain of multiplications.
+    #[inline]
     pub fn hash(bytes: &[u8]) -> (u64, u64) {
         const TABLE: usize = 64;
         static POWERS: std::sync::OnceLock<[u64; TABLE + 1]> = std::sync::OnceLock::new();
@@ -1042,9 +1057,9 @@ mod poly {
 }
 
 /// datatrove's `find_duplicates`: how many items repeat an earlier one, and their characters.
-pub fn duplicates<'a>(items: impl Iterator<Item = &'a str>) -> (usize, usize) {
+pub fn duplicates(items: &[&str]) -> (usize, usize) {
     let mut seen = Table::default();
-    seen.reset(16);
+    seen.reset(items.len());
     let (mut count, mut chars) = (0, 0);
     for item in items {
         if !seen.insert(xxh3_64(item.as_bytes())) {
@@ -1066,25 +1081,20 @@ struct Table {
     /// (count, first position) of the key in the same slot, set when the key is put there:
     /// never read for an empty slot, so never cleared.
     counts: Vec<(u32, u32)>,
-    len: usize,
 }
 
 impl Table {
-    /// Empties the table, with room for `n` keys.
+    /// Empties the table, with room for `n` keys (at most half full: short probes).
     fn reset(&mut self, n: usize) {
         let cap = (2 * n).next_power_of_two().max(16);
         self.keys.clear();
         self.keys.resize(cap, 0);
         self.counts.resize(cap, (0, 0));
-        self.len = 0;
     }
 
     /// The slot of `hash`, and whether it was empty (then `hash` is put there).
     #[inline]
     fn find(&mut self, hash: u64) -> (usize, bool) {
-        if 2 * (self.len + 1) > self.keys.len() {
-            self.grow();
-        }
         let key = hash.max(1);
         let mask = self.keys.len() - 1;
         let mut i = key as usize & mask;
@@ -1096,7 +1106,6 @@ impl Table {
             }
         }
         self.keys[i] = key;
-        self.len += 1;
         (i, true)
     }
 
@@ -1114,16 +1123,6 @@ impl Table {
     #[inline]
     fn insert(&mut self, hash: u64) -> bool {
         self.find(hash).1
-    }
-
-    fn grow(&mut self) {
-        let keys = std::mem::take(&mut self.keys);
-        let counts = std::mem::take(&mut self.counts);
-        self.reset(keys.len());
-        for (key, count) in keys.into_iter().zip(counts).filter(|(k, _)| *k != 0) {
-            let (i, _) = self.find(key);
-            self.counts[i] = count;
-        }
     }
 }
 
@@ -1239,6 +1238,6 @@ mod tests {
         let mut g = Ngrams::new(text, &w);
         assert_eq!(g.duplicate_char_count(5), "abcdef".len());
         assert_eq!(g.top_char_count(2), 2 * "d e".len());
-        assert_eq!(duplicates(["x", "y", "x", "x"].into_iter()), (2, 2));
+        assert_eq!(duplicates(&["x", "y", "x", "x"]), (2, 2));
     }
 }

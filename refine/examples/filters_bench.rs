@@ -56,7 +56,7 @@ fn main() {
         .collect();
     let mb_per_doc = texts.iter().map(String::len).sum::<usize>() as f64 / texts.len() as f64 / 1e6;
     let repetition = Repetition::new(&RepetitionConfig::default());
-    let quality = Quality::new(&QualityConfig::default());
+    let quality = Quality::new(&QualityConfig::default()).expect("default quality stage");
     let line_correction = LineCorrection::new(&LineCorrectionConfig::default());
     let rows = [
         (

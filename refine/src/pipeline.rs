@@ -37,7 +37,7 @@ impl Pipeline {
             stages.push(Box::new(Repetition::new(&config.repetition)));
         }
         if config.quality.enabled {
-            stages.push(Box::new(Quality::new(&config.quality)));
+            stages.push(Box::new(Quality::new(&config.quality)?));
         }
         if config.line_correction.enabled {
             stages.push(Box::new(LineCorrection::new(&config.line_correction)));
@@ -48,6 +48,11 @@ impl Pipeline {
     /// A pipeline of the given stages, in order.
     pub fn new(stages: Vec<Box<dyn Stage>>) -> Self {
         Pipeline { stages }
+    }
+
+    /// The stages, in order (benchmarks time them one by one).
+    pub fn stages(&self) -> &[Box<dyn Stage>] {
+        &self.stages
     }
 
     /// Names of the stages, in order.

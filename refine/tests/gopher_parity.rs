@@ -51,7 +51,7 @@ fn ours(reason: &str) -> String {
 fn agrees_with_datatrove() {
     let fixture = include_str!("fixtures/gopher_datatrove.jsonl");
     let repetition = Repetition::new(&RepetitionConfig::default());
-    let quality = Quality::new(&QualityConfig::default());
+    let quality = Quality::new(&QualityConfig::default()).expect("default quality stage");
     let (mut rows, mut same_words) = (0usize, 0usize);
     let mut agree = [0usize; 2];
     let mut unexplained = Vec::new();

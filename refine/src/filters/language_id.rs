@@ -21,8 +21,8 @@
 //!
 //! Multilingual mode (RefinedWeb-Europe, §3.1 and App. "RefinedWeb-Europe"): set `languages` to
 //! [`REFINEDWEB_EUROPE`] (plus `en` if wanted). The Gopher `min_stop_words` rule of the `quality`
-//! stage then needs each document's stop words by its `language`: [`StopWords`] loads them from
-//! stopwords-iso's JSON (`{lang: [words]}`).
+//! stage then needs each document's stop words by its `language`: set `quality.stop_words_iso`
+//! and [`StopWords`] loads them from stopwords-iso's JSON (`{lang: [words]}`).
 //!
 //! The model is found in this order: `--lid-model` (`model_override`), the environment variable
 //! `FALCONRY_LID_MODEL`, the config key `language_id.model`, then `models/lid.176.ftz` relative

@@ -20,13 +20,21 @@
 //! leading whitespace and lines are Python's `splitlines()`; stop words match whole tokens,
 //! case-sensitively, each distinct one counted once. Stop words can be set per language (for
 //! documents whose `language` was set by `language_id`); the default list is Gopher's.
+//!
+//! Multilingual mode (RefinedWeb-Europe: `language_id.languages` set to its ten languages):
+//! `stop_words_iso` points at stopwords-iso's JSON, and a document labelled with one of
+//! `stop_words_iso_languages` must hold `min_stop_words` distinct words of its language's list
+//! (lowercase, so matched as datatrove matches, case-sensitively); `stop_words_by_language`
+//! still wins for the languages it lists, and any other document keeps Gopher's English list.
 
 use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use super::language_id::{StopWords as IsoStopWords, REFINEDWEB_EUROPE};
 use super::text::{is_space, py_splitlines, Words};
-use crate::{Document, Stage, Verdict};
+use crate::{Document, Result, Stage, Verdict};
 
 /// The `quality` stage's settings; defaults are Gopher's.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -56,8 +64,13 @@ pub struct QualityConfig {
     /// Gopher's stop words: the, be, to, of, and, that, have, with.
     pub stop_words: Vec<String>,
     /// Stop words for documents whose `language` is a key here (e.g. `fr = ["le", ...]`);
-    /// other documents use `stop_words`.
+    /// other documents use `stop_words_iso`'s list of their language, else `stop_words`.
     pub stop_words_by_language: BTreeMap<String, Vec<String>>,
+    /// Multilingual mode: stopwords-iso's `stopwords-iso.json` (`{"de": ["aber", ...], ...}`),
+    /// whose lists of `stop_words_iso_languages` are loaded. Unset: Gopher's English only.
+    pub stop_words_iso: Option<PathBuf>,
+    /// The languages taken from `stop_words_iso`: RefinedWeb-Europe's ten by default.
+    pub stop_words_iso_languages: Vec<String>,
 }
 
 impl Default for QualityConfig {
@@ -77,12 +90,14 @@ impl Default for QualityConfig {
                 .map(String::from)
                 .to_vec(),
             stop_words_by_language: BTreeMap::new(),
+            stop_words_iso: None,
+            stop_words_iso_languages: REFINEDWEB_EUROPE.map(String::from).to_vec(),
         }
     }
 }
 
 impl QualityConfig {
-    pub(crate) fn validate(&self) -> Result<(), String> {
+    pub(crate) fn validate(&self) -> std::result::Result<(), String> {
         if self.min_words > self.max_words {
             return Err(format!(
                 "quality.min_words ({}) exceeds quality.max_words ({})",
@@ -117,7 +132,7 @@ impl QualityConfig {
 /// A stop-word list as a lookup from word to its index, so distinct hits can be counted.
 type StopWords = HashMap<String, usize>;
 
-fn stop_words(list: &[String]) -> StopWords {
+fn stop_words<'a>(list: impl IntoIterator<Item = &'a String>) -> StopWords {
     let mut map = StopWords::new();
     for w in list {
         let next = map.len();
@@ -134,17 +149,28 @@ pub struct Quality {
 }
 
 impl Quality {
-    /// Builds the stage.
-    pub fn new(config: &QualityConfig) -> Self {
-        Quality {
+    /// Builds the stage, reading `stop_words_iso` when it is set.
+    pub fn new(config: &QualityConfig) -> Result<Self> {
+        let mut by_language = HashMap::new();
+        if let Some(path) = &config.stop_words_iso {
+            let iso = IsoStopWords::load_iso_json(path, &config.stop_words_iso_languages)?;
+            for language in &config.stop_words_iso_languages {
+                if let Some(words) = iso.get(language) {
+                    // Sorted: the same indices on every run.
+                    let mut words: Vec<&String> = words.iter().collect();
+                    words.sort();
+                    by_language.insert(language.clone(), stop_words(words));
+                }
+            }
+        }
+        for (language, words) in &config.stop_words_by_language {
+            by_language.insert(language.clone(), stop_words(words));
+        }
+        Ok(Quality {
             config: config.clone(),
             stop_words: stop_words(&config.stop_words),
-            stop_words_by_language: config
-                .stop_words_by_language
-                .iter()
-                .map(|(l, w)| (l.clone(), stop_words(w)))
-                .collect(),
-        }
+            stop_words_by_language: by_language,
+        })
     }
 
     /// The rule a text breaks, if any (`None` keeps it); `language` picks the stop words.
@@ -266,7 +292,7 @@ mod tests {
         gardens castles lakes or forests.";
 
     fn check(text: &str) -> Option<&'static str> {
-        Quality::new(&QualityConfig::default()).check(text, None)
+        Quality::new(&QualityConfig::default()).unwrap().check(text, None)
     }
 
     #[test]
@@ -282,7 +308,7 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(
-            Quality::new(&config).check(&format!("{CLEAN} {CLEAN}"), None),
+            Quality::new(&config).unwrap().check(&format!("{CLEAN} {CLEAN}"), None),
             Some("max_words")
         );
         assert_eq!(
@@ -315,13 +341,62 @@ mod tests {
         assert_eq!(check(NO_STOP), Some("min_stop_words"));
     }
 
+    /// Multilingual mode on real pages of `../shared/data` (trafilatura's evaluation set): each
+    /// is kept by `language_id` in its language, and passes `min_stop_words` with its
+    /// language's stopwords-iso list where Gopher's English list drops it.
+    #[test]
+    fn multilingual_stop_words_from_stopwords_iso() {
+        use crate::filters::language_id::{LanguageId, LanguageIdConfig};
+        use crate::filters::test_data;
+        use std::io::Read;
+
+        let languages: Vec<String> = REFINEDWEB_EUROPE.map(String::from).to_vec();
+        let lid = LanguageId::new(&LanguageIdConfig { languages, ..Default::default() }).unwrap();
+        let extractor = crate::Extractor::new(&Default::default());
+        let english = Quality::new(&QualityConfig::default()).unwrap();
+        let iso = test_data().join("filters/stopwords-iso/stopwords-iso.json");
+        let europe = Quality::new(&QualityConfig {
+            stop_words_iso: Some(iso.clone()),
+            ..Default::default()
+        })
+        .unwrap();
+        let pages = [
+            ("bfn.de-verden", "de"),
+            ("blog.mondediplo.net.turpitude", "fr"),
+            ("24horas.cl-segundo", "es"),
+            ("campograndenews.com.br-adolescente", "pt"),
+        ];
+        for (page, language) in pages {
+            let path = test_data().join(format!("html/trafilatura-eval/pages/{page}.html.gz"));
+            let mut html = String::new();
+            flate2::read::GzDecoder::new(std::fs::File::open(&path).unwrap())
+                .read_to_string(&mut html)
+                .unwrap();
+            let mut doc = Document { html: Some(html), ..Default::default() };
+            assert_eq!(extractor.apply(&mut doc), Verdict::Keep, "{page}");
+            assert_eq!(lid.apply(&mut doc), Verdict::Keep, "{page}");
+            assert_eq!(doc.language.as_deref(), Some(language), "{page}");
+            assert_eq!(english.apply(&mut doc), Verdict::Drop("min_stop_words"), "{page}");
+            assert_eq!(europe.apply(&mut doc), Verdict::Keep, "{page}");
+        }
+        // English documents keep Gopher's list; a language missing from the file is an error.
+        assert_eq!(europe.check(CLEAN, Some("en")), None);
+        assert_eq!(europe.check(NO_STOP, Some("en")), Some("min_stop_words"));
+        let missing = QualityConfig {
+            stop_words_iso: Some(iso),
+            stop_words_iso_languages: vec!["xx".into()],
+            ..Default::default()
+        };
+        assert!(Quality::new(&missing).is_err());
+    }
+
     #[test]
     fn stop_words_follow_language() {
         let mut config = QualityConfig::default();
         config
             .stop_words_by_language
             .insert("fr".into(), vec!["le".into(), "la".into()]);
-        let quality = Quality::new(&config);
+        let quality = Quality::new(&config).unwrap();
         assert_eq!(quality.check(CLEAN, Some("fr")), Some("min_stop_words"));
         assert_eq!(quality.check(CLEAN, Some("de")), None);
     }

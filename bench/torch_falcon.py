@@ -109,16 +109,18 @@ def num_params(c):
 
 
 def falconry_numbers(path, peak_flops):
-    """tokens/s and MFU from a JSON summary, or from the metrics.jsonl beside it (train steps
-    after the first, which pays for kernel compilation and autotuning)."""
-    try:
-        return json.loads(path.read_text())
-    except (json.JSONDecodeError, OSError):
-        rows = [json.loads(l) for l in (path.parent / "metrics.jsonl").read_text().splitlines() if l.strip()]
-        train = [r for r in rows if r["split"] == "train"][1:]
-        tps = len(train) / sum(1.0 / r["tokens_per_sec"] for r in train)  # harmonic mean = tokens / time
-        flops_per_token_over_peak = train[0]["mfu"] / train[0]["tokens_per_sec"]
-        return {"tokens_per_sec": tps, "mfu": tps * flops_per_token_over_peak}
+    """tokens/s and MFU from `falconry train`'s metrics.jsonl (train steps after the first, which
+    pays for kernel compilation and autotuning), or from a JSON summary."""
+    if path.suffix != ".jsonl":
+        try:
+            return json.loads(path.read_text())
+        except (json.JSONDecodeError, OSError):
+            path = path.parent / "metrics.jsonl"
+    rows = [json.loads(l) for l in path.read_text().splitlines() if l.strip()]
+    train = [r for r in rows if r["split"] == "train"][1:]
+    tps = len(train) / sum(1.0 / r["tokens_per_sec"] for r in train)  # harmonic mean = tokens / time
+    flops_per_token_over_peak = train[0]["mfu"] / train[0]["tokens_per_sec"]
+    return {"tokens_per_sec": tps, "mfu": tps * flops_per_token_over_peak}
 
 
 def main():

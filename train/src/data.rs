@@ -6,8 +6,9 @@
 //! format (the tokenize crate owns the writer).
 //!
 //! Splits: `--data DIR` holding `train/` and `validation/` (or `val/`) folders reads each as its
-//! split; a `DIR` that is itself one shard folder is split by position, the last
-//! [`VALIDATION_FRACTION`] of its tokens held out for validation.
+//! split; in one shard folder whose shards name their `split` (as `falconry tokenize` writes
+//! them), the shards of each split; in any other shard folder, the last
+//! [`VALIDATION_FRACTION`] of the tokens are held out for validation.
 //!
 //! Windows of `seq_len + 1` tokens start anywhere (nanoGPT's `get_batch`; documents may
 //! straddle a window, EOS marks the seam). The start positions of step `s` depend only on the
@@ -35,6 +36,9 @@ struct Meta {
 struct ShardMeta {
     file: String,
     tokens: u64,
+    /// `train` or `validation`, where the tokenize stage split the documents.
+    #[serde(default)]
+    split: Option<String>,
 }
 
 /// All tokens of one split, concatenated in shard order.
@@ -51,6 +55,11 @@ impl TokenSplit {
 
     /// Reads every shard listed in `dir/meta.json`, checking each file's length.
     pub fn open(dir: &Path) -> Result<Self, Error> {
+        Self::open_split(dir, None)
+    }
+
+    /// Reads the shards of `dir/meta.json` marked as `split` (every shard for `None`).
+    fn open_split(dir: &Path, split: Option<&str>) -> Result<Self, Error> {
         let meta_path = dir.join("meta.json");
         let text = std::fs::read_to_string(&meta_path).map_err(|e| Error::io(&meta_path, e))?;
         let meta: Meta = serde_json::from_str(&text).map_err(|e| Error::Data {
@@ -65,8 +74,13 @@ impl TokenSplit {
                 });
             }
         }
-        let mut tokens = Vec::with_capacity(meta.shards.iter().map(|s| s.tokens as usize).sum());
-        for shard in &meta.shards {
+        let shards: Vec<&ShardMeta> = meta
+            .shards
+            .iter()
+            .filter(|s| split.is_none() || s.split.as_deref() == split)
+            .collect();
+        let mut tokens = Vec::with_capacity(shards.iter().map(|s| s.tokens as usize).sum());
+        for shard in shards {
             let path = dir.join(&shard.file);
             let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
             if bytes.len() as u64 != 2 * shard.tokens {
@@ -141,6 +155,10 @@ impl TokenData {
                 train: TokenSplit::open(&train)?,
                 validation: TokenSplit::open(&val)?,
             },
+            _ if marks_splits(dir)? => Self {
+                train: TokenSplit::open_split(dir, Some("train"))?,
+                validation: TokenSplit::open_split(dir, Some("validation"))?,
+            },
             _ => {
                 let all = TokenSplit::open(dir)?.tokens;
                 let cut = all.len() - (all.len() as f64 * VALIDATION_FRACTION).ceil() as usize;
@@ -164,6 +182,17 @@ impl TokenData {
         }
         Ok(data)
     }
+}
+
+/// Whether the shards of `dir/meta.json` name their split.
+fn marks_splits(dir: &Path) -> Result<bool, Error> {
+    let meta_path = dir.join("meta.json");
+    let text = std::fs::read_to_string(&meta_path).map_err(|e| Error::io(&meta_path, e))?;
+    let meta: Meta = serde_json::from_str(&text).map_err(|e| Error::Data {
+        path: meta_path,
+        message: e.to_string(),
+    })?;
+    Ok(meta.shards.iter().any(|s| s.split.is_some()))
 }
 
 #[cfg(test)]
@@ -207,6 +236,23 @@ mod tests {
             TokenData::open(tmp.path(), 64).is_err(),
             "validation shorter than a window"
         );
+    }
+
+    /// The tokenize stage's layout: one folder, each shard marked with its split.
+    #[test]
+    fn shards_marked_with_their_split() {
+        let tmp = tempfile::tempdir().unwrap();
+        write_shards(tmp.path(), &[[3u16; 60].as_slice(), &[4; 40]].concat());
+        let meta_path = tmp.path().join("meta.json");
+        let mut meta: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&meta_path).unwrap()).unwrap();
+        meta["shards"][0]["split"] = "validation".into();
+        meta["shards"][1]["split"] = "train".into();
+        std::fs::write(&meta_path, meta.to_string()).unwrap();
+        let data = TokenData::open(tmp.path(), 16).unwrap();
+        // write_shards cut the tokens in halves: [3; 50] | [3; 10] + [4; 40].
+        assert_eq!(data.validation.tokens(), [3u16; 50]);
+        assert_eq!(data.train.tokens(), [[3u16; 10].as_slice(), &[4; 40]].concat());
     }
 
     #[test]

@@ -154,15 +154,7 @@ impl LineCorrection {
     /// Whether a line goes whole: uppercase, numeric, counter or single-word.
     fn drops_line(&self, line: &str) -> bool {
         let c = &self.config;
-        let (mut chars, mut upper, mut solid, mut numeric) = (0usize, 0usize, 0usize, 0usize);
-        for ch in line.chars() {
-            chars += 1;
-            upper += usize::from(ch.is_uppercase());
-            if !ch.is_whitespace() {
-                solid += 1;
-                numeric += usize::from(ch.is_numeric());
-            }
-        }
+        let (chars, upper, solid, numeric) = char_counts(line);
         if solid == 0 {
             return false;
         }
@@ -195,10 +187,11 @@ impl LineCorrection {
         let mut out = String::new();
         let mut removed_words = 0usize;
         let mut changed = false;
-        let mut start = 0;
+        let (mut start, mut word) = (0, 0);
         for (i, line) in text.split('\n').enumerate() {
-            let range = start..start + line.len();
-            start = range.end + 1;
+            let end = start + line.len();
+            start = end + 1;
+            let line_words = words.counted_until(&mut word, end);
             let kept = if self.drops_line(line) {
                 None
             } else {
@@ -206,7 +199,7 @@ impl LineCorrection {
             };
             let unchanged = matches!(&kept, Some(std::borrow::Cow::Borrowed(_)));
             if !unchanged {
-                removed_words += words.counted_in(range);
+                removed_words += line_words;
                 if let Some(edited) = &kept {
                     removed_words = removed_words.saturating_sub(count_words(edited));
                 }
@@ -232,8 +225,43 @@ impl LineCorrection {
     }
 }
 
+/// Characters of `line`, and how many are uppercase, not whitespace, and numeric (and not
+/// whitespace), as `char` tells them.
+fn char_counts(line: &str) -> (usize, usize, usize, usize) {
+    if !line.is_ascii() {
+        let (mut chars, mut upper, mut solid, mut numeric) = (0, 0, 0, 0);
+        for ch in line.chars() {
+            chars += 1;
+            upper += usize::from(ch.is_uppercase());
+            if !ch.is_whitespace() {
+                solid += 1;
+                numeric += usize::from(ch.is_numeric());
+            }
+        }
+        return (chars, upper, solid, numeric);
+    }
+    // Most lines are ASCII, where bytes answer as chars would, without decoding.
+    let (mut upper, mut solid, mut numeric) = (0, 0, 0);
+    for &b in line.as_bytes() {
+        upper += usize::from(b.is_ascii_uppercase());
+        solid += usize::from(!is_ascii_space(b));
+        numeric += usize::from(b.is_ascii_digit());
+    }
+    (line.len(), upper, solid, numeric)
+}
+
+/// `char::is_whitespace` for an ASCII byte (which, unlike `u8::is_ascii_whitespace`, counts
+/// the vertical tab).
+fn is_ascii_space(b: u8) -> bool {
+    matches!(b, b'\t'..=b'\r' | b' ')
+}
+
 /// Whether `line` has more than `n` whitespace-separated words; stops counting there.
 fn more_words_than(line: &str, n: usize) -> bool {
+    if line.is_ascii() {
+        let words = line.as_bytes().split(|&b| is_ascii_space(b));
+        return words.filter(|w| !w.is_empty()).nth(n).is_some();
+    }
     line.split_whitespace().nth(n).is_some()
 }
 

@@ -14,7 +14,7 @@
 //! | `min_alpha_word_fraction`    | < 80% of words with at least one alphabetic character   | 0.8     |
 //! | `min_stop_words`             | fewer than 2 of the, be, to, of, and, that, have, with   | 2       |
 //!
-//! As datatrove 0.10.1 counts: words come from [`text::split_words`]; the word count and the
+//! As datatrove 0.10.1 counts: words come from [`split_words`](super::text::split_words); the word count and the
 //! mean length leave out punctuation-only tokens, while the symbol and alphabetic ratios divide
 //! by all tokens; `#`, `...` and `…` are counted in the raw text; bullets are `•` or `-` after
 //! leading whitespace and lines are Python's `splitlines()`; stop words match whole tokens,

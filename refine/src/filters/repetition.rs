@@ -16,7 +16,7 @@
 //! Definitions follow datatrove 0.10.1 exactly: paragraphs are split on two or more newlines
 //! (of the stripped text), lines on one or more; a "duplicate" is an item equal to an earlier
 //! one; character fractions are over all characters of the document; words come from
-//! [`text::split_words`] (punctuation tokens included); top n-grams are counted joined by
+//! [`split_words`](super::text::split_words) (punctuation tokens included); top n-grams are counted joined by
 //! spaces, duplicated n-grams joined without separator and counted left to right, skipping
 //! `n` words past each repeat. An empty document is dropped as `empty`.
 //! Every threshold is an upper bound; 1.0 turns a rule off.

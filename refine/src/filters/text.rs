@@ -1,5 +1,9 @@
 //! Word splitting and n-gram counting for the Gopher rules, written once.
 //!
+//! A document is split once: [`Words`] keeps the split with the counts `repetition`, `quality`
+//! and `line_correction` ask for, and the document carries it ([`WordsMemo`]) from the first of
+//! them to the others. [`Ngrams`] hashes its n-grams for the repetition rules.
+//!
 //! # Words, as datatrove splits them
 //! Gopher's rules (Rae et al. 2021, App. A.1.1) count "words"; datatrove 0.10.1, the peer we
 //! match, gets them from `split_into_words(text, "en")`: spaCy's `blank("en")` tokenizer, each

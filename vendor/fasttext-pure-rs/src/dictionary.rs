@@ -63,8 +63,8 @@ type FxHashMap<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
 /// are neither looked up nor split into character n-grams again.
 #[derive(Clone, Copy)]
 enum Token {
-   /// A word: its FNV hash and the range of its input rows in the line.
-   Word(u32, usize, usize),
+   /// A word: its FNV hash and its group in `Line::groups`.
+   Word(u32, usize),
    /// A known label.
    Label(i32),
    /// An unknown `__label__` token: ignored.
@@ -84,6 +84,19 @@ struct Entry {
    count: i64,
    entry_type: EntryType,
    subwords: Vec<i32>,
+}
+
+/// [falconry patch 7] The input rows of a line, grouped: a distinct word's rows once, with
+/// the number of times it occurs (then its word n-grams' rows, once). The hidden vector sums
+/// each group once and adds the sum per occurrence, instead of every row per occurrence;
+/// float sums are associated differently from C++'s row-by-row order (within 1e-5 of Python
+/// fastText on falconry's parity fixture).
+#[derive(Debug, Default)]
+pub(crate) struct Line {
+   /// The rows, group after group.
+   pub rows: Vec<i32>,
+   /// Per group: where its rows end in `rows`, and how many times it counts.
+   pub groups: Vec<(usize, u32)>,
 }
 
 /// The word/label dictionary loaded from a fastText model.
@@ -185,10 +198,13 @@ impl Dictionary {
    /// Returns `(words, labels)` where `words` contains word IDs and
    /// subword hash indices, and `labels` contains any label IDs found in
    /// the input.
-   pub fn get_line(&self, text: &str) -> (Vec<i32>, Vec<i32>) {
-      // [falconry patch 4] Sized for a line of prose (a token per 6 bytes, 10 rows a token), so
-      // that a document is not copied through growing vectors.
-      let mut words = Vec::with_capacity(2 * text.len());
+   pub fn get_line(&self, text: &str) -> (Line, Vec<i32>) {
+      // [falconry patch 4] Sized for a line of prose (a distinct token per 12 bytes, 10 rows a
+      // token), so that a document is not copied through growing vectors.
+      let mut line = Line {
+         rows: Vec::with_capacity(text.len()),
+         groups: Vec::with_capacity(text.len() / 12),
+      };
       let mut labels = Vec::new();
       let mut word_hashes = Vec::with_capacity(text.len() / 6);
 
@@ -197,32 +213,37 @@ impl Dictionary {
       let tokens = text
          .split([' ', '\n', '\r', '\t', '\x0b', '\x0c', '\0'])
          .filter(|t| !t.is_empty());
-      // [falconry patch 4] Rows are still added per occurrence, in order: sums are unchanged.
+      // [falconry patch 7] A word's rows are kept once, with its number of occurrences.
       let mut seen: FxHashMap<&str, Token> =
          FxHashMap::with_capacity_and_hasher(text.len() / 16, Default::default());
       for token in tokens.chain(std::iter::once(EOS)) {
          let known = match seen.entry(token) {
             Slot::Occupied(e) => {
-               if let Token::Word(_, from, to) = *e.get() {
-                  words.extend_from_within(from..to);
+               if let Token::Word(_, group) = *e.get() {
+                  line.groups[group].1 += 1;
                }
                *e.get()
             }
-            Slot::Vacant(e) => *e.insert(self.token(token, &mut words)),
+            Slot::Vacant(e) => *e.insert(self.token(token, &mut line)),
          };
          match known {
-            Token::Word(h, ..) => word_hashes.push(h),
+            Token::Word(h, _) => word_hashes.push(h),
             Token::Label(l) => labels.push(l),
             Token::Ignored => {}
          }
       }
 
-      self.add_word_ngrams(&mut words, &word_hashes, self.args.word_ngrams);
-      (words, labels)
+      let before = line.rows.len();
+      self.add_word_ngrams(&mut line.rows, &word_hashes, self.args.word_ngrams);
+      if line.rows.len() > before {
+         line.groups.push((line.rows.len(), 1));
+      }
+      (line, labels)
    }
 
-   /// Looks `token` up, appends its input rows to `line` when it is a word, and says what it is.
-   fn token(&self, token: &str, line: &mut Vec<i32>) -> Token {
+   /// Looks `token` up, appends its input rows to `line` as a new group when it is a word, and
+   /// says what it is.
+   fn token(&self, token: &str, line: &mut Line) -> Token {
       let wid = self.get_id(token);
       let entry_type = if wid < 0 {
          Self::get_type_by_token(token)
@@ -231,9 +252,9 @@ impl Dictionary {
       };
       match entry_type {
          EntryType::Word => {
-            let from = line.len();
-            self.add_subwords(line, token, wid);
-            Token::Word(Self::hash(token.as_bytes()), from, line.len())
+            self.add_subwords(&mut line.rows, token, wid);
+            line.groups.push((line.rows.len(), 1));
+            Token::Word(Self::hash(token.as_bytes()), line.groups.len() - 1)
          }
          EntryType::Label if wid >= 0 => Token::Label(wid - self.nwords),
          EntryType::Label => Token::Ignored,

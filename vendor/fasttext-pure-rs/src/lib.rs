@@ -224,13 +224,13 @@ impl FastText {
    /// assert!(!predictions.is_empty());
    /// ```
    pub fn predict(&self, text: &str, k: usize, threshold: f32) -> Result<Vec<Prediction>> {
-      let (words, _labels) = self.dictionary.get_line(text);
+      let (line, _labels) = self.dictionary.get_line(text);
 
-      if words.is_empty() {
+      if line.rows.is_empty() {
          return Err(Error::EmptyInput);
       }
 
-      let results = self.model.predict(&words, k, threshold)?;
+      let results = self.model.predict(&line, k, threshold)?;
 
       Ok(results
          .into_iter()
@@ -261,13 +261,13 @@ impl FastText {
    /// let vector = model.get_sentence_vector("hello world").unwrap();
    /// ```
    pub fn get_sentence_vector(&self, text: &str) -> Result<Vec<f32>> {
-      let (words, _labels) = self.dictionary.get_line(text);
+      let (line, _labels) = self.dictionary.get_line(text);
 
-      if words.is_empty() {
+      if line.rows.is_empty() {
          return Err(Error::EmptyInput);
       }
 
-      self.model.compute_hidden_vec(&words)
+      self.model.compute_hidden_vec(&line)
    }
 
    /// Return the dimensionality of the model's embedding vectors.

@@ -1,6 +1,7 @@
 //! Inference engine for fastText prediction and sentence embedding.
 
 use crate::args::{LossType, ModelArgs};
+use crate::dictionary::Line;
 use crate::error::Result;
 use crate::matrix::DenseMatrix;
 use crate::quantized_matrix::QuantMatrix;
@@ -124,7 +125,7 @@ impl Model {
    ///
    /// Returns a vector of `(log_probability, label_index)` pairs sorted
    /// by descending probability.
-   pub fn predict(&self, input: &[i32], k: usize, threshold: f32) -> Result<Vec<(f32, i32)>> {
+   pub fn predict(&self, input: &Line, k: usize, threshold: f32) -> Result<Vec<(f32, i32)>> {
       if k == 0 {
          return Ok(Vec::new());
       }
@@ -243,20 +244,31 @@ impl Model {
    ///
    /// This is the average of all input embeddings for the tokens in the
    /// input.
-   pub fn compute_hidden_vec(&self, input: &[i32]) -> Result<Vec<f32>> {
+   pub fn compute_hidden_vec(&self, input: &Line) -> Result<Vec<f32>> {
       let mut hidden = vec![0.0f32; self.hsz];
       self.fill_hidden(input, &mut hidden);
       Ok(hidden)
    }
 
    /// Fill the hidden vector with the average of input embeddings.
-   fn fill_hidden(&self, input: &[i32], hidden: &mut [f32]) {
+   fn fill_hidden(&self, input: &Line, hidden: &mut [f32]) {
       hidden.iter_mut().for_each(|x| *x = 0.0);
-      for &idx in input {
-         self.input.add_row_to_vec(hidden, idx as usize);
+      // [falconry patch 7] Each group's rows summed once, the sum added per occurrence.
+      let mut sum = vec![0.0f32; hidden.len()];
+      let (mut start, mut rows) = (0, 0usize);
+      for &(end, count) in &input.groups {
+         sum.iter_mut().for_each(|x| *x = 0.0);
+         for &idx in &input.rows[start..end] {
+            self.input.add_row_to_vec(&mut sum, idx as usize);
+         }
+         for _ in 0..count {
+            hidden.iter_mut().zip(&sum).for_each(|(h, s)| *h += s);
+         }
+         rows += (end - start) * count as usize;
+         start = end;
       }
-      if !input.is_empty() {
-         let inv = 1.0 / input.len() as f32;
+      if rows > 0 {
+         let inv = 1.0 / rows as f32;
          hidden.iter_mut().for_each(|x| *x *= inv);
       }
    }

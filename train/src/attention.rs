@@ -37,9 +37,17 @@ pub trait FalconTrainBackend: AutodiffBackend<InnerBackend: FalconBackend> + Fal
 impl<B: AutodiffBackend<InnerBackend: FalconBackend> + FalconBackend> FalconTrainBackend for B {}
 
 /// [`FalconBackend::causal_attention`] on tensors.
-pub fn causal_attention<B: FalconBackend>(q: Tensor<B, 4>, k: Tensor<B, 4>, v: Tensor<B, 4>) -> Tensor<B, 4> {
+pub fn causal_attention<B: FalconBackend>(
+    q: Tensor<B, 4>,
+    k: Tensor<B, 4>,
+    v: Tensor<B, 4>,
+) -> Tensor<B, 4> {
     let float = |t: Tensor<B, 4>| t.into_primitive().tensor();
-    Tensor::from_primitive(TensorPrimitive::Float(B::causal_attention(float(q), float(k), float(v))))
+    Tensor::from_primitive(TensorPrimitive::Float(B::causal_attention(
+        float(q),
+        float(k),
+        float(v),
+    )))
 }
 
 /// The backend's own attention kernel.
@@ -52,26 +60,24 @@ fn native<B: Backend>(q: FloatTensor<B>, k: FloatTensor<B>, v: FloatTensor<B>) -
     B::attention(q, k, v, None, None, options)
 }
 
-impl FalconBackend for crate::CpuBackend {
-    fn causal_attention(
-        q: FloatTensor<Self>,
-        k: FloatTensor<Self>,
-        v: FloatTensor<Self>,
-    ) -> FloatTensor<Self> {
-        native::<Self>(q, k, v)
-    }
+/// Backends without autodiff run their own kernel.
+macro_rules! native_attention {
+    ($backend:ty) => {
+        impl FalconBackend for $backend {
+            fn causal_attention(
+                q: FloatTensor<Self>,
+                k: FloatTensor<Self>,
+                v: FloatTensor<Self>,
+            ) -> FloatTensor<Self> {
+                native::<Self>(q, k, v)
+            }
+        }
+    };
 }
 
+native_attention!(crate::CpuBackend);
 #[cfg(feature = "cuda")]
-impl FalconBackend for crate::CudaBackend {
-    fn causal_attention(
-        q: FloatTensor<Self>,
-        k: FloatTensor<Self>,
-        v: FloatTensor<Self>,
-    ) -> FloatTensor<Self> {
-        native::<Self>(q, k, v)
-    }
-}
+native_attention!(crate::CudaBackend);
 
 impl<B: Backend, C: CheckpointStrategy> FalconBackend for Autodiff<B, C> {
     fn causal_attention(
@@ -86,9 +92,17 @@ impl<B: Backend, C: CheckpointStrategy> FalconBackend for Autodiff<B, C> {
             /// q, k, v and the output.
             type State = [FloatTensor<B>; 4];
 
-            fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
-                let [q, k, v, out] = ops.state.map(|t| Tensor::from_primitive(TensorPrimitive::Float(t)));
-                let grad_out = Tensor::from_primitive(TensorPrimitive::Float(grads.consume::<B>(&ops.node)));
+            fn backward(
+                self,
+                ops: Ops<Self::State, 3>,
+                grads: &mut Gradients,
+                _: &mut Checkpointer,
+            ) {
+                let [q, k, v, out] = ops
+                    .state
+                    .map(|t| Tensor::from_primitive(TensorPrimitive::Float(t)));
+                let grad_out =
+                    Tensor::from_primitive(TensorPrimitive::Float(grads.consume::<B>(&ops.node)));
                 let grads_qkv = attention_backward::<B>(q, k, v, out, grad_out);
                 for (parent, grad) in ops.parents.into_iter().zip(grads_qkv) {
                     if let Some(node) = parent {
@@ -99,13 +113,19 @@ impl<B: Backend, C: CheckpointStrategy> FalconBackend for Autodiff<B, C> {
         }
 
         let nodes = [q.node.clone(), k.node.clone(), v.node.clone()];
-        match CausalAttention.prepare::<C>(nodes).compute_bound().stateful() {
+        match CausalAttention
+            .prepare::<C>(nodes)
+            .compute_bound()
+            .stateful()
+        {
             OpsKind::Tracked(prep) => {
                 let (q, k, v) = (q.primitive, k.primitive, v.primitive);
                 let out = native::<B>(q.clone(), k.clone(), v.clone());
                 prep.finish([q, k, v, out.clone()], out)
             }
-            OpsKind::UnTracked(prep) => prep.finish(native::<B>(q.primitive, k.primitive, v.primitive)),
+            OpsKind::UnTracked(prep) => {
+                prep.finish(native::<B>(q.primitive, k.primitive, v.primitive))
+            }
         }
     }
 }
@@ -131,11 +151,18 @@ fn attention_backward<B: Backend>(
     let future = Tensor::<B, 2, Bool>::tril_mask([tq, tk], tk as i64 - tq as i64, &q.device())
         .unsqueeze::<4>()
         .expand([b, h, tq, tk]);
-    let scores = q.clone().matmul(k.clone().swap_dims(2, 3)).cast(FloatDType::F32) * scale;
+    let scores = q
+        .clone()
+        .matmul(k.clone().swap_dims(2, 3))
+        .cast(FloatDType::F32)
+        * scale;
     let probs = softmax(scores.mask_fill(future, f32::NEG_INFINITY), 3); // [B, h, Tq, Tk]
 
     let delta = (grad_out.clone().cast(FloatDType::F32) * out.cast(FloatDType::F32)).sum_dim(3);
-    let grad_probs = grad_out.clone().matmul(v.swap_dims(2, 3)).cast(FloatDType::F32);
+    let grad_probs = grad_out
+        .clone()
+        .matmul(v.swap_dims(2, 3))
+        .cast(FloatDType::F32);
     let grad_scores = (probs.clone() * (grad_probs - delta) * scale).cast(dtype);
 
     let grad_v = probs.cast(dtype).swap_dims(2, 3).matmul(grad_out);
@@ -162,8 +189,13 @@ mod tests {
     #[test]
     fn matches_burns_attention_and_its_gradients() {
         for (tq, tk) in [(7, 7), (3, 9)] {
-            let (q, k, v) = (random([2, 3, tq, 8]), random([2, 3, tk, 8]), random([2, 3, tk, 8]));
-            let weights = Tensor::<B, 4>::random([2, 3, tq, 8], Distribution::Default, &Default::default());
+            let (q, k, v) = (
+                random([2, 3, tq, 8]),
+                random([2, 3, tk, 8]),
+                random([2, 3, tk, 8]),
+            );
+            let weights =
+                Tensor::<B, 4>::random([2, 3, tq, 8], Distribution::Default, &Default::default());
 
             let ours = causal_attention(q.clone(), k.clone(), v.clone());
             let options = AttentionModuleOptions {

@@ -252,7 +252,10 @@ mod tests {
         let data = TokenData::open(tmp.path(), 16).unwrap();
         // write_shards cut the tokens in halves: [3; 50] | [3; 10] + [4; 40].
         assert_eq!(data.validation.tokens(), [3u16; 50]);
-        assert_eq!(data.train.tokens(), [[3u16; 10].as_slice(), &[4; 40]].concat());
+        assert_eq!(
+            data.train.tokens(),
+            [[3u16; 10].as_slice(), &[4; 40]].concat()
+        );
     }
 
     #[test]

@@ -206,7 +206,10 @@ pub fn save_hf<B: FalconBackend>(model: &FalconForCausalLM<B>, dir: &Path) -> Re
 }
 
 /// Loads a HF Falcon folder (`config.json` + `model.safetensors`) onto `device`.
-pub fn load_hf<B: FalconBackend>(dir: &Path, device: &B::Device) -> Result<FalconForCausalLM<B>, Error> {
+pub fn load_hf<B: FalconBackend>(
+    dir: &Path,
+    device: &B::Device,
+) -> Result<FalconForCausalLM<B>, Error> {
     let config = FalconConfig::from_hf_json(&dir.join("config.json"))?;
     let path = dir.join("model.safetensors");
     let buf = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;

@@ -280,7 +280,13 @@ impl<B: DataParallel> Replica<B> {
     /// One optimizer step: this rank's micro-batches forward and backward (the gradients come
     /// back averaged over all ranks), then clipping and AdamW. Returns this rank's mean loss
     /// and the gradient norm.
-    fn step(&mut self, train: &TokenSplit, config: &TrainConfig, step: usize, seed: u64) -> (f64, f64) {
+    fn step(
+        &mut self,
+        train: &TokenSplit,
+        config: &TrainConfig,
+        step: usize,
+        seed: u64,
+    ) -> (f64, f64) {
         let (mb, t, accum) = (
             config.micro_batch_size,
             config.seq_len,
@@ -303,7 +309,10 @@ impl<B: DataParallel> Replica<B> {
         let lr = config.schedule.lr(step, config.max_steps);
         let (updated, grad_norm) = self.optim.step(lr, self.model.clone(), accumulator.grads());
         self.model = B::mark(updated, self.world);
-        let loss = Tensor::cat(micro_losses, 0).mean().into_scalar().elem::<f64>();
+        let loss = Tensor::cat(micro_losses, 0)
+            .mean()
+            .into_scalar()
+            .elem::<f64>();
         // The step is timed to its end on the device, the optimizer update included.
         let _ = B::sync(&self.device);
         (loss, grad_norm)
@@ -463,7 +472,12 @@ pub fn train<B: DataParallel>(
             emit(record, &mut history)?;
         }
         if due(config.checkpoint_interval) {
-            checkpoint = Some(save_checkpoint(&ckpt_root, &lead.model, &lead.optim, &state)?);
+            checkpoint = Some(save_checkpoint(
+                &ckpt_root,
+                &lead.model,
+                &lead.optim,
+                &state,
+            )?);
             // The curve is a convenience: a missing font must not stop training.
             if let Err(e) = plot::loss_curve(&history, &opts.output.join("loss.png")) {
                 tracing::warn!("loss.png not written: {e}");

@@ -96,7 +96,8 @@ fn tiny_model_learns_resumes_evaluates_and_generates() {
         output: out.clone(),
         resume: false,
     };
-    let summary = train::<CpuTrainBackend>(&opts, std::slice::from_ref(&device), &mut |_| {}).unwrap();
+    let summary =
+        train::<CpuTrainBackend>(&opts, std::slice::from_ref(&device), &mut |_| {}).unwrap();
     let first = summary.losses[0];
     let last = summary.losses[15..].iter().sum::<f64>() / 5.0;
     assert!(
@@ -149,7 +150,8 @@ fn tiny_model_learns_resumes_evaluates_and_generates() {
         output: split.clone(),
         resume: true,
     };
-    let resumed = train::<CpuTrainBackend>(&opts, std::slice::from_ref(&device), &mut |_| {}).unwrap();
+    let resumed =
+        train::<CpuTrainBackend>(&opts, std::slice::from_ref(&device), &mut |_| {}).unwrap();
     assert_eq!(resumed.start_step, 5);
     assert_eq!(
         resumed.losses,

@@ -140,24 +140,11 @@ struct Done {
     seconds: f64,
 }
 
-/// The input shards of a run: files as given, folders expanded to their `*.parquet` sorted
-/// by name, in argument order. A shard's index in this list names all its work files.
+/// The input shards of a run: files, folders (their `*.parquet`, recursively) and globs,
+/// sorted. A shard's index in this list names all its work files.
 pub fn list_inputs(inputs: &[PathBuf]) -> Result<Vec<PathBuf>> {
-    let mut out = Vec::new();
-    for input in inputs {
-        if input.is_dir() {
-            let mut files: Vec<PathBuf> = std::fs::read_dir(input)
-                .map_err(|e| Error::io(input, e))?
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
-                .collect();
-            files.sort();
-            out.extend(files);
-        } else {
-            out.push(input.clone());
-        }
-    }
-    Ok(out)
+    let parquet = |p: &Path| p.extension().is_some_and(|e| e == "parquet");
+    Ok(falconry_refine::run::expand_inputs_with(inputs, parquet)?)
 }
 
 /// Runs dedup over `inputs` into `output`; returns the merged stats once every shard is

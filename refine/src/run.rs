@@ -50,15 +50,24 @@ impl InputKind {
     }
 }
 
-/// Expands files, folders (recursively, readable kinds only) and glob patterns into a sorted,
-/// de-duplicated list. A path that matches nothing is an error, so typos don't pass silently.
+/// The files `falconry refine` reads ([`InputKind`]) among files, folders and glob patterns;
+/// see [`expand_inputs_with`].
 pub fn expand_inputs(patterns: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    expand_inputs_with(patterns, |path| InputKind::of(path).is_some())
+}
+
+/// Expands files, folders and glob patterns into a sorted, de-duplicated list; every stage
+/// finds its inputs through this. Folders are walked recursively for the files `keep`
+/// accepts, skipping names that start with `_` or `.` (a run's bookkeeping: `_done/`,
+/// `_explain/`, temporary files). A path that matches nothing is an error, so typos don't
+/// pass silently.
+pub fn expand_inputs_with(patterns: &[PathBuf], keep: impl Fn(&Path) -> bool + Copy) -> Result<Vec<PathBuf>> {
     let mut files = Vec::new();
     for pattern in patterns {
         if pattern.is_file() {
             files.push(pattern.clone());
         } else if pattern.is_dir() {
-            walk(pattern, &mut files)?;
+            walk(pattern, keep, &mut files)?;
         } else {
             let text = pattern.to_string_lossy();
             let matches = glob::glob(&text).map_err(|e| Error::Input {
@@ -68,7 +77,7 @@ pub fn expand_inputs(patterns: &[PathBuf]) -> Result<Vec<PathBuf>> {
             let before = files.len();
             for m in matches.flatten() {
                 if m.is_dir() {
-                    walk(&m, &mut files)?;
+                    walk(&m, keep, &mut files)?;
                 } else {
                     files.push(m);
                 }
@@ -83,13 +92,17 @@ pub fn expand_inputs(patterns: &[PathBuf]) -> Result<Vec<PathBuf>> {
     Ok(files)
 }
 
-fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+fn walk(dir: &Path, keep: impl Fn(&Path) -> bool + Copy, out: &mut Vec<PathBuf>) -> Result<()> {
     let entries = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
     for entry in entries {
         let path = entry.map_err(|e| Error::io(dir, e))?.path();
+        let bookkeeping = path.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(['_', '.']));
+        if bookkeeping {
+            continue;
+        }
         if path.is_dir() {
-            walk(&path, out)?;
-        } else if InputKind::of(&path).is_some() {
+            walk(&path, keep, out)?;
+        } else if keep(&path) {
             out.push(path);
         }
     }
@@ -352,6 +365,22 @@ mod tests {
         for k in 0..20 {
             assert_eq!(tasks.iter().filter(|t| t.owns(k)).count(), 1);
         }
+    }
+
+    #[test]
+    fn folders_skip_run_bookkeeping_and_unread_kinds() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in ["a.warc.gz", "b.jsonl", "notes.txt", "_explain/part-00000.jsonl", ".c.jsonl.tmp", "sub/d.parquet"] {
+            let path = dir.path().join(name);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, "").unwrap();
+        }
+        let names: Vec<_> = expand_inputs(&[dir.path().to_owned()])
+            .unwrap()
+            .iter()
+            .map(|p| p.strip_prefix(dir.path()).unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, ["a.warc.gz", "b.jsonl", "sub/d.parquet"]);
     }
 
     #[test]

@@ -16,40 +16,10 @@ fn is_dataset_file(path: &Path) -> bool {
         .any(|ext| name.ends_with(ext))
 }
 
-/// The dataset files of `inputs` (files, or folders searched recursively, skipping names
-/// that start with `_` or `.` such as `_done/`), sorted and without repeats.
+/// The dataset files of `inputs` (files, folders searched recursively, globs), sorted and
+/// without repeats.
 pub fn list_inputs(inputs: &[PathBuf]) -> Result<Vec<PathBuf>> {
-    let mut files = Vec::new();
-    for input in inputs {
-        let meta = std::fs::metadata(input).map_err(|e| Error::io(input, e))?;
-        if meta.is_dir() {
-            walk(input, &mut files)?;
-        } else {
-            files.push(input.clone());
-        }
-    }
-    files.sort();
-    files.dedup();
-    Ok(files)
-}
-
-fn walk(dir: &Path, files: &mut Vec<PathBuf>) -> Result<()> {
-    for entry in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
-        let path = entry.map_err(|e| Error::io(dir, e))?.path();
-        let hidden = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .is_some_and(|n| n.starts_with(['_', '.']));
-        if hidden {
-            continue;
-        }
-        if path.is_dir() {
-            walk(&path, files)?;
-        } else if is_dataset_file(&path) {
-            files.push(path);
-        }
-    }
-    Ok(())
+    Ok(falconry_refine::run::expand_inputs_with(inputs, is_dataset_file)?)
 }
 
 /// The files of task `task` of `tasks`: every `tasks`-th of the sorted list.

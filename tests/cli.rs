@@ -25,6 +25,19 @@ fn missing_input_names_the_path() {
 }
 
 #[test]
+fn train_devices_zero_is_a_usage_error_and_two_need_cuda() {
+    let t = TestCommand::new();
+    let out = t.path("run");
+    let args = |n: &'static str| ["train", "--config", "configs/train/falcon-tiny-cpu.toml", "--data", "none", "--output", out.to_str().unwrap(), "--devices", n];
+    t.assert_exit_code(&args("0"), 2);
+    if cfg!(not(feature = "cuda")) {
+        let o = t.assert_exit_code(&args("2"), 1);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains("needs the cuda build"), "{err}");
+    }
+}
+
+#[test]
 fn bad_config_names_file_and_key() {
     let t = TestCommand::new();
     std::fs::write(t.path("bad.toml"), "[output]\nzstd_level = 99\n").unwrap();

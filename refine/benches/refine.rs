@@ -22,23 +22,16 @@ use std::process::Command;
 use std::time::Instant;
 
 use falconry_refine::run::{self, RunOptions, Task};
+use falconry_refine::run::expand_inputs_with;
 use falconry_refine::test_data_dir as data_dir;
 use falconry_refine::warc::writer::WarcWriter;
 use falconry_refine::{Document, Pipeline, ReadItem, RefineConfig, Stage, Verdict, WarcReader};
 
 const RUNS: usize = 15;
 
-fn files_under(dir: &Path, suffix: &str, out: &mut Vec<PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
-    for e in entries.flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            files_under(&p, suffix, out);
-        } else if p.to_string_lossy().ends_with(suffix) {
-            out.push(p);
-        }
-    }
-    out.sort();
+/// The files under `dirs` whose names end with `suffix`, sorted.
+fn files_under(dirs: &[PathBuf], suffix: &str) -> Vec<PathBuf> {
+    expand_inputs_with(dirs, |p| p.to_string_lossy().ends_with(suffix)).expect("shared data files")
 }
 
 fn gunzip(path: &Path) -> Vec<u8> {
@@ -49,9 +42,7 @@ fn gunzip(path: &Path) -> Vec<u8> {
 
 /// Packs real HTML pages into one gzip-per-record WARC, as CommonCrawl ships them.
 fn html_pack(data: &Path, out: &Path) -> PathBuf {
-    let mut pages = Vec::new();
-    files_under(&data.join("html/trafilatura-eval/pages"), ".html.gz", &mut pages);
-    files_under(&data.join("extraction-bench/html"), ".html.gz", &mut pages);
+    let pages = files_under(&[data.join("html/trafilatura-eval/pages"), data.join("extraction-bench/html")], ".html.gz");
     let path = out.join("html-pack.warc.gz");
     let mut w = WarcWriter::gzip(std::fs::File::create(&path).expect("create pack"));
     w.warcinfo("html-pack.warc.gz", 1_700_000_000, &[("isPartOf", "CC-MAIN-2023-50")]).expect("write");
@@ -126,8 +117,7 @@ fn peer(files: &[PathBuf], mode: &str) -> Option<serde_json::Value> {
 fn main() {
     let data = data_dir();
     let scratch = tempfile::tempdir().expect("temp dir");
-    let mut cc = Vec::new();
-    files_under(&data.join("warc"), ".warc.gz", &mut cc);
+    let cc = files_under(&[data.join("warc")], ".warc.gz");
     let corpora = [
         Corpus { name: "shared/data/warc", files: cc },
         Corpus { name: "HTML pack", files: vec![html_pack(&data, scratch.path())] },

@@ -15,24 +15,15 @@ use std::time::Instant;
 
 use falconry_refine::warc::WarcWriter;
 use falconry_refine::{ReadConfig, ReadItem, WarcReader};
+use falconry_refine::run::expand_inputs_with;
 use falconry_refine::test_data_dir as data_dir;
 
 /// The target, MB/s of decompressed WARC per core.
 const TARGET_MB_S: f64 = 150.0;
 
-fn files_under(dir: &Path, suffix: &str, out: &mut Vec<PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for e in entries.flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            files_under(&p, suffix, out);
-        } else if p.to_string_lossy().ends_with(suffix) {
-            out.push(p);
-        }
-    }
-    out.sort();
+/// The files under `dirs` whose names end with `suffix`, sorted.
+fn files_under(dirs: &[PathBuf], suffix: &str) -> falconry_refine::Result<Vec<PathBuf>> {
+    expand_inputs_with(dirs, |p| p.to_string_lossy().ends_with(suffix))
 }
 
 fn gunzip(path: &Path) -> std::io::Result<Vec<u8>> {
@@ -43,13 +34,14 @@ fn gunzip(path: &Path) -> std::io::Result<Vec<u8>> {
 
 /// Packs the real pages into a gzip-per-record WARC of about `target_bytes` decompressed.
 fn html_pack(data: &Path, out: &Path, target_bytes: usize) -> std::io::Result<()> {
-    let mut pages = Vec::new();
-    files_under(
-        &data.join("html/trafilatura-eval/pages"),
+    let pages = files_under(
+        &[
+            data.join("html/trafilatura-eval/pages"),
+            data.join("extraction-bench/html"),
+        ],
         ".html.gz",
-        &mut pages,
-    );
-    files_under(&data.join("extraction-bench/html"), ".html.gz", &mut pages);
+    )
+    .map_err(std::io::Error::other)?;
     let bodies = pages
         .iter()
         .map(|p| gunzip(p))
@@ -146,8 +138,7 @@ fn main() -> std::io::Result<()> {
         .and_then(|a| a.parse().ok())
         .unwrap_or(5);
     let data = data_dir();
-    let mut shared = Vec::new();
-    files_under(&data.join("warc"), ".gz", &mut shared);
+    let shared = files_under(&[data.join("warc")], ".gz").map_err(std::io::Error::other)?;
     let dir = std::env::temp_dir().join(format!("falconry-read-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let pack = dir.join("html-pack.warc.gz");

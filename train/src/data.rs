@@ -32,6 +32,25 @@ struct Meta {
     shards: Vec<ShardMeta>,
 }
 
+impl Meta {
+    /// Reads and checks `dir/meta.json`.
+    fn read(dir: &Path) -> Result<Self, Error> {
+        let path = dir.join("meta.json");
+        let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+        let meta: Meta = serde_json::from_str(&text).map_err(|e| Error::Data {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
+        match &meta.dtype {
+            Some(dtype) if dtype != "uint16" => Err(Error::Data {
+                path,
+                message: format!("dtype `{dtype}`, expected `uint16`"),
+            }),
+            _ => Ok(meta),
+        }
+    }
+}
+
 #[derive(Deserialize)]
 struct ShardMeta {
     file: String,
@@ -55,31 +74,15 @@ impl TokenSplit {
 
     /// Reads every shard listed in `dir/meta.json`, checking each file's length.
     pub fn open(dir: &Path) -> Result<Self, Error> {
-        Self::open_split(dir, None)
+        Self::read(dir, &Meta::read(dir)?.shards)
     }
 
-    /// Reads the shards of `dir/meta.json` marked as `split` (every shard for `None`).
-    fn open_split(dir: &Path, split: Option<&str>) -> Result<Self, Error> {
-        let meta_path = dir.join("meta.json");
-        let text = std::fs::read_to_string(&meta_path).map_err(|e| Error::io(&meta_path, e))?;
-        let meta: Meta = serde_json::from_str(&text).map_err(|e| Error::Data {
-            path: meta_path.clone(),
-            message: e.to_string(),
-        })?;
-        if let Some(dtype) = &meta.dtype {
-            if dtype != "uint16" {
-                return Err(Error::Data {
-                    path: meta_path,
-                    message: format!("dtype `{dtype}`, expected `uint16`"),
-                });
-            }
-        }
-        let shards: Vec<&ShardMeta> = meta
-            .shards
-            .iter()
-            .filter(|s| split.is_none() || s.split.as_deref() == split)
-            .collect();
-        let mut tokens = Vec::with_capacity(shards.iter().map(|s| s.tokens as usize).sum());
+    /// Reads `shards` of the folder `dir`, in order.
+    fn read<'a>(
+        dir: &Path,
+        shards: impl IntoIterator<Item = &'a ShardMeta>,
+    ) -> Result<Self, Error> {
+        let mut tokens = Vec::new();
         for shard in shards {
             let path = dir.join(&shard.file);
             let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
@@ -155,16 +158,27 @@ impl TokenData {
                 train: TokenSplit::open(&train)?,
                 validation: TokenSplit::open(&val)?,
             },
-            _ if marks_splits(dir)? => Self {
-                train: TokenSplit::open_split(dir, Some("train"))?,
-                validation: TokenSplit::open_split(dir, Some("validation"))?,
-            },
             _ => {
-                let all = TokenSplit::open(dir)?.tokens;
-                let cut = all.len() - (all.len() as f64 * VALIDATION_FRACTION).ceil() as usize;
-                Self {
-                    train: TokenSplit::new(all[..cut].to_vec()),
-                    validation: TokenSplit::new(all[cut..].to_vec()),
+                let meta = Meta::read(dir)?;
+                if meta.shards.iter().any(|s| s.split.is_some()) {
+                    let split = |name: &str| {
+                        let shards = meta
+                            .shards
+                            .iter()
+                            .filter(|s| s.split.as_deref() == Some(name));
+                        TokenSplit::read(dir, shards)
+                    };
+                    Self {
+                        train: split("train")?,
+                        validation: split("validation")?,
+                    }
+                } else {
+                    let all = TokenSplit::read(dir, &meta.shards)?.tokens;
+                    let cut = all.len() - (all.len() as f64 * VALIDATION_FRACTION).ceil() as usize;
+                    Self {
+                        train: TokenSplit::new(all[..cut].to_vec()),
+                        validation: TokenSplit::new(all[cut..].to_vec()),
+                    }
                 }
             }
         };
@@ -182,17 +196,6 @@ impl TokenData {
         }
         Ok(data)
     }
-}
-
-/// Whether the shards of `dir/meta.json` name their split.
-fn marks_splits(dir: &Path) -> Result<bool, Error> {
-    let meta_path = dir.join("meta.json");
-    let text = std::fs::read_to_string(&meta_path).map_err(|e| Error::io(&meta_path, e))?;
-    let meta: Meta = serde_json::from_str(&text).map_err(|e| Error::Data {
-        path: meta_path,
-        message: e.to_string(),
-    })?;
-    Ok(meta.shards.iter().any(|s| s.split.is_some()))
 }
 
 #[cfg(test)]

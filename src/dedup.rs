@@ -10,7 +10,9 @@ use crate::cli::DedupArgs;
 
 pub fn run(args: DedupArgs) -> Result<()> {
     let config = match &args.config {
-        Some(p) => DedupConfig::load(p).with_context(|| format!("loading --config {}", p.display()))?,
+        Some(p) => {
+            DedupConfig::load(p).with_context(|| format!("loading --config {}", p.display()))?
+        }
         None => DedupConfig::default(),
     };
     let step = match &args.stage {
@@ -24,7 +26,11 @@ pub fn run(args: DedupArgs) -> Result<()> {
     if task.count > 1 && step.is_none() {
         bail!("--task/--tasks split one step across a job array: name it with --stage");
     }
-    let options = RunOptions { task: step.map(|_| (task.index, task.count)), step, explain: args.explain };
+    let options = RunOptions {
+        task: step.map(|_| (task.index, task.count)),
+        step,
+        explain: args.explain,
+    };
     let dedup = run_dedup(&args.input, &args.output, &config, &options)
         .with_context(|| format!("deduplicating into {}", args.output.display()))?;
     if step.is_some_and(|s| s != Step::Filter) {
@@ -48,10 +54,15 @@ pub fn run(args: DedupArgs) -> Result<()> {
 fn refine_stats(inputs: &[std::path::PathBuf]) -> Result<RunStats> {
     let mut total = RunStats::default();
     for input in inputs {
-        let dir = if input.is_dir() { input.as_path() } else { input.parent().unwrap_or(Path::new(".")) };
+        let dir = if input.is_dir() {
+            input.as_path()
+        } else {
+            input.parent().unwrap_or(Path::new("."))
+        };
         let path = dir.join("stats.json");
         if let Ok(text) = std::fs::read(&path) {
-            let stats: RunStats = serde_json::from_slice(&text).with_context(|| format!("reading {}", path.display()))?;
+            let stats: RunStats = serde_json::from_slice(&text)
+                .with_context(|| format!("reading {}", path.display()))?;
             total += &stats;
         }
     }

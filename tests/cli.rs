@@ -13,14 +13,36 @@ fn usage_errors_exit_2() {
 fn bad_task_split_is_a_failure() {
     let t = TestCommand::new();
     let out = t.path("out");
-    t.assert_exit_code(&["refine", "--input", "examples/pages", "--output", out.to_str().unwrap(), "--task", "3", "--tasks", "2"], 1);
+    t.assert_exit_code(
+        &[
+            "refine",
+            "--input",
+            "examples/pages",
+            "--output",
+            out.to_str().unwrap(),
+            "--task",
+            "3",
+            "--tasks",
+            "2",
+        ],
+        1,
+    );
 }
 
 #[test]
 fn missing_input_names_the_path() {
     let t = TestCommand::new();
     let out = t.path("out");
-    let o = t.assert_exit_code(&["refine", "--input", "nope/*.warc.gz", "--output", out.to_str().unwrap()], 1);
+    let o = t.assert_exit_code(
+        &[
+            "refine",
+            "--input",
+            "nope/*.warc.gz",
+            "--output",
+            out.to_str().unwrap(),
+        ],
+        1,
+    );
     assert!(String::from_utf8_lossy(&o.stderr).contains("nope/*.warc.gz"));
 }
 
@@ -28,7 +50,19 @@ fn missing_input_names_the_path() {
 fn train_devices_zero_is_a_usage_error_and_two_need_cuda() {
     let t = TestCommand::new();
     let out = t.path("run");
-    let args = |n: &'static str| ["train", "--config", "configs/train/falcon-tiny-cpu.toml", "--data", "none", "--output", out.to_str().unwrap(), "--devices", n];
+    let args = |n: &'static str| {
+        [
+            "train",
+            "--config",
+            "configs/train/falcon-tiny-cpu.toml",
+            "--data",
+            "none",
+            "--output",
+            out.to_str().unwrap(),
+            "--devices",
+            n,
+        ]
+    };
     t.assert_exit_code(&args("0"), 2);
     if cfg!(not(feature = "cuda")) {
         let o = t.assert_exit_code(&args("2"), 1);
@@ -43,20 +77,44 @@ fn bad_config_names_file_and_key() {
     std::fs::write(t.path("bad.toml"), "[output]\nzstd_level = 99\n").unwrap();
     let out = t.path("out");
     let o = t.assert_exit_code(
-        &["refine", "--input", "examples/sample.warc.gz", "--output", out.to_str().unwrap(), "--config", t.path("bad.toml").to_str().unwrap()],
+        &[
+            "refine",
+            "--input",
+            "examples/sample.warc.gz",
+            "--output",
+            out.to_str().unwrap(),
+            "--config",
+            t.path("bad.toml").to_str().unwrap(),
+        ],
         1,
     );
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("bad.toml") && err.contains("zstd_level"), "{err}");
+    assert!(
+        err.contains("bad.toml") && err.contains("zstd_level"),
+        "{err}"
+    );
 }
 
 #[test]
 fn jsonl_input_runs_and_writes_stats() {
     let t = TestCommand::new();
     let input = t.path("in.jsonl");
-    std::fs::write(&input, "{\"text\":\"one\",\"url\":\"https://a.example/1\"}\n{broken\n").unwrap();
+    std::fs::write(
+        &input,
+        "{\"text\":\"one\",\"url\":\"https://a.example/1\"}\n{broken\n",
+    )
+    .unwrap();
     let out = t.path("out");
-    t.assert_exit_code(&["refine", "--input", input.to_str().unwrap(), "--output", out.to_str().unwrap()], 0);
+    t.assert_exit_code(
+        &[
+            "refine",
+            "--input",
+            input.to_str().unwrap(),
+            "--output",
+            out.to_str().unwrap(),
+        ],
+        0,
+    );
     let stats = t.stats("out");
     let read = stage(&stats, "read");
     assert_eq!(read["in"], 2);

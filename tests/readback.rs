@@ -33,11 +33,25 @@ print(table.num_rows, len(pairs))
 fn parquet_reads_back_with_pyarrow_and_duckdb() {
     let t = TestCommand::new();
     let out = t.path("out");
-    t.assert_exit_code(&["refine", "--input", "examples/sample.warc.gz", "--output", out.to_str().unwrap()], 0);
+    t.assert_exit_code(
+        &[
+            "refine",
+            "--input",
+            "examples/sample.warc.gz",
+            "--output",
+            out.to_str().unwrap(),
+        ],
+        0,
+    );
     let stats = t.stats("out");
     let kept = stage(&stats, "read")["out"].as_u64().unwrap();
     assert!(kept > 0);
-    let py = Command::new(python()).arg("-c").arg(CHECK).arg(&out).output().expect("python3 runs");
+    let py = Command::new(python())
+        .arg("-c")
+        .arg(CHECK)
+        .arg(&out)
+        .output()
+        .expect("python3 runs");
     assert!(
         py.status.success(),
         "pyarrow/duckdb check failed (pip install pyarrow duckdb):\n{}",
@@ -45,6 +59,11 @@ fn parquet_reads_back_with_pyarrow_and_duckdb() {
     );
     let printed = String::from_utf8_lossy(&py.stdout);
     let rows: u64 = printed.split_whitespace().next().unwrap().parse().unwrap();
-    let last = stats["stages"].as_array().unwrap().last().unwrap()["out"].as_u64().unwrap();
-    assert_eq!(rows, last, "rows in Parquet = documents out of the last stage");
+    let last = stats["stages"].as_array().unwrap().last().unwrap()["out"]
+        .as_u64()
+        .unwrap();
+    assert_eq!(
+        rows, last,
+        "rows in Parquet = documents out of the last stage"
+    );
 }

@@ -55,7 +55,10 @@ impl MetaWriter {
     pub fn create(path: &Path) -> Result<Self> {
         let tmp = tmp_path(path);
         let file = File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
-        Ok(MetaWriter { path: path.into(), out: BufWriter::new(file) })
+        Ok(MetaWriter {
+            path: path.into(),
+            out: BufWriter::new(file),
+        })
     }
 
     /// Appends one row.
@@ -68,13 +71,17 @@ impl MetaWriter {
             rec.extend_from_slice(&(b.len() as u16).to_le_bytes());
             rec.extend_from_slice(b);
         }
-        self.out.write_all(&rec).map_err(|e| Error::io(tmp_path(&self.path), e))
+        self.out
+            .write_all(&rec)
+            .map_err(|e| Error::io(tmp_path(&self.path), e))
     }
 
     /// Flushes and renames into place.
     pub fn finish(self) -> Result<()> {
         let tmp = tmp_path(&self.path);
-        self.out.into_inner().map_err(|e| Error::io(&tmp, e.into_error()))?;
+        self.out
+            .into_inner()
+            .map_err(|e| Error::io(&tmp, e.into_error()))?;
         std::fs::rename(&tmp, &self.path).map_err(|e| Error::io(&self.path, e))
     }
 }
@@ -82,7 +89,10 @@ impl MetaWriter {
 /// Reads every row of a meta file, in row order.
 pub fn read_meta(path: &Path) -> Result<Vec<Meta>> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    let bad = || Error::WorkFile { path: path.into(), message: "truncated meta record".into() };
+    let bad = || Error::WorkFile {
+        path: path.into(),
+        message: "truncated meta record".into(),
+    };
     let mut out = Vec::new();
     let mut at = 0;
     let take = |at: &mut usize, n: usize| -> Result<&[u8]> {
@@ -99,7 +109,12 @@ pub fn read_meta(path: &Path) -> Result<Vec<Meta>> {
             *s = String::from_utf8_lossy(take(&mut at, len)?).into_owned();
         }
         let [id, dump] = strings;
-        out.push(Meta { timestamp, url_key, id, dump });
+        out.push(Meta {
+            timestamp,
+            url_key,
+            id,
+            dump,
+        });
     }
     Ok(out)
 }
@@ -113,8 +128,18 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("meta.bin");
         let rows = vec![
-            Meta { timestamp: 5, url_key: 9, id: "abc".into(), dump: "CC-MAIN-2020-34".into() },
-            Meta { timestamp: i64::MAX, url_key: 0, id: String::new(), dump: "é".into() },
+            Meta {
+                timestamp: 5,
+                url_key: 9,
+                id: "abc".into(),
+                dump: "CC-MAIN-2020-34".into(),
+            },
+            Meta {
+                timestamp: i64::MAX,
+                url_key: 0,
+                id: String::new(),
+                dump: "é".into(),
+            },
         ];
         let mut w = MetaWriter::create(&path).unwrap();
         rows.iter().for_each(|m| w.add(m).unwrap());

@@ -31,7 +31,11 @@ pub fn schema() -> SchemaRef {
     Arc::new(Schema::new(vec![
         string("content", false),
         string("url", false),
-        Field::new("timestamp", DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())), true),
+        Field::new(
+            "timestamp",
+            DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+            true,
+        ),
         string("dump", false),
         string("segment", false),
         Field::new("image_urls", DataType::List(Arc::new(pairs)), false),
@@ -57,14 +61,21 @@ impl ShardWriter {
     pub fn create(path: &Path, config: &OutputConfig) -> Result<Self> {
         let tmp = tmp_path(path);
         let file = File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
-        let level = ZstdLevel::try_new(config.zstd_level)
-            .map_err(|e| Error::Parquet { path: path.into(), source: e })?;
+        let level = ZstdLevel::try_new(config.zstd_level).map_err(|e| Error::Parquet {
+            path: path.into(),
+            source: e,
+        })?;
         let props = WriterProperties::builder()
             .set_compression(Compression::ZSTD(level))
             .set_max_row_group_row_count(Some(config.row_group_rows))
             .build();
-        let writer = ArrowWriter::try_new(BufWriter::new(file), schema(), Some(props))
-            .map_err(|e| Error::Parquet { path: path.into(), source: e })?;
+        let writer =
+            ArrowWriter::try_new(BufWriter::new(file), schema(), Some(props)).map_err(|e| {
+                Error::Parquet {
+                    path: path.into(),
+                    source: e,
+                }
+            })?;
         Ok(ShardWriter {
             path: path.into(),
             tmp,
@@ -88,11 +99,14 @@ impl ShardWriter {
         if self.pending.is_empty() {
             return Ok(());
         }
-        let batch = to_batch(&self.pending)
-            .map_err(|e| Error::Arrow { path: self.path.clone(), source: e })?;
-        self.writer
-            .write(&batch)
-            .map_err(|e| Error::Parquet { path: self.path.clone(), source: e })?;
+        let batch = to_batch(&self.pending).map_err(|e| Error::Arrow {
+            path: self.path.clone(),
+            source: e,
+        })?;
+        self.writer.write(&batch).map_err(|e| Error::Parquet {
+            path: self.path.clone(),
+            source: e,
+        })?;
         self.rows += self.pending.len() as u64;
         self.pending.clear();
         Ok(())
@@ -101,11 +115,13 @@ impl ShardWriter {
     /// Writes what is pending, closes the file and renames it into place; returns the rows.
     pub fn finish(mut self) -> Result<u64> {
         self.flush()?;
-        let inner = self
-            .writer
+        let inner = self.writer.into_inner().map_err(|e| Error::Parquet {
+            path: self.path.clone(),
+            source: e,
+        })?;
+        let file = inner
             .into_inner()
-            .map_err(|e| Error::Parquet { path: self.path.clone(), source: e })?;
-        let file = inner.into_inner().map_err(|e| Error::io(&self.tmp, e.into_error()))?;
+            .map_err(|e| Error::io(&self.tmp, e.into_error()))?;
         file.sync_all().map_err(|e| Error::io(&self.tmp, e))?;
         std::fs::rename(&self.tmp, &self.path).map_err(|e| Error::io(&self.path, e))?;
         Ok(self.rows)
@@ -170,16 +186,25 @@ fn to_batch(docs: &[Document]) -> std::result::Result<RecordBatch, arrow::error:
 /// The text column is `content` or `text`; every other column is optional. Without an `id`
 /// column the id is derived from url and text ([`Document::text_id`]).
 pub fn read_parquet(path: &Path) -> Result<impl Iterator<Item = Result<Document>>> {
-    let perr = |e| Error::Parquet { path: path.into(), source: e };
+    let perr = |e| Error::Parquet {
+        path: path.into(),
+        source: e,
+    };
     let file = File::open(path).map_err(|e| Error::io(path, e))?;
-    let reader = ParquetRecordBatchReaderBuilder::try_new(file).map_err(perr)?.build().map_err(perr)?;
+    let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+        .map_err(perr)?
+        .build()
+        .map_err(perr)?;
     let owned = path.to_path_buf();
     Ok(reader.flat_map(move |batch| match batch {
         Ok(batch) => match from_batch(&batch, &owned) {
             Ok(docs) => docs.into_iter().map(Ok).collect::<Vec<_>>(),
             Err(e) => vec![Err(e)],
         },
-        Err(e) => vec![Err(Error::Arrow { path: owned.clone(), source: e })],
+        Err(e) => vec![Err(Error::Arrow {
+            path: owned.clone(),
+            source: e,
+        })],
     }))
 }
 
@@ -187,7 +212,10 @@ fn from_batch(batch: &RecordBatch, path: &Path) -> Result<Vec<Document>> {
     let text = batch
         .column_by_name("content")
         .or_else(|| batch.column_by_name("text"))
-        .ok_or_else(|| Error::Input { path: path.into(), message: "no `content` or `text` column".into() })?;
+        .ok_or_else(|| Error::Input {
+            path: path.into(),
+            message: "no `content` or `text` column".into(),
+        })?;
     let string_col = |name: &str| -> Result<Option<Vec<Option<String>>>> {
         match batch.column_by_name(name) {
             None => Ok(None),
@@ -205,10 +233,15 @@ fn from_batch(batch: &RecordBatch, path: &Path) -> Result<Vec<Document>> {
         Some(c) => {
             let seconds = DataType::Timestamp(TimeUnit::Second, None);
             let c = match c.data_type() {
-                DataType::Timestamp(_, _) => cast(c, &seconds).and_then(|c| cast(&c, &DataType::Int64)),
+                DataType::Timestamp(_, _) => {
+                    cast(c, &seconds).and_then(|c| cast(&c, &DataType::Int64))
+                }
                 _ => cast(c, &DataType::Int64),
             }
-            .map_err(|e| Error::Arrow { path: path.into(), source: e })?;
+            .map_err(|e| Error::Arrow {
+                path: path.into(),
+                source: e,
+            })?;
             Some(c.as_primitive::<Int64Type>().clone())
         }
         None => None,
@@ -216,7 +249,9 @@ fn from_batch(batch: &RecordBatch, path: &Path) -> Result<Vec<Document>> {
     let score = batch
         .column_by_name("language_score")
         .and_then(|c| c.as_any().downcast_ref::<Float32Array>().cloned());
-    let images = batch.column_by_name("image_urls").and_then(|c| c.as_list_opt::<i32>().cloned());
+    let images = batch
+        .column_by_name("image_urls")
+        .and_then(|c| c.as_list_opt::<i32>().cloned());
     let at = |col: &Option<Vec<Option<String>>>, i: usize| -> Option<String> {
         col.as_ref().and_then(|c| c[i].clone())
     };
@@ -227,12 +262,19 @@ fn from_batch(batch: &RecordBatch, path: &Path) -> Result<Vec<Document>> {
         let id = at(&id, i).unwrap_or_else(|| Document::text_id(&url, &content));
         docs.push(Document {
             id,
-            timestamp: timestamp.as_ref().and_then(|t| t.is_valid(i).then(|| t.value(i))),
+            timestamp: timestamp
+                .as_ref()
+                .and_then(|t| t.is_valid(i).then(|| t.value(i))),
             dump: at(&dump, i).unwrap_or_default(),
             segment: at(&segment, i).unwrap_or_default(),
-            image_urls: images.as_ref().map(|l| image_pairs(l, i)).unwrap_or_default(),
+            image_urls: images
+                .as_ref()
+                .map(|l| image_pairs(l, i))
+                .unwrap_or_default(),
             language: at(&language, i),
-            language_score: score.as_ref().and_then(|s| s.is_valid(i).then(|| s.value(i))),
+            language_score: score
+                .as_ref()
+                .and_then(|s| s.is_valid(i).then(|| s.value(i))),
             url,
             content,
             ..Default::default()
@@ -242,11 +284,26 @@ fn from_batch(batch: &RecordBatch, path: &Path) -> Result<Vec<Document>> {
 }
 
 fn strings_of(col: &ArrayRef, name: &str, path: &Path) -> Result<Vec<Option<String>>> {
-    let bad = || Error::Input { path: path.into(), message: format!("column `{name}` is not a string column") };
+    let bad = || Error::Input {
+        path: path.into(),
+        message: format!("column `{name}` is not a string column"),
+    };
     let values: Vec<Option<String>> = match col.data_type() {
-        DataType::Utf8 => col.as_string::<i32>().iter().map(|s| s.map(str::to_owned)).collect(),
-        DataType::LargeUtf8 => col.as_string::<i64>().iter().map(|s| s.map(str::to_owned)).collect(),
-        DataType::Utf8View => col.as_string_view().iter().map(|s| s.map(str::to_owned)).collect(),
+        DataType::Utf8 => col
+            .as_string::<i32>()
+            .iter()
+            .map(|s| s.map(str::to_owned))
+            .collect(),
+        DataType::LargeUtf8 => col
+            .as_string::<i64>()
+            .iter()
+            .map(|s| s.map(str::to_owned))
+            .collect(),
+        DataType::Utf8View => col
+            .as_string_view()
+            .iter()
+            .map(|s| s.map(str::to_owned))
+            .collect(),
         _ => return Err(bad()),
     };
     Ok(values)
@@ -256,13 +313,21 @@ fn image_pairs(list: &arrow::array::ListArray, row: usize) -> Vec<[String; 2]> {
     if list.is_null(row) {
         return Vec::new();
     }
-    let Some(pairs) = list.value(row).as_list_opt::<i32>().cloned() else { return Vec::new() };
+    let Some(pairs) = list.value(row).as_list_opt::<i32>().cloned() else {
+        return Vec::new();
+    };
     (0..pairs.len())
         .filter(|&j| pairs.is_valid(j))
         .filter_map(|j| {
             let pair = pairs.value(j);
             let s = pair.as_string_opt::<i32>()?;
-            let get = |k: usize| if k < s.len() && s.is_valid(k) { s.value(k).to_owned() } else { String::new() };
+            let get = |k: usize| {
+                if k < s.len() && s.is_valid(k) {
+                    s.value(k).to_owned()
+                } else {
+                    String::new()
+                }
+            };
             Some([get(0), get(1)])
         })
         .collect()
@@ -309,7 +374,10 @@ pub fn read_jsonl(path: &Path) -> Result<impl Iterator<Item = Result<JsonlItem>>
     Ok(reader.split(b'\n').filter_map(move |line| {
         let line = match line {
             Ok(line) => line,
-            Err(e) if e.kind() == std::io::ErrorKind::InvalidData || e.kind() == std::io::ErrorKind::UnexpectedEof => {
+            Err(e)
+                if e.kind() == std::io::ErrorKind::InvalidData
+                    || e.kind() == std::io::ErrorKind::UnexpectedEof =>
+            {
                 return Some(Ok(JsonlItem::Skip("corrupt_gzip")))
             }
             Err(e) => return Some(Err(Error::io(&owned, e))),
@@ -322,13 +390,15 @@ pub fn read_jsonl(path: &Path) -> Result<impl Iterator<Item = Result<JsonlItem>>
         };
         let timestamp = match doc.timestamp {
             Some(serde_json::Value::Number(n)) => n.as_i64(),
-            Some(serde_json::Value::String(s)) => {
-                chrono::DateTime::parse_from_rfc3339(&s).ok().map(|t| t.timestamp())
-            }
+            Some(serde_json::Value::String(s)) => chrono::DateTime::parse_from_rfc3339(&s)
+                .ok()
+                .map(|t| t.timestamp()),
             _ => None,
         };
         Some(Ok(JsonlItem::Doc(Document {
-            id: doc.id.unwrap_or_else(|| Document::text_id(&doc.url, &doc.text)),
+            id: doc
+                .id
+                .unwrap_or_else(|| Document::text_id(&doc.url, &doc.text)),
             url: doc.url,
             timestamp,
             dump: doc.dump,
@@ -363,7 +433,10 @@ mod tests {
     fn parquet_round_trip_keeps_every_field() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("part-00000.parquet");
-        let config = OutputConfig { row_group_rows: 4, ..Default::default() };
+        let config = OutputConfig {
+            row_group_rows: 4,
+            ..Default::default()
+        };
         let mut w = ShardWriter::create(&path, &config).unwrap();
         let docs: Vec<Document> = (0..10).map(doc).collect();
         for d in &docs {

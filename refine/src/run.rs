@@ -17,7 +17,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::dataset::{self, JsonlItem, ShardWriter};
 use crate::pipeline::Dropped;
-use crate::{Document, Error, Pipeline, ReadItem, RefineConfig, Result, RunStats, StageStats, WarcReader};
+use crate::{
+    Document, Error, Pipeline, ReadItem, RefineConfig, Result, RunStats, StageStats, WarcReader,
+};
 
 /// Documents handed to rayon at once; bounds memory to a few chunks of pages per thread.
 const CHUNK: usize = 256;
@@ -61,7 +63,10 @@ pub fn expand_inputs(patterns: &[PathBuf]) -> Result<Vec<PathBuf>> {
 /// accepts, skipping names that start with `_` or `.` (a run's bookkeeping: `_done/`,
 /// `_explain/`, temporary files). A path that matches nothing is an error, so typos don't
 /// pass silently.
-pub fn expand_inputs_with(patterns: &[PathBuf], keep: impl Fn(&Path) -> bool + Copy) -> Result<Vec<PathBuf>> {
+pub fn expand_inputs_with(
+    patterns: &[PathBuf],
+    keep: impl Fn(&Path) -> bool + Copy,
+) -> Result<Vec<PathBuf>> {
     let mut files = Vec::new();
     for pattern in patterns {
         if pattern.is_file() {
@@ -83,7 +88,10 @@ pub fn expand_inputs_with(patterns: &[PathBuf], keep: impl Fn(&Path) -> bool + C
                 }
             }
             if files.len() == before {
-                return Err(Error::Input { path: pattern.clone(), message: "no such file, folder or glob match".into() });
+                return Err(Error::Input {
+                    path: pattern.clone(),
+                    message: "no such file, folder or glob match".into(),
+                });
             }
         }
     }
@@ -96,7 +104,10 @@ fn walk(dir: &Path, keep: impl Fn(&Path) -> bool + Copy, out: &mut Vec<PathBuf>)
     let entries = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
     for entry in entries {
         let path = entry.map_err(|e| Error::io(dir, e))?.path();
-        let bookkeeping = path.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(['_', '.']));
+        let bookkeeping = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with(['_', '.']));
         if bookkeeping {
             continue;
         }
@@ -178,7 +189,11 @@ fn explain_part(output: &Path, k: usize) -> PathBuf {
 pub fn refine(config: &RefineConfig, opts: &RunOptions) -> Result<RunStats> {
     let start = Instant::now();
     let pipeline = Pipeline::from_config(config)?;
-    for dir in [opts.output.to_path_buf(), opts.output.join("_done"), opts.output.join("_explain")] {
+    for dir in [
+        opts.output.to_path_buf(),
+        opts.output.join("_done"),
+        opts.output.join("_explain"),
+    ] {
         std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
     }
     let todo: Vec<(usize, &PathBuf)> = opts
@@ -219,8 +234,10 @@ fn merged_markers(output: &Path) -> Result<RunStats> {
     let mut total = RunStats::default();
     for name in names {
         let text = std::fs::read(&name).map_err(|e| Error::io(&name, e))?;
-        let stats: RunStats = serde_json::from_slice(&text)
-            .map_err(|e| Error::Input { path: name.clone(), message: format!("bad marker: {e}") })?;
+        let stats: RunStats = serde_json::from_slice(&text).map_err(|e| Error::Input {
+            path: name.clone(),
+            message: format!("bad marker: {e}"),
+        })?;
         total += &stats;
     }
     total.seconds = 0.0;
@@ -236,7 +253,8 @@ fn concat_explain(opts: &RunOptions, explain: &Path) -> Result<()> {
             out.write_all(&bytes).map_err(|e| Error::io(&tmp, e))?;
         }
     }
-    out.into_inner().map_err(|e| Error::io(&tmp, e.into_error()))?;
+    out.into_inner()
+        .map_err(|e| Error::io(&tmp, e.into_error()))?;
     std::fs::rename(&tmp, explain).map_err(|e| Error::io(explain, e))
 }
 
@@ -248,14 +266,22 @@ fn refine_file(
     k: usize,
     opts: &RunOptions,
 ) -> Result<RunStats> {
-    let bytes_in = std::fs::metadata(path).map_err(|e| Error::io(path, e))?.len();
+    let bytes_in = std::fs::metadata(path)
+        .map_err(|e| Error::io(path, e))?
+        .len();
     let mut read = StageStats::new("read");
     let mut rows = pipeline.new_stats();
-    let mut writer = ShardWriter::create(&opts.output.join(format!("part-{k:05}.parquet")), &config.output)?;
+    let mut writer = ShardWriter::create(
+        &opts.output.join(format!("part-{k:05}.parquet")),
+        &config.output,
+    )?;
     let mut explain = match opts.explain {
         Some(_) => {
             let p = explain_part(opts.output, k);
-            Some((BufWriter::new(File::create(dataset::tmp_path(&p)).map_err(|e| Error::io(&p, e))?), p))
+            Some((
+                BufWriter::new(File::create(dataset::tmp_path(&p)).map_err(|e| Error::io(&p, e))?),
+                p,
+            ))
         }
         None => None,
     };
@@ -292,13 +318,14 @@ fn refine_file(
         }
         Ok(())
     };
-    let mut push = |doc: Document, chunk: &mut Vec<Document>, rows: &mut Vec<StageStats>| -> Result<()> {
-        chunk.push(doc);
-        if chunk.len() >= CHUNK {
-            flush(chunk, rows)?;
-        }
-        Ok(())
-    };
+    let mut push =
+        |doc: Document, chunk: &mut Vec<Document>, rows: &mut Vec<StageStats>| -> Result<()> {
+            chunk.push(doc);
+            if chunk.len() >= CHUNK {
+                flush(chunk, rows)?;
+            }
+            Ok(())
+        };
     match InputKind::of(path) {
         Some(InputKind::Warc) => {
             for item in WarcReader::open(path, &config.read)? {
@@ -329,19 +356,27 @@ fn refine_file(
             }
         }
         None => {
-            return Err(Error::Input { path: path.into(), message: "not a WARC, JSONL or Parquet file".into() })
+            return Err(Error::Input {
+                path: path.into(),
+                message: "not a WARC, JSONL or Parquet file".into(),
+            })
         }
     }
     flush(&mut chunk, &mut rows)?;
     writer.finish()?;
     if let Some((out, p)) = explain {
         let tmp = dataset::tmp_path(&p);
-        out.into_inner().map_err(|e| Error::io(&tmp, e.into_error()))?;
+        out.into_inner()
+            .map_err(|e| Error::io(&tmp, e.into_error()))?;
         std::fs::rename(&tmp, &p).map_err(|e| Error::io(&p, e))?;
     }
     let mut stages = vec![read];
     stages.extend(rows);
-    Ok(RunStats { stages, seconds: 0.0, bytes_in })
+    Ok(RunStats {
+        stages,
+        seconds: 0.0,
+        bytes_in,
+    })
 }
 
 #[cfg(test)]
@@ -350,11 +385,23 @@ mod tests {
 
     #[test]
     fn input_kinds_by_name() {
-        assert_eq!(InputKind::of(Path::new("a/CC-MAIN-x.warc.gz")), Some(InputKind::Warc));
-        assert_eq!(InputKind::of(Path::new("a/x.warc.wet.gz")), Some(InputKind::Warc));
+        assert_eq!(
+            InputKind::of(Path::new("a/CC-MAIN-x.warc.gz")),
+            Some(InputKind::Warc)
+        );
+        assert_eq!(
+            InputKind::of(Path::new("a/x.warc.wet.gz")),
+            Some(InputKind::Warc)
+        );
         assert_eq!(InputKind::of(Path::new("x.WARC")), Some(InputKind::Warc));
-        assert_eq!(InputKind::of(Path::new("x.jsonl.gz")), Some(InputKind::Jsonl));
-        assert_eq!(InputKind::of(Path::new("x.parquet")), Some(InputKind::Parquet));
+        assert_eq!(
+            InputKind::of(Path::new("x.jsonl.gz")),
+            Some(InputKind::Jsonl)
+        );
+        assert_eq!(
+            InputKind::of(Path::new("x.parquet")),
+            Some(InputKind::Parquet)
+        );
         assert_eq!(InputKind::of(Path::new("x.warc.wat.gz")), None);
         assert_eq!(InputKind::of(Path::new("README.md")), None);
     }
@@ -370,7 +417,14 @@ mod tests {
     #[test]
     fn folders_skip_run_bookkeeping_and_unread_kinds() {
         let dir = tempfile::tempdir().unwrap();
-        for name in ["a.warc.gz", "b.jsonl", "notes.txt", "_explain/part-00000.jsonl", ".c.jsonl.tmp", "sub/d.parquet"] {
+        for name in [
+            "a.warc.gz",
+            "b.jsonl",
+            "notes.txt",
+            "_explain/part-00000.jsonl",
+            ".c.jsonl.tmp",
+            "sub/d.parquet",
+        ] {
             let path = dir.path().join(name);
             std::fs::create_dir_all(path.parent().unwrap()).unwrap();
             std::fs::write(path, "").unwrap();
@@ -378,7 +432,12 @@ mod tests {
         let names: Vec<_> = expand_inputs(&[dir.path().to_owned()])
             .unwrap()
             .iter()
-            .map(|p| p.strip_prefix(dir.path()).unwrap().to_string_lossy().into_owned())
+            .map(|p| {
+                p.strip_prefix(dir.path())
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned()
+            })
             .collect();
         assert_eq!(names, ["a.warc.gz", "b.jsonl", "sub/d.parquet"]);
     }
@@ -396,13 +455,21 @@ mod tests {
         std::fs::create_dir(&input).unwrap();
         for f in 0..3 {
             let lines: String = (0..5)
-                .map(|i| format!("{{\"text\":\"file {f} doc {i}\",\"url\":\"https://e.com/{f}/{i}\"}}\n"))
+                .map(|i| {
+                    format!("{{\"text\":\"file {f} doc {i}\",\"url\":\"https://e.com/{f}/{i}\"}}\n")
+                })
                 .collect();
             std::fs::write(input.join(format!("f{f}.jsonl")), lines).unwrap();
         }
         let inputs = expand_inputs(&[input]).unwrap();
         let out = dir.path().join("out");
-        let opts = RunOptions { inputs: &inputs, output: &out, task: Task::default(), explain: None, on_file_done: &|_| {} };
+        let opts = RunOptions {
+            inputs: &inputs,
+            output: &out,
+            task: Task::default(),
+            explain: None,
+            on_file_done: &|_| {},
+        };
         // Filters off: these short lines are about resuming, not about quality.
         let mut config = RefineConfig::default();
         config.language_id.enabled = false;
@@ -417,7 +484,11 @@ mod tests {
         let second = refine(&config, &opts).unwrap();
         assert_eq!(second.stages, first.stages);
         let rows: usize = (0..3)
-            .map(|k| dataset::read_parquet(&out.join(format!("part-{k:05}.parquet"))).unwrap().count())
+            .map(|k| {
+                dataset::read_parquet(&out.join(format!("part-{k:05}.parquet")))
+                    .unwrap()
+                    .count()
+            })
             .sum();
         assert_eq!(rows, 15);
     }

@@ -4,10 +4,10 @@
 
 use std::path::{Path, PathBuf};
 
+use falconry_refine::test_data_dir as data_dir;
 use falconry_tokenize::{
     tokenize_corpus, Dtype, Error, Split, TokenShards, TokenizeConfig, Tokenizer,
 };
-use falconry_refine::test_data_dir as data_dir;
 
 fn fixture() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/falcon_docs.jsonl")

@@ -93,6 +93,10 @@ impl FalconConfig {
     pub fn falcon_350m() -> Self {
         Self::preset(include_str!("../../configs/model/falcon-350m.toml"))
     }
+    /// falcon-1b: 28 x 2048, 32 heads, multi-query; fills one 80 GB card.
+    pub fn falcon_1b() -> Self {
+        Self::preset(include_str!("../../configs/model/falcon-1b.toml"))
+    }
     /// falcon-tiny: 2 x 64, 4 heads, for tests.
     pub fn falcon_tiny() -> Self {
         Self::preset(include_str!("../../configs/model/falcon-tiny.toml"))
@@ -327,6 +331,7 @@ mod tests {
             (FalconConfig::falcon_tiny(), 4),
             (FalconConfig::falcon_124m(), 121),
             (FalconConfig::falcon_350m(), 324),
+            (FalconConfig::falcon_1b(), 1315),
             (FalconConfig::falcon_7b(), 6921),
             (FalconConfig::falcon_40b(), 41303),
         ] {

@@ -218,7 +218,8 @@ pub fn load_hf<B: FalconBackend>(
         message: e.to_string(),
     })?;
     let mut model = config.init::<B>(device);
-    for (name, slot) in slots(&mut model) {
+    let mut tensors = NamedTensors::new();
+    for (name, _) in slots(&mut model) {
         // FalconModel checkpoints (no LM head) name tensors without the `transformer.` prefix.
         let bare = name.strip_prefix("transformer.").unwrap_or(&name);
         let view =
@@ -229,34 +230,53 @@ pub fn load_hf<B: FalconBackend>(
                     message: format!("missing tensor `{name}`"),
                 })?;
         let t = to_f32(&view, &name, &path)?;
-        let expect = |want: Vec<usize>| -> Result<(), Error> {
-            if t.shape == want {
+        tensors.insert(name, (t.shape, t.data));
+    }
+    set_named_tensors(&mut model, &tensors, device).map_err(|message| Error::Checkpoint {
+        path: path.clone(),
+        message,
+    })?;
+    Ok(model)
+}
+
+/// Sets every parameter of `model` from HF-named, HF-laid-out f32 tensors.
+pub(crate) fn set_named_tensors<B: Backend>(
+    model: &mut FalconForCausalLM<B>,
+    tensors: &NamedTensors,
+    device: &B::Device,
+) -> Result<(), String> {
+    for (name, slot) in slots(model) {
+        let Some((shape, data)) = tensors.get(&name) else {
+            return Err(format!("missing tensor `{name}`"));
+        };
+        let expect = |want: Vec<usize>| -> Result<(), String> {
+            if *shape == want {
                 Ok(())
             } else {
-                Err(Error::Checkpoint {
-                    path: path.clone(),
-                    message: format!("`{name}` has shape {:?}, config says {want:?}", t.shape),
-                })
+                Err(format!(
+                    "`{name}` has shape {shape:?}, config says {want:?}"
+                ))
             }
         };
+        let data = data.clone();
         match slot {
             Slot::Linear(l) => {
                 let [d_in, d_out] = l.weight.dims();
                 expect(vec![d_out, d_in])?;
-                let w = Tensor::<B, 2>::from_data(TensorData::new(t.data, [d_out, d_in]), device);
+                let w = Tensor::<B, 2>::from_data(TensorData::new(data, [d_out, d_in]), device);
                 l.weight = Param::from_tensor(w.transpose());
             }
             Slot::Matrix(p) => {
                 let dims = p.dims();
                 expect(dims.to_vec())?;
-                *p = Param::from_tensor(Tensor::from_data(TensorData::new(t.data, dims), device));
+                *p = Param::from_tensor(Tensor::from_data(TensorData::new(data, dims), device));
             }
             Slot::Vector(p) => {
                 let dims = p.dims();
                 expect(dims.to_vec())?;
-                *p = Param::from_tensor(Tensor::from_data(TensorData::new(t.data, dims), device));
+                *p = Param::from_tensor(Tensor::from_data(TensorData::new(data, dims), device));
             }
         }
     }
-    Ok(model)
+    Ok(())
 }

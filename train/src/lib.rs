@@ -17,6 +17,8 @@
 mod attention;
 mod checkpoint;
 mod config;
+#[cfg(feature = "cuda")]
+mod cuda;
 mod data;
 mod hf;
 mod inference;
@@ -31,6 +33,8 @@ use std::path::{Path, PathBuf};
 pub use attention::{causal_attention, FalconBackend, FalconTrainBackend};
 pub use checkpoint::{latest_checkpoint, load_checkpoint, save_checkpoint, TrainerState};
 pub use config::{FalconConfig, QkvLayout};
+#[cfg(feature = "cuda")]
+pub use cuda::Engine as CudaEngine;
 pub use data::{TokenData, TokenSplit, VALIDATION_FRACTION};
 pub use hf::{load_hf, save_hf};
 pub use inference::{
@@ -111,6 +115,9 @@ pub enum Error {
     /// This build cannot do what was asked.
     #[error("{0}")]
     Unsupported(String),
+    /// The GPU, its driver or a CUDA library failed.
+    #[error("GPU: {0}")]
+    Gpu(String),
 }
 
 impl Error {

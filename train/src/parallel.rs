@@ -10,7 +10,32 @@
 use burn::module::Module;
 
 use crate::attention::FalconTrainBackend;
+use crate::config::FalconConfig;
+use crate::model::FalconForCausalLM;
+use crate::optim::AdamW;
+use crate::trainer::TrainConfig;
 use crate::Error;
+
+/// A training step outside Burn's autodiff (the CUDA engine), holding its own copy of the
+/// weights and moments; the trainer moves them in once and out for checkpoints.
+pub trait Fused<B: FalconTrainBackend> {
+    /// Takes `model`'s weights and `optim`'s moments and step count.
+    fn load(&mut self, model: &FalconForCausalLM<B>, optim: &AdamW<B>) -> Result<(), Error>;
+    /// One optimizer step over the micro-batches' `[batch, seq + 1]` windows at `lr`: the mean
+    /// loss and the gradient norm before clipping.
+    fn step(&mut self, micro: &[Vec<u16>], lr: f64) -> Result<(f64, f64), Error>;
+    /// The mean loss of one micro-batch, no gradients.
+    fn loss(&mut self, windows: &[u16]) -> Result<f64, Error>;
+    /// Writes the weights and moments back into `model` and `optim`.
+    fn store(
+        &self,
+        model: &mut FalconForCausalLM<B>,
+        optim: &mut AdamW<B>,
+        device: &B::Device,
+    ) -> Result<(), Error>;
+    /// AdamW updates done.
+    fn optimizer_step(&self) -> usize;
+}
 
 /// A training backend, with or without collective communication across its devices.
 pub trait DataParallel: FalconTrainBackend {
@@ -23,6 +48,16 @@ pub trait DataParallel: FalconTrainBackend {
 
     /// Ends gradient averaging over `devices`.
     fn stop(devices: &[Self::Device]);
+
+    /// A fused step for this run where the backend has one that applies, else `None` (Burn's
+    /// autodiff step).
+    fn fused(
+        _model: &FalconConfig,
+        _config: &TrainConfig,
+        _devices: &[Self::Device],
+    ) -> Option<Box<dyn Fused<Self>>> {
+        None
+    }
 }
 
 /// Burn's own parameter id serves as the collective's id: replicas forked from one model
@@ -71,6 +106,72 @@ impl DataParallel for crate::CudaTrainBackend {
         if devices.len() > 1 {
             <Self as DistributedBackend>::close_communication_server(&devices[0]);
         }
+    }
+
+    /// The CUDA engine for single-GPU bf16 runs whose shapes it covers; `FALCONRY_ENGINE=burn`
+    /// keeps Burn's step.
+    fn fused(
+        model: &FalconConfig,
+        config: &TrainConfig,
+        devices: &[Self::Device],
+    ) -> Option<Box<dyn Fused<Self>>> {
+        use crate::trainer::Precision;
+        let why = if std::env::var("FALCONRY_ENGINE").is_ok_and(|v| v == "burn") {
+            Some("FALCONRY_ENGINE=burn".to_string())
+        } else if devices.len() != 1 {
+            Some(format!(
+                "{} devices (the engine runs on one)",
+                devices.len()
+            ))
+        } else if config.precision != Precision::Bf16 {
+            Some("precision f32 (the engine computes in bf16)".to_string())
+        } else {
+            crate::cuda::unsupported(model, config.seq_len)
+        };
+        if let Some(why) = why {
+            tracing::info!("training with Burn's autodiff step: {why}");
+            return None;
+        }
+        match crate::cuda::Engine::new(
+            model,
+            config.micro_batch_size,
+            config.seq_len,
+            config.optimizer.clone(),
+            devices[0].index,
+        ) {
+            Ok(engine) => {
+                tracing::info!("training with the CUDA engine on {}", engine.describe());
+                Some(Box::new(engine))
+            }
+            Err(e) => {
+                tracing::warn!("the CUDA engine could not start ({e}); training with Burn's step");
+                None
+            }
+        }
+    }
+}
+
+#[cfg(feature = "cuda")]
+impl<B: FalconTrainBackend> Fused<B> for crate::cuda::Engine {
+    fn load(&mut self, model: &FalconForCausalLM<B>, optim: &AdamW<B>) -> Result<(), Error> {
+        crate::cuda::Engine::load(self, model, optim)
+    }
+    fn step(&mut self, micro: &[Vec<u16>], lr: f64) -> Result<(f64, f64), Error> {
+        crate::cuda::Engine::step(self, micro, lr)
+    }
+    fn loss(&mut self, windows: &[u16]) -> Result<f64, Error> {
+        crate::cuda::Engine::loss(self, windows)
+    }
+    fn store(
+        &self,
+        model: &mut FalconForCausalLM<B>,
+        optim: &mut AdamW<B>,
+        device: &B::Device,
+    ) -> Result<(), Error> {
+        crate::cuda::Engine::store(self, model, optim, device)
+    }
+    fn optimizer_step(&self) -> usize {
+        crate::cuda::Engine::optimizer_step(self)
     }
 }
 

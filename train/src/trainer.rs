@@ -55,7 +55,8 @@ impl Precision {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TrainConfig {
-    /// A model preset (`falcon-tiny`, `falcon-124m`, `falcon-350m`, `falcon-7b`, `falcon-40b`)
+    /// A model preset (`falcon-tiny`, `falcon-124m`, `falcon-350m`, `falcon-1b`, `falcon-7b`,
+    /// `falcon-40b`)
     /// or a path to a model TOML (relative to the train config's folder).
     pub model: String,
     /// Tokens per sequence.
@@ -138,6 +139,7 @@ impl TrainConfig {
             "falcon-tiny" => FalconConfig::falcon_tiny(),
             "falcon-124m" => FalconConfig::falcon_124m(),
             "falcon-350m" => FalconConfig::falcon_350m(),
+            "falcon-1b" => FalconConfig::falcon_1b(),
             "falcon-7b" => FalconConfig::falcon_7b(),
             "falcon-40b" => FalconConfig::falcon_40b(),
             path if path.ends_with(".toml") => {
@@ -236,24 +238,41 @@ fn batch_tensors<B: AutodiffBackend>(
     (all.clone().narrow(1, 0, seq_len), all.narrow(1, 1, seq_len))
 }
 
-/// Mean validation loss over `config.eval_batches` fixed windows (no autodiff graph).
-fn evaluate_split<B: DataParallel>(
-    model: &FalconForCausalLM<B>,
+/// Mean validation loss over `config.eval_batches` fixed windows, each micro-batch's loss from
+/// `loss_of` (Burn's model without autodiff, or the fused engine).
+fn evaluate_split(
     split: &TokenSplit,
     config: &TrainConfig,
-    device: &B::Device,
-) -> f64 {
-    let valid = burn::module::AutodiffModule::valid(model);
+    mut loss_of: impl FnMut(&[u16]) -> Result<f64, Error>,
+) -> Result<f64, Error> {
     let (mb, t) = (config.micro_batch_size, config.seq_len);
     let mut sum = 0.0;
     for i in 0..config.eval_batches.max(1) {
         // A seed of its own: the same validation windows at every evaluation.
         let windows = split.sample(config.seed ^ 0x005e_ed0f_e7a1, i as u64, mb, t);
-        let (ids, targets) = batch_tensors::<B>(&windows, mb, t, device);
-        let loss = valid.loss(ids.inner(), targets.inner(), config.precision.dtype());
-        sum += loss.into_scalar().elem::<f64>();
+        sum += loss_of(&windows)?;
     }
-    sum / config.eval_batches.max(1) as f64
+    Ok(sum / config.eval_batches.max(1) as f64)
+}
+
+/// Burn's loss of one micro-batch of windows, without autodiff.
+fn burn_loss<B: DataParallel>(
+    model: &FalconForCausalLM<B>,
+    windows: &[u16],
+    config: &TrainConfig,
+    device: &B::Device,
+) -> f64 {
+    let (mb, t) = (config.micro_batch_size, config.seq_len);
+    let valid = burn::module::AutodiffModule::valid(model);
+    let (ids, targets) = batch_tensors::<B>(windows, mb, t, device);
+    let loss = valid.loss(ids.inner(), targets.inner(), config.precision.dtype());
+    loss.into_scalar().elem::<f64>()
+}
+
+/// The data key of a micro-batch: ranks draw windows of their own; with one rank, the keys of
+/// a one-device run (so resume and the fused engine see the same windows).
+fn window_key(step: usize, accum: usize, micro: usize, world: usize, rank: usize) -> u64 {
+    (((step * accum + micro) * world) + rank) as u64
 }
 
 /// One copy of the model and its optimizer on one device: rank `rank` of `world`.
@@ -297,8 +316,7 @@ impl<B: DataParallel> Replica<B> {
         // the device, and waiting inside the loop would leave it idle between micro-batches.
         let mut micro_losses = Vec::with_capacity(accum);
         for micro in 0..accum {
-            // Ranks draw windows of their own; with one rank, the keys of a one-device run.
-            let key = ((step * accum + micro) * self.world + self.rank) as u64;
+            let key = window_key(step, accum, micro, self.world, self.rank);
             let windows = train.sample(seed, key, mb, t);
             let (ids, targets) = batch_tensors::<B>(&windows, mb, t, &self.device);
             let loss = self.model.loss(ids, targets, config.precision.dtype());
@@ -400,6 +418,12 @@ pub fn train<B: DataParallel>(
         rank: 0,
         world,
     };
+    // The CUDA engine takes the step where it applies (one GPU, bf16); `lead` then keeps the
+    // weights only as of the last checkpoint.
+    let mut fused = B::fused(&model_config, config, devices);
+    if let Some(engine) = fused.as_mut() {
+        engine.load(&lead.model, &lead.optim)?;
+    }
     // Detached, not scoped: should rank 0 fail, the others wait in a collective that never
     // completes, and a scope would wait for them.
     let train_split = Arc::new(data.train.clone());
@@ -428,9 +452,31 @@ pub fn train<B: DataParallel>(
     while state.step < total {
         let began = Instant::now();
         let lr = config.schedule.lr(state.step, total);
-        let (loss, grad_norm) = lead.step(&train_split, config, state.step, state.seed);
+        let (loss, grad_norm) = match fused.as_mut() {
+            Some(engine) => {
+                let (mb, t, accum) = (
+                    config.micro_batch_size,
+                    config.seq_len,
+                    config.grad_accum_steps,
+                );
+                let micro: Vec<Vec<u16>> = (0..accum)
+                    .map(|m| {
+                        train_split.sample(
+                            state.seed,
+                            window_key(state.step, accum, m, 1, 0),
+                            mb,
+                            t,
+                        )
+                    })
+                    .collect();
+                engine.step(&micro, lr)?
+            }
+            None => lead.step(&train_split, config, state.step, state.seed),
+        };
         state.step += 1;
-        state.optimizer_step = lead.optim.step;
+        state.optimizer_step = fused
+            .as_ref()
+            .map_or(lead.optim.step, |e| e.optimizer_step());
         state.tokens += tokens_per_step as u64;
         losses.push(loss);
 
@@ -456,7 +502,12 @@ pub fn train<B: DataParallel>(
         let due =
             |interval: usize| (interval > 0 && state.step % interval == 0) || state.step == total;
         if due(config.eval_interval) {
-            let loss = evaluate_split(&lead.model, &data.validation, config, device);
+            let loss = match fused.as_mut() {
+                Some(engine) => evaluate_split(&data.validation, config, |w| engine.loss(w))?,
+                None => evaluate_split(&data.validation, config, |w| {
+                    Ok(burn_loss(&lead.model, w, config, device))
+                })?,
+            };
             val_loss = Some(loss);
             let record = Metrics {
                 step: state.step,
@@ -472,6 +523,9 @@ pub fn train<B: DataParallel>(
             emit(record, &mut history)?;
         }
         if due(config.checkpoint_interval) {
+            if let Some(engine) = &fused {
+                engine.store(&mut lead.model, &mut lead.optim, device)?;
+            }
             checkpoint = Some(save_checkpoint(
                 &ckpt_root,
                 &lead.model,

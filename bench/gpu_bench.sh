@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# The GPU bench in one call (issue 10): falconry's kernels against PyTorch on fresh random
+# inputs, the CUDA engine's loss and gradients against transformers, then training steps of
+# `falconry train` against bench/torch_falcon.py (eager and torch.compile) on the same card, same
+# config, same token shards. Ends with one table naming the card; any correctness failure makes
+# it exit 1.
+#
+#   bench/gpu_bench.sh OUT_DIR [MODEL[:MICRO:ACCUM] ...]     (default falcon-124m:4:2)
+#
+# Run from the repository root on the GPU machine with the cuda build at $FALCONRY and the
+# engine_check example at $ENGINE_CHECK (`cargo build --release --features cuda`, and
+# `--example engine_check`); CUDA's libraries in /usr/local/cuda/lib64.
+set -uo pipefail
+out=${1:?usage: gpu_bench.sh OUT_DIR [MODEL[:MICRO:ACCUM] ...]}
+shift
+runs=("${@:-falcon-124m:4:2}")
+FALCONRY=${FALCONRY:-falconry}
+ENGINE_CHECK=${ENGINE_CHECK:-engine_check}
+STEPS=${STEPS:-30}
+export LD_LIBRARY_PATH=/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}
+export PYTHONUNBUFFERED=1
+mkdir -p "$out"
+status=0
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$out/card.txt"
+
+echo "== kernels against PyTorch"
+timeout 240 python3 bench/kernels.py --out "$out/kernels.json" || status=1
+
+echo "== engine gradients against transformers"
+printf 'vocab_size = 4096\nhidden_size = 256\nnum_hidden_layers = 2\nnum_attention_heads = 4\nnum_kv_heads = 4\nmulti_query = false\nffn_hidden_size = 1024\n' > /tmp/falcon-rw-small.toml
+for m in falcon-124m falcon-350m /tmp/falcon-rw-small.toml; do
+    dir=/tmp/engine_check/$(basename "$m" .toml)
+    { timeout 120 "$ENGINE_CHECK" "$dir" "$m" 2 256 > /dev/null &&
+      timeout 120 python3 bench/check_engine.py "$dir" | tee "$out/check_$(basename "$m" .toml).txt"; } || status=1
+done
+
+echo "== training steps: falconry vs PyTorch"
+python3 - <<'PY'
+import json, pathlib, numpy as np
+d = pathlib.Path("/tmp/tokens"); d.mkdir(exist_ok=True)
+t = np.random.default_rng(0).integers(0, 65024, 20_000_000, dtype=np.uint16)
+t.tofile(d / "shard-00000.bin")
+(d / "meta.json").write_text(json.dumps({"dtype": "uint16", "vocab_size": 65024, "eos_id": 11,
+    "shards": [{"file": "shard-00000.bin", "tokens": int(t.size), "documents": 1}]}))
+PY
+for run in "${runs[@]}"; do
+    IFS=: read -r model micro accum <<< "$run"
+    micro=${micro:-4}; accum=${accum:-2}
+    tag=$model-$micro-$accum
+    cfg=/tmp/$tag.toml
+    sed -e "s/^model = .*/model = \"$model\"/" -e "s/^micro_batch_size = .*/micro_batch_size = $micro/" \
+        -e "s/^grad_accum_steps = .*/grad_accum_steps = $accum/" -e "s/^eval_batches = .*/eval_batches = 2/" \
+        configs/train/falcon-124m.toml > "$cfg"
+    nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 200 > "/tmp/mem-$tag.csv" &
+    smi=$!
+    start=$(date +%s.%N)
+    timeout 300 "$FALCONRY" train --config "$cfg" --data /tmp/tokens --output "/tmp/run-$tag" --steps "$STEPS" \
+        > "$out/train-$tag.log" 2>&1 || { status=1; tail -5 "$out/train-$tag.log"; }
+    echo "falconry $tag: $(echo "$(date +%s.%N) - $start" | bc) s wall, peak $(sort -n "/tmp/mem-$tag.csv" | tail -1) MiB"
+    kill $smi
+    sort -n "/tmp/mem-$tag.csv" | tail -1 > "$out/mem-$tag.txt"
+    cp "/tmp/run-$tag/metrics.jsonl" "$out/metrics-$tag.jsonl"
+    conf=configs/model/$model.toml
+    modes=("" --compile)
+    [ -n "${NO_COMPILE:-}" ] && modes=("")
+    for mode in "${modes[@]}"; do
+        timeout 300 python3 bench/torch_falcon.py --model "$conf" --data /tmp/tokens --micro "$micro" --accum "$accum" \
+            --steps "$STEPS" $mode 2>&1 | grep '^{' > "$out/torch-$tag${mode:+-compiled}.json" || true
+    done
+done
+python3 bench/step_table.py "$out" "${runs[@]}"
+exit $status

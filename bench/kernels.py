@@ -1,0 +1,370 @@
+"""falconry's CUDA kernels against PyTorch, on fresh random inputs every run.
+
+    python bench/kernels.py [--seq 2048] [--batch 8] [--heads 12] [--kv 1] [--out FILE.json]
+
+Compiles `train/src/cuda/kernels.cu` with NVRTC through CuPy (the same source and compiler
+falconry's engine uses), runs each kernel on random data, compares it with a float32 PyTorch
+reference (relative L2 error) and times it against the PyTorch operation a Falcon training step
+would use in its place (SDPA flash attention, F.layer_norm, F.gelu, cross-entropy, fused AdamW).
+Prints one table with the card's name; exits 1 if any error is over its bound. Needs a GPU,
+torch and cupy.
+"""
+
+import argparse
+import json
+import math
+import pathlib
+import sys
+
+import cupy
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+dev = "cuda"
+bf = torch.bfloat16
+
+
+def compile_module():
+    src = (ROOT / "train/src/cuda/kernels.cu").read_text()
+    major, minor = torch.cuda.get_device_capability()
+    return cupy.RawModule(code=src, options=("--std=c++17", f"--gpu-architecture=sm_{major}{minor}"))
+
+
+MOD = None
+
+
+def launch(name, grid, block, args, shared=0):
+    """Launches kernel `name`; tensors go as pointers, ints as int32, floats as float32
+    (np.int64 for the kernels' `long`)."""
+    packed = []
+    for a in args:
+        if isinstance(a, torch.Tensor):
+            packed.append(np.uint64(a.data_ptr()))
+        elif isinstance(a, np.generic):
+            packed.append(a)
+        elif isinstance(a, int):
+            packed.append(np.int32(a))
+        elif isinstance(a, float):
+            packed.append(np.float32(a))
+        elif a is None:
+            packed.append(np.uint64(0))
+        else:
+            raise TypeError(type(a))
+    f = MOD.get_function(name)
+    if shared > 48 * 1024:
+        f.max_dynamic_shared_size_bytes = shared
+    f(grid, (block,), tuple(packed), shared_mem=shared)
+
+
+def rel(a, b):
+    a, b = a.double(), b.double()
+    return ((a - b).norm() / b.norm().clamp_min(1e-30)).item()
+
+
+def time_ms(fn, reps=20):
+    """Median of `reps` timed runs after warm-up (CUDA events)."""
+    for _ in range(3):
+        fn()
+    torch.cuda.synchronize()
+    times = []
+    for _ in range(reps):
+        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        a.record()
+        fn()
+        b.record()
+        b.synchronize()
+        times.append(a.elapsed_time(b))
+    return sorted(times)[len(times) // 2]
+
+
+ROWS = []
+FAILED = []
+
+
+def row(name, err, bound, ours_ms, peer, peer_ms, work=None, unit=""):
+    ok = err <= bound and math.isfinite(err)
+    if not ok:
+        FAILED.append(name)
+    rate = lambda ms: f"{work / ms / 1e9:,.0f} {unit}" if work else ""
+    ROWS.append(dict(kernel=name, rel_err=err, bound=bound, ok=ok, ms=ours_ms, rate=rate(ours_ms),
+                     peer=peer, peer_ms=peer_ms, peer_rate=rate(peer_ms) if peer_ms else "",
+                     speedup=(peer_ms / ours_ms) if peer_ms else None))
+
+
+def check_attention(B, H, KV, T):
+    HD = 64
+    scale = 1 / math.sqrt(HD)
+    q = torch.randn(B, H, T, HD, device=dev, dtype=bf)
+    k = torch.randn(B, KV, T, HD, device=dev, dtype=bf)
+    v = torch.randn(B, KV, T, HD, device=dev, dtype=bf)
+    o = torch.full((B, T, H, HD), float("nan"), device=dev, dtype=bf)
+    lse = torch.full((B, H, T), float("nan"), device=dev)
+    fwd = lambda: launch("attn_fwd", (T // 64, H, B), 128, [q, k, v, o, lse, H, KV, T, scale])
+    fwd()
+    torch.cuda.synchronize()
+    # f32 reference, K/V heads repeated for their query heads.
+    qf, kf, vf = (x.float().requires_grad_() for x in (q, k, v))
+    r = H // KV
+    kr, vr = kf.repeat_interleave(r, 1), vf.repeat_interleave(r, 1)
+    s = (qf @ kr.transpose(-1, -2)) * scale
+    mask = torch.ones(T, T, device=dev, dtype=torch.bool).triu(1)
+    s = s.masked_fill(mask, float("-inf"))
+    ref_lse = torch.logsumexp(s, -1)
+    ref = (torch.softmax(s, -1) @ vr)  # [B, H, T, HD]
+    ref_o = ref.transpose(1, 2)
+    dout = torch.randn(B, T, H, HD, device=dev, dtype=bf)
+    ref_o.backward(dout.float())
+    flops = 4 * B * H * T * T * HD / 2  # causal
+    qs, ks, vs = (x.detach().clone().requires_grad_() for x in (q, k, v))
+    sdpa = lambda: F.scaled_dot_product_attention(qs, ks, vs, is_causal=True, enable_gqa=True)
+    row(f"attn_fwd B{B} H{H} KV{KV} T{T}", max(rel(o, ref_o), rel(lse, ref_lse)), 1e-2,
+        time_ms(fwd), "SDPA (bf16)", time_ms(sdpa), flops, "GFLOP/s")
+
+    delta = torch.full((B, H, T), float("nan"), device=dev)
+    dq = torch.full_like(q, float("nan"))
+    dk = torch.empty(k.shape, device=dev)
+    dv = torch.empty(v.shape, device=dev)
+
+    def bwd():
+        launch("attn_bwd_delta", ((B * T * H + 7) // 8,), 256, [o, dout, delta, B, H, T])
+        args = [q, k, v, dout, lse, delta]
+        launch("attn_bwd_dq", (T // 64, H, B), 128, args + [dq, H, KV, T, scale])
+        dk.zero_()
+        dv.zero_()
+        launch("attn_bwd_dkdv", (T // 64, H, B), 128, args + [dk, dv, H, KV, T, scale])
+
+    bwd()
+    torch.cuda.synchronize()
+    err = max(rel(dq, qf.grad), rel(dk, kf.grad), rel(dv, vf.grad))
+    out = sdpa()
+    g = dout.transpose(1, 2)
+    sdpa_bwd = lambda: torch.autograd.grad(out, (qs, ks, vs), g, retain_graph=True)
+    row(f"attn_bwd B{B} H{H} KV{KV} T{T}", err, 1.5e-2, time_ms(bwd), "SDPA backward (bf16)",
+        time_ms(sdpa_bwd), 2.5 * flops, "GFLOP/s")
+
+
+def check_layernorm(N, d):
+    x = torch.randn(N, d, device=dev) * 3 + 1
+    wb = torch.cat([torch.randn(d, device=dev) * 0.1 + 1, torch.randn(d, device=dev) * 0.1])
+    y = torch.full((N, d), float("nan"), device=dev, dtype=bf)
+    mean, rstd = torch.empty(N, device=dev), torch.empty(N, device=dev)
+    eps = 1e-5
+    f = lambda: launch("layernorm_fwd", ((N + 7) // 8,), 256, [x, wb, y, mean, rstd, N, d, eps])
+    f()
+    xr, w, b = x.clone().requires_grad_(), wb[:d].clone().requires_grad_(), wb[d:].clone().requires_grad_()
+    ref = F.layer_norm(xr, (d,), w, b, eps)
+    xb = x.clone()
+    peer = lambda: F.layer_norm(xb, (d,), wb[:d], wb[d:], eps).to(bf)
+    row(f"layernorm_fwd N{N} d{d}", rel(y, ref), 8e-3, time_ms(f), "F.layer_norm + cast", time_ms(peer),
+        N * d * 6, "GB/s")
+    dy = torch.randn(N, d, device=dev)
+    ref.backward(dy)
+    blocks = min(264, (N + 7) // 8)
+    dres = torch.randn(N, d, device=dev)
+    base = dres.clone()
+    dres16 = torch.empty(N, d, device=dev, dtype=bf)
+    partial = torch.empty(blocks, 2 * d, device=dev)
+    grads = torch.full((2 * d,), float("nan"), device=dev)
+
+    def bwd():
+        dres.copy_(base)
+        launch("layernorm_bwd", (blocks,), 256, [dy, x, mean, rstd, wb, dres, dres16, partial, N, d], shared=8 * d)
+        launch("reduce_rows", ((2 * d + 255) // 256,), 256, [partial, grads, blocks, 2 * d, 0])
+
+    bwd()
+    torch.cuda.synchronize()
+    err = max(rel(dres - base, xr.grad), rel(dres16, dres), rel(grads[:d], w.grad), rel(grads[d:], b.grad))
+    xp = x.clone().requires_grad_()
+    wp, bp = wb[:d].clone().requires_grad_(), wb[d:].clone().requires_grad_()
+    out = F.layer_norm(xp, (d,), wp, bp, eps)
+    peer = lambda: torch.autograd.grad(out, (xp, wp, bp), dy, retain_graph=True)
+    row(f"layernorm_bwd N{N} d{d}", err, 1e-4, time_ms(bwd), "layer_norm backward", time_ms(peer))
+
+
+def check_gelu(n):
+    h = torch.randn(n, device=dev, dtype=bf) * 2
+    g = torch.full_like(h, float("nan"))
+    f = lambda: launch("gelu_fwd", ((n // 8 + 255) // 256,), 256, [h, g, np.int64(n)])
+    f()
+    ref = F.gelu(h.float())
+    row(f"gelu_fwd n{n}", rel(g, ref), 8e-3, time_ms(f), "F.gelu (bf16)", time_ms(lambda: F.gelu(h)), n * 4, "GB/s")
+    dg0 = torch.randn(n, device=dev, dtype=bf)
+    dg = dg0.clone()
+    hr = h.float().requires_grad_()
+    F.gelu(hr).backward(dg0.float())
+
+    def bwd():
+        dg.copy_(dg0)
+        launch("gelu_bwd", ((n // 8 + 255) // 256,), 256, [h, dg, np.int64(n)])
+
+    bwd()
+    hp = h.clone().requires_grad_()
+    out = F.gelu(hp)
+    row(f"gelu_bwd n{n}", rel(dg, hr.grad), 8e-3, time_ms(bwd), "gelu backward",
+        time_ms(lambda: torch.autograd.grad(out, hp, dg0, retain_graph=True)), n * 6, "GB/s")
+
+
+def check_cross_entropy(B, T, V):
+    N = B * T
+    # u16 token ids as the kernels read them (int16 holds the same bits).
+    win = torch.randint(0, V, (B, T + 1), device=dev, dtype=torch.int32).to(torch.int16)
+    logits0 = (torch.randn(N, V, device=dev) * 2).to(bf)
+    logits = logits0.clone()
+    loss = torch.full((N,), float("nan"), device=dev)
+    scale = 1.0 / N
+
+    def f():
+        logits.copy_(logits0)
+        launch("cross_entropy", (N,), 512, [logits, win, loss, T, V, scale])
+
+    f()
+    torch.cuda.synchronize()
+    targets = win[:, 1:].to(torch.int64).reshape(-1) & 0xFFFF
+    lr = logits0.float().requires_grad_()
+    ref = F.cross_entropy(lr, targets, reduction="none")
+    ref.mean().backward()
+    err = max(rel(loss, ref), rel(logits, lr.grad))
+    lp = logits0.clone().requires_grad_()
+
+    def peer():
+        l = F.cross_entropy(lp.float(), targets)
+        torch.autograd.grad(l, lp)
+
+    row(f"cross_entropy+grad N{N} V{V}", err, 1e-2, time_ms(f), "F.cross_entropy(f32) + backward",
+        time_ms(peer), N * V * 2 * 3, "GB/s")
+
+
+def check_rope(B, T, H, KV, layout):
+    HD = 64
+    N, S = B * T, H + 2 * KV
+    qkv = torch.randn(N, S * HD, device=dev, dtype=bf)
+    q = torch.full((B, H, T, HD), float("nan"), device=dev, dtype=bf)
+    k = torch.full((B, KV, T, HD), float("nan"), device=dev, dtype=bf)
+    v = torch.full_like(k, float("nan"))
+    inv = 1.0 / (10000.0 ** (torch.arange(0, HD, 2, device=dev).float() / HD))
+    fr = torch.arange(T, device=dev).float()[:, None] * inv[None]
+    cos, sin = fr.cos().contiguous(), fr.sin().contiguous()
+    n_thr = N * S * 32
+    f = lambda: launch("rope_split", ((n_thr + 255) // 256,), 256, [qkv, q, k, v, cos, sin, B, T, H, KV, layout])
+    f()
+    x = qkv.float().view(B, T, S, HD)
+    if layout == 0:
+        rq, rk, rv = x[:, :, :H], x[:, :, H:H + KV], x[:, :, H + KV:]
+    elif layout == 1:
+        r = H // KV
+        g = x.view(B, T, KV, r + 2, HD)
+        rq, rk, rv = g[:, :, :, :r].reshape(B, T, H, HD), g[:, :, :, r], g[:, :, :, r + 1]
+    else:
+        g = x.view(B, T, H, 3, HD)
+        rq, rk, rv = g[:, :, :, 0], g[:, :, :, 1], g[:, :, :, 2]
+    c = torch.cat([cos, cos], -1)[None, None]
+    s = torch.cat([sin, sin], -1)[None, None]
+    rot = lambda t: torch.cat([-t[..., 32:], t[..., :32]], -1)
+    ap = lambda t: t * c + rot(t) * s
+    rq, rk, rv = ap(rq.transpose(1, 2)), ap(rk.transpose(1, 2)), rv.transpose(1, 2)
+    err = max(rel(q, rq), rel(k, rk), rel(v, rv))
+    dq, dk, dv = torch.randn_like(q), torch.randn_like(k, dtype=torch.float32), torch.randn_like(v, dtype=torch.float32)
+    dqkv = torch.full_like(qkv, float("nan"))
+    g = lambda: launch("rope_merge", ((n_thr + 255) // 256,), 256, [dq, dk, dv, dqkv, cos, sin, B, T, H, KV, layout])
+    g()
+    # Adjoint check: <rope_split(x), dy> == <x, rope_merge(dy)>.
+    lhs = (rq * dq.float()).sum() + (rk * dk.float()).sum() + (rv * dv.float()).sum()
+    rhs = (x.reshape(N, -1) * dqkv.float()).sum()
+    err = max(err, abs((lhs - rhs) / lhs.abs().clamp_min(1e-9)).item())
+    row(f"rope_split/merge layout{layout} H{H} KV{KV}", err, 1e-2, time_ms(f), "", None)
+
+
+def check_adamw(n):
+    p = torch.randn(n, device=dev)
+    g = torch.randn(n, device=dev) * 0.01
+    m, v = torch.randn(n, device=dev) * 1e-3, torch.rand(n, device=dev) * 1e-5
+    p16 = torch.empty(n, device=dev, dtype=bf)
+    sumsq = (g.double() ** 2).sum().float().reshape(1)
+    lr, b1, b2, eps, wd, t, clip = 6e-4, 0.9, 0.95, 1e-8, 0.1, 7, 1.0
+    bc1, bc2 = 1 - b1 ** t, 1 - b2 ** t
+    pr, mr, vr = p.clone(), m.clone(), v.clone()
+    norm = sumsq.sqrt().item()
+    gs = g * (clip / (norm + 1e-6) if norm > clip else 1.0)
+    mr = b1 * mr + (1 - b1) * gs
+    vr = b2 * vr + (1 - b2) * gs * gs
+    pr = pr * (1 - lr * wd) - lr * (mr / bc1) / ((vr / bc2).sqrt() + eps)
+    launch("adamw", (1056,), 256, [p, p16, g, m, v, np.int64(n), lr, b1, b2, eps, wd, bc1, bc2, sumsq, clip])
+    err = max(rel(p, pr), rel(m, mr), rel(v, vr), rel(p16, pr))
+    row(f"adamw n{n}", err, 4e-3, None, "", None)
+    ps = [torch.randn(n, device=dev, requires_grad=True)]
+    opt = torch.optim.AdamW(ps, lr=lr, fused=True)
+    ps[0].grad = g.clone()
+    fn = lambda: launch("adamw", (1056,), 256, [p, p16, g, m, v, np.int64(n), lr, b1, b2, eps, wd, bc1, bc2, sumsq, clip])
+    ROWS[-1].update(ms=time_ms(fn), peer="torch AdamW(fused)", peer_ms=time_ms(opt.step))
+    ROWS[-1]["speedup"] = ROWS[-1]["peer_ms"] / ROWS[-1]["ms"]
+
+
+def check_sum(n):
+    x = torch.randn(n, device=dev)
+    partial = torch.empty(1024, device=dev)
+    out = torch.full((4,), float("nan"), device=dev)
+    launch("sum_partial", (1024,), 256, [x, np.int64(n), 1, partial])
+    launch("sum_final", (1,), 1024, [partial, 1024, out, 2])
+    row(f"sum of squares n{n}", rel(out[2:3], (x.double() ** 2).sum().reshape(1)), 1e-5, None, "", None)
+
+
+def check_embed(B, T, V, d):
+    win = torch.randint(0, V, (B, T + 1), device=dev, dtype=torch.int32).to(torch.int16)
+    wte = torch.randn(V, d, device=dev)
+    x = torch.full((B * T, d), float("nan"), device=dev)
+    total = B * T * d
+    launch("embed_fwd", ((total + 255) // 256,), 256, [win, wte, x, T, d, np.int64(total)])
+    ids = win[:, :-1].to(torch.int64).reshape(-1) & 0xFFFF
+    err = rel(x, wte[ids])
+    dx = torch.randn(B * T, d, device=dev)
+    dw = torch.zeros(V, d, device=dev)
+    launch("embed_bwd", ((total + 255) // 256,), 256, [win, dx, dw, T, d, np.int64(total)])
+    ref = torch.zeros(V, d, device=dev).index_add_(0, ids, dx)
+    row(f"embed fwd/bwd V{V} d{d}", max(err, rel(dw, ref)), 1e-5, None, "", None)
+
+
+def main():
+    global MOD
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--seq", type=int, default=2048)
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--heads", type=int, default=12)
+    ap.add_argument("--kv", type=int, default=1)
+    ap.add_argument("--out")
+    a = ap.parse_args()
+    torch.manual_seed(int.from_bytes(__import__("os").urandom(4), "little"))
+    MOD = compile_module()
+    B, T, H = a.batch, a.seq, a.heads
+    check_attention(B, H, a.kv, T)
+    check_attention(2, 16, 2, 512)
+    check_attention(1, 4, 4, 256)
+    check_layernorm(B * T, 768)
+    check_gelu(B * T * 3072)
+    check_cross_entropy(max(1, B // 2), T, 65024)
+    for layout, (h, kv) in [(0, (12, 1)), (1, (16, 2)), (2, (4, 4))]:
+        check_rope(2, 256, h, kv, layout)
+    check_adamw(122_000_000)
+    check_sum(10_000_000)
+    check_embed(2, 256, 65024, 768)
+
+    name = torch.cuda.get_device_name()
+    print(f"\n{name}, torch {torch.__version__}, cupy {cupy.__version__}: falconry kernels vs PyTorch\n")
+    print("| kernel | rel. error (bound) | falconry ms | rate | PyTorch | PyTorch ms | rate | speed-up |")
+    print("|---|---|---:|---:|---|---:|---:|---:|")
+    for r in ROWS:
+        ms = f"{r['ms']:.3f}" if r["ms"] else ""
+        pms = f"{r['peer_ms']:.3f}" if r["peer_ms"] else ""
+        sp = f"{r['speedup']:.2f}x" if r["speedup"] else ""
+        flag = "" if r["ok"] else " FAIL"
+        print(f"| {r['kernel']} | {r['rel_err']:.2e} ({r['bound']:.0e}){flag} | {ms} | {r['rate']} | {r['peer']} | {pms} | {r['peer_rate']} | {sp} |")
+    if a.out:
+        pathlib.Path(a.out).write_text(json.dumps(dict(device=name, rows=ROWS), indent=1))
+    if FAILED:
+        print("FAILED:", ", ".join(FAILED))
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

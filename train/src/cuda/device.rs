@@ -1,0 +1,242 @@
+//! One GPU as the engine sees it: a context, one stream, the kernels of `kernels.cu` compiled
+//! by NVRTC at start, and device buffers addressed by raw pointer.
+//!
+//! Everything runs on one stream in issue order, so no event tracking is needed between
+//! buffers: a buffer is an allocation plus its `CUdeviceptr`, and kernels take pointers.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use cudarc::driver::sys::CUfunction_attribute;
+use cudarc::driver::{
+    CudaContext, CudaFunction, CudaSlice, CudaStream, DevicePtr, DeviceRepr, LaunchConfig,
+    PushKernelArg, ValidAsZeroBits,
+};
+
+use crate::Error;
+
+/// The kernel source, compiled once per process.
+const SOURCE: &str = include_str!("kernels.cu");
+
+const KERNELS: &[&str] = &[
+    "attn_fwd",
+    "attn_bwd_delta",
+    "attn_bwd_dq",
+    "attn_bwd_dkdv",
+    "rope_split",
+    "rope_merge",
+    "embed_fwd",
+    "embed_bwd",
+    "layernorm_fwd",
+    "layernorm_bwd",
+    "reduce_rows",
+    "gelu_fwd",
+    "gelu_bwd",
+    "cross_entropy",
+    "sum_partial",
+    "sum_final",
+    "adamw",
+    "to_bf16",
+];
+
+pub(crate) fn gpu_error(what: &str, e: impl std::fmt::Debug) -> Error {
+    Error::Gpu(format!("{what}: {e:?}"))
+}
+
+/// A kernel argument.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Arg {
+    /// A device pointer.
+    P(u64),
+    I(i32),
+    L(i64),
+    F(f32),
+}
+
+/// A device allocation of `len` elements and its address.
+pub(crate) struct Buf<T> {
+    slice: CudaSlice<T>,
+    pub(crate) ptr: u64,
+    pub(crate) len: usize,
+}
+
+impl<T> Buf<T> {
+    /// The address of element `i`.
+    pub(crate) fn at(&self, i: usize) -> u64 {
+        debug_assert!(i <= self.len);
+        self.ptr + (i * std::mem::size_of::<T>()) as u64
+    }
+}
+
+/// The context, its stream and the compiled kernels.
+pub(crate) struct Gpu {
+    pub(crate) stream: Arc<CudaStream>,
+    functions: HashMap<&'static str, CudaFunction>,
+    /// Streaming multiprocessors, for sizing grids.
+    pub(crate) sms: u32,
+    /// Device name, for reports.
+    pub(crate) name: String,
+    /// Seconds NVRTC and the driver took to build the kernels.
+    pub(crate) compile_secs: f64,
+    allocated: usize,
+}
+
+impl Gpu {
+    /// Opens GPU `ordinal` and compiles the kernels for it.
+    pub(crate) fn new(ordinal: usize) -> Result<Self, Error> {
+        let ctx = CudaContext::new(ordinal).map_err(|e| gpu_error("opening the GPU", e))?;
+        // One stream, issue order: cudarc's per-buffer events would only add work.
+        unsafe { ctx.disable_event_tracking() };
+        let stream = ctx.default_stream();
+        let (major, minor) = ctx
+            .compute_capability()
+            .map_err(|e| gpu_error("compute capability", e))?;
+        if major < 8 {
+            return Err(Error::Gpu(format!(
+                "the CUDA engine needs bf16 tensor cores (compute capability 8.0+), this GPU has {major}.{minor}"
+            )));
+        }
+        let began = Instant::now();
+        let arch: &'static str = Box::leak(format!("sm_{major}{minor}").into_boxed_str());
+        let ptx = cudarc::nvrtc::compile_ptx_with_opts(
+            SOURCE,
+            cudarc::nvrtc::CompileOptions {
+                arch: Some(arch),
+                options: vec!["--std=c++17".into()],
+                name: Some("kernels.cu".into()),
+                ..Default::default()
+            },
+        )
+        .map_err(|e| gpu_error("compiling kernels.cu with NVRTC", e))?;
+        let module = ctx
+            .load_module(ptx)
+            .map_err(|e| gpu_error("loading the kernels", e))?;
+        let mut functions = HashMap::new();
+        for &name in KERNELS {
+            let f = module.load_function(name).map_err(|e| gpu_error(name, e))?;
+            functions.insert(name, f);
+        }
+        let sms = ctx
+            .attribute(
+                cudarc::driver::sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT,
+            )
+            .map_err(|e| gpu_error("device attribute", e))? as u32;
+        let name = ctx.name().unwrap_or_else(|_| "CUDA GPU".into());
+        Ok(Self {
+            stream,
+            functions,
+            sms,
+            name,
+            compile_secs: began.elapsed().as_secs_f64(),
+            allocated: 0,
+        })
+    }
+
+    /// Lets `kernel` take `bytes` of dynamic shared memory (beyond the default 48 KiB).
+    pub(crate) fn allow_shared(&self, kernel: &str, bytes: usize) -> Result<(), Error> {
+        if bytes > 48 * 1024 {
+            self.functions[kernel]
+                .set_attribute(
+                    CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+                    bytes as i32,
+                )
+                .map_err(|e| gpu_error(kernel, e))?;
+        }
+        Ok(())
+    }
+
+    /// `len` zeroed elements.
+    pub(crate) fn alloc<T: DeviceRepr + ValidAsZeroBits>(
+        &mut self,
+        len: usize,
+    ) -> Result<Buf<T>, Error> {
+        let slice = self
+            .stream
+            .alloc_zeros::<T>(len.max(1))
+            .map_err(|e| gpu_error("allocating GPU memory", e))?;
+        let ptr = {
+            let (ptr, _guard) = slice.device_ptr(&self.stream);
+            ptr
+        };
+        self.allocated += len * std::mem::size_of::<T>();
+        Ok(Buf { slice, ptr, len })
+    }
+
+    /// Bytes allocated through [`Gpu::alloc`].
+    pub(crate) fn allocated(&self) -> usize {
+        self.allocated
+    }
+
+    /// Copies `host` into the start of `buf` (stream-ordered).
+    pub(crate) fn upload<T: DeviceRepr>(&self, host: &[T], buf: &mut Buf<T>) -> Result<(), Error> {
+        assert!(host.len() <= buf.len, "upload larger than its buffer");
+        let mut view = buf.slice.slice_mut(0..host.len());
+        self.stream
+            .memcpy_htod(host, &mut view)
+            .map_err(|e| gpu_error("copy to the GPU", e))
+    }
+
+    /// The first `len` elements of `buf` (waits for the stream).
+    pub(crate) fn download<T: DeviceRepr + Default + Clone>(
+        &self,
+        buf: &Buf<T>,
+        len: usize,
+    ) -> Result<Vec<T>, Error> {
+        let mut host = vec![T::default(); len];
+        self.stream
+            .memcpy_dtoh(&buf.slice.slice(0..len), &mut host)
+            .map_err(|e| gpu_error("copy from the GPU", e))?;
+        Ok(host)
+    }
+
+    /// Sets `len` elements from `at` to zero bytes.
+    pub(crate) fn zero<T>(&self, buf: &Buf<T>, at: usize, len: usize) -> Result<(), Error> {
+        let bytes = len * std::mem::size_of::<T>();
+        unsafe {
+            cudarc::driver::result::memset_d8_async(buf.at(at), 0, bytes, self.stream.cu_stream())
+        }
+        .map_err(|e| gpu_error("memset", e))
+    }
+
+    /// Launches `kernel` on `grid` blocks of `block` threads.
+    pub(crate) fn launch(
+        &self,
+        kernel: &str,
+        grid: (u32, u32, u32),
+        block: u32,
+        shared: u32,
+        args: &[Arg],
+    ) -> Result<(), Error> {
+        let f = &self.functions[kernel];
+        let mut b = self.stream.launch_builder(f);
+        for a in args {
+            match a {
+                Arg::P(p) => b.arg(p),
+                Arg::I(i) => b.arg(i),
+                Arg::L(l) => b.arg(l),
+                Arg::F(x) => b.arg(x),
+            };
+        }
+        let cfg = LaunchConfig {
+            grid_dim: grid,
+            block_dim: (block, 1, 1),
+            shared_mem_bytes: shared,
+        };
+        unsafe { b.launch(cfg) }
+            .map(|_| ())
+            .map_err(|e| gpu_error(kernel, e))
+    }
+
+    /// Waits for everything issued so far; reports a kernel fault as an error.
+    pub(crate) fn sync(&self) -> Result<(), Error> {
+        self.stream
+            .synchronize()
+            .map_err(|e| gpu_error("GPU work failed", e))
+    }
+}
+
+/// Blocks for `n` items of `per_block` each.
+pub(crate) fn blocks(n: usize, per_block: usize) -> u32 {
+    n.div_ceil(per_block) as u32
+}

@@ -1,0 +1,820 @@
+// falconry's CUDA kernels for the Falcon training step, compiled at run time by NVRTC.
+//
+// Header-free on purpose (bf16 is a raw u16, tensor-core and copy instructions are inline PTX),
+// so NVRTC needs no include path on the GPU machine. bench/kernels.py compiles this same file
+// with CuPy and checks every kernel against PyTorch.
+//
+// Shapes: N = B*T tokens; d model width; H query heads, KV key/value heads, HD = 64 per head;
+// F = MLP width; V vocabulary. Row-major everywhere. Activations are bf16, the residual stream,
+// statistics and every gradient of a weight are f32.
+
+typedef unsigned short bf16;
+typedef unsigned int u32;
+typedef unsigned long long u64;
+
+#define HD 64        // head size of every Falcon
+#define TILE 64      // query and key rows per attention tile
+#define LDS 72       // smem row stride in bf16: 144 bytes keeps ldmatrix and fragment loads conflict-free
+#define LOG2E 1.4426950408889634f
+#define LN2 0.6931471805599453f
+#define NEG_INF (-__int_as_float(0x7f800000))
+
+// 16 bytes: eight bf16 as four packed pairs.
+struct alignas(16) vec8 {
+    u32 w[4];
+};
+
+// ------------------------------------------------------------------------------------------------
+// bf16 and PTX helpers
+// ------------------------------------------------------------------------------------------------
+
+__device__ __forceinline__ float bf2f(bf16 x) { return __uint_as_float(((u32)x) << 16); }
+
+__device__ __forceinline__ bf16 f2bf(float f) {
+    u32 u = __float_as_uint(f);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (bf16)0x7fc0;  // NaN stays NaN
+    u += 0x7fffu + ((u >> 16) & 1u);                             // round to nearest even
+    return (bf16)(u >> 16);
+}
+
+// Two floats to a bf16 pair, `lo` in the low half (the lower address).
+__device__ __forceinline__ u32 pack2(float lo, float hi) {
+    u32 r;
+    asm("cvt.rn.bf16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo));
+    return r;
+}
+
+__device__ __forceinline__ float lo_f(u32 p) { return __uint_as_float(p << 16); }
+__device__ __forceinline__ float hi_f(u32 p) { return __uint_as_float(p & 0xffff0000u); }
+
+__device__ __forceinline__ u32 smem_addr(const void* p) {
+    u32 a;
+    asm("{ .reg .u64 t; cvta.to.shared.u64 t, %1; cvt.u32.u64 %0, t; }" : "=r"(a) : "l"(p));
+    return a;
+}
+
+// 16 bytes global -> shared, asynchronously (completion through cp_wait).
+__device__ __forceinline__ void cp16(void* s, const void* g) {
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(smem_addr(s)), "l"(g));
+}
+__device__ __forceinline__ void cp_commit() { asm volatile("cp.async.commit_group;"); }
+template <int N> __device__ __forceinline__ void cp_wait() {
+    asm volatile("cp.async.wait_group %0;" ::"n"(N));
+}
+
+// D += A(16x16, row) * B(16x8, col), bf16 in, f32 accumulate.
+// Fragments (g = lane / 4, t = lane % 4): a = {A[g][2t..], A[g+8][2t..], A[g][2t+8..],
+// A[g+8][2t+8..]}; b = {B[2t..][g], B[2t+8..][g]}; c = {C[g][2t], C[g][2t+1], C[g+8][2t],
+// C[g+8][2t+1]}.
+__device__ __forceinline__ void mma(float* c, const u32* a, const u32* b) {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
+        "{%8,%9}, {%0,%1,%2,%3};"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+}
+
+// Four 8x8 bf16 matrices from shared memory, transposed: lane l gives the address of row
+// (l % 8) of matrix (l / 8); register j receives matrix j.
+__device__ __forceinline__ void ldsm_t(u32* r, const bf16* p) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(smem_addr(p)));
+}
+
+__device__ __forceinline__ float warp_sum(float x) {
+    for (int o = 16; o > 0; o >>= 1) x += __shfl_xor_sync(0xffffffffu, x, o);
+    return x;
+}
+__device__ __forceinline__ float warp_max(float x) {
+    for (int o = 16; o > 0; o >>= 1) x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, o));
+    return x;
+}
+// Over the four lanes of a quad (one row of an mma fragment).
+__device__ __forceinline__ float quad_sum(float x) {
+    x += __shfl_xor_sync(0xffffffffu, x, 1);
+    return x + __shfl_xor_sync(0xffffffffu, x, 2);
+}
+__device__ __forceinline__ float quad_max(float x) {
+    x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 1));
+    return fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 2));
+}
+
+// A 64 x 64 bf16 tile (rows `stride` elements apart in global memory) into padded shared
+// memory, 16 bytes per copy, by the block's 128 threads.
+__device__ __forceinline__ void load_tile(bf16* s, const bf16* g, long stride) {
+    for (int i = threadIdx.x; i < TILE * HD / 8; i += 128) {
+        int r = i >> 3, c = (i & 7) * 8;
+        cp16(&s[r * LDS + c], g + r * stride + c);
+    }
+}
+
+// Row fragments of a 16 x 64 slice of a tile held in registers as the A operand of 4 k-steps.
+__device__ __forceinline__ void load_a(u32 (*f)[4], const bf16* s, int row, int t) {
+#pragma unroll
+    for (int kk = 0; kk < 4; kk++) {
+        int c = kk * 16 + 2 * t;
+        f[kk][0] = *(const u32*)&s[row * LDS + c];
+        f[kk][1] = *(const u32*)&s[(row + 8) * LDS + c];
+        f[kk][2] = *(const u32*)&s[row * LDS + c + 8];
+        f[kk][3] = *(const u32*)&s[(row + 8) * LDS + c + 8];
+    }
+}
+
+// acc[16 x 64] = A[16 x 64] * S^T where S is a 64 x 64 tile in shared memory (rows of S are the
+// 64 output columns): the product of a warp's rows with every row of the tile.
+__device__ __forceinline__ void mma_abt(float (*acc)[4], const u32 (*a)[4], const bf16* s, int g,
+                                        int t) {
+#pragma unroll
+    for (int n = 0; n < 8; n++) {
+        acc[n][0] = acc[n][1] = acc[n][2] = acc[n][3] = 0.f;
+#pragma unroll
+        for (int kk = 0; kk < 4; kk++) {
+            u32 b[2];
+            const bf16* p = &s[(n * 8 + g) * LDS + kk * 16 + 2 * t];
+            b[0] = *(const u32*)p;
+            b[1] = *(const u32*)(p + 8);
+            mma(acc[n], a[kk], b);
+        }
+    }
+}
+
+// acc[16 x 64] += P[16 x 64] * S where P is held as f32 accumulator fragments (rows of the
+// warp, 64 columns) and S is a 64 x 64 tile in shared memory: the accumulator layout of one
+// product is the A layout of the next.
+__device__ __forceinline__ void mma_pb(float (*acc)[4], const float (*p)[4], const bf16* s,
+                                       int lane) {
+#pragma unroll
+    for (int kk = 0; kk < 4; kk++) {
+        u32 a[4] = {pack2(p[2 * kk][0], p[2 * kk][1]), pack2(p[2 * kk][2], p[2 * kk][3]),
+                    pack2(p[2 * kk + 1][0], p[2 * kk + 1][1]),
+                    pack2(p[2 * kk + 1][2], p[2 * kk + 1][3])};
+#pragma unroll
+        for (int np = 0; np < 4; np++) {
+            u32 b[4];
+            int row = kk * 16 + ((lane >> 3) & 1) * 8 + (lane & 7);
+            ldsm_t(b, &s[row * LDS + np * 16 + (lane >> 4) * 8]);
+            mma(acc[2 * np], a, b);
+            mma(acc[2 * np + 1], a, b + 2);
+        }
+    }
+}
+
+// ------------------------------------------------------------------------------------------------
+// Causal flash attention, head size 64, grouped K/V heads read in place
+// ------------------------------------------------------------------------------------------------
+
+// o = softmax(q k^T * scale + causal mask) v and its log-sum-exp, one block per
+// (64-query tile, head, batch), one warp per 16 queries, key tiles double-buffered.
+// q: [B, H, T, 64]; k, v: [B, KV, T, 64]; o: [B, T, H, 64]; lse: [B, H, T] (natural log).
+extern "C" __global__ void __launch_bounds__(128)
+attn_fwd(const bf16* __restrict__ q, const bf16* __restrict__ k, const bf16* __restrict__ v,
+         bf16* __restrict__ o, float* __restrict__ lse, int H, int KV, int T, float scale) {
+    __shared__ alignas(16) bf16 Ks[2][TILE * LDS];
+    __shared__ alignas(16) bf16 Vs[2][TILE * LDS];
+    const int nq = T / TILE, qt = nq - 1 - blockIdx.x;  // the longest rows first
+    const int h = blockIdx.y, b = blockIdx.z, kvh = h / (H / KV);
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+    const bf16* kg = k + (long)(b * KV + kvh) * T * HD;
+    const bf16* vg = v + (long)(b * KV + kvh) * T * HD;
+    const float sl2 = scale * LOG2E;
+    const int row = warp * 16 + g, q0 = qt * TILE + row, q1 = q0 + 8;
+
+    // The warp's query rows go to registers through the second K buffer, free until the
+    // first prefetch.
+    u32 qf[4][4];
+    load_tile(Ks[1], q + ((long)(b * H + h) * T + qt * TILE) * HD, HD);
+    load_tile(Ks[0], kg, HD);
+    load_tile(Vs[0], vg, HD);
+    cp_commit();
+    cp_wait<0>();
+    __syncthreads();
+    load_a(qf, Ks[1], row, t);
+    __syncthreads();
+
+    float acc[8][4], s[8][4];
+#pragma unroll
+    for (int n = 0; n < 8; n++) acc[n][0] = acc[n][1] = acc[n][2] = acc[n][3] = 0.f;
+    float m0 = NEG_INF, m1 = NEG_INF, l0 = 0.f, l1 = 0.f;
+
+    for (int kt = 0; kt <= qt; kt++) {
+        const int buf = kt & 1;
+        if (kt < qt) {
+            load_tile(Ks[buf ^ 1], kg + (long)(kt + 1) * TILE * HD, HD);
+            load_tile(Vs[buf ^ 1], vg + (long)(kt + 1) * TILE * HD, HD);
+        }
+        cp_commit();
+        cp_wait<1>();
+        __syncthreads();
+        mma_abt(s, qf, Ks[buf], g, t);
+        float n0 = m0, n1 = m1;
+#pragma unroll
+        for (int n = 0; n < 8; n++) {
+#pragma unroll
+            for (int j = 0; j < 2; j++) {
+                const int key = kt * TILE + n * 8 + 2 * t + j;
+                float a = s[n][j] * sl2, c = s[n][2 + j] * sl2;
+                if (kt == qt) {
+                    if (key > q0) a = NEG_INF;
+                    if (key > q1) c = NEG_INF;
+                }
+                s[n][j] = a;
+                s[n][2 + j] = c;
+                n0 = fmaxf(n0, a);
+                n1 = fmaxf(n1, c);
+            }
+        }
+        n0 = quad_max(n0);
+        n1 = quad_max(n1);
+        const float alpha0 = exp2f(m0 - n0), alpha1 = exp2f(m1 - n1);
+        m0 = n0;
+        m1 = n1;
+        float r0 = 0.f, r1 = 0.f;
+#pragma unroll
+        for (int n = 0; n < 8; n++) {
+            s[n][0] = exp2f(s[n][0] - m0);
+            s[n][1] = exp2f(s[n][1] - m0);
+            s[n][2] = exp2f(s[n][2] - m1);
+            s[n][3] = exp2f(s[n][3] - m1);
+            r0 += s[n][0] + s[n][1];
+            r1 += s[n][2] + s[n][3];
+            acc[n][0] *= alpha0;
+            acc[n][1] *= alpha0;
+            acc[n][2] *= alpha1;
+            acc[n][3] *= alpha1;
+        }
+        l0 = l0 * alpha0 + r0;
+        l1 = l1 * alpha1 + r1;
+        mma_pb(acc, s, Vs[buf], lane);
+        __syncthreads();  // this buffer is refilled next iteration
+    }
+
+    l0 = quad_sum(l0);
+    l1 = quad_sum(l1);
+    const float i0 = 1.f / l0, i1 = 1.f / l1;
+    bf16* o0 = o + ((long)(b * T + q0) * H + h) * HD;
+    bf16* o1 = o + ((long)(b * T + q1) * H + h) * HD;
+#pragma unroll
+    for (int n = 0; n < 8; n++) {
+        *(u32*)&o0[n * 8 + 2 * t] = pack2(acc[n][0] * i0, acc[n][1] * i0);
+        *(u32*)&o1[n * 8 + 2 * t] = pack2(acc[n][2] * i1, acc[n][3] * i1);
+    }
+    if (t == 0) {
+        lse[(long)(b * H + h) * T + q0] = (m0 + log2f(l0)) * LN2;
+        lse[(long)(b * H + h) * T + q1] = (m1 + log2f(l1)) * LN2;
+    }
+}
+
+// delta[b, h, t] = sum over the head of dO * O (FlashAttention-2's D), one warp per row.
+// o, dout: [B, T, H, 64]; delta: [B, H, T].
+extern "C" __global__ void attn_bwd_delta(const bf16* __restrict__ o,
+                                          const bf16* __restrict__ dout,
+                                          float* __restrict__ delta, int B, int H, int T) {
+    const long row = (long)blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
+    const int lane = threadIdx.x & 31;
+    if (row >= (long)B * T * H) return;
+    const u32 a = ((const u32*)(o + row * HD))[lane];
+    const u32 c = ((const u32*)(dout + row * HD))[lane];
+    const float sum = warp_sum(lo_f(a) * lo_f(c) + hi_f(a) * hi_f(c));
+    if (lane == 0) {
+        const long bt = row / H;
+        const int h = row % H;
+        delta[((bt / T) * H + h) * T + bt % T] = sum;
+    }
+}
+
+// dq for one (64-query tile, head, batch): recomputes P from the forward's LSE, dS = P (dP - D),
+// dq = dS k * scale accumulated over key tiles in registers (no atomics).
+// dout: [B, T, H, 64]; dq: [B, H, T, 64].
+extern "C" __global__ void __launch_bounds__(128)
+attn_bwd_dq(const bf16* __restrict__ q, const bf16* __restrict__ k, const bf16* __restrict__ v,
+            const bf16* __restrict__ dout, const float* __restrict__ lse,
+            const float* __restrict__ delta, bf16* __restrict__ dq, int H, int KV, int T,
+            float scale) {
+    __shared__ alignas(16) bf16 Ks[2][TILE * LDS];
+    __shared__ alignas(16) bf16 Vs[2][TILE * LDS];
+    const int nq = T / TILE, qt = nq - 1 - blockIdx.x;
+    const int h = blockIdx.y, b = blockIdx.z, kvh = h / (H / KV);
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+    const bf16* kg = k + (long)(b * KV + kvh) * T * HD;
+    const bf16* vg = v + (long)(b * KV + kvh) * T * HD;
+    const float sl2 = scale * LOG2E;
+    const int row = warp * 16 + g, q0 = qt * TILE + row, q1 = q0 + 8;
+
+    // q and dO rows to registers through the second buffers, as in attn_fwd.
+    u32 qf[4][4], df[4][4];
+    load_tile(Ks[1], q + ((long)(b * H + h) * T + qt * TILE) * HD, HD);
+    load_tile(Vs[1], dout + ((long)(b * T + qt * TILE) * H + h) * HD, (long)H * HD);
+    load_tile(Ks[0], kg, HD);
+    load_tile(Vs[0], vg, HD);
+    cp_commit();
+    cp_wait<0>();
+    __syncthreads();
+    load_a(qf, Ks[1], row, t);
+    load_a(df, Vs[1], row, t);
+    __syncthreads();
+    const float lse0 = lse[(long)(b * H + h) * T + q0] * LOG2E;
+    const float lse1 = lse[(long)(b * H + h) * T + q1] * LOG2E;
+    const float d0 = delta[(long)(b * H + h) * T + q0];
+    const float d1 = delta[(long)(b * H + h) * T + q1];
+    float acc[8][4], s[8][4], dp[8][4];
+#pragma unroll
+    for (int n = 0; n < 8; n++) acc[n][0] = acc[n][1] = acc[n][2] = acc[n][3] = 0.f;
+
+    for (int kt = 0; kt <= qt; kt++) {
+        const int buf = kt & 1;
+        if (kt < qt) {
+            load_tile(Ks[buf ^ 1], kg + (long)(kt + 1) * TILE * HD, HD);
+            load_tile(Vs[buf ^ 1], vg + (long)(kt + 1) * TILE * HD, HD);
+        }
+        cp_commit();
+        cp_wait<1>();
+        __syncthreads();
+        mma_abt(s, qf, Ks[buf], g, t);
+        mma_abt(dp, df, Vs[buf], g, t);
+#pragma unroll
+        for (int n = 0; n < 8; n++) {
+#pragma unroll
+            for (int j = 0; j < 2; j++) {
+                const int key = kt * TILE + n * 8 + 2 * t + j;
+                float p0 = exp2f(s[n][j] * sl2 - lse0), p1 = exp2f(s[n][2 + j] * sl2 - lse1);
+                if (kt == qt) {
+                    if (key > q0) p0 = 0.f;
+                    if (key > q1) p1 = 0.f;
+                }
+                s[n][j] = p0 * (dp[n][j] - d0);
+                s[n][2 + j] = p1 * (dp[n][2 + j] - d1);
+            }
+        }
+        mma_pb(acc, s, Ks[buf], lane);
+        __syncthreads();
+    }
+    bf16* o0 = dq + ((long)(b * H + h) * T + q0) * HD;
+    bf16* o1 = o0 + 8 * HD;
+#pragma unroll
+    for (int n = 0; n < 8; n++) {
+        *(u32*)&o0[n * 8 + 2 * t] = pack2(acc[n][0] * scale, acc[n][1] * scale);
+        *(u32*)&o1[n * 8 + 2 * t] = pack2(acc[n][2] * scale, acc[n][3] * scale);
+    }
+}
+
+// dk and dv contributions of one query head for one 64-key tile: S^T = k q^T, P^T from the
+// LSE, dv += P^T dO, dS^T = P^T (v dO^T - D), dk += dS^T q * scale over the query tiles at or
+// after the key tile, then added (f32 atomics) into dk, dv [B, KV, T, 64], which the caller
+// zeroes: the query heads of a K/V group sum there, no K/V head is repeated in memory.
+extern "C" __global__ void __launch_bounds__(128)
+attn_bwd_dkdv(const bf16* __restrict__ q, const bf16* __restrict__ k, const bf16* __restrict__ v,
+              const bf16* __restrict__ dout, const float* __restrict__ lse,
+              const float* __restrict__ delta, float* __restrict__ dk, float* __restrict__ dv,
+              int H, int KV, int T, float scale) {
+    __shared__ alignas(16) bf16 Qs[2][TILE * LDS];
+    __shared__ alignas(16) bf16 Ds[2][TILE * LDS];
+    __shared__ float Ls[2][TILE], Es[2][TILE];
+    const int nq = T / TILE, kt = blockIdx.x;  // the longest columns first
+    const int h = blockIdx.y, b = blockIdx.z, kvh = h / (H / KV);
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+    const float sl2 = scale * LOG2E;
+    const int row = warp * 16 + g, k0 = kt * TILE + row, k1 = k0 + 8;
+
+    // The key and value rows of this warp, as A fragments, through the first buffers.
+    u32 kf[4][4], vf[4][4];
+    load_tile(Qs[0], k + ((long)(b * KV + kvh) * T + kt * TILE) * HD, HD);
+    load_tile(Ds[0], v + ((long)(b * KV + kvh) * T + kt * TILE) * HD, HD);
+    cp_commit();
+    cp_wait<0>();
+    __syncthreads();
+    load_a(kf, Qs[0], row, t);
+    load_a(vf, Ds[0], row, t);
+    __syncthreads();
+
+    float dka[8][4], dva[8][4], s[8][4], dp[8][4];
+#pragma unroll
+    for (int n = 0; n < 8; n++) {
+        dka[n][0] = dka[n][1] = dka[n][2] = dka[n][3] = 0.f;
+        dva[n][0] = dva[n][1] = dva[n][2] = dva[n][3] = 0.f;
+    }
+    const long head_rows = (long)(b * H + h) * T;
+    auto issue = [&](int qt, int buf) {
+        load_tile(Qs[buf], q + (head_rows + qt * TILE) * HD, HD);
+        load_tile(Ds[buf], dout + ((long)(b * T + qt * TILE) * H + h) * HD, (long)H * HD);
+        if (threadIdx.x < TILE) {
+            Ls[buf][threadIdx.x] = lse[head_rows + qt * TILE + threadIdx.x] * LOG2E;
+            Es[buf][threadIdx.x] = delta[head_rows + qt * TILE + threadIdx.x];
+        }
+    };
+    issue(kt, 0);
+    cp_commit();
+    for (int qt = kt; qt < nq; qt++) {
+        const int buf = (qt - kt) & 1;
+        if (qt + 1 < nq) issue(qt + 1, buf ^ 1);
+        cp_commit();
+        cp_wait<1>();
+        __syncthreads();
+        mma_abt(s, kf, Qs[buf], g, t);   // S^T: rows = keys, columns = queries
+        mma_abt(dp, vf, Ds[buf], g, t);  // dP^T
+#pragma unroll
+        for (int n = 0; n < 8; n++) {
+#pragma unroll
+            for (int j = 0; j < 2; j++) {
+                const int c = n * 8 + 2 * t + j, query = qt * TILE + c;
+                const float l = Ls[buf][c], e = Es[buf][c];
+                float p0 = exp2f(s[n][j] * sl2 - l), p1 = exp2f(s[n][2 + j] * sl2 - l);
+                if (qt == kt) {
+                    if (query < k0) p0 = 0.f;
+                    if (query < k1) p1 = 0.f;
+                }
+                s[n][j] = p0;
+                s[n][2 + j] = p1;
+                dp[n][j] = p0 * (dp[n][j] - e);
+                dp[n][2 + j] = p1 * (dp[n][2 + j] - e);
+            }
+        }
+        mma_pb(dva, s, Ds[buf], lane);
+        mma_pb(dka, dp, Qs[buf], lane);
+        __syncthreads();
+    }
+    float* k0p = dk + ((long)(b * KV + kvh) * T + k0) * HD;
+    float* v0p = dv + ((long)(b * KV + kvh) * T + k0) * HD;
+#pragma unroll
+    for (int n = 0; n < 8; n++) {
+        const int c = n * 8 + 2 * t;
+        atomicAdd(&k0p[c], dka[n][0] * scale);
+        atomicAdd(&k0p[c + 1], dka[n][1] * scale);
+        atomicAdd(&k0p[8 * HD + c], dka[n][2] * scale);
+        atomicAdd(&k0p[8 * HD + c + 1], dka[n][3] * scale);
+        atomicAdd(&v0p[c], dva[n][0]);
+        atomicAdd(&v0p[c + 1], dva[n][1]);
+        atomicAdd(&v0p[8 * HD + c], dva[n][2]);
+        atomicAdd(&v0p[8 * HD + c + 1], dva[n][3]);
+    }
+}
+
+// ------------------------------------------------------------------------------------------------
+// Rotary embeddings and the fused QKV split (transformers' `_split_heads` layouts)
+// ------------------------------------------------------------------------------------------------
+
+// Which tensor and head slot `s` of a token's `(H + 2 KV)` head-sized QKV slots belongs to:
+// 0 = q, 1 = k, 2 = v. layout 0: all q heads, then k heads, then v heads (multi-query);
+// 1: per K/V group its H/KV q heads, then k, then v (new_decoder_architecture); 2: per head
+// q, k, v (falcon-rw).
+__device__ __forceinline__ void qkv_slot(int s, int H, int KV, int layout, int* kind, int* head) {
+    if (layout == 0) {
+        *kind = s < H ? 0 : (s < H + KV ? 1 : 2);
+        *head = s < H ? s : (s < H + KV ? s - H : s - H - KV);
+    } else if (layout == 1) {
+        const int R = H / KV, grp = s / (R + 2), j = s % (R + 2);
+        *kind = j < R ? 0 : j - R + 1;
+        *head = j < R ? grp * R + j : grp;
+    } else {
+        *kind = s % 3;
+        *head = s / 3;
+    }
+}
+
+// qkv [N, (H + 2KV) * 64] -> q [B, H, T, 64], k and v [B, KV, T, 64], RoPE (rotate_half form)
+// applied to q and k. cos, sin: [T, 32] (the two halves of a head share them).
+extern "C" __global__ void rope_split(const bf16* __restrict__ qkv, bf16* __restrict__ q,
+                                      bf16* __restrict__ k, bf16* __restrict__ v,
+                                      const float* __restrict__ cosv,
+                                      const float* __restrict__ sinv, int B, int T, int H,
+                                      int KV, int layout) {
+    const int S = H + 2 * KV;
+    const long idx = (long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (idx >= (long)B * T * S * 32) return;
+    const int i = idx & 31, s = (idx >> 5) % S;
+    const long n = (idx >> 5) / S;
+    const int b = n / T, tt = n % T;
+    int kind, head;
+    qkv_slot(s, H, KV, layout, &kind, &head);
+    const bf16* src = qkv + (n * S + s) * HD;
+    float x1 = bf2f(src[i]), x2 = bf2f(src[i + 32]);
+    if (kind < 2) {
+        const float c = cosv[tt * 32 + i], sn = sinv[tt * 32 + i];
+        const float y1 = x1 * c - x2 * sn, y2 = x2 * c + x1 * sn;
+        x1 = y1;
+        x2 = y2;
+    }
+    bf16* dst = kind == 0 ? q + ((long)(b * H + head) * T + tt) * HD
+                          : (kind == 1 ? k : v) + ((long)(b * KV + head) * T + tt) * HD;
+    dst[i] = f2bf(x1);
+    dst[i + 32] = f2bf(x2);
+}
+
+// The backward of rope_split: dq (bf16) and the f32 sums dk, dv back into one bf16
+// dqkv [N, (H + 2KV) * 64].
+extern "C" __global__ void rope_merge(const bf16* __restrict__ dq, const float* __restrict__ dk,
+                                      const float* __restrict__ dv, bf16* __restrict__ dqkv,
+                                      const float* __restrict__ cosv,
+                                      const float* __restrict__ sinv, int B, int T, int H,
+                                      int KV, int layout) {
+    const int S = H + 2 * KV;
+    const long idx = (long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (idx >= (long)B * T * S * 32) return;
+    const int i = idx & 31, s = (idx >> 5) % S;
+    const long n = (idx >> 5) / S;
+    const int b = n / T, tt = n % T;
+    int kind, head;
+    qkv_slot(s, H, KV, layout, &kind, &head);
+    float g1, g2;
+    if (kind == 0) {
+        const bf16* src = dq + ((long)(b * H + head) * T + tt) * HD;
+        g1 = bf2f(src[i]);
+        g2 = bf2f(src[i + 32]);
+    } else {
+        const float* src = (kind == 1 ? dk : dv) + ((long)(b * KV + head) * T + tt) * HD;
+        g1 = src[i];
+        g2 = src[i + 32];
+    }
+    if (kind < 2) {
+        const float c = cosv[tt * 32 + i], sn = sinv[tt * 32 + i];
+        const float x1 = g1 * c + g2 * sn, x2 = g2 * c - g1 * sn;
+        g1 = x1;
+        g2 = x2;
+    }
+    bf16* dst = dqkv + (n * S + s) * HD;
+    dst[i] = f2bf(g1);
+    dst[i + 32] = f2bf(g2);
+}
+
+// ------------------------------------------------------------------------------------------------
+// Embedding, LayerNorm, GELU
+// ------------------------------------------------------------------------------------------------
+
+// x[n] = wte[ids[n]] (f32 weights, f32 residual stream). Tokens come as the [B, T + 1] windows
+// of the data reader: ids are a window's first T tokens, targets its last T.
+extern "C" __global__ void embed_fwd(const unsigned short* __restrict__ win,
+                                     const float* __restrict__ wte, float* __restrict__ x, int T,
+                                     int d, long total) {
+    const long idx = (long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (idx >= total) return;
+    const long n = idx / d;
+    const int id = win[(n / T) * (T + 1) + n % T];
+    x[idx] = wte[(long)id * d + idx % d];
+}
+
+// dwte[ids[n]] += dx[n] (f32 atomics).
+extern "C" __global__ void embed_bwd(const unsigned short* __restrict__ win,
+                                     const float* __restrict__ dx, float* __restrict__ dwte,
+                                     int T, int d, long total) {
+    const long idx = (long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (idx >= total) return;
+    const long n = idx / d;
+    const int id = win[(n / T) * (T + 1) + n % T];
+    atomicAdd(&dwte[(long)id * d + idx % d], dx[idx]);
+}
+
+// y = (x - mean) * rstd * w + b in bf16 from the f32 residual, one warp per row; keeps mean and
+// rstd for the backward. wb: w then b, each [d].
+extern "C" __global__ void layernorm_fwd(const float* __restrict__ x, const float* __restrict__ wb,
+                                         bf16* __restrict__ y, float* __restrict__ mean,
+                                         float* __restrict__ rstd, int N, int d, float eps) {
+    const long row = (long)blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
+    const int lane = threadIdx.x & 31;
+    if (row >= N) return;
+    const float* xr = x + row * d;
+    float s = 0.f;
+    for (int i = lane; i < d; i += 32) s += xr[i];
+    const float mu = warp_sum(s) / d;
+    float v = 0.f;
+    for (int i = lane; i < d; i += 32) {
+        const float c = xr[i] - mu;
+        v += c * c;
+    }
+    const float r = rsqrtf(warp_sum(v) / d + eps);
+    bf16* yr = y + row * d;
+    for (int i = lane; i < d; i += 32) yr[i] = f2bf((xr[i] - mu) * r * wb[i] + wb[d + i]);
+    if (lane == 0) {
+        mean[row] = mu;
+        rstd[row] = r;
+    }
+}
+
+// dres += the LayerNorm's input gradient for output gradient dy (f32), and when dres16 is given
+// its bf16 copy; the block's partial dw, db go to partial[blockIdx.x] ([2d]: dw then db) for
+// reduce_rows. Dynamic shared memory: 2d floats.
+extern "C" __global__ void layernorm_bwd(const float* __restrict__ dy, const float* __restrict__ x,
+                                         const float* __restrict__ mean,
+                                         const float* __restrict__ rstd,
+                                         const float* __restrict__ wb, float* __restrict__ dres,
+                                         bf16* __restrict__ dres16, float* __restrict__ partial,
+                                         int N, int d) {
+    extern __shared__ float acc[];
+    for (int i = threadIdx.x; i < 2 * d; i += blockDim.x) acc[i] = 0.f;
+    __syncthreads();
+    const int warps = blockDim.x >> 5, lane = threadIdx.x & 31;
+    for (long row = (long)blockIdx.x * warps + (threadIdx.x >> 5); row < N;
+         row += (long)gridDim.x * warps) {
+        const float* dyr = dy + row * d;
+        const float* xr = x + row * d;
+        const float mu = mean[row], r = rstd[row];
+        float a = 0.f, c = 0.f;
+        for (int i = lane; i < d; i += 32) {
+            const float dxh = dyr[i] * wb[i];
+            a += dxh;
+            c += dxh * (xr[i] - mu) * r;
+        }
+        a = warp_sum(a) / d;
+        c = warp_sum(c) / d;
+        float* out = dres + row * d;
+        for (int i = lane; i < d; i += 32) {
+            const float xh = (xr[i] - mu) * r, g = dyr[i];
+            const float dx = r * (g * wb[i] - a - xh * c);
+            const float total = out[i] + dx;
+            out[i] = total;
+            if (dres16) dres16[row * d + i] = f2bf(total);
+            atomicAdd(&acc[i], g * xh);
+            atomicAdd(&acc[d + i], g);
+        }
+    }
+    __syncthreads();
+    for (int i = threadIdx.x; i < 2 * d; i += blockDim.x) partial[(long)blockIdx.x * 2 * d + i] = acc[i];
+}
+
+// out[c] (+)= sum over rows of in[row][c]; in: [rows, width].
+extern "C" __global__ void reduce_rows(const float* __restrict__ in, float* __restrict__ out,
+                                       int rows, int width, int accumulate) {
+    const int c = blockIdx.x * blockDim.x + threadIdx.x;
+    if (c >= width) return;
+    float s = 0.f;
+    for (int r = 0; r < rows; r++) s += in[(long)r * width + c];
+    out[c] = accumulate ? out[c] + s : s;
+}
+
+__device__ __forceinline__ float gelu(float x) { return 0.5f * x * (1.f + erff(x * 0.70710678118654752f)); }
+
+// g = gelu(h), exact (erf) form, 8 elements per thread. n: elements, a multiple of 8.
+extern "C" __global__ void gelu_fwd(const bf16* __restrict__ h, bf16* __restrict__ g, long n) {
+    const long i = ((long)blockIdx.x * blockDim.x + threadIdx.x) * 8;
+    if (i >= n) return;
+    vec8 u = *(const vec8*)(h + i);
+    u32* w = u.w;
+#pragma unroll
+    for (int j = 0; j < 4; j++) w[j] = pack2(gelu(lo_f(w[j])), gelu(hi_f(w[j])));
+    *(vec8*)(g + i) = u;
+}
+
+__device__ __forceinline__ float gelu_grad(float x) {
+    const float cdf = 0.5f * (1.f + erff(x * 0.70710678118654752f));
+    return cdf + x * 0.3989422804014327f * __expf(-0.5f * x * x);
+}
+
+// dg <- dg * gelu'(h), in place.
+extern "C" __global__ void gelu_bwd(const bf16* __restrict__ h, bf16* __restrict__ dg, long n) {
+    const long i = ((long)blockIdx.x * blockDim.x + threadIdx.x) * 8;
+    if (i >= n) return;
+    vec8 hu = *(const vec8*)(h + i), gu = *(const vec8*)(dg + i);
+    u32 *hw = hu.w, *gw = gu.w;
+#pragma unroll
+    for (int j = 0; j < 4; j++)
+        gw[j] = pack2(lo_f(gw[j]) * gelu_grad(lo_f(hw[j])), hi_f(gw[j]) * gelu_grad(hi_f(hw[j])));
+    *(vec8*)(dg + i) = gu;
+}
+
+// ------------------------------------------------------------------------------------------------
+// Cross-entropy over the vocabulary, fused with its gradient
+// ------------------------------------------------------------------------------------------------
+
+__device__ __forceinline__ void merge(float& m, float& s, float m2, float s2) {
+    const float mn = fmaxf(m, m2);
+    s = (m == NEG_INF ? 0.f : s * exp2f(m - mn)) + (m2 == NEG_INF ? 0.f : s2 * exp2f(m2 - mn));
+    m = mn;
+}
+
+// One block per token row of bf16 logits [N, V] (V a multiple of 8): loss[n] = logsumexp - the
+// target's logit; with grad_scale != 0 the row is overwritten by (softmax - onehot) *
+// grad_scale, the gradient the LM head's backward reads (llm.c's fused classifier). Two
+// reads and one write of the logits; no probabilities kept.
+extern "C" __global__ void __launch_bounds__(512)
+cross_entropy(bf16* __restrict__ logits, const unsigned short* __restrict__ win,
+              float* __restrict__ loss, int T, int V, float grad_scale) {
+    __shared__ float sm[32], ss[32];
+    const long n = blockIdx.x;
+    const int target = win[(n / T) * (T + 1) + n % T + 1];
+    bf16* row = logits + n * V;
+    const vec8* vec = (const vec8*)row;
+    float m = NEG_INF, s = 0.f;
+    for (int i = threadIdx.x; i < V / 8; i += blockDim.x) {
+        vec8 u = vec[i];
+        const u32* w = u.w;
+        float x[8], mx = NEG_INF;
+#pragma unroll
+        for (int j = 0; j < 4; j++) {
+            x[2 * j] = lo_f(w[j]) * LOG2E;
+            x[2 * j + 1] = hi_f(w[j]) * LOG2E;
+        }
+#pragma unroll
+        for (int j = 0; j < 8; j++) mx = fmaxf(mx, x[j]);
+        float e = 0.f;
+#pragma unroll
+        for (int j = 0; j < 8; j++) e += exp2f(x[j] - mx);
+        merge(m, s, mx, e);
+    }
+    for (int o = 16; o > 0; o >>= 1) {
+        const float m2 = __shfl_xor_sync(0xffffffffu, m, o), s2 = __shfl_xor_sync(0xffffffffu, s, o);
+        merge(m, s, m2, s2);
+    }
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    if (lane == 0) {
+        sm[warp] = m;
+        ss[warp] = s;
+    }
+    __syncthreads();
+    if (warp == 0) {
+        const int nw = blockDim.x >> 5;
+        m = lane < nw ? sm[lane] : NEG_INF;
+        s = lane < nw ? ss[lane] : 0.f;
+        for (int o = 16; o > 0; o >>= 1) {
+            const float m2 = __shfl_xor_sync(0xffffffffu, m, o), s2 = __shfl_xor_sync(0xffffffffu, s, o);
+            merge(m, s, m2, s2);
+        }
+        if (lane == 0) {
+            const float lse2 = m + log2f(s);
+            sm[0] = lse2;
+            loss[n] = lse2 * LN2 - bf2f(row[target]);
+        }
+    }
+    __syncthreads();
+    if (grad_scale == 0.f) return;
+    const float lse2 = sm[0];
+    vec8* out = (vec8*)row;
+    for (int i = threadIdx.x; i < V / 8; i += blockDim.x) {
+        vec8 u = out[i];
+        u32* w = u.w;
+#pragma unroll
+        for (int j = 0; j < 4; j++) {
+            const int c = i * 8 + 2 * j;
+            const float p0 = exp2f(lo_f(w[j]) * LOG2E - lse2) - (c == target ? 1.f : 0.f);
+            const float p1 = exp2f(hi_f(w[j]) * LOG2E - lse2) - (c + 1 == target ? 1.f : 0.f);
+            w[j] = pack2(p0 * grad_scale, p1 * grad_scale);
+        }
+        out[i] = u;
+    }
+}
+
+// ------------------------------------------------------------------------------------------------
+// Reductions and the optimizer
+// ------------------------------------------------------------------------------------------------
+
+// partial[blockIdx.x] = sum of x[i]^2 (squares = 1) or of x[i] over the block's grid-stride share.
+extern "C" __global__ void sum_partial(const float* __restrict__ x, long n, int squares,
+                                       float* __restrict__ partial) {
+    __shared__ float sh[32];
+    float s = 0.f;
+    for (long i = (long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (long)gridDim.x * blockDim.x)
+        s += squares ? x[i] * x[i] : x[i];
+    s = warp_sum(s);
+    if ((threadIdx.x & 31) == 0) sh[threadIdx.x >> 5] = s;
+    __syncthreads();
+    if (threadIdx.x < 32) {
+        s = threadIdx.x < (blockDim.x >> 5) ? sh[threadIdx.x] : 0.f;
+        s = warp_sum(s);
+        if (threadIdx.x == 0) partial[blockIdx.x] = s;
+    }
+}
+
+// out[slot] = sum of partial[0..n), by one block (deterministic order).
+extern "C" __global__ void sum_final(const float* __restrict__ partial, int n,
+                                     float* __restrict__ out, int slot) {
+    __shared__ float sh[32];
+    float s = 0.f;
+    for (int i = threadIdx.x; i < n; i += blockDim.x) s += partial[i];
+    s = warp_sum(s);
+    if ((threadIdx.x & 31) == 0) sh[threadIdx.x >> 5] = s;
+    __syncthreads();
+    if (threadIdx.x < 32) {
+        s = threadIdx.x < (blockDim.x >> 5) ? sh[threadIdx.x] : 0.f;
+        s = warp_sum(s);
+        if (threadIdx.x == 0) out[slot] = s;
+    }
+}
+
+// AdamW on a contiguous run of parameters (PyTorch's update, decoupled decay `wd`), after
+// clipping by the global norm whose square sits at *sumsq; writes the bf16 copy the matmuls
+// read. bc1, bc2: the bias corrections 1 - beta^t.
+extern "C" __global__ void adamw(float* __restrict__ p, bf16* __restrict__ p16,
+                                 const float* __restrict__ grad, float* __restrict__ m,
+                                 float* __restrict__ v, long n, float lr, float beta1,
+                                 float beta2, float eps, float wd, float bc1, float bc2,
+                                 const float* __restrict__ sumsq, float clip) {
+    float scale = 1.f;
+    if (clip > 0.f) {
+        const float norm = sqrtf(*sumsq);
+        if (norm > clip) scale = clip / (norm + 1e-6f);
+    }
+    for (long i = (long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (long)gridDim.x * blockDim.x) {
+        const float g = grad[i] * scale;
+        const float mi = beta1 * m[i] + (1.f - beta1) * g;
+        const float vi = beta2 * v[i] + (1.f - beta2) * g * g;
+        m[i] = mi;
+        v[i] = vi;
+        const float x = p[i] * (1.f - lr * wd) - lr * (mi / bc1) / (sqrtf(vi / bc2) + eps);
+        p[i] = x;
+        p16[i] = f2bf(x);
+    }
+}
+
+// The bf16 copy of f32 values.
+extern "C" __global__ void to_bf16(const float* __restrict__ x, bf16* __restrict__ y, long n) {
+    for (long i = (long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (long)gridDim.x * blockDim.x)
+        y[i] = f2bf(x[i]);
+}

@@ -1,0 +1,13 @@
+//! The CUDA training engine (`cuda` feature): Falcon's forward and backward written out over
+//! cuBLASLt products and hand-written kernels (`kernels.cu`: flash attention forward and
+//! backward reading grouped K/V heads in place, RoPE fused into the QKV split, LayerNorm,
+//! GELU, the LM head's cross-entropy fused with its gradient, AdamW), compiled by NVRTC in
+//! seconds at start. `falconry train` uses it for single-GPU bf16 runs; Burn's autodiff model
+//! stays the reference it is checked against and the path for everything else.
+
+mod device;
+mod engine;
+mod gemm;
+
+pub(crate) use engine::unsupported;
+pub use engine::Engine;

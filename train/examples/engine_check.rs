@@ -4,7 +4,7 @@
 //! and gradients in transformers (f32) and compares.
 //!
 //! ```text
-//! engine_check OUT [MODEL (preset or .toml)] [BATCH] [SEQ]
+//! engine_check OUT [MODEL (preset or .toml)] [BATCH] [SEQ] [recompute]
 //! ```
 
 use std::path::PathBuf;
@@ -23,6 +23,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let model_name = args.get(1).cloned().unwrap_or_else(|| "falcon-124m".into());
     let batch: usize = args.get(2).map_or(Ok(2), |s| s.parse())?;
     let seq: usize = args.get(3).map_or(Ok(256), |s| s.parse())?;
+    let recompute = args.get(4).is_some_and(|s| s == "recompute");
     let config = TrainConfig {
         model: model_name.clone(),
         ..TrainConfig::default()
@@ -41,7 +42,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let bytes: Vec<u8> = windows.iter().flat_map(|t| t.to_le_bytes()).collect();
     std::fs::write(out.join("windows.bin"), bytes)?;
 
-    let mut engine = CudaEngine::new(&config, batch, seq, AdamWConfig::default(), 0)?;
+    let mut engine = CudaEngine::new(&config, batch, seq, AdamWConfig::default(), recompute, 0)?;
     eprintln!("{}", engine.describe());
     engine.load_model(&model)?;
     let micro = vec![windows.clone()];
@@ -93,6 +94,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "tokens_per_sec_fwd_bwd": tokens / secs,
         "tflops_fwd_bwd": flops / secs / 1e12,
         "step_losses": losses,
+        "recompute": recompute,
         "engine": engine.describe(),
     });
     std::fs::write(out.join("engine.json"), serde_json::to_vec_pretty(&report)?)?;

@@ -137,6 +137,7 @@ impl DataParallel for crate::CudaTrainBackend {
             config.micro_batch_size,
             config.seq_len,
             config.optimizer.clone(),
+            config.recompute_activations,
             devices[0].index,
         ) {
             Ok(engine) => {

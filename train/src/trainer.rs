@@ -79,6 +79,9 @@ pub struct TrainConfig {
     pub checkpoint_interval: usize,
     /// Peak dense bf16 FLOP/s of one accelerator, for MFU (H100/H200 SXM: 989e12).
     pub peak_flops: f64,
+    /// Keep one block's activations and recompute each block's forward in the backward (the
+    /// CUDA engine; Burn's step ignores it): about a quarter more work for much less memory.
+    pub recompute_activations: bool,
     /// AdamW.
     pub optimizer: AdamWConfig,
     /// Learning-rate schedule.
@@ -99,6 +102,7 @@ impl Default for TrainConfig {
             eval_batches: 8,
             checkpoint_interval: 500,
             peak_flops: 989e12,
+            recompute_activations: false,
             optimizer: AdamWConfig::default(),
             schedule: LrSchedule::default(),
         }

@@ -169,10 +169,9 @@ impl Layout {
 
 type Bf16Buf = Buf<u16>;
 
-/// What the backward pass reads of one block's forward.
-struct Saved {
-    /// Residual stream into the block, f32 `[N, d]`.
-    x: Buf<f32>,
+/// What the backward pass reads of one block's forward besides its input (kept for every
+/// block, or with recomputation for one, refilled by re-running the block in the backward).
+struct Acts {
     ln_attn: Bf16Buf,
     ln_attn_stats: (Buf<f32>, Buf<f32>),
     /// Two-LayerNorm blocks only.
@@ -194,7 +193,6 @@ struct Scratch {
     /// The `[B, T + 1]` token windows.
     win: Buf<u16>,
     qkv: Bf16Buf,
-    x_out: Buf<f32>,
     ln_f: Bf16Buf,
     ln_f_stats: (Buf<f32>, Buf<f32>),
     logits: Bf16Buf,
@@ -232,7 +230,11 @@ pub struct Engine {
     grads: Buf<f32>,
     exp_avg: Buf<f32>,
     exp_avg_sq: Buf<f32>,
-    saved: Vec<Saved>,
+    /// The residual stream into each block and out of the last, f32 `[N, d]` (`L + 1`).
+    xs: Vec<Buf<f32>>,
+    /// One per block, or a single set when blocks are recomputed in the backward.
+    acts: Vec<Acts>,
+    recompute: bool,
     s: Scratch,
     optim: AdamWConfig,
     /// AdamW updates done.
@@ -259,12 +261,15 @@ fn rope_tables(config: &FalconConfig, seq: usize) -> (Vec<f32>, Vec<f32>) {
 }
 
 impl Engine {
-    /// Opens GPU `ordinal` and allocates everything for micro-batches of `batch` x `seq`.
+    /// Opens GPU `ordinal` and allocates everything for micro-batches of `batch` x `seq`; with
+    /// `recompute`, one block's activations instead of every block's (each block's forward runs
+    /// again in the backward: about a quarter more work for a fraction of the memory).
     pub fn new(
         config: &FalconConfig,
         batch: usize,
         seq: usize,
         optim: AdamWConfig,
+        recompute: bool,
         ordinal: usize,
     ) -> Result<Self, Error> {
         if let Some(why) = unsupported(config, seq) {
@@ -291,15 +296,21 @@ impl Engine {
         let exp_avg = gpu.alloc::<f32>(total)?;
         let exp_avg_sq = gpu.alloc::<f32>(total)?;
         let two = config.two_layernorms();
-        let mut saved = Vec::new();
-        for _ in 0..config.num_hidden_layers {
+        let xs = (0..=config.num_hidden_layers)
+            .map(|_| gpu.alloc(n * d))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut acts = Vec::new();
+        for _ in 0..if recompute {
+            1
+        } else {
+            config.num_hidden_layers
+        } {
             let ln_mlp = if two {
                 Some((gpu.alloc(n * d)?, gpu.alloc(n)?, gpu.alloc(n)?))
             } else {
                 None
             };
-            saved.push(Saved {
-                x: gpu.alloc(n * d)?,
+            acts.push(Acts {
                 ln_attn: gpu.alloc(n * d)?,
                 ln_attn_stats: (gpu.alloc(n)?, gpu.alloc(n)?),
                 ln_mlp,
@@ -317,7 +328,6 @@ impl Engine {
         let mut s = Scratch {
             win: gpu.alloc(batch * (seq + 1))?,
             qkv: gpu.alloc(n * qd)?,
-            x_out: gpu.alloc(n * d)?,
             ln_f: gpu.alloc(n * d)?,
             ln_f_stats: (gpu.alloc(n)?, gpu.alloc(n)?),
             logits: gpu.alloc(n * v)?,
@@ -352,7 +362,9 @@ impl Engine {
             grads,
             exp_avg,
             exp_avg_sq,
-            saved,
+            xs,
+            acts,
+            recompute,
             s,
             optim,
             optimizer_step: 0,
@@ -634,15 +646,124 @@ impl Engine {
         )
     }
 
-    /// The forward pass of the windows in `s.win`: activations saved, per-token losses in
-    /// `s.losses` and their sum in `scalars[slot]`; with `grad_scale` the logits become the
-    /// gradient of `grad_scale * sum(losses)`.
-    fn forward(&mut self, grad_scale: f32, slot: usize) -> Result<(), Error> {
-        let (n, d, h, kv, qd, f, v, layers) = self.dims();
+    /// Block `l` from `xs[l]` into its activations, and with `residual` into `xs[l + 1]` (the
+    /// backward's recomputation skips the two products that only feed the residual stream).
+    fn block_forward(&mut self, l: usize, residual: bool) -> Result<(), Error> {
+        let (n, d, h, kv, qd, f, ..) = self.dims();
         let (b, seq) = (self.batch, self.seq);
         let layout = self.layout_code();
         let scale = 1.0 / (HEAD_DIM as f32).sqrt();
         let p16 = |at: usize| self.params16.at(at);
+        let at = &self.layout.layers[l];
+        let a = &self.acts[if self.recompute { 0 } else { l }];
+        let (x, x_next) = (self.xs[l].ptr, self.xs[l + 1].ptr);
+        let ln_stats = (a.ln_attn_stats.0.ptr, a.ln_attn_stats.1.ptr);
+        self.layernorm(x, at.ln_attn, a.ln_attn.ptr, ln_stats)?;
+        let mlp_in = match (&a.ln_mlp, at.ln_mlp) {
+            (Some((y, mean, rstd)), Some(wb)) => {
+                self.layernorm(x, wb, y.ptr, (mean.ptr, rstd.ptr))?;
+                y.ptr
+            }
+            _ => a.ln_attn.ptr,
+        };
+        // Attention: qkv, RoPE + split, flash attention, x_next = x + o Wdᵀ.
+        self.gemm.matmul(
+            &self.gpu,
+            (n, qd, d),
+            plain(a.ln_attn.ptr),
+            t(p16(at.qkv)),
+            None,
+            self.s.qkv.ptr,
+            Out::Bf16,
+            0.0,
+        )?;
+        self.gpu.launch(
+            "rope_split",
+            (blocks(n * (h + 2 * kv) * 32, 256), 1, 1),
+            256,
+            0,
+            &[
+                Arg::P(self.s.qkv.ptr),
+                Arg::P(a.q.ptr),
+                Arg::P(a.k.ptr),
+                Arg::P(a.v.ptr),
+                Arg::P(self.s.cos.ptr),
+                Arg::P(self.s.sin.ptr),
+                Arg::I(b as i32),
+                Arg::I(seq as i32),
+                Arg::I(h as i32),
+                Arg::I(kv as i32),
+                Arg::I(layout),
+            ],
+        )?;
+        self.gpu.launch(
+            "attn_fwd",
+            ((seq / 64) as u32, h as u32, b as u32),
+            128,
+            0,
+            &[
+                Arg::P(a.q.ptr),
+                Arg::P(a.k.ptr),
+                Arg::P(a.v.ptr),
+                Arg::P(a.o.ptr),
+                Arg::P(a.lse.ptr),
+                Arg::I(h as i32),
+                Arg::I(kv as i32),
+                Arg::I(seq as i32),
+                Arg::F(scale),
+            ],
+        )?;
+        if residual {
+            self.gemm.matmul(
+                &self.gpu,
+                (n, d, d),
+                plain(a.o.ptr),
+                t(p16(at.dense)),
+                Some(x),
+                x_next,
+                Out::F32,
+                1.0,
+            )?;
+        }
+        // MLP: h = ln Wfc1ᵀ, g = gelu(h), x_next += g Wfc2ᵀ.
+        self.gemm.matmul(
+            &self.gpu,
+            (n, f, d),
+            plain(mlp_in),
+            t(p16(at.fc1)),
+            None,
+            a.h.ptr,
+            Out::Bf16,
+            0.0,
+        )?;
+        self.gpu.launch(
+            "gelu_fwd",
+            (blocks(n * f / 8, 256), 1, 1),
+            256,
+            0,
+            &[Arg::P(a.h.ptr), Arg::P(a.g.ptr), Arg::L((n * f) as i64)],
+        )?;
+        if residual {
+            self.gemm.matmul(
+                &self.gpu,
+                (n, d, f),
+                plain(a.g.ptr),
+                t(p16(at.fc2)),
+                None,
+                x_next,
+                Out::F32,
+                1.0,
+            )?;
+        }
+        Ok(())
+    }
+
+    /// The forward pass of the windows in `s.win`: activations saved, per-token losses in
+    /// `s.losses` and their sum in `scalars[slot]`; with `grad_scale` the logits become the
+    /// gradient of `grad_scale * sum(losses)`.
+    fn forward(&mut self, grad_scale: f32, slot: usize) -> Result<(), Error> {
+        let (n, d, .., v, layers) = self.dims();
+        let seq = self.seq;
         self.gpu.launch(
             "embed_fwd",
             (blocks(n * d, 256), 1, 1),
@@ -651,129 +772,27 @@ impl Engine {
             &[
                 Arg::P(self.s.win.ptr),
                 Arg::P(self.params.at(self.layout.wte)),
-                Arg::P(self.saved[0].x.ptr),
+                Arg::P(self.xs[0].ptr),
                 Arg::I(seq as i32),
                 Arg::I(d as i32),
                 Arg::L((n * d) as i64),
             ],
         )?;
         for l in 0..layers {
-            let at = &self.layout.layers[l];
-            let sv = &self.saved[l];
-            let x_next = if l + 1 < layers {
-                self.saved[l + 1].x.ptr
-            } else {
-                self.s.x_out.ptr
-            };
-            self.layernorm(
-                sv.x.ptr,
-                at.ln_attn,
-                sv.ln_attn.ptr,
-                (sv.ln_attn_stats.0.ptr, sv.ln_attn_stats.1.ptr),
-            )?;
-            let mlp_in = match (&sv.ln_mlp, at.ln_mlp) {
-                (Some((y, mean, rstd)), Some(wb)) => {
-                    self.layernorm(sv.x.ptr, wb, y.ptr, (mean.ptr, rstd.ptr))?;
-                    y.ptr
-                }
-                _ => sv.ln_attn.ptr,
-            };
-            // Attention: qkv, RoPE + split, flash attention, x_next = x + o Wdᵀ.
-            self.gemm.matmul(
-                &self.gpu,
-                (n, qd, d),
-                plain(sv.ln_attn.ptr),
-                t(p16(at.qkv)),
-                None,
-                self.s.qkv.ptr,
-                Out::Bf16,
-                0.0,
-            )?;
-            let rope_args = |src: [u64; 4]| {
-                vec![
-                    Arg::P(src[0]),
-                    Arg::P(src[1]),
-                    Arg::P(src[2]),
-                    Arg::P(src[3]),
-                    Arg::P(self.s.cos.ptr),
-                    Arg::P(self.s.sin.ptr),
-                    Arg::I(b as i32),
-                    Arg::I(seq as i32),
-                    Arg::I(h as i32),
-                    Arg::I(kv as i32),
-                    Arg::I(layout),
-                ]
-            };
-            self.gpu.launch(
-                "rope_split",
-                (blocks(n * (h + 2 * kv) * 32, 256), 1, 1),
-                256,
-                0,
-                &rope_args([self.s.qkv.ptr, sv.q.ptr, sv.k.ptr, sv.v.ptr]),
-            )?;
-            self.gpu.launch(
-                "attn_fwd",
-                ((seq / 64) as u32, h as u32, b as u32),
-                128,
-                0,
-                &[
-                    Arg::P(sv.q.ptr),
-                    Arg::P(sv.k.ptr),
-                    Arg::P(sv.v.ptr),
-                    Arg::P(sv.o.ptr),
-                    Arg::P(sv.lse.ptr),
-                    Arg::I(h as i32),
-                    Arg::I(kv as i32),
-                    Arg::I(seq as i32),
-                    Arg::F(scale),
-                ],
-            )?;
-            self.gemm.matmul(
-                &self.gpu,
-                (n, d, d),
-                plain(sv.o.ptr),
-                t(p16(at.dense)),
-                Some(sv.x.ptr),
-                x_next,
-                Out::F32,
-                1.0,
-            )?;
-            // MLP: h = ln Wfc1ᵀ, g = gelu(h), x_next += g Wfc2ᵀ.
-            self.gemm.matmul(
-                &self.gpu,
-                (n, f, d),
-                plain(mlp_in),
-                t(p16(at.fc1)),
-                None,
-                sv.h.ptr,
-                Out::Bf16,
-                0.0,
-            )?;
-            self.gpu.launch(
-                "gelu_fwd",
-                (blocks(n * f / 8, 256), 1, 1),
-                256,
-                0,
-                &[Arg::P(sv.h.ptr), Arg::P(sv.g.ptr), Arg::L((n * f) as i64)],
-            )?;
-            self.gemm.matmul(
-                &self.gpu,
-                (n, d, f),
-                plain(sv.g.ptr),
-                t(p16(at.fc2)),
-                None,
-                x_next,
-                Out::F32,
-                1.0,
-            )?;
+            self.block_forward(l, true)?;
         }
         let stats = (self.s.ln_f_stats.0.ptr, self.s.ln_f_stats.1.ptr);
-        self.layernorm(self.s.x_out.ptr, self.layout.ln_f, self.s.ln_f.ptr, stats)?;
+        self.layernorm(
+            self.xs[layers].ptr,
+            self.layout.ln_f,
+            self.s.ln_f.ptr,
+            stats,
+        )?;
         self.gemm.matmul(
             &self.gpu,
             (n, v, d),
             plain(self.s.ln_f.ptr),
-            t(p16(self.layout.wte)),
+            t(self.params16.at(self.layout.wte)),
             None,
             self.s.logits.ptr,
             Out::Bf16,
@@ -831,12 +850,24 @@ impl Engine {
         )?;
         gpu.zero(&s.dres, 0, n * d)?;
         let stats = (s.ln_f_stats.0.ptr, s.ln_f_stats.1.ptr);
-        self.layernorm_back(s.dln.ptr, s.x_out.ptr, stats, self.layout.ln_f, true, first)?;
+        self.layernorm_back(
+            s.dln.ptr,
+            self.xs[layers].ptr,
+            stats,
+            self.layout.ln_f,
+            true,
+            first,
+        )?;
 
         for l in (0..layers).rev() {
+            if self.recompute {
+                self.block_forward(l, false)?;
+            }
+            let p16 = |at: usize| self.params16.at(at);
             let (s, g, gemm, gpu) = (&self.s, &self.grads, &mut self.gemm, &self.gpu);
             let at = &self.layout.layers[l];
-            let sv = &self.saved[l];
+            let sv = &self.acts[if self.recompute { 0 } else { l }];
+            let x = self.xs[l].ptr;
             let mlp_in = sv.ln_mlp.as_ref().map_or(sv.ln_attn.ptr, |(y, ..)| y.ptr);
             // MLP branch (its output gradient is dres).
             gemm.matmul(
@@ -1005,7 +1036,7 @@ impl Engine {
                         Out::F32,
                         0.0,
                     )?;
-                    let (dln, dln2, x) = (s.dln.ptr, dln2.ptr, sv.x.ptr);
+                    let (dln, dln2) = (s.dln.ptr, dln2.ptr);
                     let (ln_attn, mlp_stats) = (at.ln_attn, (mean.ptr, rstd.ptr));
                     self.layernorm_back(dln, x, mlp_stats, wb, false, first)?;
                     self.layernorm_back(dln2, x, attn_stats, ln_attn, true, first)?;
@@ -1021,7 +1052,7 @@ impl Engine {
                         Out::F32,
                         1.0,
                     )?;
-                    let (dln, x, wb) = (s.dln.ptr, sv.x.ptr, at.ln_attn);
+                    let (dln, wb) = (s.dln.ptr, at.ln_attn);
                     self.layernorm_back(dln, x, attn_stats, wb, true, first)?;
                 }
             }

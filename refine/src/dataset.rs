@@ -333,6 +333,11 @@ pub enum JsonlItem {
 
 /// Reads JSONL (`.jsonl`, `.jsonl.gz`, `.json.gz`): one `{"text", "url", ...}` object a line.
 /// `timestamp` may be seconds since the epoch or an RFC 3339 string.
+///
+/// Damage is a counted skip, never an error: a line that is not a JSON object with a text
+/// field is `bad_json`; a gzip stream that ends early is one `truncated`, one that fails to
+/// inflate (or its CRC) one `corrupt_gzip`, and a failing read of a plain file one
+/// `read_error`. Reading stops at the damage, after every whole line before it.
 pub fn read_jsonl(path: &Path) -> Result<impl Iterator<Item = Result<JsonlItem>>> {
     let file = File::open(path).map_err(|e| Error::io(path, e))?;
     let gz = path.extension().is_some_and(|e| e == "gz");
@@ -341,14 +346,29 @@ pub fn read_jsonl(path: &Path) -> Result<impl Iterator<Item = Result<JsonlItem>>
     } else {
         Box::new(BufReader::new(file))
     };
-    let owned = path.to_path_buf();
-    Ok(reader.split(b'\n').filter_map(move |line| {
+    // `split` yields the same error forever once the stream fails: stop after the first.
+    let mut lines = reader.split(b'\n');
+    let mut damaged = false;
+    let lines = std::iter::from_fn(move || {
+        if damaged {
+            return None;
+        }
+        match lines.next()? {
+            Ok(line) => Some(Ok(line)),
+            Err(e) => {
+                damaged = true;
+                Some(Err(match e.kind() {
+                    _ if !gz => "read_error",
+                    std::io::ErrorKind::UnexpectedEof => "truncated",
+                    _ => "corrupt_gzip",
+                }))
+            }
+        }
+    });
+    Ok(lines.filter_map(move |line| {
         let line = match line {
             Ok(line) => line,
-            Err(e) if e.kind() == std::io::ErrorKind::InvalidData || e.kind() == std::io::ErrorKind::UnexpectedEof => {
-                return Some(Ok(JsonlItem::Skip("corrupt_gzip")))
-            }
-            Err(e) => return Some(Err(Error::io(&owned, e))),
+            Err(reason) => return Some(Ok(JsonlItem::Skip(reason))),
         };
         if line.iter().all(u8::is_ascii_whitespace) {
             return None;

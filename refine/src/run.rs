@@ -389,6 +389,79 @@ mod tests {
         assert!(err.to_string().contains("no such file"), "{err}");
     }
 
+    /// Config with the filters off: these tests are about reading, not about quality.
+    fn reading_only() -> RefineConfig {
+        let mut config = RefineConfig::default();
+        config.language_id.enabled = false;
+        config.repetition.enabled = false;
+        config.quality.enabled = false;
+        config.line_correction.enabled = false;
+        config
+    }
+
+    /// `n` JSONL lines, gzipped (several deflate blocks, so a cut leaves whole lines before it).
+    fn jsonl_gz(n: usize) -> Vec<u8> {
+        use flate2::{write::GzEncoder, Compression};
+        let mut gz = GzEncoder::new(Vec::new(), Compression::default());
+        for i in 0..n {
+            let line = format!("{{\"text\":\"document {i} {}\",\"url\":\"https://e.com/{i}\"}}\n", "word ".repeat(i % 50));
+            gz.write_all(line.as_bytes()).unwrap();
+        }
+        gz.finish().unwrap()
+    }
+
+    /// Runs refine on one file in a thread; a run that does not end in 60 s fails the test
+    /// instead of hanging it.
+    fn refine_with_deadline(input: &Path, out: &Path) -> RunStats {
+        let name = input_name(input);
+        let (input, out) = (input.to_path_buf(), out.to_path_buf());
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let inputs = vec![input];
+            let opts = RunOptions { inputs: &inputs, output: &out, task: Task::default(), explain: None, on_file_done: &|_| {} };
+            let _ = tx.send(refine(&reading_only(), &opts).map_err(|e| e.to_string()));
+        });
+        match rx.recv_timeout(std::time::Duration::from_secs(60)) {
+            Ok(stats) => stats.unwrap(),
+            Err(_) => panic!("refine of {name} still running after 60 s"),
+        }
+    }
+
+    fn input_name(p: &Path) -> String {
+        p.file_name().unwrap().to_string_lossy().into_owned()
+    }
+
+    #[test]
+    fn damaged_jsonl_gz_is_a_counted_skip_keeping_the_lines_before() {
+        let dir = tempfile::tempdir().unwrap();
+        let whole = jsonl_gz(4000);
+        // Truncated: the first 60% of the bytes.
+        let truncated = dir.path().join("truncated.jsonl.gz");
+        std::fs::write(&truncated, &whole[..whole.len() * 6 / 10]).unwrap();
+        // Corrupt: garbage over 64 bytes in the middle of the deflate stream.
+        let corrupt = dir.path().join("corrupt.jsonl.gz");
+        let mut bad = whole.clone();
+        let mid = bad.len() / 2;
+        bad[mid..mid + 64].iter_mut().enumerate().for_each(|(i, b)| *b ^= 0x5a ^ i as u8);
+        std::fs::write(&corrupt, &bad).unwrap();
+        for (input, reason) in [(&truncated, "truncated"), (&corrupt, "corrupt_gzip")] {
+            let out = dir.path().join(format!("out-{reason}"));
+            let stats = refine_with_deadline(input, &out);
+            let read = &stats.stages[0];
+            assert_eq!(read.dropped.get(reason), Some(&1), "{reason}: {read:?}");
+            // The whole lines before the damage are kept, none after it.
+            assert!(read.output > 1000 && read.output < 4000, "{reason}: {read:?}");
+            assert!(out.join("stats.json").exists());
+            let rows = std::fs::read_dir(&out)
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
+                .map(|p| dataset::read_parquet(&p).unwrap().count() as u64)
+                .sum::<u64>();
+            assert_eq!(rows, read.output, "{reason}");
+        }
+    }
+
     #[test]
     fn jsonl_run_resumes_without_duplicates() {
         let dir = tempfile::tempdir().unwrap();

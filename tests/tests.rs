@@ -7,3 +7,4 @@ mod cli;
 mod dedup;
 mod readback;
 mod refine;
+mod train;

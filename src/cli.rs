@@ -76,6 +76,11 @@ pub struct RefineArgs {
     /// Write one JSON line per input document: {"url","kept","stage","reason",...}.
     #[arg(long)]
     pub explain: Option<PathBuf>,
+    /// Refuse no changed input set: bring an output folder made from other inputs up to date
+    /// with these (new and changed inputs are redone, outputs of removed ones deleted) instead
+    /// of stopping with an error.
+    #[arg(long)]
+    pub allow_changed_inputs: bool,
     /// fastText lid.176 model for language_id (beats $FALCONRY_LID_MODEL and the config's
     /// `language_id.model`; default models/lid.176.ftz).
     #[arg(long)]
@@ -112,6 +117,11 @@ pub struct DedupArgs {
     /// Write explain.jsonl: each removed document with the id it duplicates.
     #[arg(long)]
     pub explain: bool,
+    /// Refuse no changed input set: bring an output folder made from other inputs up to date
+    /// with these (new and changed inputs are redone, outputs of removed ones deleted) instead
+    /// of stopping with an error.
+    #[arg(long)]
+    pub allow_changed_inputs: bool,
     #[command(flatten)]
     pub task: TaskArgs,
 }
@@ -202,6 +212,11 @@ pub struct TokenizeArgs {
     /// Id width: uint16 (vocabularies up to 65,536) or uint32.
     #[arg(long, default_value = "uint16")]
     pub dtype: String,
+    /// Refuse no changed input set: bring an output folder made from other inputs up to date
+    /// with these (new and changed inputs are redone, outputs of removed ones deleted) instead
+    /// of stopping with an error.
+    #[arg(long)]
+    pub allow_changed_inputs: bool,
     #[command(flatten)]
     pub task: TaskArgs,
 }

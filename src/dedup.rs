@@ -24,7 +24,12 @@ pub fn run(args: DedupArgs) -> Result<()> {
     if task.count > 1 && step.is_none() {
         bail!("--task/--tasks split one step across a job array: name it with --stage");
     }
-    let options = RunOptions { task: step.map(|_| (task.index, task.count)), step, explain: args.explain };
+    let options = RunOptions {
+        task: step.map(|_| (task.index, task.count)),
+        step,
+        explain: args.explain,
+        allow_changed_inputs: args.allow_changed_inputs,
+    };
     let dedup = run_dedup(&args.input, &args.output, &config, &options)
         .with_context(|| format!("deduplicating into {}", args.output.display()))?;
     if step.is_some_and(|s| s != Step::Filter) {

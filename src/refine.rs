@@ -43,6 +43,7 @@ pub fn run(args: RefineArgs) -> Result<()> {
         task,
         explain: args.explain.as_deref(),
         on_file_done: &on_file_done,
+        allow_changed_inputs: args.allow_changed_inputs,
     };
     let stats = run::refine(&config, &opts).with_context(|| format!("refining into {}", args.output.display()))?;
     bar.finish_and_clear();

@@ -62,5 +62,6 @@ fn jsonl_input_runs_and_writes_stats() {
     assert_eq!(read["in"], 2);
     assert_eq!(read["out"], 1);
     assert_eq!(read["dropped"]["bad_json"], 1);
-    assert!(out.join("part-00000.parquet").exists());
+    let parts = std::fs::read_dir(&out).unwrap().filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().ends_with(".parquet")).count();
+    assert_eq!(parts, 1, "one part per input file");
 }

@@ -172,7 +172,7 @@ fn main() {
         let stage = time_one_core(|| {
             let out = scratch.path().join(format!("run-{c}-{n}"));
             n += 1;
-            let opts = RunOptions { inputs: &corpus.files, output: &out, task: Task::default(), explain: None, on_file_done: &|_| {} };
+            let opts = RunOptions { inputs: &corpus.files, output: &out, task: Task::default(), explain: None, on_file_done: &|_| {}, allow_changed_inputs: false };
             run::refine(&config, &opts).expect("refine");
         });
         let peer_full = peer(&corpus.files, "full").and_then(|p| p["docs_per_s"].as_f64());

@@ -6,7 +6,7 @@
 //! `language_score` (null until `language_id` sets them).
 
 use std::fs::File;
-use std::io::{BufRead, BufReader, BufWriter};
+use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -55,8 +55,7 @@ pub struct ShardWriter {
 impl ShardWriter {
     /// Starts a shard that will appear at `path`.
     pub fn create(path: &Path, config: &OutputConfig) -> Result<Self> {
-        let tmp = tmp_path(path);
-        let file = File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
+        let (tmp, file) = create_tmp(path)?;
         let level = ZstdLevel::try_new(config.zstd_level)
             .map_err(|e| Error::Parquet { path: path.into(), source: e })?;
         let props = WriterProperties::builder()
@@ -106,24 +105,45 @@ impl ShardWriter {
             .into_inner()
             .map_err(|e| Error::Parquet { path: self.path.clone(), source: e })?;
         let file = inner.into_inner().map_err(|e| Error::io(&self.tmp, e.into_error()))?;
-        file.sync_all().map_err(|e| Error::io(&self.tmp, e))?;
-        std::fs::rename(&self.tmp, &self.path).map_err(|e| Error::io(&self.path, e))?;
+        commit_tmp(file, &self.tmp, &self.path)?;
         Ok(self.rows)
     }
 }
 
-/// The temporary sibling a file is written under before its rename.
+/// The temporary sibling a file is written under before its rename: `NAME.PID.tmp`, so that
+/// two processes writing one file (tasks of a job array ending together) never share one.
+/// Input listings skip it (its name does not end as an input's does).
 pub fn tmp_path(path: &Path) -> PathBuf {
     let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(".tmp");
+    name.push(format!(".{}.tmp", std::process::id()));
     path.with_file_name(name)
 }
 
-/// Writes `bytes` to `path` atomically (temporary file, then rename).
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+/// Creates the temporary file of `path` ([`tmp_path`]) for writing; [`commit_tmp`] renames it
+/// into place. Every file falconry writes goes through this pair (or [`write_atomic`]).
+pub fn create_tmp(path: &Path) -> Result<(PathBuf, File)> {
     let tmp = tmp_path(path);
-    std::fs::write(&tmp, bytes).map_err(|e| Error::io(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+    let file = create_tmp_at(&tmp)?;
+    Ok((tmp, file))
+}
+
+/// [`create_tmp`] under a name of the caller's (a writer that needs the final extension).
+pub fn create_tmp_at(tmp: &Path) -> Result<File> {
+    File::create(tmp).map_err(|e| Error::io(tmp, e))
+}
+
+/// Makes the finished temporary file `tmp` durable (fsync) and renames it to `path`.
+pub fn commit_tmp(file: File, tmp: &Path, path: &Path) -> Result<()> {
+    file.sync_all().map_err(|e| Error::io(tmp, e))?;
+    drop(file);
+    std::fs::rename(tmp, path).map_err(|e| Error::io(path, e))
+}
+
+/// Writes `bytes` to `path` atomically: a temporary file, fsync, rename.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let (tmp, mut file) = create_tmp(path)?;
+    file.write_all(bytes).map_err(|e| Error::io(&tmp, e))?;
+    commit_tmp(file, &tmp, path)
 }
 
 fn to_batch(docs: &[Document]) -> std::result::Result<RecordBatch, arrow::error::ArrowError> {

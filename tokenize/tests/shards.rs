@@ -300,3 +300,27 @@ fn damaged_jsonl_gz_is_a_counted_skip() {
         assert_eq!(docs, report.part.documents, "{input:?}");
     }
 }
+
+/// Issue 11: a task's shards hold every document of its files, shuffled: a file added between
+/// runs is refused, then tokenized in full when allowed, with no document twice or missing.
+#[test]
+fn an_added_file_is_refused_then_tokenized_once_when_allowed() {
+    let input = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(fixture()).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    std::fs::write(input.path().join("b.jsonl"), lines[120..].join("\n")).unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let cfg = config(vec![input.path().into()], out.path());
+    tokenize_corpus(&cfg).unwrap();
+    std::fs::write(input.path().join("a.jsonl"), lines[..120].join("\n")).unwrap();
+    let err = tokenize_corpus(&cfg).unwrap_err().to_string();
+    assert!(err.contains("1 added") && err.contains("a.jsonl") && err.contains("--allow-changed-inputs"), "{err}");
+    let report = tokenize_corpus(&TokenizeConfig { allow_changed_inputs: true, ..cfg.clone() }).unwrap();
+    assert!(report.meta_written && !report.task_was_done);
+    let mut all: Vec<Vec<u32>> = read_docs(out.path(), Split::Train);
+    all.extend(read_docs(out.path(), Split::Validation));
+    all.sort();
+    assert_eq!(all, expected_docs());
+    let again = tokenize_corpus(&cfg).unwrap();
+    assert!(again.task_was_done);
+}

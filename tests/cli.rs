@@ -9,11 +9,49 @@ fn usage_errors_exit_2() {
     t.assert_exit_code(&["no-such-command"], 2);
 }
 
+/// Issue 11: bad flag values exited 1 (failure) instead of the README's 2 (usage error).
 #[test]
-fn bad_task_split_is_a_failure() {
+fn bad_flag_values_exit_2() {
     let t = TestCommand::new();
     let out = t.path("out");
-    t.assert_exit_code(&["refine", "--input", "examples/pages", "--output", out.to_str().unwrap(), "--task", "3", "--tasks", "2"], 1);
+    let out = out.to_str().unwrap();
+    fn with<'a>(base: &[&'a str], extra: &[&'a str]) -> Vec<&'a str> {
+        [base, extra].concat()
+    }
+    let refine = ["refine", "--input", "examples/sample.warc.gz", "--output", out];
+    let tokenize = ["tokenize", "--input", "examples/sample.warc.gz", "--output", out, "--tokenizer", "none.json"];
+    let refine = |extra: &[&'static str]| with(&refine, extra);
+    let tokenize = |extra: &[&'static str]| with(&tokenize, extra);
+    for args in [
+        refine(&["--task", "3", "--tasks", "2"]),
+        refine(&["--tasks", "0"]),
+        refine(&["--task", "-1"]),
+        tokenize(&["--dtype", "uint8"]),
+        tokenize(&["--validation-fraction", "1.5"]),
+        tokenize(&["--shard-tokens", "0"]),
+        vec!["dedup", "--input", "examples", "--output", out, "--stage", "nope"],
+        vec!["dedup", "--input", "examples", "--output", out, "--task", "1", "--tasks", "2"],
+        vec!["generate", "--checkpoint", "none", "--tokenizer", "none", "--prompt", "x", "--temperature", "-1"],
+    ] {
+        let o = t.assert_exit_code(&args, 2);
+        assert!(!String::from_utf8_lossy(&o.stderr).is_empty(), "{args:?}: no message");
+    }
+    assert!(!t.path("out").exists(), "a usage error writes nothing");
+}
+
+/// Issue 11: a folder with no input file ran over nothing and exited 0.
+#[test]
+fn folder_without_inputs_is_an_error() {
+    let t = TestCommand::new();
+    let empty = t.path("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    std::fs::write(empty.join("README.txt"), "no crawl here").unwrap();
+    let out = t.path("out");
+    for stage in ["refine", "dedup"] {
+        let o = t.assert_exit_code(&[stage, "--input", empty.to_str().unwrap(), "--output", out.to_str().unwrap()], 1);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains("no input file in this folder") && err.contains("empty"), "{stage}: {err}");
+    }
 }
 
 #[test]

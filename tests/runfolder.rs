@@ -1,5 +1,5 @@
 //! Output folders that nothing can corrupt: one writer at a time, resume keyed by input
-//! identity (issue 11, items 4 and 5).
+//! identity, interruption (issue 11, items 4, 5 and 7).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -146,4 +146,39 @@ fn an_added_input_is_refused_then_refined_without_duplicates_when_allowed() {
     assert_eq!(urls.len(), n, "no document twice");
     assert_eq!(n, 27);
     assert_eq!(urls.iter().filter(|u| u.starts_with("https://town.example/0/")).count(), 9, "the new file is in");
+}
+
+/// Issue 11: SIGINT left `.tmp` files and ended the process by the signal (Python saw -2)
+/// instead of the README's exit code 130. Interrupted, the run removes its temporary files and
+/// exits 130; the same command then finishes the job with the result of an uninterrupted run.
+#[test]
+fn sigint_leaves_no_temporary_file_exits_130_and_resumes() {
+    let t = TestCommand::new();
+    let input = t.path("in");
+    jsonl_inputs(&input, 0, 6, 2500);
+    let (out, whole) = (t.path("out"), t.path("whole"));
+    let args = |o: &Path| ["refine", "-q", "--input", input.to_str().unwrap(), "--output", o.to_str().unwrap()].map(String::from);
+    let tmp_files = |dir: &Path| -> Vec<PathBuf> {
+        if !dir.exists() {
+            return Vec::new();
+        }
+        files_under(dir).into_iter().filter(|p| p.file_name().unwrap().to_string_lossy().contains(".tmp")).collect()
+    };
+    let mut child = spawn(&t, &args(&out).each_ref().map(String::as_str));
+    assert!(wait_for(&mut child, || !tmp_files(&out).is_empty()), "the run ended before it wrote anything");
+    let kill = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(kill.success());
+    let done = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&done.stderr);
+    assert_eq!(done.status.code(), Some(130), "{err}");
+    assert!(err.contains("interrupted"), "{err}");
+    assert_eq!(tmp_files(&out), Vec::<PathBuf>::new());
+    t.assert_exit_code(&args(&out).each_ref().map(String::as_str), 0);
+    t.assert_exit_code(&args(&whole).each_ref().map(String::as_str), 0);
+    let strip = |mut v: serde_json::Value| {
+        v["seconds"] = 0.into();
+        v
+    };
+    assert_eq!(strip(t.stats("out")), strip(t.stats("whole")));
+    assert_eq!(parquet_rows(&out), parquet_rows(&whole));
 }

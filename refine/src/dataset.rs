@@ -5,10 +5,11 @@
 //! (list of `[url, alt]` string lists) — then falconry's `id`, `language` and
 //! `language_score` (null until `language_id` sets them).
 
+use std::collections::BTreeSet;
 use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use arrow::array::{
     Array, ArrayRef, AsArray, Float32Builder, ListBuilder, RecordBatch,
@@ -119,8 +120,16 @@ pub fn tmp_path(path: &Path) -> PathBuf {
     path.with_file_name(name)
 }
 
-/// Creates the temporary file of `path` ([`tmp_path`]) for writing; [`commit_tmp`] renames it
-/// into place. Every file falconry writes goes through this pair (or [`write_atomic`]).
+/// The temporary files this process is writing, for [`remove_temporaries`].
+static TEMPORARIES: Mutex<BTreeSet<PathBuf>> = Mutex::new(BTreeSet::new());
+
+fn temporaries() -> MutexGuard<'static, BTreeSet<PathBuf>> {
+    TEMPORARIES.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Creates the temporary file of `path` ([`tmp_path`]) for writing, registered for removal
+/// should the process be interrupted before [`commit_tmp`] renames it into place. Every file
+/// falconry writes goes through this pair (or [`write_atomic`]).
 pub fn create_tmp(path: &Path) -> Result<(PathBuf, File)> {
     let tmp = tmp_path(path);
     let file = create_tmp_at(&tmp)?;
@@ -129,14 +138,29 @@ pub fn create_tmp(path: &Path) -> Result<(PathBuf, File)> {
 
 /// [`create_tmp`] under a name of the caller's (a writer that needs the final extension).
 pub fn create_tmp_at(tmp: &Path) -> Result<File> {
-    File::create(tmp).map_err(|e| Error::io(tmp, e))
+    let mut live = temporaries();
+    let file = File::create(tmp).map_err(|e| Error::io(tmp, e))?;
+    live.insert(tmp.to_path_buf());
+    Ok(file)
 }
 
 /// Makes the finished temporary file `tmp` durable (fsync) and renames it to `path`.
 pub fn commit_tmp(file: File, tmp: &Path, path: &Path) -> Result<()> {
     file.sync_all().map_err(|e| Error::io(tmp, e))?;
     drop(file);
-    std::fs::rename(tmp, path).map_err(|e| Error::io(path, e))
+    std::fs::rename(tmp, path).map_err(|e| Error::io(path, e))?;
+    temporaries().remove(tmp);
+    Ok(())
+}
+
+/// Deletes every temporary file this process is writing and keeps any new one from being
+/// created: for an interrupted process (`SIGINT`), which exits next. Returns how many it removed.
+pub fn remove_temporaries() -> usize {
+    let live = temporaries();
+    let removed = live.iter().filter(|p| std::fs::remove_file(p).is_ok()).count();
+    // Held until the process exits: a thread that starts another file waits here.
+    std::mem::forget(live);
+    removed
 }
 
 /// Writes `bytes` to `path` atomically: a temporary file, fsync, rename.

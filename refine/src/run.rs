@@ -65,15 +65,22 @@ pub fn expand_inputs(patterns: &[PathBuf]) -> Result<Vec<PathBuf>> {
 /// Expands files, folders and glob patterns into a sorted, de-duplicated list; every stage
 /// finds its inputs through this. Folders are walked recursively for the files `keep`
 /// accepts, skipping names that start with `_` or `.` (a run's bookkeeping: `_done/`,
-/// `_explain/`, temporary files). A path that matches nothing is an error, so typos don't
-/// pass silently.
+/// `_explain/`, temporary files). A path that matches nothing, and a folder that holds no
+/// input file, are errors, so typos and wrong folders don't pass as a run over nothing.
 pub fn expand_inputs_with(patterns: &[PathBuf], keep: impl Fn(&Path) -> bool + Copy) -> Result<Vec<PathBuf>> {
     let mut files = Vec::new();
     for pattern in patterns {
         if pattern.is_file() {
             files.push(pattern.clone());
         } else if pattern.is_dir() {
+            let before = files.len();
             walk(pattern, keep, &mut files)?;
+            if files.len() == before {
+                return Err(Error::Input {
+                    path: pattern.clone(),
+                    message: "no input file in this folder (of the kinds this stage reads)".into(),
+                });
+            }
         } else {
             let text = pattern.to_string_lossy();
             let matches = glob::glob(&text).map_err(|e| Error::Input {
@@ -455,6 +462,14 @@ mod tests {
             .map(|p| p.strip_prefix(dir.path()).unwrap().to_string_lossy().into_owned())
             .collect();
         assert_eq!(names, ["a.warc.gz", "b.jsonl", "sub/d.parquet"]);
+    }
+
+    #[test]
+    fn folder_without_inputs_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("notes.txt"), "").unwrap();
+        let err = expand_inputs(&[dir.path().to_owned()]).unwrap_err().to_string();
+        assert!(err.contains("no input file in this folder") && err.contains(&*dir.path().to_string_lossy()), "{err}");
     }
 
     #[test]

@@ -12,6 +12,7 @@ pub fn funnel(rows: &[FunnelRow], path: &Path) -> Result<()> {
     if rows.is_empty() {
         return Ok(());
     }
+    falconry_train::register_font();
     let err = |e: &dyn std::fmt::Display| anyhow!("drawing {}: {e}", path.display());
     // `NAME.PID.tmp.png`: plotters picks the format from the extension; the pid keeps the
     // tasks of a job array, which all draw the funnel, apart. Registered, so an interruption

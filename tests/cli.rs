@@ -103,3 +103,40 @@ fn jsonl_input_runs_and_writes_stats() {
     let parts = std::fs::read_dir(&out).unwrap().filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().ends_with(".parquet")).count();
     assert_eq!(parts, 1, "one part per input file");
 }
+
+/// Issue 11: the binary linked fontconfig, freetype, libpng, expat and brotli only to draw
+/// PNGs, and did not start where they were missing. The plots' font is embedded now.
+#[test]
+fn binary_links_no_font_or_image_library() {
+    let Ok(out) = std::process::Command::new("ldd").arg(env!("CARGO_BIN_EXE_falconry")).output() else {
+        eprintln!("no ldd on this machine: skipped");
+        return;
+    };
+    let libs = String::from_utf8_lossy(&out.stdout);
+    for lib in ["fontconfig", "freetype", "png", "expat", "brotli"] {
+        assert!(!libs.contains(lib), "falconry links {lib}:\n{libs}");
+    }
+}
+
+/// Issue 11: the language-ID model's default path was compiled in from the source tree; a
+/// copied binary finds the model beside it, and draws its funnel with its own font.
+#[test]
+fn a_copied_binary_finds_its_model_beside_it() {
+    let t = TestCommand::new();
+    let bin = t.path("opt/falconry/bin");
+    std::fs::create_dir_all(bin.join("models")).unwrap();
+    std::fs::copy(env!("CARGO_BIN_EXE_falconry"), bin.join("falconry")).unwrap();
+    let model = bin.join("models/lid.176.ftz");
+    std::fs::copy(crate::util::repo().join("models/lid.176.ftz"), &model).unwrap();
+    let sample = crate::util::repo().join("examples/sample.warc.gz");
+    let out = std::process::Command::new(bin.join("falconry"))
+        .args(["refine", "--input", sample.to_str().unwrap(), "--output", "out"])
+        .current_dir(t.dir.path())
+        .env_remove("FALCONRY_LID_MODEL")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(err.contains(model.to_str().unwrap()), "the model beside the binary is used:\n{err}");
+    assert!(t.path("out/funnel.png").exists());
+}

@@ -29,15 +29,37 @@ fn main() -> std::io::Result<()> {
     w.warcinfo(
         "CC-MAIN-20261120000000-20261120010000-00000.warc.gz",
         START,
-        &[("isPartOf", DUMP), ("description", "falconry sample crawl of pages written for the project")],
+        &[
+            ("isPartOf", DUMP),
+            (
+                "description",
+                "falconry sample crawl of pages written for the project",
+            ),
+        ],
     )?;
     let mut t = START;
-    let mut fetch = |w: &mut WarcWriter<std::fs::File>, url: &str, status: u16, ctype: &str, body: &[u8]| {
-        t += 7;
-        w.request(url, t)?;
-        w.response(url, t, status, &[("Content-Type", ctype), ("Content-Length", &body.len().to_string())], body)
-    };
-    fetch(&mut w, "https://gazette.example.com/robots.txt", 200, "text/plain", b"User-agent: *\nDisallow: /admin/\n")?;
+    let mut fetch =
+        |w: &mut WarcWriter<std::fs::File>, url: &str, status: u16, ctype: &str, body: &[u8]| {
+            t += 7;
+            w.request(url, t)?;
+            w.response(
+                url,
+                t,
+                status,
+                &[
+                    ("Content-Type", ctype),
+                    ("Content-Length", &body.len().to_string()),
+                ],
+                body,
+            )
+        };
+    fetch(
+        &mut w,
+        "https://gazette.example.com/robots.txt",
+        200,
+        "text/plain",
+        b"User-agent: *\nDisallow: /admin/\n",
+    )?;
     for page in &pages {
         let name = page.file_stem().and_then(|s| s.to_str()).unwrap_or("page");
         let html = std::fs::read_to_string(page)?;
@@ -46,11 +68,29 @@ fn main() -> std::io::Result<()> {
             let (bytes, _, _) = encoding_rs::WINDOWS_1252.encode(&html);
             fetch(&mut w, &url, 200, "text/html", &bytes)?;
         } else {
-            fetch(&mut w, &url, 200, "text/html; charset=utf-8", html.as_bytes())?;
+            fetch(
+                &mut w,
+                &url,
+                200,
+                "text/html; charset=utf-8",
+                html.as_bytes(),
+            )?;
         }
     }
-    fetch(&mut w, "https://sourdough.example.com/images/starter-jar.jpg", 200, "image/jpeg", &[0xff, 0xd8, 0xff, 0xe0, 0, 16])?;
-    fetch(&mut w, "https://gazette.example.com/missing", 404, "text/html", b"<html><body><h1>Not found</h1></body></html>")?;
+    fetch(
+        &mut w,
+        "https://sourdough.example.com/images/starter-jar.jpg",
+        200,
+        "image/jpeg",
+        &[0xff, 0xd8, 0xff, 0xe0, 0, 16],
+    )?;
+    fetch(
+        &mut w,
+        "https://gazette.example.com/missing",
+        404,
+        "text/html",
+        b"<html><body><h1>Not found</h1></body></html>",
+    )?;
     w.finish()?.sync_all()?;
     std::fs::rename(&tmp, &out)?;
     println!("wrote {} ({} pages)", out.display(), pages.len());

@@ -22,10 +22,14 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Read WARC (or JSONL/Parquet text), extract main text, filter; write Parquet + stats.json.
-    #[command(after_help = "Example:\n  falconry refine --input 'crawl/*.warc.gz' --output runs/r1/refine --config configs/refinedweb.toml")]
+    #[command(
+        after_help = "Example:\n  falconry refine --input 'crawl/*.warc.gz' --output runs/r1/refine --config configs/refinedweb.toml"
+    )]
     Refine(RefineArgs),
     /// Global MinHash, exact-substring and URL dedup of refined Parquet; same schema out.
-    #[command(after_help = "Examples:\n  falconry dedup --input runs/r1/refine --output runs/r1/dedup\n  # as a job array, one step at a time (signatures, buckets, components, exact_substring, url_dedup, filter):\n  falconry dedup --input runs/r1/refine --output runs/r1/dedup --stage signatures --task 3 --tasks 64")]
+    #[command(
+        after_help = "Examples:\n  falconry dedup --input runs/r1/refine --output runs/r1/dedup\n  # as a job array, one step at a time (signatures, buckets, components, exact_substring, url_dedup, filter):\n  falconry dedup --input runs/r1/refine --output runs/r1/dedup --stage signatures --task 3 --tasks 64"
+    )]
     Dedup(DedupArgs),
     /// Token shards (u16, EOS after each document) from Parquet/JSONL; `tokenize train` trains a BPE.
     #[command(
@@ -35,16 +39,24 @@ pub enum Command {
     )]
     Tokenize(TokenizeArgs),
     /// A dataset folder to upload as is: Parquet shards, a dataset card with the funnel.
-    #[command(after_help = "Example:\n  falconry publish --input runs/r1/dedup --output release/ --stats runs/r1/dedup/stats.json --tokens runs/r1/tokenize")]
+    #[command(
+        after_help = "Example:\n  falconry publish --input runs/r1/dedup --output release/ --stats runs/r1/dedup/stats.json --tokens runs/r1/tokenize"
+    )]
     Publish(PublishArgs),
     /// Train a Falcon on token shards: AdamW, warmup + cosine, bf16, checkpoints, --resume.
-    #[command(after_help = "Example:\n  falconry train --config configs/train/falcon-124m.toml --data runs/r1/tokenize --output runs/r1/train --steps 300")]
+    #[command(
+        after_help = "Example:\n  falconry train --config configs/train/falcon-124m.toml --data runs/r1/tokenize --output runs/r1/train --steps 300"
+    )]
     Train(TrainArgs),
     /// Loss and perplexity of a checkpoint on a text file; prints {"tokens","loss","perplexity"}.
-    #[command(after_help = "Example:\n  falconry eval --checkpoint runs/r1/train/checkpoints/step-000300 --input held-out.txt --tokenizer tokenizer.json")]
+    #[command(
+        after_help = "Example:\n  falconry eval --checkpoint runs/r1/train/checkpoints/step-000300 --input held-out.txt --tokenizer tokenizer.json"
+    )]
     Eval(EvalArgs),
     /// Sample a continuation of a prompt from a checkpoint (KV-cached, top-k).
-    #[command(after_help = "Example:\n  falconry generate --checkpoint runs/r1/train/checkpoints/step-000300 --tokenizer tokenizer.json --prompt 'The library' --top-k 10")]
+    #[command(
+        after_help = "Example:\n  falconry generate --checkpoint runs/r1/train/checkpoints/step-000300 --tokenizer tokenizer.json --prompt 'The library' --top-k 10"
+    )]
     Generate(GenerateArgs),
     /// Run only the main-text extractor on saved HTML files; prints JSON lines {"path","text"}.
     #[command(after_help = "Example:\n  falconry extract page.html other.html.gz | jq -r .text")]

@@ -10,7 +10,9 @@ use crate::cli::DedupArgs;
 
 pub fn run(args: DedupArgs) -> Result<()> {
     let config = match &args.config {
-        Some(p) => DedupConfig::load(p).with_context(|| format!("loading --config {}", p.display()))?,
+        Some(p) => {
+            DedupConfig::load(p).with_context(|| format!("loading --config {}", p.display()))?
+        }
         None => DedupConfig::default(),
     };
     let step = match &args.stage {
@@ -22,7 +24,9 @@ pub fn run(args: DedupArgs) -> Result<()> {
     };
     let task = crate::refine::task(&args.task)?;
     if task.count > 1 && step.is_none() {
-        return Err(crate::cli::usage("--task/--tasks split one step across a job array: name it with --stage"));
+        return Err(crate::cli::usage(
+            "--task/--tasks split one step across a job array: name it with --stage",
+        ));
     }
     let options = RunOptions {
         task: step.map(|_| (task.index, task.count)),
@@ -53,10 +57,15 @@ pub fn run(args: DedupArgs) -> Result<()> {
 fn refine_stats(inputs: &[std::path::PathBuf]) -> Result<RunStats> {
     let mut total = RunStats::default();
     for input in inputs {
-        let dir = if input.is_dir() { input.as_path() } else { input.parent().unwrap_or(Path::new(".")) };
+        let dir = if input.is_dir() {
+            input.as_path()
+        } else {
+            input.parent().unwrap_or(Path::new("."))
+        };
         let path = dir.join("stats.json");
         if let Ok(text) = std::fs::read(&path) {
-            let stats: RunStats = serde_json::from_slice(&text).with_context(|| format!("reading {}", path.display()))?;
+            let stats: RunStats = serde_json::from_slice(&text)
+                .with_context(|| format!("reading {}", path.display()))?;
             total += &stats;
         }
     }

@@ -20,7 +20,11 @@ pub fn run(args: ExtractArgs) -> Result<()> {
     let config = crate::refine::config(args.config.as_deref())?;
     let extractor = Extractor::new(&config.extraction);
     // Pages are extracted in parallel but printed in the order given.
-    let texts: Vec<Result<String>> = args.files.par_iter().map(|p| extract_file(&extractor, p)).collect();
+    let texts: Vec<Result<String>> = args
+        .files
+        .par_iter()
+        .map(|p| extract_file(&extractor, p))
+        .collect();
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     for (path, text) in args.files.iter().zip(texts) {

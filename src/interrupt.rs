@@ -25,13 +25,19 @@ pub fn clean_on_interrupt(dir: PathBuf) {
 fn clean_up() -> usize {
     let mut removed = falconry_refine::dataset::remove_temporaries();
     for dir in FOLDERS.lock().unwrap_or_else(|e| e.into_inner()).iter() {
-        let Ok(entries) = std::fs::read_dir(dir) else { continue };
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            continue;
+        };
         for entry in entries.flatten() {
             let path = entry.path();
             if !entry.file_name().to_string_lossy().contains(".tmp") {
                 continue;
             }
-            let gone = if path.is_dir() { std::fs::remove_dir_all(&path) } else { std::fs::remove_file(&path) };
+            let gone = if path.is_dir() {
+                std::fs::remove_dir_all(&path)
+            } else {
+                std::fs::remove_file(&path)
+            };
             removed += usize::from(gone.is_ok());
         }
     }
@@ -58,7 +64,11 @@ pub fn install() {
                 return;
             }
             let removed = clean_up();
-            let name = if signal == libc::SIGINT { "SIGINT" } else { "SIGTERM" };
+            let name = if signal == libc::SIGINT {
+                "SIGINT"
+            } else {
+                "SIGTERM"
+            };
             eprintln!(
                 "falconry: interrupted ({name}): removed {removed} temporary file(s); finished work is kept, the same command resumes"
             );

@@ -24,7 +24,10 @@ pub fn funnel(rows: &[FunnelRow], path: &Path) -> Result<()> {
         root.fill(&WHITE).map_err(|e| err(&e))?;
         let n = rows.len() as u32;
         let mut chart = ChartBuilder::on(&root)
-            .caption("falconry funnel vs RefinedWeb (Figure 2)", ("sans-serif", 22))
+            .caption(
+                "falconry funnel vs RefinedWeb (Figure 2)",
+                ("sans-serif", 22),
+            )
             .margin(12)
             .x_label_area_size(40)
             .y_label_area_size(52)
@@ -35,7 +38,10 @@ pub fn funnel(rows: &[FunnelRow], path: &Path) -> Result<()> {
             .disable_x_mesh()
             .y_desc("% of documents left")
             .x_label_formatter(&|x| match x {
-                SegmentValue::CenterOf(i) => rows.get(*i as usize).map(|r| r.stage.clone()).unwrap_or_default(),
+                SegmentValue::CenterOf(i) => rows
+                    .get(*i as usize)
+                    .map(|r| r.stage.clone())
+                    .unwrap_or_default(),
                 _ => String::new(),
             })
             .draw()
@@ -43,7 +49,13 @@ pub fn funnel(rows: &[FunnelRow], path: &Path) -> Result<()> {
         chart
             .draw_series(rows.iter().enumerate().map(|(i, r)| {
                 let i = i as u32;
-                Rectangle::new([(SegmentValue::Exact(i), 0.0), (SegmentValue::CenterOf(i), r.percent)], BLUE.mix(0.8).filled())
+                Rectangle::new(
+                    [
+                        (SegmentValue::Exact(i), 0.0),
+                        (SegmentValue::CenterOf(i), r.percent),
+                    ],
+                    BLUE.mix(0.8).filled(),
+                )
             }))
             .map_err(|e| err(&e))?
             .label("falconry")
@@ -51,12 +63,25 @@ pub fn funnel(rows: &[FunnelRow], path: &Path) -> Result<()> {
         chart
             .draw_series(rows.iter().enumerate().filter_map(|(i, r)| {
                 let i = i as u32;
-                r.paper.map(|p| Rectangle::new([(SegmentValue::CenterOf(i), 0.0), (SegmentValue::Exact(i + 1), p)], RED.mix(0.6).filled()))
+                r.paper.map(|p| {
+                    Rectangle::new(
+                        [
+                            (SegmentValue::CenterOf(i), 0.0),
+                            (SegmentValue::Exact(i + 1), p),
+                        ],
+                        RED.mix(0.6).filled(),
+                    )
+                })
             }))
             .map_err(|e| err(&e))?
             .label("RefinedWeb")
             .legend(|(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], RED.mix(0.6).filled()));
-        chart.configure_series_labels().border_style(BLACK).background_style(WHITE).draw().map_err(|e| err(&e))?;
+        chart
+            .configure_series_labels()
+            .border_style(BLACK)
+            .background_style(WHITE)
+            .draw()
+            .map_err(|e| err(&e))?;
         root.present().map_err(|e| err(&e))?;
     }
     let file = std::fs::File::open(&tmp).map_err(|e| anyhow!("{}: {e}", tmp.display()))?;

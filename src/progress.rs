@@ -28,6 +28,11 @@ pub fn bytes_bar(total: u64, what: &str) -> ProgressBar {
 /// A bar over `total` steps.
 pub fn count_bar(total: u64, what: &str) -> ProgressBar {
     let bar = bar(total, what);
-    bar.set_style(ProgressStyle::with_template("{msg} [{elapsed_precise}] {wide_bar} step {pos}/{len} ({eta})").expect("valid template"));
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{msg} [{elapsed_precise}] {wide_bar} step {pos}/{len} ({eta})",
+        )
+        .expect("valid template"),
+    );
     bar
 }

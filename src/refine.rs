@@ -10,15 +10,23 @@ use crate::progress;
 /// Resolves `--task/--tasks` into a validated share; a bad pair is a usage error (exit 2).
 pub fn task(args: &TaskArgs) -> Result<Task> {
     if args.task >= args.tasks {
-        return Err(crate::cli::usage(format!("--task {} must be below --tasks {}", args.task, args.tasks)));
+        return Err(crate::cli::usage(format!(
+            "--task {} must be below --tasks {}",
+            args.task, args.tasks
+        )));
     }
-    Ok(Task { index: args.task as usize, count: args.tasks as usize })
+    Ok(Task {
+        index: args.task as usize,
+        count: args.tasks as usize,
+    })
 }
 
 /// Loads `--config`, or RefinedWeb's defaults.
 pub fn config(path: Option<&std::path::Path>) -> Result<RefineConfig> {
     match path {
-        Some(p) => RefineConfig::load(p).with_context(|| format!("loading --config {}", p.display())),
+        Some(p) => {
+            RefineConfig::load(p).with_context(|| format!("loading --config {}", p.display()))
+        }
         None => Ok(RefineConfig::default()),
     }
 }
@@ -45,15 +53,21 @@ pub fn run(args: RefineArgs) -> Result<()> {
         on_file_done: &on_file_done,
         allow_changed_inputs: args.allow_changed_inputs,
     };
-    let stats = run::refine(&config, &opts).with_context(|| format!("refining into {}", args.output.display()))?;
+    let stats = run::refine(&config, &opts)
+        .with_context(|| format!("refining into {}", args.output.display()))?;
     bar.finish_and_clear();
     let png = args.output.join("funnel.png");
     if let Err(e) = crate::plot::funnel(&funnel::rows(&stats), &png) {
         tracing::warn!("funnel.png not written: {e:#}");
     }
     crate::say(&funnel::table(&stats));
-    crate::say(&format!("{} files, {:.1} MB in {:.1} s; stats: {}",
-        inputs.iter().enumerate().filter(|(k, _)| task.owns(*k)).count(),
+    crate::say(&format!(
+        "{} files, {:.1} MB in {:.1} s; stats: {}",
+        inputs
+            .iter()
+            .enumerate()
+            .filter(|(k, _)| task.owns(*k))
+            .count(),
         total as f64 / 1e6,
         stats.seconds,
         args.output.join("stats.json").display()

@@ -2,7 +2,8 @@
 
 use anyhow::{Context, Result};
 use falconry_tokenize::{
-    publish_dataset, save_tokenizer, tokenize_corpus, train_tokenizer, Dtype, PublishConfig, TokenizeConfig, TrainConfig,
+    publish_dataset, save_tokenizer, tokenize_corpus, train_tokenizer, Dtype, PublishConfig,
+    TokenizeConfig, TrainConfig,
 };
 
 use crate::cli::{PublishArgs, TokenizeArgs, TokenizeCommand, TokenizeTrainArgs};
@@ -27,7 +28,8 @@ pub fn run(args: TokenizeArgs) -> Result<()> {
         allow_changed_inputs: args.allow_changed_inputs,
         ..TokenizeConfig::default()
     };
-    let report = tokenize_corpus(&config).with_context(|| format!("tokenizing into {}", output.display()))?;
+    let report = tokenize_corpus(&config)
+        .with_context(|| format!("tokenizing into {}", output.display()))?;
     crate::say(&serde_json::to_string_pretty(&report)?);
     Ok(())
 }
@@ -42,7 +44,8 @@ fn run_train(args: TokenizeTrainArgs) -> Result<()> {
         ..TrainConfig::default()
     };
     let (tokenizer, report) = train_tokenizer(&config).context("training the tokenizer")?;
-    save_tokenizer(&tokenizer, &args.output).with_context(|| format!("writing {}", args.output.display()))?;
+    save_tokenizer(&tokenizer, &args.output)
+        .with_context(|| format!("writing {}", args.output.display()))?;
     crate::say(&serde_json::to_string_pretty(&report)?);
     Ok(())
 }
@@ -55,7 +58,13 @@ pub fn run_publish(args: PublishArgs) -> Result<()> {
         tokens: args.tokens,
         ..PublishConfig::default()
     };
-    let report = publish_dataset(&config).with_context(|| format!("publishing into {}", args.output.display()))?;
-    crate::say(&format!("{} files, {} rows in {}", report.files.len(), report.rows, args.output.display()));
+    let report = publish_dataset(&config)
+        .with_context(|| format!("publishing into {}", args.output.display()))?;
+    crate::say(&format!(
+        "{} files, {} rows in {}",
+        report.files.len(),
+        report.rows,
+        args.output.display()
+    ));
     Ok(())
 }

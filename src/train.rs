@@ -3,7 +3,9 @@
 //! CPU (NdArray) by default; built with `--features cuda`, the CUDA backend.
 
 use anyhow::{Context, Result};
-use falconry_train::{eval_text, generate_text, train, Metrics, SampleOptions, TrainConfig, TrainOptions};
+use falconry_train::{
+    eval_text, generate_text, train, Metrics, SampleOptions, TrainConfig, TrainOptions,
+};
 use indicatif::ProgressBar;
 use serde::Serialize;
 
@@ -35,7 +37,8 @@ mod backend {
 }
 
 pub fn run_train(args: TrainArgs) -> Result<()> {
-    let mut config = TrainConfig::from_toml_file(&args.config).with_context(|| format!("loading --config {}", args.config.display()))?;
+    let mut config = TrainConfig::from_toml_file(&args.config)
+        .with_context(|| format!("loading --config {}", args.config.display()))?;
     if let Some(steps) = args.steps {
         config.max_steps = steps;
     }
@@ -46,11 +49,18 @@ pub fn run_train(args: TrainArgs) -> Result<()> {
     crate::interrupt::clean_on_interrupt(args.output.join("checkpoints"));
     let bar = crate::progress::count_bar(config.max_steps as u64, "train");
     let mut progress = |m: &Metrics| report(&bar, m);
-    let opts = TrainOptions { config, data: args.data.clone(), output: args.output.clone(), resume: args.resume };
-    let summary = train::<backend::Train>(&opts, &backend::devices(args.devices.into()), &mut progress)
-        .with_context(|| format!("training into {}", args.output.display()))?;
+    let opts = TrainOptions {
+        config,
+        data: args.data.clone(),
+        output: args.output.clone(),
+        resume: args.resume,
+    };
+    let summary =
+        train::<backend::Train>(&opts, &backend::devices(args.devices.into()), &mut progress)
+            .with_context(|| format!("training into {}", args.output.display()))?;
     bar.finish_and_clear();
-    crate::say(&format!("{} steps, {:.0} tokens/s, MFU {:.1}%, last validation loss {}",
+    crate::say(&format!(
+        "{} steps, {:.0} tokens/s, MFU {:.1}%, last validation loss {}",
         summary.steps,
         summary.tokens_per_sec,
         100.0 * summary.mfu,
@@ -62,24 +72,45 @@ pub fn run_train(args: TrainArgs) -> Result<()> {
 fn report(bar: &ProgressBar, m: &Metrics) {
     if m.split == "train" {
         bar.set_position(m.step as u64);
-        let tps = m.tokens_per_sec.map_or(String::new(), |t| format!(" {t:.0} tok/s"));
-        let mfu = m.mfu.map_or(String::new(), |u| format!(" MFU {:.1}%", 100.0 * u));
+        let tps = m
+            .tokens_per_sec
+            .map_or(String::new(), |t| format!(" {t:.0} tok/s"));
+        let mfu = m
+            .mfu
+            .map_or(String::new(), |u| format!(" MFU {:.1}%", 100.0 * u));
         bar.set_message(format!("loss {:.4}{tps}{mfu}", m.loss));
     } else {
-        tracing::info!(step = m.step, loss = m.loss, perplexity = m.perplexity, "validation");
+        tracing::info!(
+            step = m.step,
+            loss = m.loss,
+            perplexity = m.perplexity,
+            "validation"
+        );
     }
 }
 
 pub fn run_eval(args: EvalArgs) -> Result<()> {
-    let report = eval_text::<backend::Infer>(&args.checkpoint, &args.input, &args.tokenizer, &backend::device())
-        .with_context(|| format!("evaluating {}", args.checkpoint.display()))?;
+    let report = eval_text::<backend::Infer>(
+        &args.checkpoint,
+        &args.input,
+        &args.tokenizer,
+        &backend::device(),
+    )
+    .with_context(|| format!("evaluating {}", args.checkpoint.display()))?;
     #[derive(Serialize)]
     struct Line {
         tokens: usize,
         loss: f64,
         perplexity: f64,
     }
-    println!("{}", serde_json::to_string(&Line { tokens: report.tokens, loss: report.loss, perplexity: report.perplexity })?);
+    println!(
+        "{}",
+        serde_json::to_string(&Line {
+            tokens: report.tokens,
+            loss: report.loss,
+            perplexity: report.perplexity
+        })?
+    );
     Ok(())
 }
 
@@ -91,8 +122,14 @@ pub fn run_generate(args: GenerateArgs) -> Result<()> {
         seed: args.seed,
         ..SampleOptions::default()
     };
-    let text = generate_text::<backend::Infer>(&args.checkpoint, &args.tokenizer, &args.prompt, &opts, &backend::device())
-        .with_context(|| format!("generating with {}", args.checkpoint.display()))?;
+    let text = generate_text::<backend::Infer>(
+        &args.checkpoint,
+        &args.tokenizer,
+        &args.prompt,
+        &opts,
+        &backend::device(),
+    )
+    .with_context(|| format!("generating with {}", args.checkpoint.display()))?;
     println!("{text}");
     Ok(())
 }

@@ -33,11 +33,25 @@ print(table.num_rows, len(pairs))
 fn parquet_reads_back_with_pyarrow_and_duckdb() {
     let t = TestCommand::new();
     let out = t.path("out");
-    t.assert_exit_code(&["refine", "--input", "examples/sample.warc.gz", "--output", out.to_str().unwrap()], 0);
+    t.assert_exit_code(
+        &[
+            "refine",
+            "--input",
+            "examples/sample.warc.gz",
+            "--output",
+            out.to_str().unwrap(),
+        ],
+        0,
+    );
     let stats = t.stats("out");
     let kept = stage(&stats, "read")["out"].as_u64().unwrap();
     assert!(kept > 0);
-    let py = Command::new(python()).arg("-c").arg(CHECK).arg(&out).output().expect("python3 runs");
+    let py = Command::new(python())
+        .arg("-c")
+        .arg(CHECK)
+        .arg(&out)
+        .output()
+        .expect("python3 runs");
     assert!(
         py.status.success(),
         "pyarrow/duckdb check failed (pip install pyarrow duckdb):\n{}",
@@ -45,8 +59,13 @@ fn parquet_reads_back_with_pyarrow_and_duckdb() {
     );
     let printed = String::from_utf8_lossy(&py.stdout);
     let rows: u64 = printed.split_whitespace().next().unwrap().parse().unwrap();
-    let last = stats["stages"].as_array().unwrap().last().unwrap()["out"].as_u64().unwrap();
-    assert_eq!(rows, last, "rows in Parquet = documents out of the last stage");
+    let last = stats["stages"].as_array().unwrap().last().unwrap()["out"]
+        .as_u64()
+        .unwrap();
+    assert_eq!(
+        rows, last,
+        "rows in Parquet = documents out of the last stage"
+    );
 }
 
 /// Issue 11: Parquet that pyarrow writes with its default codec (snappy) and with every other
@@ -62,20 +81,65 @@ fn field_parquet_reads_in_refine_dedup_and_tokenize() {
         .arg("20")
         .output()
         .expect("python3 runs");
-    assert!(py.status.success(), "scripts/field_parquet.py (pip install pyarrow):\n{}", String::from_utf8_lossy(&py.stderr));
+    assert!(
+        py.status.success(),
+        "scripts/field_parquet.py (pip install pyarrow):\n{}",
+        String::from_utf8_lossy(&py.stderr)
+    );
     let made: serde_json::Value = serde_json::from_slice(&py.stdout).unwrap();
     let rows = made["rows"].as_u64().unwrap();
     assert_eq!((made["files"].as_u64(), rows), (Some(31), 620));
     let s = |p: &std::path::Path| p.to_str().unwrap().to_string();
     let (refined, deduped, tokens) = (t.path("refine"), t.path("dedup"), t.path("tokens"));
-    t.assert_exit_code(&["refine", "-q", "--input", &s(&fixtures), "--output", &s(&refined)], 0);
+    t.assert_exit_code(
+        &[
+            "refine",
+            "-q",
+            "--input",
+            &s(&fixtures),
+            "--output",
+            &s(&refined),
+        ],
+        0,
+    );
     let read = stage(&t.stats("refine"), "read").clone();
-    assert_eq!((read["in"].as_u64(), read["out"].as_u64()), (Some(rows), Some(rows)), "{read}");
-    t.assert_exit_code(&["dedup", "-q", "--input", &s(&fixtures), "--output", &s(&deduped)], 0);
-    assert_eq!(stage(&t.stats("dedup"), "minhash")["in"].as_u64(), Some(rows));
+    assert_eq!(
+        (read["in"].as_u64(), read["out"].as_u64()),
+        (Some(rows), Some(rows)),
+        "{read}"
+    );
+    t.assert_exit_code(
+        &[
+            "dedup",
+            "-q",
+            "--input",
+            &s(&fixtures),
+            "--output",
+            &s(&deduped),
+        ],
+        0,
+    );
+    assert_eq!(
+        stage(&t.stats("dedup"), "minhash")["in"].as_u64(),
+        Some(rows)
+    );
     let tokenizer = crate::util::data_dir().join("tokenizer/falcon/tokenizer.json");
-    t.assert_exit_code(&["tokenize", "-q", "--input", &s(&fixtures), "--output", &s(&tokens), "--tokenizer", &s(&tokenizer)], 0);
-    let meta: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(tokens.join("meta.json")).unwrap()).unwrap();
-    let documents = meta["split"]["train"]["documents"].as_u64().unwrap() + meta["split"]["validation"]["documents"].as_u64().unwrap();
+    t.assert_exit_code(
+        &[
+            "tokenize",
+            "-q",
+            "--input",
+            &s(&fixtures),
+            "--output",
+            &s(&tokens),
+            "--tokenizer",
+            &s(&tokenizer),
+        ],
+        0,
+    );
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(tokens.join("meta.json")).unwrap()).unwrap();
+    let documents = meta["split"]["train"]["documents"].as_u64().unwrap()
+        + meta["split"]["validation"]["documents"].as_u64().unwrap();
     assert_eq!(documents, rows);
 }

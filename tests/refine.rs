@@ -9,11 +9,24 @@ fn assert_funnel_consistent(stats: &serde_json::Value) {
     let stages = stats["stages"].as_array().expect("stages");
     assert_eq!(stages[0]["name"], "read");
     for pair in stages.windows(2) {
-        assert_eq!(pair[1]["in"], pair[0]["out"], "{} -> {}", pair[0]["name"], pair[1]["name"]);
+        assert_eq!(
+            pair[1]["in"], pair[0]["out"],
+            "{} -> {}",
+            pair[0]["name"], pair[1]["name"]
+        );
     }
     for s in stages {
-        let dropped: u64 = s["dropped"].as_object().unwrap().values().map(|v| v.as_u64().unwrap()).sum();
-        assert_eq!(s["in"].as_u64().unwrap(), s["out"].as_u64().unwrap() + dropped, "{s}");
+        let dropped: u64 = s["dropped"]
+            .as_object()
+            .unwrap()
+            .values()
+            .map(|v| v.as_u64().unwrap())
+            .sum();
+        assert_eq!(
+            s["in"].as_u64().unwrap(),
+            s["out"].as_u64().unwrap() + dropped,
+            "{s}"
+        );
     }
 }
 
@@ -35,7 +48,15 @@ fn shared_crawls_refine_with_a_consistent_funnel() {
     let out = t.path("out");
     let explain = t.path("explain.jsonl");
     t.assert_exit_code(
-        &["refine", "--input", input.to_str().unwrap(), "--output", out.to_str().unwrap(), "--explain", explain.to_str().unwrap()],
+        &[
+            "refine",
+            "--input",
+            input.to_str().unwrap(),
+            "--output",
+            out.to_str().unwrap(),
+            "--explain",
+            explain.to_str().unwrap(),
+        ],
         0,
     );
     let stats = t.stats("out");
@@ -43,14 +64,22 @@ fn shared_crawls_refine_with_a_consistent_funnel() {
     let read = stage(&stats, "read");
     // The 2xx HTML responses (16 + 22 + 15 + 1 + 1, most of aut's 140) and the WET record.
     assert!(read["out"].as_u64().unwrap() >= 150, "{read}");
-    assert!(read["dropped"]["http_status"].as_u64().unwrap() > 0, "{read}");
+    assert!(
+        read["dropped"]["http_status"].as_u64().unwrap() > 0,
+        "{read}"
+    );
     assert!(read["dropped"]["request"].as_u64().unwrap() > 0);
-    let last = stats["stages"].as_array().unwrap().last().unwrap()["out"].as_u64().unwrap();
+    let last = stats["stages"].as_array().unwrap().last().unwrap()["out"]
+        .as_u64()
+        .unwrap();
     assert!(last > 0, "nothing survived: {stats}");
     assert_eq!(parquet_rows(&out), last as usize);
     let lines = std::fs::read_to_string(&explain).unwrap();
     assert_eq!(lines.lines().count() as u64, read["out"].as_u64().unwrap());
-    let kept = lines.lines().filter(|l| l.contains("\"kept\":true")).count();
+    let kept = lines
+        .lines()
+        .filter(|l| l.contains("\"kept\":true"))
+        .count();
     assert_eq!(kept as u64, last);
     assert!(out.join("funnel.png").exists());
 }
@@ -61,10 +90,31 @@ fn tasks_and_resume_give_the_single_run_result() {
     let input = data_dir().join("warc");
     let whole = t.path("whole");
     let split = t.path("split");
-    t.assert_exit_code(&["refine", "-q", "--input", input.to_str().unwrap(), "--output", whole.to_str().unwrap()], 0);
+    t.assert_exit_code(
+        &[
+            "refine",
+            "-q",
+            "--input",
+            input.to_str().unwrap(),
+            "--output",
+            whole.to_str().unwrap(),
+        ],
+        0,
+    );
     for task in ["0", "1"] {
         t.assert_exit_code(
-            &["refine", "-q", "--input", input.to_str().unwrap(), "--output", split.to_str().unwrap(), "--task", task, "--tasks", "2"],
+            &[
+                "refine",
+                "-q",
+                "--input",
+                input.to_str().unwrap(),
+                "--output",
+                split.to_str().unwrap(),
+                "--task",
+                task,
+                "--tasks",
+                "2",
+            ],
             0,
         );
     }
@@ -74,15 +124,40 @@ fn tasks_and_resume_give_the_single_run_result() {
     };
     assert_eq!(strip(t.stats("split")), strip(t.stats("whole")));
     // An interrupted file (no marker) is redone; finished ones are not touched.
-    let mut markers: Vec<_> = std::fs::read_dir(split.join("_done")).unwrap().map(|e| e.unwrap().path()).collect();
+    let mut markers: Vec<_> = std::fs::read_dir(split.join("_done"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     markers.sort();
-    let part_of = |marker: &Path| split.join(marker.file_name().unwrap().to_str().unwrap().replace(".json", ".parquet"));
+    let part_of = |marker: &Path| {
+        split.join(
+            marker
+                .file_name()
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .replace(".json", ".parquet"),
+        )
+    };
     let (marker, other) = (&markers[0], part_of(&markers[1]));
     std::fs::remove_file(marker).unwrap();
     let before = std::fs::metadata(&other).unwrap().modified().unwrap();
-    t.assert_exit_code(&["refine", "-q", "--input", input.to_str().unwrap(), "--output", split.to_str().unwrap()], 0);
+    t.assert_exit_code(
+        &[
+            "refine",
+            "-q",
+            "--input",
+            input.to_str().unwrap(),
+            "--output",
+            split.to_str().unwrap(),
+        ],
+        0,
+    );
     assert!(marker.exists() && part_of(marker).exists());
-    assert_eq!(std::fs::metadata(&other).unwrap().modified().unwrap(), before);
+    assert_eq!(
+        std::fs::metadata(&other).unwrap().modified().unwrap(),
+        before
+    );
     assert_eq!(strip(t.stats("split")), strip(t.stats("whole")));
     assert_eq!(parquet_rows(&split), parquet_rows(&whole));
 }

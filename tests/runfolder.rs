@@ -71,7 +71,9 @@ fn parquet_rows(dir: &Path) -> u64 {
 }
 
 fn last_out(stats: &serde_json::Value) -> u64 {
-    stats["stages"].as_array().unwrap().last().unwrap()["out"].as_u64().unwrap()
+    stats["stages"].as_array().unwrap().last().unwrap()["out"]
+        .as_u64()
+        .unwrap()
 }
 
 /// Issue 11: two runs into one folder shared temporary names and markers; the winner exited
@@ -82,18 +84,40 @@ fn a_second_writer_is_refused_and_the_first_finishes_intact() {
     let input = t.path("in");
     jsonl_inputs(&input, 0, 4, 2500);
     let out = t.path("out");
-    let args = ["refine", "-q", "--input", input.to_str().unwrap(), "--output", out.to_str().unwrap()];
+    let args = [
+        "refine",
+        "-q",
+        "--input",
+        input.to_str().unwrap(),
+        "--output",
+        out.to_str().unwrap(),
+    ];
     let mut first = spawn(&t, &args);
-    assert!(wait_for(&mut first, || out.join("_lock/task-00000.json").exists()), "first run ended before the check");
+    assert!(
+        wait_for(&mut first, || out.join("_lock/task-00000.json").exists()),
+        "first run ended before the check"
+    );
     let second = t.assert_exit_code(&args, 1);
     let err = String::from_utf8_lossy(&second.stderr);
-    assert!(err.contains("another falconry run is writing this folder") && err.contains(&format!("pid {}", first.id())), "{err}");
+    assert!(
+        err.contains("another falconry run is writing this folder")
+            && err.contains(&format!("pid {}", first.id())),
+        "{err}"
+    );
     let status = first.wait_with_output().unwrap();
-    assert_eq!(status.status.code(), Some(0), "{}", String::from_utf8_lossy(&status.stderr));
+    assert_eq!(
+        status.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
     let stats = t.stats("out");
     assert_eq!(stage(&stats, "read")["out"], 10_000);
     assert_eq!(parquet_rows(&out), last_out(&stats));
-    assert!(!out.join("_lock/task-00000.json").exists(), "the lock goes with its run");
+    assert!(
+        !out.join("_lock/task-00000.json").exists(),
+        "the lock goes with its run"
+    );
     // And a third run, after it, resumes (nothing to do) instead of being refused.
     t.assert_exit_code(&args, 0);
 }
@@ -107,7 +131,17 @@ fn a_stale_lock_is_taken_over() {
     let host = falconry_refine::lock::hostname();
     let stale = serde_json::json!({"pid": 4_000_000_000u32, "host": host, "task": 0, "tasks": 1, "started": "2020-01-01T00:00:00Z"});
     std::fs::write(out.join("_lock/task-00000.json"), stale.to_string()).unwrap();
-    t.assert_exit_code(&["refine", "-q", "--input", "examples/sample.warc.gz", "--output", out.to_str().unwrap()], 0);
+    t.assert_exit_code(
+        &[
+            "refine",
+            "-q",
+            "--input",
+            "examples/sample.warc.gz",
+            "--output",
+            out.to_str().unwrap(),
+        ],
+        0,
+    );
     assert!(out.join("stats.json").exists());
 }
 
@@ -122,7 +156,16 @@ fn an_added_input_is_refused_then_refined_without_duplicates_when_allowed() {
     // The filters off: this is about which files are read, not about quality.
     let config = t.path("reading-only.toml");
     std::fs::write(&config, "[language_id]\nenabled = false\n[repetition]\nenabled = false\n[quality]\nenabled = false\n[line_correction]\nenabled = false\n").unwrap();
-    let args = ["refine", "-q", "--input", input.to_str().unwrap(), "--output", out.to_str().unwrap(), "--config", config.to_str().unwrap()];
+    let args = [
+        "refine",
+        "-q",
+        "--input",
+        input.to_str().unwrap(),
+        "--output",
+        out.to_str().unwrap(),
+        "--config",
+        config.to_str().unwrap(),
+    ];
     t.assert_exit_code(&args, 0);
     let first = last_out(&t.stats("out"));
     assert_eq!(first, 18);
@@ -130,7 +173,12 @@ fn an_added_input_is_refused_then_refined_without_duplicates_when_allowed() {
     jsonl_inputs(&input, 0, 1, 9);
     let o = t.assert_exit_code(&args, 1);
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("1 added") && err.contains("f00.jsonl") && err.contains("--allow-changed-inputs"), "{err}");
+    assert!(
+        err.contains("1 added")
+            && err.contains("f00.jsonl")
+            && err.contains("--allow-changed-inputs"),
+        "{err}"
+    );
     assert_eq!(parquet_rows(&out), first, "a refused run writes nothing");
     t.assert_exit_code(&[&args[..], &["--allow-changed-inputs"]].concat(), 0);
     let stats = t.stats("out");
@@ -138,14 +186,25 @@ fn an_added_input_is_refused_then_refined_without_duplicates_when_allowed() {
     let mut urls: Vec<String> = files_under(&out)
         .iter()
         .filter(|p| p.extension().is_some_and(|x| x == "parquet"))
-        .flat_map(|p| falconry_refine::dataset::read_parquet(p).unwrap().map(|d| d.unwrap().url).collect::<Vec<_>>())
+        .flat_map(|p| {
+            falconry_refine::dataset::read_parquet(p)
+                .unwrap()
+                .map(|d| d.unwrap().url)
+                .collect::<Vec<_>>()
+        })
         .collect();
     let n = urls.len();
     urls.sort();
     urls.dedup();
     assert_eq!(urls.len(), n, "no document twice");
     assert_eq!(n, 27);
-    assert_eq!(urls.iter().filter(|u| u.starts_with("https://town.example/0/")).count(), 9, "the new file is in");
+    assert_eq!(
+        urls.iter()
+            .filter(|u| u.starts_with("https://town.example/0/"))
+            .count(),
+        9,
+        "the new file is in"
+    );
 }
 
 /// Issue 11: SIGINT left `.tmp` files and ended the process by the signal (Python saw -2)
@@ -157,16 +216,35 @@ fn sigint_leaves_no_temporary_file_exits_130_and_resumes() {
     let input = t.path("in");
     jsonl_inputs(&input, 0, 6, 2500);
     let (out, whole) = (t.path("out"), t.path("whole"));
-    let args = |o: &Path| ["refine", "-q", "--input", input.to_str().unwrap(), "--output", o.to_str().unwrap()].map(String::from);
+    let args = |o: &Path| {
+        [
+            "refine",
+            "-q",
+            "--input",
+            input.to_str().unwrap(),
+            "--output",
+            o.to_str().unwrap(),
+        ]
+        .map(String::from)
+    };
     let tmp_files = |dir: &Path| -> Vec<PathBuf> {
         if !dir.exists() {
             return Vec::new();
         }
-        files_under(dir).into_iter().filter(|p| p.file_name().unwrap().to_string_lossy().contains(".tmp")).collect()
+        files_under(dir)
+            .into_iter()
+            .filter(|p| p.file_name().unwrap().to_string_lossy().contains(".tmp"))
+            .collect()
     };
     let mut child = spawn(&t, &args(&out).each_ref().map(String::as_str));
-    assert!(wait_for(&mut child, || !tmp_files(&out).is_empty()), "the run ended before it wrote anything");
-    let kill = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(
+        wait_for(&mut child, || !tmp_files(&out).is_empty()),
+        "the run ended before it wrote anything"
+    );
+    let kill = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
     assert!(kill.success());
     let done = child.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&done.stderr);

@@ -1,8 +1,8 @@
 //! Helpers for the end-to-end tests: a temp run folder, the built binary, shared data.
 
+pub use falconry_refine::test_data_dir as data_dir;
 use std::path::PathBuf;
 use std::process::{Command, Output};
-pub use falconry_refine::test_data_dir as data_dir;
 
 /// The repository root.
 pub fn repo() -> PathBuf {
@@ -16,7 +16,9 @@ pub struct TestCommand {
 
 impl TestCommand {
     pub fn new() -> Self {
-        TestCommand { dir: tempfile::tempdir().expect("temp dir") }
+        TestCommand {
+            dir: tempfile::tempdir().expect("temp dir"),
+        }
     }
 
     pub fn path(&self, rel: &str) -> PathBuf {

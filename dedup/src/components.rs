@@ -23,7 +23,10 @@ pub struct UnionFind {
 impl UnionFind {
     /// `n` singletons.
     pub fn new(n: usize) -> Self {
-        UnionFind { parent: (0..n as u32).collect(), size: vec![1; n] }
+        UnionFind {
+            parent: (0..n as u32).collect(),
+            size: vec![1; n],
+        }
     }
 
     /// The representative of `x`'s set.
@@ -75,7 +78,10 @@ pub fn connected_components(files: &[PathBuf]) -> Result<Clusters> {
     if nodes.len() >= u32::MAX as usize {
         return Err(Error::WorkFile {
             path: files.first().cloned().unwrap_or_default(),
-            message: format!("{} clustered documents exceed this step's 2^32 limit", nodes.len()),
+            message: format!(
+                "{} clustered documents exceed this step's 2^32 limit",
+                nodes.len()
+            ),
         });
     }
     let index = |d: DocRef, nodes: &[DocRef]| nodes.binary_search(&d).unwrap_or_default() as u32;

@@ -77,19 +77,31 @@ pub struct MinhashConfig {
 
 impl Default for MinhashConfig {
     fn default() -> Self {
-        MinhashConfig { enabled: true, preset: None, bands: 450, rows: 20, ngram: 5, seed: 1, buckets: 64 }
+        MinhashConfig {
+            enabled: true,
+            preset: None,
+            bands: 450,
+            rows: 20,
+            ngram: 5,
+            seed: 1,
+            buckets: 64,
+        }
     }
 }
 
 impl MinhashConfig {
     /// The settings of a preset, other keys at their defaults.
     pub fn preset(preset: Preset) -> Self {
-        MinhashConfig { preset: Some(preset), ..Default::default() }
+        MinhashConfig {
+            preset: Some(preset),
+            ..Default::default()
+        }
     }
 
     /// Effective `(bands, rows)`: the preset's when one is named.
     pub fn bands_rows(&self) -> (usize, usize) {
-        self.preset.map_or((self.bands, self.rows), Preset::bands_rows)
+        self.preset
+            .map_or((self.bands, self.rows), Preset::bands_rows)
     }
 
     /// Probability that two documents of Jaccard similarity `j` share at least one band.
@@ -126,7 +138,12 @@ pub struct ExactSubstringConfig {
 
 impl Default for ExactSubstringConfig {
     fn default() -> Self {
-        ExactSubstringConfig { enabled: true, min_span: 50, unit: SpanUnit::Words, min_chars: 20 }
+        ExactSubstringConfig {
+            enabled: true,
+            min_span: 50,
+            unit: SpanUnit::Words,
+            min_chars: 20,
+        }
     }
 }
 
@@ -142,7 +159,10 @@ pub struct UrlDedupConfig {
 
 impl Default for UrlDedupConfig {
     fn default() -> Self {
-        UrlDedupConfig { enabled: true, partitions: 16 }
+        UrlDedupConfig {
+            enabled: true,
+            partitions: 16,
+        }
     }
 }
 
@@ -155,9 +175,14 @@ impl DedupConfig {
 
     /// Parses TOML text; `origin` names it in errors.
     pub fn parse(text: &str, origin: &Path) -> Result<Self> {
-        let config: DedupConfig = toml::from_str(text)
-            .map_err(|e| Error::Config { path: origin.into(), message: e.to_string() })?;
-        config.validate().map_err(|message| Error::Config { path: origin.into(), message })?;
+        let config: DedupConfig = toml::from_str(text).map_err(|e| Error::Config {
+            path: origin.into(),
+            message: e.to_string(),
+        })?;
+        config.validate().map_err(|message| Error::Config {
+            path: origin.into(),
+            message,
+        })?;
         Ok(config)
     }
 
@@ -165,13 +190,18 @@ impl DedupConfig {
     pub fn validate(&self) -> std::result::Result<(), String> {
         let (bands, rows) = self.minhash.bands_rows();
         if bands == 0 || rows == 0 || bands > u16::MAX as usize {
-            return Err(format!("minhash.bands and minhash.rows must be 1..=65535, got {bands} x {rows}"));
+            return Err(format!(
+                "minhash.bands and minhash.rows must be 1..=65535, got {bands} x {rows}"
+            ));
         }
         if self.minhash.ngram == 0 {
             return Err("minhash.ngram must be at least 1".into());
         }
         if self.minhash.buckets == 0 || self.minhash.buckets > 100_000 {
-            return Err(format!("minhash.buckets must be 1..=100000, got {}", self.minhash.buckets));
+            return Err(format!(
+                "minhash.buckets must be 1..=100000, got {}",
+                self.minhash.buckets
+            ));
         }
         if self.exact_substring.min_span < 2 {
             return Err("exact_substring.min_span must be at least 2".into());
@@ -195,7 +225,10 @@ mod tests {
         let rw = MinhashConfig::default();
         let p = |c: &MinhashConfig, j| (c.p_duplicate(j) * 1000.0).round() / 1000.0;
         assert_eq!(rw.bands_rows(), (450, 20));
-        assert_eq!((p(&rw, 0.70), p(&rw, 0.75), p(&rw, 0.80)), (0.302, 0.761, 0.995));
+        assert_eq!(
+            (p(&rw, 0.70), p(&rw, 0.75), p(&rw, 0.80)),
+            (0.302, 0.761, 0.995)
+        );
         let dclm = MinhashConfig::preset(Preset::Dclm);
         assert_eq!(dclm.bands_rows(), (93, 15));
         assert!((p(&dclm, 0.8) - 0.96).abs() < 0.01);
@@ -212,10 +245,17 @@ mod tests {
 
     #[test]
     fn toml_parses_and_rejects_unknown_keys() {
-        let c = DedupConfig::parse("[minhash]\npreset = \"dclm\"\n[exact_substring]\nunit = \"bytes\"\nmin_span = 200\n", Path::new("t.toml")).unwrap();
+        let c = DedupConfig::parse(
+            "[minhash]\npreset = \"dclm\"\n[exact_substring]\nunit = \"bytes\"\nmin_span = 200\n",
+            Path::new("t.toml"),
+        )
+        .unwrap();
         assert_eq!(c.minhash.bands_rows(), (93, 15));
         assert_eq!(c.exact_substring.unit, SpanUnit::Bytes);
-        assert_eq!(DedupConfig::parse("", Path::new("t.toml")).unwrap(), DedupConfig::default());
+        assert_eq!(
+            DedupConfig::parse("", Path::new("t.toml")).unwrap(),
+            DedupConfig::default()
+        );
         let err = DedupConfig::parse("[minhash]\nband = 3\n", Path::new("t.toml")).unwrap_err();
         assert!(err.to_string().contains("band"), "{err}");
         let err = DedupConfig::parse("[minhash]\nbuckets = 0\n", Path::new("t.toml")).unwrap_err();

@@ -88,7 +88,9 @@ impl ExactSubstring {
             return Ok(Vec::new()); // separators only: no text
         }
         if n >= i32::MAX as usize {
-            return Err(Error::SuffixArray(format!("{n} units exceed the single-node limit of 2^31")));
+            return Err(Error::SuffixArray(format!(
+                "{n} units exceed the single-node limit of 2^31"
+            )));
         }
         let alphabet = match self.unit {
             SpanUnit::Bytes => 257,
@@ -96,16 +98,33 @@ impl ExactSubstring {
         };
         self.vocab = HashMap::new();
         let err = |e: libsais::LibsaisError| Error::SuffixArray(format!("{e:?}"));
-        let mut construction = SuffixArrayConstruction::for_text_mut(&mut self.text).in_owned_buffer32().single_threaded();
+        let mut construction = SuffixArrayConstruction::for_text_mut(&mut self.text)
+            .in_owned_buffer32()
+            .single_threaded();
         // SAFETY: every symbol is in 0..alphabet (word ids are 1..=vocab, bytes 1..=256).
-        construction = unsafe { construction.with_alphabet_size(AlphabetSize::new(alphabet as i32)) };
+        construction =
+            unsafe { construction.with_alphabet_size(AlphabetSize::new(alphabet as i32)) };
         let sa = construction.run().map_err(err)?;
-        let with_plcp = sa.plcp_construction().single_threaded().run().map_err(err)?;
-        let with_lcp = with_plcp.lcp_construction().single_threaded().run().map_err(err)?;
+        let with_plcp = sa
+            .plcp_construction()
+            .single_threaded()
+            .run()
+            .map_err(err)?;
+        let with_lcp = with_plcp
+            .lcp_construction()
+            .single_threaded()
+            .run()
+            .map_err(err)?;
         let (sa, lcp, _, _) = with_lcp.into_parts();
         let (sa, lcp): (&[i32], &[i32]) = (&sa, &lcp);
 
-        let ends: Vec<usize> = self.starts.iter().skip(1).map(|s| s - 1).chain([n - 1]).collect();
+        let ends: Vec<usize> = self
+            .starts
+            .iter()
+            .skip(1)
+            .map(|s| s - 1)
+            .chain([n - 1])
+            .collect();
         // Units from `p` to its document's end.
         let to_end = |p: usize| ends[ends.partition_point(|&e| e < p)] - p;
         let span = self.min_span;
@@ -113,7 +132,9 @@ impl ExactSubstring {
         let mut i = 1;
         while i < n {
             let reaches = |i: usize| {
-                lcp[i] as usize >= span && to_end(sa[i] as usize) >= span && to_end(sa[i - 1] as usize) >= span
+                lcp[i] as usize >= span
+                    && to_end(sa[i] as usize) >= span
+                    && to_end(sa[i - 1] as usize) >= span
             };
             if !reaches(i) {
                 i += 1;
@@ -140,7 +161,10 @@ impl ExactSubstring {
                 k += 1;
             }
             let d = self.starts.partition_point(|&s| s <= begin) - 1;
-            let (s, e) = ((begin - self.starts[d]) as u32, (end - self.starts[d]) as u32);
+            let (s, e) = (
+                (begin - self.starts[d]) as u32,
+                (end - self.starts[d]) as u32,
+            );
             match out.last_mut() {
                 Some((doc, cuts)) if *doc == self.docs[d] => cuts.push((s, e)),
                 _ => out.push((self.docs[d], vec![(s, e)])),
@@ -155,10 +179,15 @@ impl ExactSubstring {
 pub fn apply_cuts(content: &str, unit: SpanUnit, cuts: &[(u32, u32)]) -> String {
     // Byte range of each cut.
     let ranges: Vec<(usize, usize)> = match unit {
-        SpanUnit::Bytes => cuts.iter().map(|&(s, e)| (s as usize, (e as usize).min(content.len()))).collect(),
+        SpanUnit::Bytes => cuts
+            .iter()
+            .map(|&(s, e)| (s as usize, (e as usize).min(content.len())))
+            .collect(),
         SpanUnit::Words => {
-            let words: Vec<usize> =
-                content.split_whitespace().map(|w| w.as_ptr() as usize - content.as_ptr() as usize).collect();
+            let words: Vec<usize> = content
+                .split_whitespace()
+                .map(|w| w.as_ptr() as usize - content.as_ptr() as usize)
+                .collect();
             let at = |i: u32| words.get(i as usize).copied().unwrap_or(content.len());
             cuts.iter().map(|&(s, e)| (at(s), at(e))).collect()
         }
@@ -182,12 +211,19 @@ mod tests {
     use super::*;
 
     fn config(unit: SpanUnit, min_span: usize) -> ExactSubstringConfig {
-        ExactSubstringConfig { unit, min_span, ..Default::default() }
+        ExactSubstringConfig {
+            unit,
+            min_span,
+            ..Default::default()
+        }
     }
 
     #[test]
     fn later_copies_of_long_spans_are_cut_first_kept() {
-        let shared = (0..60).map(|i| format!("w{i}")).collect::<Vec<_>>().join(" ");
+        let shared = (0..60)
+            .map(|i| format!("w{i}"))
+            .collect::<Vec<_>>()
+            .join(" ");
         let a = format!("intro of a. {shared} outro of a.");
         let b = format!("b starts. {shared}");
         let c = "short shared w0 w1 w2 only".to_string();
@@ -209,7 +245,10 @@ mod tests {
         es.add(2, "0123456789 and 0123456789");
         let spans = es.repeated_spans().unwrap();
         assert_eq!(spans, vec![(2, vec![(15, 25)])]);
-        assert_eq!(apply_cuts("0123456789 and 0123456789", SpanUnit::Bytes, &spans[0].1), "0123456789 and ");
+        assert_eq!(
+            apply_cuts("0123456789 and 0123456789", SpanUnit::Bytes, &spans[0].1),
+            "0123456789 and "
+        );
     }
 
     #[test]

@@ -36,7 +36,9 @@ pub mod normalize;
 mod run;
 pub mod url_dedup;
 
-pub use config::{DedupConfig, ExactSubstringConfig, MinhashConfig, Preset, SpanUnit, UrlDedupConfig};
+pub use config::{
+    DedupConfig, ExactSubstringConfig, MinhashConfig, Preset, SpanUnit, UrlDedupConfig,
+};
 pub use error::{Error, Result};
 pub use minhash::{MinHasher, Scratch};
 pub use run::{list_inputs, run_dedup, ClusterReport, ExplainLine, RunOptions, Step};

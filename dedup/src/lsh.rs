@@ -75,7 +75,9 @@ impl BucketWriter {
             let mut rec = [0u8; 12];
             rec[..8].copy_from_slice(&key.to_le_bytes());
             rec[8..].copy_from_slice(&row.to_le_bytes());
-            self.files[b].write_all(&rec).map_err(|e| Error::io(&self.paths[b].1, e))?;
+            self.files[b]
+                .write_all(&rec)
+                .map_err(|e| Error::io(&self.paths[b].1, e))?;
         }
         Ok(())
     }
@@ -83,7 +85,9 @@ impl BucketWriter {
     /// Flushes every file and renames it into place.
     pub fn finish(self) -> Result<()> {
         for (file, (path, tmp)) in self.files.into_iter().zip(&self.paths) {
-            let file = file.into_inner().map_err(|e| Error::io(tmp, e.into_error()))?;
+            let file = file
+                .into_inner()
+                .map_err(|e| Error::io(tmp, e.into_error()))?;
             commit_tmp(file, tmp, path)?;
         }
         Ok(())
@@ -92,13 +96,19 @@ impl BucketWriter {
 
 /// Reads one bucket of every shard, sorts by key and returns the star pairs
 /// `(doc, first doc of its key group)`, sorted and without repeats.
-pub fn bucket_pairs(shard_dirs: &[(usize, PathBuf)], bucket: usize) -> Result<Vec<(DocRef, DocRef)>> {
+pub fn bucket_pairs(
+    shard_dirs: &[(usize, PathBuf)],
+    bucket: usize,
+) -> Result<Vec<(DocRef, DocRef)>> {
     let mut records: Vec<(u64, DocRef)> = Vec::new();
     for (shard, dir) in shard_dirs {
         let path = bucket_file(dir, bucket);
         let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
         if bytes.len() % 12 != 0 {
-            return Err(Error::WorkFile { path, message: "length is not a multiple of 12".into() });
+            return Err(Error::WorkFile {
+                path,
+                message: "length is not a multiple of 12".into(),
+            });
         }
         records.reserve(bytes.len() / 12);
         for rec in bytes.chunks_exact(12) {
@@ -156,9 +166,13 @@ pub fn write_pairs(path: &Path, pairs: &[(DocRef, DocRef)]) -> Result<()> {
     let (tmp, file) = create_tmp(path)?;
     let mut w = BufWriter::new(file);
     for (a, b) in pairs {
-        w.write_all(&a.to_le_bytes()).and_then(|_| w.write_all(&b.to_le_bytes())).map_err(|e| Error::io(&tmp, e))?;
+        w.write_all(&a.to_le_bytes())
+            .and_then(|_| w.write_all(&b.to_le_bytes()))
+            .map_err(|e| Error::io(&tmp, e))?;
     }
-    let file = w.into_inner().map_err(|e| Error::io(&tmp, e.into_error()))?;
+    let file = w
+        .into_inner()
+        .map_err(|e| Error::io(&tmp, e.into_error()))?;
     Ok(commit_tmp(file, &tmp, path)?)
 }
 
@@ -186,13 +200,18 @@ mod tests {
     #[test]
     fn bucket_pairs_reduce_to_one_edge_per_document() {
         // 1-2 and 2-3 via different keys: 3 links to 1, not to 2.
-        assert_eq!(local_forest(&[(2, 1), (3, 2), (3, 1), (9, 8)]), vec![(2, 1), (3, 1), (9, 8)]);
+        assert_eq!(
+            local_forest(&[(2, 1), (3, 2), (3, 1), (9, 8)]),
+            vec![(2, 1), (3, 1), (9, 8)]
+        );
     }
 
     #[test]
     fn equal_keys_across_shards_become_star_pairs() {
         let dir = tempfile::tempdir().unwrap();
-        let shards: Vec<(usize, PathBuf)> = (0..2).map(|s| (s, dir.path().join(format!("s{s}")))).collect();
+        let shards: Vec<(usize, PathBuf)> = (0..2)
+            .map(|s| (s, dir.path().join(format!("s{s}"))))
+            .collect();
         let mut w0 = BucketWriter::create(&shards[0].1, 4).unwrap();
         w0.add(0, &[10, 20]).unwrap();
         w0.add(1, &[10, 30]).unwrap();
@@ -203,7 +222,14 @@ mod tests {
         w1.finish().unwrap();
         assert_eq!(bucket_of(u64::MAX, 4), 3);
         let pairs = bucket_pairs(&shards, 0).unwrap();
-        assert_eq!(pairs, vec![(doc_ref(0, 1), doc_ref(0, 0)), (doc_ref(1, 0), doc_ref(0, 0)), (doc_ref(1, 5), doc_ref(0, 0))]);
+        assert_eq!(
+            pairs,
+            vec![
+                (doc_ref(0, 1), doc_ref(0, 0)),
+                (doc_ref(1, 0), doc_ref(0, 0)),
+                (doc_ref(1, 5), doc_ref(0, 0))
+            ]
+        );
         assert!(bucket_pairs(&shards, 3).unwrap().is_empty());
         let path = dir.path().join("p.bin");
         write_pairs(&path, &pairs).unwrap();

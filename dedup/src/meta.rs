@@ -55,7 +55,11 @@ impl MetaWriter {
     /// Starts `path`.
     pub fn create(path: &Path) -> Result<Self> {
         let (tmp, file) = create_tmp(path)?;
-        Ok(MetaWriter { path: path.into(), tmp, out: BufWriter::new(file) })
+        Ok(MetaWriter {
+            path: path.into(),
+            tmp,
+            out: BufWriter::new(file),
+        })
     }
 
     /// Appends one row.
@@ -68,12 +72,17 @@ impl MetaWriter {
             rec.extend_from_slice(&(b.len() as u16).to_le_bytes());
             rec.extend_from_slice(b);
         }
-        self.out.write_all(&rec).map_err(|e| Error::io(&self.tmp, e))
+        self.out
+            .write_all(&rec)
+            .map_err(|e| Error::io(&self.tmp, e))
     }
 
     /// Flushes and renames into place.
     pub fn finish(self) -> Result<()> {
-        let file = self.out.into_inner().map_err(|e| Error::io(&self.tmp, e.into_error()))?;
+        let file = self
+            .out
+            .into_inner()
+            .map_err(|e| Error::io(&self.tmp, e.into_error()))?;
         Ok(commit_tmp(file, &self.tmp, &self.path)?)
     }
 }
@@ -81,7 +90,10 @@ impl MetaWriter {
 /// Reads every row of a meta file, in row order.
 pub fn read_meta(path: &Path) -> Result<Vec<Meta>> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    let bad = || Error::WorkFile { path: path.into(), message: "truncated meta record".into() };
+    let bad = || Error::WorkFile {
+        path: path.into(),
+        message: "truncated meta record".into(),
+    };
     let mut out = Vec::new();
     let mut at = 0;
     let take = |at: &mut usize, n: usize| -> Result<&[u8]> {
@@ -98,7 +110,12 @@ pub fn read_meta(path: &Path) -> Result<Vec<Meta>> {
             *s = String::from_utf8_lossy(take(&mut at, len)?).into_owned();
         }
         let [id, dump] = strings;
-        out.push(Meta { timestamp, url_key, id, dump });
+        out.push(Meta {
+            timestamp,
+            url_key,
+            id,
+            dump,
+        });
     }
     Ok(out)
 }
@@ -112,8 +129,18 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("meta.bin");
         let rows = vec![
-            Meta { timestamp: 5, url_key: 9, id: "abc".into(), dump: "CC-MAIN-2020-34".into() },
-            Meta { timestamp: i64::MAX, url_key: 0, id: String::new(), dump: "é".into() },
+            Meta {
+                timestamp: 5,
+                url_key: 9,
+                id: "abc".into(),
+                dump: "CC-MAIN-2020-34".into(),
+            },
+            Meta {
+                timestamp: i64::MAX,
+                url_key: 0,
+                id: String::new(),
+                dump: "é".into(),
+            },
         ];
         let mut w = MetaWriter::create(&path).unwrap();
         rows.iter().for_each(|m| w.add(m).unwrap());

@@ -52,7 +52,14 @@ impl MinHasher {
             a.push((r as u32) | 1);
             b.push((r >> 32) as u32);
         }
-        MinHasher { bands, rows, ngram: config.ngram, seed: config.seed, a, b }
+        MinHasher {
+            bands,
+            rows,
+            ngram: config.ngram,
+            seed: config.seed,
+            a,
+            b,
+        }
     }
 
     /// Bands per signature.
@@ -83,9 +90,13 @@ impl MinHasher {
         let mut bytes = Vec::with_capacity(self.rows * 4);
         for (band, rows) in scratch.mins.chunks_exact(self.rows).enumerate() {
             bytes.clear();
-            rows.iter().for_each(|v| bytes.extend_from_slice(&v.to_le_bytes()));
+            rows.iter()
+                .for_each(|v| bytes.extend_from_slice(&v.to_le_bytes()));
             // The band number seeds the key, so equal keys of different bands do not meet.
-            keys.push(xxh3_64_with_seed(&bytes, self.seed ^ (band as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)));
+            keys.push(xxh3_64_with_seed(
+                &bytes,
+                self.seed ^ (band as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+            ));
         }
         true
     }
@@ -124,10 +135,16 @@ unsafe fn min_hashes_avx2(a: &[u32], b: &[u32], xs: &[u32], mins: &mut [u32]) {
 /// for that unit. Lengths are multiples of [`BLOCK`].
 #[inline(always)]
 fn min_hashes_portable(a: &[u32], b: &[u32], xs: &[u32], mins: &mut [u32]) {
-    for ((a, b), m) in a.chunks_exact(BLOCK).zip(b.chunks_exact(BLOCK)).zip(mins.chunks_exact_mut(BLOCK)) {
-        let (Ok(a), Ok(b), Ok(m)) =
-            (<&[u32; BLOCK]>::try_from(a), <&[u32; BLOCK]>::try_from(b), <&mut [u32; BLOCK]>::try_from(m))
-        else {
+    for ((a, b), m) in a
+        .chunks_exact(BLOCK)
+        .zip(b.chunks_exact(BLOCK))
+        .zip(mins.chunks_exact_mut(BLOCK))
+    {
+        let (Ok(a), Ok(b), Ok(m)) = (
+            <&[u32; BLOCK]>::try_from(a),
+            <&[u32; BLOCK]>::try_from(b),
+            <&mut [u32; BLOCK]>::try_from(m),
+        ) else {
             unreachable!("chunks_exact yields BLOCK-long chunks")
         };
         let mut acc = *m;
@@ -175,7 +192,11 @@ mod tests {
         h.signature(&xs, &mut mins);
         assert_eq!(mins.len(), 9000);
         for i in [0, 1, 63, 64, 8999] {
-            let want = xs.iter().map(|&x| h.a[i].wrapping_mul(x).wrapping_add(h.b[i])).min().unwrap();
+            let want = xs
+                .iter()
+                .map(|&x| h.a[i].wrapping_mul(x).wrapping_add(h.b[i]))
+                .min()
+                .unwrap();
             assert_eq!(mins[i], want, "hash {i}");
         }
     }
@@ -183,7 +204,9 @@ mod tests {
     #[test]
     fn signature_agreement_estimates_jaccard() {
         let h = MinHasher::new(&MinhashConfig::default());
-        let words: Vec<String> = (0..400).map(|i| format!("w{}", (i * 7919) % 1000)).collect();
+        let words: Vec<String> = (0..400)
+            .map(|i| format!("w{}", (i * 7919) % 1000))
+            .collect();
         let x = words.join(" ");
         let mut edited = words.clone();
         for i in (0..400).step_by(13) {
@@ -192,7 +215,10 @@ mod tests {
         let y = edited.join(" ");
         let (est, exact) = (estimate(&h, &x, &y), jaccard(&x, &y, 5));
         // 9,000 hashes: the estimate's standard error is below 0.006.
-        assert!((est - exact).abs() < 0.03, "estimate {est} vs exact {exact}");
+        assert!(
+            (est - exact).abs() < 0.03,
+            "estimate {est} vs exact {exact}"
+        );
         assert_eq!(estimate(&h, &x, &x.to_uppercase()), 1.0);
     }
 

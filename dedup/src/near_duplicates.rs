@@ -45,8 +45,14 @@ impl Rng {
 pub fn load_articles(path: &Path) -> Result<Vec<String>> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
     let map: std::collections::BTreeMap<String, serde_json::Value> = serde_json::from_slice(&bytes)
-        .map_err(|e| Error::WorkFile { path: path.into(), message: e.to_string() })?;
-    Ok(map.values().filter_map(|v| v.get("articleBody")?.as_str().map(str::to_owned)).collect())
+        .map_err(|e| Error::WorkFile {
+            path: path.into(),
+            message: e.to_string(),
+        })?;
+    Ok(map
+        .values()
+        .filter_map(|v| v.get("articleBody")?.as_str().map(str::to_owned))
+        .collect())
 }
 
 /// `words` with its first `k` edits applied: edit `j` goes to position `order[j]`, and is a
@@ -121,7 +127,13 @@ impl SyntheticCorpus {
             .map(|s| s.trim().to_string())
             .filter(|s| s.split_whitespace().count() >= 3)
             .collect();
-        SyntheticCorpus { sentences, recent: Vec::new(), rng: Rng::new(seed), dup_rate, next: 0 }
+        SyntheticCorpus {
+            sentences,
+            recent: Vec::new(),
+            rng: Rng::new(seed),
+            dup_rate,
+            next: 0,
+        }
     }
 }
 
@@ -140,7 +152,10 @@ impl Iterator for SyntheticCorpus {
             edited(&words, k, rng.next_u64())
         } else {
             let n = 4 + rng.below(8);
-            (0..n).map(|_| self.sentences[rng.below(self.sentences.len())].as_str()).collect::<Vec<_>>().join(" ")
+            (0..n)
+                .map(|_| self.sentences[rng.below(self.sentences.len())].as_str())
+                .collect::<Vec<_>>()
+                .join(" ")
         };
         if !self.recent.is_empty() && rng.below(100) == 0 {
             url = self.recent[rng.below(self.recent.len())].1.clone();
@@ -169,7 +184,10 @@ mod tests {
 
     #[test]
     fn edits_reach_the_target_jaccard() {
-        let text = (0..300).map(|i| format!("w{}", (i * 31) % 1009)).collect::<Vec<_>>().join(" ");
+        let text = (0..300)
+            .map(|i| format!("w{}", (i * 31) % 1009))
+            .collect::<Vec<_>>()
+            .join(" ");
         for target in [0.5, 0.8, 0.95] {
             let (copy, j) = edit_to_jaccard(&text, target, 5, 7);
             assert!((j - target).abs() < 0.03, "target {target}: got {j}");
@@ -180,7 +198,8 @@ mod tests {
 
     #[test]
     fn synthetic_corpus_is_reproducible() {
-        let arts = vec!["One two three four. Five six seven eight! Nine ten eleven twelve?".to_string()];
+        let arts =
+            vec!["One two three four. Five six seven eight! Nine ten eleven twelve?".to_string()];
         let a: Vec<Document> = SyntheticCorpus::new(&arts, 0.2, 3).take(50).collect();
         let b: Vec<Document> = SyntheticCorpus::new(&arts, 0.2, 3).take(50).collect();
         assert_eq!(a, b);

@@ -69,7 +69,11 @@ pub fn shingle_hashes(norm: &str, n: usize, out: &mut Vec<u32>) {
     }
     out.reserve(words + 1 - n);
     for i in 0..=words - n {
-        let end = if i + n < words { starts[i + n] - 1 } else { bytes.len() };
+        let end = if i + n < words {
+            starts[i + n] - 1
+        } else {
+            bytes.len()
+        };
         out.push(xxh3_64(&bytes[starts[i]..end]) as u32);
     }
 }
@@ -109,7 +113,10 @@ mod tests {
 
     #[test]
     fn normalises_case_punctuation_accents_and_space() {
-        assert_eq!(normalize("  Héllo,  WORLD!\n\tÇa va? don't  "), "hello world ca va dont");
+        assert_eq!(
+            normalize("  Héllo,  WORLD!\n\tÇa va? don't  "),
+            "hello world ca va dont"
+        );
         assert_eq!(normalize("Straße — ÉCOLE  naïve"), "straße ecole naive");
         assert_eq!(normalize("...!!!"), "");
         assert_eq!(normalize("中文 文本"), "中文 文本");

@@ -63,8 +63,14 @@ pub enum Step {
 
 impl Step {
     /// Every step, in run order.
-    pub const ALL: [Step; 6] =
-        [Step::Signatures, Step::Buckets, Step::Components, Step::ExactSubstring, Step::UrlDedup, Step::Filter];
+    pub const ALL: [Step; 6] = [
+        Step::Signatures,
+        Step::Buckets,
+        Step::Components,
+        Step::ExactSubstring,
+        Step::UrlDedup,
+        Step::Filter,
+    ];
 
     /// The name used by `--stage` and in `_done` markers.
     pub fn name(self) -> &'static str {
@@ -165,20 +171,43 @@ pub fn list_inputs(inputs: &[PathBuf]) -> Result<Vec<PathBuf>> {
 
 /// Runs dedup over `inputs` into `output`; returns the merged stats once every shard is
 /// filtered (partial rows before that).
-pub fn run_dedup(inputs: &[PathBuf], output: &Path, config: &DedupConfig, options: &RunOptions) -> Result<RunStats> {
-    config.validate().map_err(|message| Error::Config { path: "<config>".into(), message })?;
+pub fn run_dedup(
+    inputs: &[PathBuf],
+    output: &Path,
+    config: &DedupConfig,
+    options: &RunOptions,
+) -> Result<RunStats> {
+    config.validate().map_err(|message| Error::Config {
+        path: "<config>".into(),
+        message,
+    })?;
     if let Some((task, tasks)) = options.task {
         if options.step.is_none() {
-            return Err(Error::Config { path: "<flags>".into(), message: "--task needs --stage".into() });
+            return Err(Error::Config {
+                path: "<flags>".into(),
+                message: "--task needs --stage".into(),
+            });
         }
         if tasks == 0 || task >= tasks {
-            return Err(Error::Config { path: "<flags>".into(), message: format!("task {task} of {tasks}") });
+            return Err(Error::Config {
+                path: "<flags>".into(),
+                message: format!("task {task} of {tasks}"),
+            });
         }
     }
     let (task, tasks) = options.task.unwrap_or((0, 1));
-    let _lock = OutputLock::acquire(output, Task { index: task, count: tasks })?;
+    let _lock = OutputLock::acquire(
+        output,
+        Task {
+            index: task,
+            count: tasks,
+        },
+    )?;
     let shards = list_inputs(inputs)?;
-    let ids: Vec<InputId> = shards.iter().map(|p| InputId::read(p)).collect::<falconry_refine::Result<_>>()?;
+    let ids: Vec<InputId> = shards
+        .iter()
+        .map(|p| InputId::read(p))
+        .collect::<falconry_refine::Result<_>>()?;
     let change = check_inputs(output, &ids, options.allow_changed_inputs)?;
     let run = Run::new(shards, list_hash(&ids), output, config, options.explain)?;
     if !change.is_empty() {
@@ -202,23 +231,52 @@ struct Run<'a> {
 }
 
 impl<'a> Run<'a> {
-    fn new(shards: Vec<PathBuf>, inputs: String, out: &Path, config: &'a DedupConfig, explain: bool) -> Result<Self> {
-        for dir in ["_done", "signatures", "buckets", "clusters", "exact", "urls", "stats", "explain"] {
+    fn new(
+        shards: Vec<PathBuf>,
+        inputs: String,
+        out: &Path,
+        config: &'a DedupConfig,
+        explain: bool,
+    ) -> Result<Self> {
+        for dir in [
+            "_done",
+            "signatures",
+            "buckets",
+            "clusters",
+            "exact",
+            "urls",
+            "stats",
+            "explain",
+        ] {
             let d = out.join(dir);
             std::fs::create_dir_all(&d).map_err(|e| Error::io(&d, e))?;
         }
-        Ok(Run { shards, inputs, out: out.into(), config, explain })
+        Ok(Run {
+            shards,
+            inputs,
+            out: out.into(),
+            config,
+            explain,
+        })
     }
 
     /// Removes `part-S.parquet` (and its stats) for `S` past the inputs, left by a run on more.
     fn remove_parts_beyond_inputs(&self) -> Result<()> {
-        for entry in std::fs::read_dir(&self.out).map_err(|e| Error::io(&self.out, e))?.flatten() {
+        for entry in std::fs::read_dir(&self.out)
+            .map_err(|e| Error::io(&self.out, e))?
+            .flatten()
+        {
             let name = entry.file_name().to_string_lossy().into_owned();
-            let shard = name.strip_prefix("part-").and_then(|n| n.strip_suffix(".parquet")).and_then(|n| n.parse::<usize>().ok());
+            let shard = name
+                .strip_prefix("part-")
+                .and_then(|n| n.strip_suffix(".parquet"))
+                .and_then(|n| n.parse::<usize>().ok());
             if let Some(s) = shard.filter(|&s| s >= self.shards.len()) {
                 for path in [entry.path(), self.shard_file("stats", s, "json")] {
                     match std::fs::remove_file(&path) {
-                        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(Error::io(&path, e)),
+                        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                            return Err(Error::io(&path, e))
+                        }
                         _ => {}
                     }
                 }
@@ -247,7 +305,10 @@ impl<'a> Run<'a> {
 
     fn marker(&self, step: Step, unit: Option<usize>) -> PathBuf {
         match unit {
-            Some(u) => self.out.join("_done").join(format!("{}-{u:05}", step.name())),
+            Some(u) => self
+                .out
+                .join("_done")
+                .join(format!("{}-{u:05}", step.name())),
             None => self.out.join("_done").join(step.name()),
         }
     }
@@ -289,7 +350,10 @@ impl<'a> Run<'a> {
                 (Step::Filter, Some(s)) => self.filter(s)?,
                 _ => unreachable!("units() decides which steps are sharded"),
             }
-            let done = Done { seconds: start.elapsed().as_secs_f64(), inputs: self.inputs.clone() };
+            let done = Done {
+                seconds: start.elapsed().as_secs_f64(),
+                inputs: self.inputs.clone(),
+            };
             let done = serde_json::to_vec(&done).unwrap_or_default();
             Ok(write_atomic(&marker, &done)?)
         };
@@ -313,7 +377,9 @@ impl<'a> Run<'a> {
     }
 
     fn shard_dir(&self, shard: usize) -> PathBuf {
-        self.out.join("signatures").join(format!("shard-{shard:05}"))
+        self.out
+            .join("signatures")
+            .join(format!("shard-{shard:05}"))
     }
 
     fn shard_file(&self, dir: &str, shard: usize, ext: &str) -> PathBuf {
@@ -330,7 +396,11 @@ impl<'a> Run<'a> {
         let dir = self.shard_dir(shard);
         std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
         let mut meta = MetaWriter::create(&dir.join("meta.bin"))?;
-        let minhash = self.config.minhash.enabled.then(|| MinHasher::new(&self.config.minhash));
+        let minhash = self
+            .config
+            .minhash
+            .enabled
+            .then(|| MinHasher::new(&self.config.minhash));
         let mut buckets = match minhash {
             Some(_) => Some(BucketWriter::create(&dir, self.config.minhash.buckets)?),
             None => None,
@@ -373,12 +443,16 @@ impl<'a> Run<'a> {
     // --- step 2: buckets ----------------------------------------------------------------
 
     fn pairs_file(&self, bucket: usize) -> PathBuf {
-        self.out.join("buckets").join(format!("pairs-{bucket:05}.bin"))
+        self.out
+            .join("buckets")
+            .join(format!("pairs-{bucket:05}.bin"))
     }
 
     fn buckets(&self, bucket: usize) -> Result<()> {
         let pairs = if self.config.minhash.enabled {
-            let dirs: Vec<(usize, PathBuf)> = (0..self.shards.len()).map(|s| (s, self.shard_dir(s))).collect();
+            let dirs: Vec<(usize, PathBuf)> = (0..self.shards.len())
+                .map(|s| (s, self.shard_dir(s)))
+                .collect();
             bucket_pairs(&dirs, bucket)?
         } else {
             Vec::new()
@@ -389,8 +463,13 @@ impl<'a> Run<'a> {
     // --- step 3: components -------------------------------------------------------------
 
     fn components(&self) -> Result<()> {
-        let files: Vec<PathBuf> = (0..self.config.minhash.buckets).map(|b| self.pairs_file(b)).collect();
-        let pairs: u64 = files.iter().map(|f| f.metadata().map_or(0, |m| m.len() / 16)).sum();
+        let files: Vec<PathBuf> = (0..self.config.minhash.buckets)
+            .map(|b| self.pairs_file(b))
+            .collect();
+        let pairs: u64 = files
+            .iter()
+            .map(|f| f.metadata().map_or(0, |m| m.len() / 16))
+            .sum();
         let clusters = connected_components(&files)?;
         // Keep facts of clustered documents only, shard by shard (nodes are sorted).
         let mut facts: Vec<Meta> = Vec::with_capacity(clusters.nodes.len());
@@ -423,10 +502,18 @@ impl<'a> Run<'a> {
             let keep = best[&r] as usize;
             if keep != i {
                 let (shard, row) = split_ref(clusters.nodes[i]);
-                removed.entry(shard).or_default().push(Removed { row, duplicate_of: facts[keep].id.clone() });
+                removed.entry(shard).or_default().push(Removed {
+                    row,
+                    duplicate_of: facts[keep].id.clone(),
+                });
             }
         }
-        let mut report = ClusterReport { clusters: sizes.len() as u64, documents: facts.len() as u64, pairs, ..Default::default() };
+        let mut report = ClusterReport {
+            clusters: sizes.len() as u64,
+            documents: facts.len() as u64,
+            pairs,
+            ..Default::default()
+        };
         for &s in sizes.values() {
             *report.sizes.entry(s).or_default() += 1;
         }
@@ -436,7 +523,10 @@ impl<'a> Run<'a> {
             write_jsonl(&self.shard_file("clusters", shard, "jsonl"), &lines)?;
         }
         let json = serde_json::to_vec_pretty(&report).unwrap_or_default();
-        Ok(write_atomic(&self.out.join("clusters").join("sizes.json"), &json)?)
+        Ok(write_atomic(
+            &self.out.join("clusters").join("sizes.json"),
+            &json,
+        )?)
     }
 
     fn minhash_removed(&self, shard: usize) -> Result<HashMap<u32, String>> {
@@ -471,8 +561,14 @@ impl<'a> Run<'a> {
                         continue;
                     }
                     // Only a document that lost text can be "left" too short.
-                    let Some(c) = cuts.remove(&doc_ref(shard, row)) else { continue };
-                    let drop = apply_cuts(&doc.content, cfg.unit, &c).trim().chars().count() < cfg.min_chars;
+                    let Some(c) = cuts.remove(&doc_ref(shard, row)) else {
+                        continue;
+                    };
+                    let drop = apply_cuts(&doc.content, cfg.unit, &c)
+                        .trim()
+                        .chars()
+                        .count()
+                        < cfg.min_chars;
                     plan.push(ExactPlan { row, cuts: c, drop });
                 }
             }
@@ -491,32 +587,49 @@ impl<'a> Run<'a> {
     // --- step 5: URL dedup --------------------------------------------------------------
 
     fn url_file(&self, partition: usize) -> PathBuf {
-        self.out.join("urls").join(format!("partition-{partition:05}.jsonl"))
+        self.out
+            .join("urls")
+            .join(format!("partition-{partition:05}.jsonl"))
     }
 
     fn url_dedup(&self, partition: usize) -> Result<()> {
         let parts = self.config.url_dedup.partitions as u64;
         let mut lines = Vec::new();
         if self.config.url_dedup.enabled {
-            let metas: Vec<Vec<Meta>> = (0..self.shards.len()).map(|s| self.meta(s)).collect::<Result<_>>()?;
+            let metas: Vec<Vec<Meta>> = (0..self.shards.len())
+                .map(|s| self.meta(s))
+                .collect::<Result<_>>()?;
             let dumps: BTreeSet<&str> = metas.iter().flatten().map(|m| m.dump.as_str()).collect();
-            let rank: HashMap<&str, u32> = dumps.into_iter().enumerate().map(|(i, d)| (d, i as u32)).collect();
+            let rank: HashMap<&str, u32> = dumps
+                .into_iter()
+                .enumerate()
+                .map(|(i, d)| (d, i as u32))
+                .collect();
             let mut records = Vec::new();
             for (shard, meta) in metas.iter().enumerate() {
                 let gone = self.minhash_removed(shard)?;
                 let exact = self.exact_plan(shard)?;
                 for (row, m) in meta.iter().enumerate() {
                     let row = row as u32;
-                    let dropped = gone.contains_key(&row) || exact.get(&row).is_some_and(|p| p.drop);
+                    let dropped =
+                        gone.contains_key(&row) || exact.get(&row).is_some_and(|p| p.drop);
                     if m.url_key != 0 && m.url_key % parts == partition as u64 && !dropped {
-                        records.push(UrlRecord { key: m.url_key, dump_rank: rank[m.dump.as_str()], doc: doc_ref(shard, row) });
+                        records.push(UrlRecord {
+                            key: m.url_key,
+                            dump_rank: rank[m.dump.as_str()],
+                            doc: doc_ref(shard, row),
+                        });
                     }
                 }
             }
             for (dropped, kept) in url_duplicates(&mut records) {
                 let (shard, row) = split_ref(dropped);
                 let (ks, kr) = split_ref(kept);
-                lines.push(UrlRemoved { shard, row, duplicate_of: metas[ks][kr as usize].id.clone() });
+                lines.push(UrlRemoved {
+                    shard,
+                    row,
+                    duplicate_of: metas[ks][kr as usize].id.clone(),
+                });
             }
         }
         write_jsonl(&self.url_file(partition), &lines)
@@ -526,7 +639,12 @@ impl<'a> Run<'a> {
         let mut out = HashMap::new();
         for p in 0..self.config.url_dedup.partitions {
             let lines: Vec<UrlRemoved> = read_jsonl(&self.url_file(p))?;
-            out.extend(lines.into_iter().filter(|l| l.shard == shard).map(|l| (l.row, l.duplicate_of)));
+            out.extend(
+                lines
+                    .into_iter()
+                    .filter(|l| l.shard == shard)
+                    .map(|l| (l.row, l.duplicate_of)),
+            );
         }
         Ok(out)
     }
@@ -538,7 +656,11 @@ impl<'a> Run<'a> {
         let minhash = self.minhash_removed(shard)?;
         let exact = self.exact_plan(shard)?;
         let urls = self.url_removed(shard)?;
-        let mut rows = [StageStats::new("minhash"), StageStats::new("exact_substring"), StageStats::new("url_dedup")];
+        let mut rows = [
+            StageStats::new("minhash"),
+            StageStats::new("exact_substring"),
+            StageStats::new("url_dedup"),
+        ];
         let mut explain = Vec::new();
         let mut note = |d: &Document, stage: &str, reason: &str, of: Option<&String>| {
             explain.push(ExplainLine {
@@ -549,7 +671,10 @@ impl<'a> Run<'a> {
                 duplicate_of: of.cloned(),
             })
         };
-        let mut writer = ShardWriter::create(&self.out.join(format!("part-{shard:05}.parquet")), &cfg.output)?;
+        let mut writer = ShardWriter::create(
+            &self.out.join(format!("part-{shard:05}.parquet")),
+            &cfg.output,
+        )?;
         for (row, doc) in self.read_docs(shard)?.enumerate() {
             let mut doc = doc?;
             let row = row as u32;
@@ -577,9 +702,18 @@ impl<'a> Run<'a> {
             writer.write(doc)?;
         }
         writer.finish()?;
-        let enabled = [cfg.minhash.enabled, cfg.exact_substring.enabled, cfg.url_dedup.enabled];
+        let enabled = [
+            cfg.minhash.enabled,
+            cfg.exact_substring.enabled,
+            cfg.url_dedup.enabled,
+        ];
         let stats = RunStats {
-            stages: rows.into_iter().zip(enabled).filter(|(_, on)| *on).map(|(r, _)| r).collect(),
+            stages: rows
+                .into_iter()
+                .zip(enabled)
+                .filter(|(_, on)| *on)
+                .map(|(r, _)| r)
+                .collect(),
             seconds: 0.0,
             bytes_in: self.shards[shard].metadata().map_or(0, |m| m.len()),
         };
@@ -599,14 +733,21 @@ impl<'a> Run<'a> {
         for shard in 0..self.shards.len() {
             let path = self.shard_file("stats", shard, "json");
             if let Ok(bytes) = std::fs::read(&path) {
-                let s: RunStats = serde_json::from_slice(&bytes)
-                    .map_err(|e| Error::WorkFile { path: path.clone(), message: e.to_string() })?;
+                let s: RunStats = serde_json::from_slice(&bytes).map_err(|e| Error::WorkFile {
+                    path: path.clone(),
+                    message: e.to_string(),
+                })?;
                 total += &s;
             }
         }
         let done = self.out.join("_done");
-        for entry in std::fs::read_dir(&done).map_err(|e| Error::io(&done, e))?.flatten() {
-            if let Ok(d) = serde_json::from_slice::<Done>(&std::fs::read(entry.path()).unwrap_or_default()) {
+        for entry in std::fs::read_dir(&done)
+            .map_err(|e| Error::io(&done, e))?
+            .flatten()
+        {
+            if let Ok(d) =
+                serde_json::from_slice::<Done>(&std::fs::read(entry.path()).unwrap_or_default())
+            {
                 if d.inputs == self.inputs {
                     total.seconds += d.seconds;
                 }
@@ -635,7 +776,10 @@ impl<'a> Run<'a> {
 fn write_jsonl<T: Serialize>(path: &Path, lines: &[T]) -> Result<()> {
     let mut buf = Vec::new();
     for l in lines {
-        serde_json::to_writer(&mut buf, l).map_err(|e| Error::WorkFile { path: path.into(), message: e.to_string() })?;
+        serde_json::to_writer(&mut buf, l).map_err(|e| Error::WorkFile {
+            path: path.into(),
+            message: e.to_string(),
+        })?;
         buf.write_all(b"\n").map_err(|e| Error::io(path, e))?;
     }
     Ok(write_atomic(path, &buf)?)
@@ -647,7 +791,10 @@ fn read_jsonl<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Vec<T>> {
     let mut out = Vec::new();
     for line in BufReader::new(file).lines() {
         let line = line.map_err(|e| Error::io(path, e))?;
-        out.push(serde_json::from_str(&line).map_err(|e| Error::WorkFile { path: path.into(), message: e.to_string() })?);
+        out.push(serde_json::from_str(&line).map_err(|e| Error::WorkFile {
+            path: path.into(),
+            message: e.to_string(),
+        })?);
     }
     Ok(out)
 }

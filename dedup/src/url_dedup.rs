@@ -16,10 +16,17 @@ use crate::lsh::DocRef;
 pub fn normalize_url(url: &str) -> String {
     let url = url.trim();
     let url = url.split_once('#').map_or(url, |(before, _)| before);
-    let Some((scheme, rest)) = url.split_once("://") else { return url.to_string() };
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
     let host_end = rest.find(['/', '?']).unwrap_or(rest.len());
     let (host, tail) = rest.split_at(host_end);
-    format!("{}://{}{}", scheme.to_ascii_lowercase(), host.to_lowercase(), tail)
+    format!(
+        "{}://{}{}",
+        scheme.to_ascii_lowercase(),
+        host.to_lowercase(),
+        tail
+    )
 }
 
 /// The 64-bit key of a URL; `None` for an empty one.
@@ -57,7 +64,10 @@ mod tests {
 
     #[test]
     fn normalises_scheme_host_and_fragment_only() {
-        assert_eq!(normalize_url("HTTPS://Example.COM/Path?Q=1#top"), "https://example.com/Path?Q=1");
+        assert_eq!(
+            normalize_url("HTTPS://Example.COM/Path?Q=1#top"),
+            "https://example.com/Path?Q=1"
+        );
         assert_eq!(normalize_url("http://a.org?x#y"), "http://a.org?x");
         assert_eq!(url_key(""), None);
         assert_eq!(url_key("http://A.org/x#1"), url_key("http://a.org/x"));
@@ -66,7 +76,11 @@ mod tests {
 
     #[test]
     fn earliest_dump_then_part_wins() {
-        let r = |key, dump_rank, doc| UrlRecord { key, dump_rank, doc };
+        let r = |key, dump_rank, doc| UrlRecord {
+            key,
+            dump_rank,
+            doc,
+        };
         let mut recs = vec![r(7, 1, 1), r(7, 0, 50), r(7, 1, 0), r(9, 0, 3)];
         assert_eq!(url_duplicates(&mut recs), vec![(0, 50), (1, 50)]);
     }

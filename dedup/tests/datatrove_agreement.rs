@@ -36,44 +36,82 @@ fn adjusted_rand(a: &[usize], b: &[usize]) -> f64 {
         *rb.entry(y).or_default() += 1;
     }
     let index: f64 = table.values().map(|&n| c2(n)).sum();
-    let (sa, sb): (f64, f64) = (ra.values().map(|&n| c2(n)).sum(), rb.values().map(|&n| c2(n)).sum());
+    let (sa, sb): (f64, f64) = (
+        ra.values().map(|&n| c2(n)).sum(),
+        rb.values().map(|&n| c2(n)).sum(),
+    );
     let expected = sa * sb / c2(a.len() as u64);
     (index - expected) / ((sa + sb) / 2.0 - expected)
 }
 
 #[test]
 fn clusters_agree_with_datatrove() {
-    let fixture = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/datatrove_minhash.jsonl")).unwrap();
-    let rows: Vec<Row> = fixture.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let fixture = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/datatrove_minhash.jsonl"
+    ))
+    .unwrap();
+    let rows: Vec<Row> = fixture
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(rows.len(), 300);
     let tmp = tempfile::tempdir().unwrap();
     let docs: Vec<Document> = rows
         .iter()
         .enumerate()
-        .map(|(i, r)| Document { id: r.id.clone(), content: r.text.clone(), timestamp: Some(i as i64), ..Default::default() })
+        .map(|(i, r)| Document {
+            id: r.id.clone(),
+            content: r.text.clone(),
+            timestamp: Some(i as i64),
+            ..Default::default()
+        })
         .collect();
     util::write_shard(&tmp.path().join("in.parquet"), &docs);
     let mut config = DedupConfig::default();
     config.exact_substring.enabled = false;
     config.url_dedup.enabled = false;
     let out = tmp.path().join("out");
-    run_dedup(&[tmp.path().join("in.parquet")], &out, &config, &RunOptions { explain: true, ..Default::default() }).unwrap();
+    run_dedup(
+        &[tmp.path().join("in.parquet")],
+        &out,
+        &config,
+        &RunOptions {
+            explain: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
 
     // falconry's clusters: each removed document joins the one it duplicates.
-    let index: HashMap<&str, usize> = rows.iter().enumerate().map(|(i, r)| (r.id.as_str(), i)).collect();
+    let index: HashMap<&str, usize> = rows
+        .iter()
+        .enumerate()
+        .map(|(i, r)| (r.id.as_str(), i))
+        .collect();
     let mut ours: Vec<usize> = (0..rows.len()).collect();
-    for line in std::fs::read_to_string(out.join("explain.jsonl")).unwrap().lines() {
+    for line in std::fs::read_to_string(out.join("explain.jsonl"))
+        .unwrap()
+        .lines()
+    {
         let l: ExplainLine = serde_json::from_str(line).unwrap();
         ours[index[l.id.as_str()]] = index[l.duplicate_of.as_deref().unwrap()];
     }
     let theirs: Vec<usize> = rows
         .iter()
         .enumerate()
-        .map(|(i, r)| if r.datatrove_cluster < 0 { rows.len() + i } else { r.datatrove_cluster as usize })
+        .map(|(i, r)| {
+            if r.datatrove_cluster < 0 {
+                rows.len() + i
+            } else {
+                r.datatrove_cluster as usize
+            }
+        })
         .collect();
     let n = rows.len();
     let mut disagreeing_j = Vec::new();
-    let (mut agree, mut total, mut both, mut only_ours, mut only_theirs) = (0u64, 0u64, 0u64, 0u64, 0u64);
+    let (mut agree, mut total, mut both, mut only_ours, mut only_theirs) =
+        (0u64, 0u64, 0u64, 0u64, 0u64);
     for i in 0..n {
         for j in i + 1..n {
             let (a, b) = (ours[i] == ours[j], theirs[i] == theirs[j]);
@@ -96,6 +134,12 @@ fn clusters_agree_with_datatrove() {
     assert!(agreement >= 0.99, "pairwise agreement {agreement}");
     assert!(ari >= 0.9, "adjusted Rand index {ari}");
     // Every disagreement is a pair LSH decides by chance, never a clear case.
-    let clear = disagreeing_j.iter().filter(|&&j| !(0.45..=0.85).contains(&j)).count();
-    assert_eq!(clear, 0, "disagreements outside J in [0.45, 0.85]: {disagreeing_j:?}");
+    let clear = disagreeing_j
+        .iter()
+        .filter(|&&j| !(0.45..=0.85).contains(&j))
+        .count();
+    assert_eq!(
+        clear, 0,
+        "disagreements outside J in [0.45, 0.85]: {disagreeing_j:?}"
+    );
 }

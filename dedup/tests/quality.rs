@@ -36,7 +36,10 @@ fn refinedweb_preset_meets_recall_and_false_positive_bounds() {
     let recall = high_found as f64 / high as f64;
     let fp = low_found as f64 / low as f64;
     println!("J >= 0.85: {high_found}/{high} found (recall {recall:.4}); J <= 0.5: {low_found}/{low} (FP {fp:.4})");
-    assert!(high >= 150 && low >= 150, "too few pairs: {high} high, {low} low");
+    assert!(
+        high >= 150 && low >= 150,
+        "too few pairs: {high} high, {low} low"
+    );
     assert!(recall >= 0.99, "recall {recall}");
     assert!(fp <= 0.01, "false positives {fp}");
 }

@@ -12,8 +12,8 @@ use std::time::Instant;
 
 use falconry_refine::filters::language_id::{LanguageId, LanguageIdConfig};
 use falconry_refine::filters::url_filter::{UrlFilter, UrlFilterConfig};
-use falconry_refine::{Document, Stage};
 use falconry_refine::test_data_dir as data;
+use falconry_refine::{Document, Stage};
 
 /// Peak and current resident memory of this process, in MiB (Linux).
 fn memory_mib() -> (f64, f64) {
@@ -37,10 +37,18 @@ fn measure(stage: &dyn Stage, docs: &[Document], bytes: usize, rounds: usize) ->
     for _ in 0..rounds {
         let mut copies = docs.to_vec();
         let start = Instant::now();
-        kept = copies.iter_mut().map(|d| stage.apply(d)).filter(|v| *v == falconry_refine::Verdict::Keep).count();
+        kept = copies
+            .iter_mut()
+            .map(|d| stage.apply(d))
+            .filter(|v| *v == falconry_refine::Verdict::Keep)
+            .count();
         best = best.min(start.elapsed().as_secs_f64());
     }
-    (docs.len() as f64 / best, bytes as f64 / best / 1e6, kept as f64 / docs.len() as f64)
+    (
+        docs.len() as f64 / best,
+        bytes as f64 / best / 1e6,
+        kept as f64 / docs.len() as f64,
+    )
 }
 
 fn main() {
@@ -53,7 +61,8 @@ fn main() {
     let start = Instant::now();
     let url_filter = UrlFilter::new(&UrlFilterConfig {
         blocklist_domains: Some(
-            full.clone().unwrap_or_else(|| lists.join("blocklist_domains.sample-every-100th.txt")),
+            full.clone()
+                .unwrap_or_else(|| lists.join("blocklist_domains.sample-every-100th.txt")),
         ),
         blocklist_urls: Some(lists.join("blocklist_urls.txt")),
         strict_words: Some(lists.join("banned_subwords.txt")),
@@ -77,12 +86,21 @@ fn main() {
     .expect("truth JSON");
     let clean: Vec<String> = truth
         .as_object()
-        .map(|o| o.values().filter_map(|v| v["url"].as_str().map(String::from)).collect())
+        .map(|o| {
+            o.values()
+                .filter_map(|v| v["url"].as_str().map(String::from))
+                .collect()
+        })
         .unwrap_or_default();
     // As many clean URLs as listed ones: a crawl is mostly clean.
     urls.extend(clean.iter().cycle().take(urls.len()).cloned());
-    let url_docs: Vec<Document> =
-        urls.iter().map(|u| Document { url: u.clone(), ..Default::default() }).collect();
+    let url_docs: Vec<Document> = urls
+        .iter()
+        .map(|u| Document {
+            url: u.clone(),
+            ..Default::default()
+        })
+        .collect();
     let url_bytes: usize = urls.iter().map(String::len).sum();
 
     let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/lid_parity.jsonl");
@@ -101,14 +119,25 @@ fn main() {
     let language_id = LanguageId::new(&LanguageIdConfig::default()).expect("lid model");
 
     let rows = [
-        ("url_filter", measure(&url_filter, &url_docs, url_bytes, 20), url_docs.len()),
-        ("language_id", measure(&language_id, &text_docs, text_bytes, 30), text_docs.len()),
+        (
+            "url_filter",
+            measure(&url_filter, &url_docs, url_bytes, 20),
+            url_docs.len(),
+        ),
+        (
+            "language_id",
+            measure(&language_id, &text_docs, text_bytes, 30),
+            text_docs.len(),
+        ),
     ];
     let threads = std::thread::available_parallelism().map_or(0, |n| n.get());
     println!("| stage | docs | docs/s per core | MB/s per core | kept |");
     println!("|---|---:|---:|---:|---:|");
     for (name, (docs_s, mb_s, kept), n) in rows {
-        println!("| {name} | {n} | {docs_s:.0} | {mb_s:.1} | {:.1}% |", kept * 100.0);
+        println!(
+            "| {name} | {n} | {docs_s:.0} | {mb_s:.1} | {:.1}% |",
+            kept * 100.0
+        );
     }
     println!();
     println!(

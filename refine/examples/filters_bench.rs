@@ -110,9 +110,12 @@ fn main() {
             continue;
         }
         after_quality += 1;
-        let dropped = line_correction.correct(t, &Words::new(t)).is_some_and(|(text, removed)| {
-            removed > LineCorrectionConfig::default().max_removed_word_fraction || text.is_empty()
-        });
+        let dropped = line_correction
+            .correct(t, &Words::new(t))
+            .is_some_and(|(text, removed)| {
+                removed > LineCorrectionConfig::default().max_removed_word_fraction
+                    || text.is_empty()
+            });
         after_lines += usize::from(!dropped);
     }
     let args: Vec<String> = std::env::args().collect();

@@ -13,10 +13,10 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use falconry_refine::warc::WarcWriter;
-use falconry_refine::{ReadConfig, ReadItem, WarcReader};
 use falconry_refine::run::expand_inputs_with;
 use falconry_refine::test_data_dir as data_dir;
+use falconry_refine::warc::WarcWriter;
+use falconry_refine::{ReadConfig, ReadItem, WarcReader};
 
 /// The target, MB/s of decompressed WARC per core.
 const TARGET_MB_S: f64 = 150.0;

@@ -9,10 +9,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::extract::ExtractionConfig;
 use crate::filters::language_id::LanguageIdConfig;
-use crate::filters::url_filter::UrlFilterConfig;
 use crate::filters::line_correction::LineCorrectionConfig;
 use crate::filters::quality::QualityConfig;
 use crate::filters::repetition::RepetitionConfig;
+use crate::filters::url_filter::UrlFilterConfig;
 use crate::warc::ReadConfig;
 use crate::{Error, Result};
 
@@ -50,7 +50,10 @@ pub struct OutputConfig {
 
 impl Default for OutputConfig {
     fn default() -> Self {
-        OutputConfig { row_group_rows: 10_000, zstd_level: 3 }
+        OutputConfig {
+            row_group_rows: 10_000,
+            zstd_level: 3,
+        }
     }
 }
 
@@ -63,9 +66,14 @@ impl RefineConfig {
 
     /// Parses TOML text; `origin` names it in errors.
     pub fn parse(text: &str, origin: &Path) -> Result<Self> {
-        let config: RefineConfig = toml::from_str(text)
-            .map_err(|e| Error::Config { path: origin.into(), message: e.to_string() })?;
-        config.validate().map_err(|message| Error::Config { path: origin.into(), message })?;
+        let config: RefineConfig = toml::from_str(text).map_err(|e| Error::Config {
+            path: origin.into(),
+            message: e.to_string(),
+        })?;
+        config.validate().map_err(|message| Error::Config {
+            path: origin.into(),
+            message,
+        })?;
         Ok(config)
     }
 
@@ -75,7 +83,10 @@ impl RefineConfig {
             return Err("output.row_group_rows must be at least 1".into());
         }
         if !(1..=22).contains(&self.output.zstd_level) {
-            return Err(format!("output.zstd_level must be 1..=22, got {}", self.output.zstd_level));
+            return Err(format!(
+                "output.zstd_level must be 1..=22, got {}",
+                self.output.zstd_level
+            ));
         }
         self.read.validate()?;
         self.url_filter.validate()?;
@@ -100,9 +111,11 @@ mod tests {
 
     #[test]
     fn errors_name_the_key() {
-        let err = RefineConfig::parse("[output]\nzstd_level = 40\n", Path::new("x.toml")).unwrap_err();
+        let err =
+            RefineConfig::parse("[output]\nzstd_level = 40\n", Path::new("x.toml")).unwrap_err();
         assert!(err.to_string().contains("output.zstd_level"), "{err}");
-        let err = RefineConfig::parse("[output]\nrow_groups = 3\n", Path::new("x.toml")).unwrap_err();
+        let err =
+            RefineConfig::parse("[output]\nrow_groups = 3\n", Path::new("x.toml")).unwrap_err();
         assert!(err.to_string().contains("row_groups"), "{err}");
     }
 }

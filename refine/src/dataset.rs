@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use arrow::array::{
-    Array, ArrayRef, AsArray, Float32Builder, ListBuilder, RecordBatch,
-    StringBuilder, TimestampMicrosecondBuilder,
+    Array, ArrayRef, AsArray, Float32Builder, ListBuilder, RecordBatch, StringBuilder,
+    TimestampMicrosecondBuilder,
 };
 use arrow::compute::cast;
 use arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef, TimeUnit};
@@ -32,7 +32,11 @@ pub fn schema() -> SchemaRef {
     Arc::new(Schema::new(vec![
         string("content", false),
         string("url", false),
-        Field::new("timestamp", DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())), true),
+        Field::new(
+            "timestamp",
+            DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+            true,
+        ),
         string("dump", false),
         string("segment", false),
         Field::new("image_urls", DataType::List(Arc::new(pairs)), false),
@@ -57,14 +61,21 @@ impl ShardWriter {
     /// Starts a shard that will appear at `path`.
     pub fn create(path: &Path, config: &OutputConfig) -> Result<Self> {
         let (tmp, file) = create_tmp(path)?;
-        let level = ZstdLevel::try_new(config.zstd_level)
-            .map_err(|e| Error::Parquet { path: path.into(), source: e })?;
+        let level = ZstdLevel::try_new(config.zstd_level).map_err(|e| Error::Parquet {
+            path: path.into(),
+            source: e,
+        })?;
         let props = WriterProperties::builder()
             .set_compression(Compression::ZSTD(level))
             .set_max_row_group_row_count(Some(config.row_group_rows))
             .build();
-        let writer = ArrowWriter::try_new(BufWriter::new(file), schema(), Some(props))
-            .map_err(|e| Error::Parquet { path: path.into(), source: e })?;
+        let writer =
+            ArrowWriter::try_new(BufWriter::new(file), schema(), Some(props)).map_err(|e| {
+                Error::Parquet {
+                    path: path.into(),
+                    source: e,
+                }
+            })?;
         Ok(ShardWriter {
             path: path.into(),
             tmp,
@@ -88,11 +99,14 @@ impl ShardWriter {
         if self.pending.is_empty() {
             return Ok(());
         }
-        let batch = to_batch(&self.pending)
-            .map_err(|e| Error::Arrow { path: self.path.clone(), source: e })?;
-        self.writer
-            .write(&batch)
-            .map_err(|e| Error::Parquet { path: self.path.clone(), source: e })?;
+        let batch = to_batch(&self.pending).map_err(|e| Error::Arrow {
+            path: self.path.clone(),
+            source: e,
+        })?;
+        self.writer.write(&batch).map_err(|e| Error::Parquet {
+            path: self.path.clone(),
+            source: e,
+        })?;
         self.rows += self.pending.len() as u64;
         self.pending.clear();
         Ok(())
@@ -101,11 +115,13 @@ impl ShardWriter {
     /// Writes what is pending, closes the file and renames it into place; returns the rows.
     pub fn finish(mut self) -> Result<u64> {
         self.flush()?;
-        let inner = self
-            .writer
+        let inner = self.writer.into_inner().map_err(|e| Error::Parquet {
+            path: self.path.clone(),
+            source: e,
+        })?;
+        let file = inner
             .into_inner()
-            .map_err(|e| Error::Parquet { path: self.path.clone(), source: e })?;
-        let file = inner.into_inner().map_err(|e| Error::io(&self.tmp, e.into_error()))?;
+            .map_err(|e| Error::io(&self.tmp, e.into_error()))?;
         commit_tmp(file, &self.tmp, &self.path)?;
         Ok(self.rows)
     }
@@ -157,7 +173,10 @@ pub fn commit_tmp(file: File, tmp: &Path, path: &Path) -> Result<()> {
 /// created: for an interrupted process (`SIGINT`), which exits next. Returns how many it removed.
 pub fn remove_temporaries() -> usize {
     let live = temporaries();
-    let removed = live.iter().filter(|p| std::fs::remove_file(p).is_ok()).count();
+    let removed = live
+        .iter()
+        .filter(|p| std::fs::remove_file(p).is_ok())
+        .count();
     // Held until the process exits: a thread that starts another file waits here.
     std::mem::forget(live);
     removed
@@ -220,16 +239,25 @@ fn to_batch(docs: &[Document]) -> std::result::Result<RecordBatch, arrow::error:
 /// of another type is cast to text, or ignored when it cannot be. Without an id the id is
 /// derived from url and text ([`Document::text_id`]).
 pub fn read_parquet(path: &Path) -> Result<impl Iterator<Item = Result<Document>>> {
-    let perr = |e| Error::Parquet { path: path.into(), source: e };
+    let perr = |e| Error::Parquet {
+        path: path.into(),
+        source: e,
+    };
     let file = File::open(path).map_err(|e| Error::io(path, e))?;
-    let reader = ParquetRecordBatchReaderBuilder::try_new(file).map_err(perr)?.build().map_err(perr)?;
+    let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+        .map_err(perr)?
+        .build()
+        .map_err(perr)?;
     let owned = path.to_path_buf();
     Ok(reader.flat_map(move |batch| match batch {
         Ok(batch) => match from_batch(&batch, &owned) {
             Ok(docs) => docs.into_iter().map(Ok).collect::<Vec<_>>(),
             Err(e) => vec![Err(e)],
         },
-        Err(e) => vec![Err(Error::Arrow { path: owned.clone(), source: e })],
+        Err(e) => vec![Err(Error::Arrow {
+            path: owned.clone(),
+            source: e,
+        })],
     }))
 }
 
@@ -245,30 +273,49 @@ fn from_batch(batch: &RecordBatch, path: &Path) -> Result<Vec<Document>> {
     let (text_name, text) = ["content", "text"]
         .into_iter()
         .find_map(|n| batch.column_by_name(n).map(|c| (n, c)))
-        .ok_or_else(|| Error::Input { path: path.into(), message: "no `content` or `text` column".into() })?;
-    let is_text = |t: &DataType| matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View);
+        .ok_or_else(|| Error::Input {
+            path: path.into(),
+            message: "no `content` or `text` column".into(),
+        })?;
+    let is_text =
+        |t: &DataType| matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View);
     let text_type = match text.data_type() {
         DataType::Dictionary(_, values) => values.as_ref(),
         t => t,
     };
-    let content = is_text(text_type).then(|| strings_of(text)).flatten().ok_or_else(|| Error::Input {
-        path: path.into(),
-        message: format!("column `{text_name}` is {}, not a string column", text.data_type()),
-    })?;
+    let content = is_text(text_type)
+        .then(|| strings_of(text))
+        .flatten()
+        .ok_or_else(|| Error::Input {
+            path: path.into(),
+            message: format!(
+                "column `{text_name}` is {}, not a string column",
+                text.data_type()
+            ),
+        })?;
     // Metadata that does not read as text is left out rather than failing the file.
-    let string_col = |name: &str| -> Option<Vec<Option<String>>> { column(batch, name).and_then(strings_of) };
+    let string_col =
+        |name: &str| -> Option<Vec<Option<String>>> { column(batch, name).and_then(strings_of) };
     let url = string_col("url");
     let dump = string_col("dump");
     let segment = string_col("segment");
     let id = string_col("id");
     let language = string_col("language");
-    let timestamp = ["timestamp", "date"].into_iter().find_map(|n| column(batch, n).and_then(seconds_of));
+    let timestamp = ["timestamp", "date"]
+        .into_iter()
+        .find_map(|n| column(batch, n).and_then(seconds_of));
     let score = column(batch, "language_score")
         .and_then(|c| cast(c, &DataType::Float32).ok())
         .map(|c| c.as_primitive::<arrow::datatypes::Float32Type>().clone());
     let images = column(batch, "image_urls").and_then(|c| {
-        let target = schema().field_with_name("image_urls").expect("schema has image_urls").data_type().clone();
-        cast(c, &target).ok().and_then(|c| c.as_list_opt::<i32>().cloned())
+        let target = schema()
+            .field_with_name("image_urls")
+            .expect("schema has image_urls")
+            .data_type()
+            .clone();
+        cast(c, &target)
+            .ok()
+            .and_then(|c| c.as_list_opt::<i32>().cloned())
     });
     let at = |col: &Option<Vec<Option<String>>>, i: usize| -> Option<String> {
         col.as_ref().and_then(|c| c[i].clone())
@@ -283,9 +330,14 @@ fn from_batch(batch: &RecordBatch, path: &Path) -> Result<Vec<Document>> {
             timestamp: timestamp.as_ref().and_then(|t| t[i]),
             dump: at(&dump, i).unwrap_or_default(),
             segment: at(&segment, i).unwrap_or_default(),
-            image_urls: images.as_ref().map(|l| image_pairs(l, i)).unwrap_or_default(),
+            image_urls: images
+                .as_ref()
+                .map(|l| image_pairs(l, i))
+                .unwrap_or_default(),
             language: at(&language, i),
-            language_score: score.as_ref().and_then(|s| s.is_valid(i).then(|| s.value(i))),
+            language_score: score
+                .as_ref()
+                .and_then(|s| s.is_valid(i).then(|| s.value(i))),
             url,
             content,
             ..Default::default()
@@ -297,7 +349,8 @@ fn from_batch(batch: &RecordBatch, path: &Path) -> Result<Vec<Document>> {
 /// A column's values as text: `string`, `large_string` and `string_view` directly, anything
 /// arrow can cast to text (integers, dictionaries) through the cast; `None` otherwise.
 fn strings_of(col: &ArrayRef) -> Option<Vec<Option<String>>> {
-    let owned = |it: &mut dyn Iterator<Item = Option<&str>>| it.map(|s| s.map(str::to_owned)).collect();
+    let owned =
+        |it: &mut dyn Iterator<Item = Option<&str>>| it.map(|s| s.map(str::to_owned)).collect();
     Some(match col.data_type() {
         DataType::Utf8 => owned(&mut col.as_string::<i32>().iter()),
         DataType::LargeUtf8 => owned(&mut col.as_string::<i64>().iter()),
@@ -322,7 +375,10 @@ fn seconds_of(col: &ArrayRef) -> Option<Vec<Option<i64>>> {
         DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => Some(
             strings_of(col)?
                 .into_iter()
-                .map(|s| s.and_then(|s| chrono::DateTime::parse_from_rfc3339(&s).ok()).map(|t| t.timestamp()))
+                .map(|s| {
+                    s.and_then(|s| chrono::DateTime::parse_from_rfc3339(&s).ok())
+                        .map(|t| t.timestamp())
+                })
                 .collect(),
         ),
         _ => {
@@ -336,13 +392,21 @@ fn image_pairs(list: &arrow::array::ListArray, row: usize) -> Vec<[String; 2]> {
     if list.is_null(row) {
         return Vec::new();
     }
-    let Some(pairs) = list.value(row).as_list_opt::<i32>().cloned() else { return Vec::new() };
+    let Some(pairs) = list.value(row).as_list_opt::<i32>().cloned() else {
+        return Vec::new();
+    };
     (0..pairs.len())
         .filter(|&j| pairs.is_valid(j))
         .filter_map(|j| {
             let pair = pairs.value(j);
             let s = pair.as_string_opt::<i32>()?;
-            let get = |k: usize| if k < s.len() && s.is_valid(k) { s.value(k).to_owned() } else { String::new() };
+            let get = |k: usize| {
+                if k < s.len() && s.is_valid(k) {
+                    s.value(k).to_owned()
+                } else {
+                    String::new()
+                }
+            };
             Some([get(0), get(1)])
         })
         .collect()
@@ -422,13 +486,15 @@ pub fn read_jsonl(path: &Path) -> Result<impl Iterator<Item = Result<JsonlItem>>
         };
         let timestamp = match doc.timestamp {
             Some(serde_json::Value::Number(n)) => n.as_i64(),
-            Some(serde_json::Value::String(s)) => {
-                chrono::DateTime::parse_from_rfc3339(&s).ok().map(|t| t.timestamp())
-            }
+            Some(serde_json::Value::String(s)) => chrono::DateTime::parse_from_rfc3339(&s)
+                .ok()
+                .map(|t| t.timestamp()),
             _ => None,
         };
         Some(Ok(JsonlItem::Doc(Document {
-            id: doc.id.unwrap_or_else(|| Document::text_id(&doc.url, &doc.text)),
+            id: doc
+                .id
+                .unwrap_or_else(|| Document::text_id(&doc.url, &doc.text)),
             url: doc.url,
             timestamp,
             dump: doc.dump,
@@ -463,7 +529,10 @@ mod tests {
     fn parquet_round_trip_keeps_every_field() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("part-00000.parquet");
-        let config = OutputConfig { row_group_rows: 4, ..Default::default() };
+        let config = OutputConfig {
+            row_group_rows: 4,
+            ..Default::default()
+        };
         let mut w = ShardWriter::create(&path, &config).unwrap();
         let docs: Vec<Document> = (0..10).map(doc).collect();
         for d in &docs {
@@ -487,8 +556,17 @@ mod tests {
     fn reads_field_parquet_of_every_codec_and_schema() {
         let dir = tempfile::tempdir().unwrap();
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/field_parquet.py");
-        let out = std::process::Command::new(python()).arg(&script).arg(dir.path()).arg("20").output().expect("python3 runs");
-        assert!(out.status.success(), "{script:?} (pip install pyarrow):\n{}", String::from_utf8_lossy(&out.stderr));
+        let out = std::process::Command::new(python())
+            .arg(&script)
+            .arg(dir.path())
+            .arg("20")
+            .output()
+            .expect("python3 runs");
+        assert!(
+            out.status.success(),
+            "{script:?} (pip install pyarrow):\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let mut names: Vec<String> = std::fs::read_dir(dir.path())
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -503,8 +581,16 @@ mod tests {
             assert_eq!(docs.len(), 20, "{name}");
             let schema = name.split('-').next().unwrap();
             for (i, d) in docs.iter().enumerate() {
-                assert!(d.content.contains(&format!(" row {i}: the ")), "{name}: {:?}", d.content);
-                assert!(d.url.starts_with("https://") && d.url.ends_with(&format!("/{i}")), "{name}: {:?}", d.url);
+                assert!(
+                    d.content.contains(&format!(" row {i}: the ")),
+                    "{name}: {:?}",
+                    d.content
+                );
+                assert!(
+                    d.url.starts_with("https://") && d.url.ends_with(&format!("/{i}")),
+                    "{name}: {:?}",
+                    d.url
+                );
                 match schema {
                     "refinedweb" | "many" => {
                         assert_eq!(d.timestamp, Some(1_672_628_645 + i as i64), "{name}");
@@ -518,7 +604,9 @@ mod tests {
                         assert_eq!(d.timestamp, Some(1_368_861_840 + (i % 60) as i64), "{name}");
                         assert_eq!(d.dump, "CC-MAIN-2013-20");
                         assert_eq!(d.language.as_deref(), Some("en"));
-                        assert!((d.language_score.unwrap() - (0.9 + i as f32 / 1000.0)).abs() < 1e-6);
+                        assert!(
+                            (d.language_score.unwrap() - (0.9 + i as f32 / 1000.0)).abs() < 1e-6
+                        );
                     }
                     "datatrove" => {
                         assert!(d.id.starts_with("dt/"), "{name}: {}", d.id);
@@ -535,13 +623,29 @@ mod tests {
     fn text_column_of_another_type_is_a_clear_error() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("ints.parquet");
-        let schema = Arc::new(Schema::new(vec![Field::new("text", DataType::Int64, false)]));
-        let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(arrow::array::Int64Array::from(vec![1, 2]))]).unwrap();
+        let schema = Arc::new(Schema::new(vec![Field::new(
+            "text",
+            DataType::Int64,
+            false,
+        )]));
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![Arc::new(arrow::array::Int64Array::from(vec![1, 2]))],
+        )
+        .unwrap();
         let mut w = ArrowWriter::try_new(File::create(&path).unwrap(), schema, None).unwrap();
         w.write(&batch).unwrap();
         w.close().unwrap();
-        let err = read_parquet(&path).unwrap().next().unwrap().unwrap_err().to_string();
-        assert!(err.contains("ints.parquet") && err.contains("`text` is Int64"), "{err}");
+        let err = read_parquet(&path)
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("ints.parquet") && err.contains("`text` is Int64"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -32,8 +32,14 @@ pub struct FunnelRow {
 /// The funnel rows of a run. 100% is the documents `read` produced; `read` itself (records
 /// that were not documents) is not a row.
 pub fn rows(stats: &RunStats) -> Vec<FunnelRow> {
-    let Some(first) = stats.stages.first() else { return Vec::new() };
-    let base = if first.name == "read" { first.output } else { first.input };
+    let Some(first) = stats.stages.first() else {
+        return Vec::new();
+    };
+    let base = if first.name == "read" {
+        first.output
+    } else {
+        first.input
+    };
     stats
         .stages
         .iter()
@@ -41,21 +47,39 @@ pub fn rows(stats: &RunStats) -> Vec<FunnelRow> {
         .map(|s| FunnelRow {
             stage: s.name.clone(),
             documents: s.output,
-            percent: if base == 0 { 0.0 } else { 100.0 * s.output as f64 / base as f64 },
-            paper: REFINEDWEB_FIGURE_2.iter().find(|(n, _)| *n == s.name).map(|(_, p)| *p),
+            percent: if base == 0 {
+                0.0
+            } else {
+                100.0 * s.output as f64 / base as f64
+            },
+            paper: REFINEDWEB_FIGURE_2
+                .iter()
+                .find(|(n, _)| *n == s.name)
+                .map(|(_, p)| *p),
         })
         .collect()
 }
 
 /// The funnel as a Markdown table, with RefinedWeb's column beside ours.
 pub fn table(stats: &RunStats) -> String {
-    let mut out = String::from("| stage | documents | % kept | RefinedWeb % |\n|---|---:|---:|---:|\n");
+    let mut out =
+        String::from("| stage | documents | % kept | RefinedWeb % |\n|---|---:|---:|---:|\n");
     if let Some(read) = stats.stages.iter().find(|s| s.name == "read") {
-        let _ = writeln!(out, "| read (documents in) | {} | 100.00 | 100.00 |", read.output);
+        let _ = writeln!(
+            out,
+            "| read (documents in) | {} | 100.00 | 100.00 |",
+            read.output
+        );
     }
     for row in rows(stats) {
-        let paper = row.paper.map_or_else(|| "-".to_string(), |p| format!("{p:.2}"));
-        let _ = writeln!(out, "| {} | {} | {:.2} | {} |", row.stage, row.documents, row.percent, paper);
+        let paper = row
+            .paper
+            .map_or_else(|| "-".to_string(), |p| format!("{p:.2}"));
+        let _ = writeln!(
+            out,
+            "| {} | {} | {:.2} | {} |",
+            row.stage, row.documents, row.percent, paper
+        );
     }
     out
 }
@@ -77,7 +101,10 @@ mod tests {
             ex.keep();
         }
         ex.drop("empty");
-        let stats = RunStats { stages: vec![read, ex], ..Default::default() };
+        let stats = RunStats {
+            stages: vec![read, ex],
+            ..Default::default()
+        };
         let rows = rows(&stats);
         assert_eq!(rows.len(), 1);
         assert_eq!(rows[0].percent, 75.0);

@@ -44,8 +44,14 @@ impl InputId {
     /// Path and size of `path`.
     pub fn stat(path: &Path) -> Result<InputId> {
         let abs = std::fs::canonicalize(path).map_err(|e| Error::io(path, e))?;
-        let size = std::fs::metadata(&abs).map_err(|e| Error::io(path, e))?.len();
-        Ok(InputId { path: abs, size, head_xxh3: None })
+        let size = std::fs::metadata(&abs)
+            .map_err(|e| Error::io(path, e))?
+            .len();
+        Ok(InputId {
+            path: abs,
+            size,
+            head_xxh3: None,
+        })
     }
 
     /// Path, size and the hash of the head of `path`.
@@ -62,7 +68,10 @@ impl InputId {
     /// A name for what is made from this input that stays the same while the input stays
     /// where it is, whatever other inputs come and go: 16 hex digits of its path's xxh3.
     pub fn key(&self) -> String {
-        format!("{:016x}", xxhash_rust::xxh3::xxh3_64(self.path.to_string_lossy().as_bytes()))
+        format!(
+            "{:016x}",
+            xxhash_rust::xxh3::xxh3_64(self.path.to_string_lossy().as_bytes())
+        )
     }
 }
 
@@ -85,11 +94,19 @@ impl InputChange {
 
     fn describe(&self) -> String {
         let mut parts = Vec::new();
-        for (what, paths) in [("added", &self.added), ("removed", &self.removed), ("changed", &self.changed)] {
+        for (what, paths) in [
+            ("added", &self.added),
+            ("removed", &self.removed),
+            ("changed", &self.changed),
+        ] {
             if paths.is_empty() {
                 continue;
             }
-            let mut names: Vec<String> = paths.iter().take(3).map(|p| p.display().to_string()).collect();
+            let mut names: Vec<String> = paths
+                .iter()
+                .take(3)
+                .map(|p| p.display().to_string())
+                .collect();
             if paths.len() > 3 {
                 names.push(format!("and {} more", paths.len() - 3));
             }
@@ -145,7 +162,11 @@ fn diff(old: &[InputId], new: &[InputId]) -> InputChange {
             Some(_) => {}
         }
     }
-    change.removed = old.keys().filter(|p| !new.contains_key(*p)).map(|p| p.to_path_buf()).collect();
+    change.removed = old
+        .keys()
+        .filter(|p| !new.contains_key(*p))
+        .map(|p| p.to_path_buf())
+        .collect();
     change
 }
 
@@ -166,14 +187,25 @@ mod tests {
         std::fs::write(&a, "one").unwrap();
         std::fs::write(&b, "two").unwrap();
         let out = dir.path().join("out");
-        let ids = |paths: &[&PathBuf]| -> Vec<InputId> { paths.iter().map(|p| InputId::read(p).unwrap()).collect() };
+        let ids = |paths: &[&PathBuf]| -> Vec<InputId> {
+            paths.iter().map(|p| InputId::read(p).unwrap()).collect()
+        };
         assert!(check_inputs(&out, &ids(&[&a]), false).unwrap().is_empty());
         assert!(check_inputs(&out, &ids(&[&a]), false).unwrap().is_empty());
-        let err = check_inputs(&out, &ids(&[&a, &b]), false).unwrap_err().to_string();
-        assert!(err.contains("1 added") && err.contains("b.jsonl") && err.contains("--allow-changed-inputs"), "{err}");
+        let err = check_inputs(&out, &ids(&[&a, &b]), false)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("1 added")
+                && err.contains("b.jsonl")
+                && err.contains("--allow-changed-inputs"),
+            "{err}"
+        );
         // Same size, other bytes: the head hash tells.
         std::fs::write(&a, "uno").unwrap();
-        let err = check_inputs(&out, &ids(&[&a]), false).unwrap_err().to_string();
+        let err = check_inputs(&out, &ids(&[&a]), false)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("1 changed"), "{err}");
         let change = check_inputs(&out, &ids(&[&b]), true).unwrap();
         assert_eq!(change.added, [std::fs::canonicalize(&b).unwrap()]);

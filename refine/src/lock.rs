@@ -59,7 +59,11 @@ impl Holder {
 
 impl std::fmt::Display for Holder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "pid {} on host {} (task {} of {}, since {})", self.pid, self.host, self.task, self.tasks, self.started)
+        write!(
+            f,
+            "pid {} on host {} (task {} of {}, since {})",
+            self.pid, self.host, self.task, self.tasks, self.started
+        )
     }
 }
 
@@ -103,7 +107,10 @@ impl OutputLock {
                 // No `flock` here: the pid decides.
                 Err(std::fs::TryLockError::Error(e)) => {
                     tracing::debug!("no flock on {}: {e}; checking the pid only", path.display());
-                    if let Some(h) = previous.as_ref().filter(|h| h.may_be_alive() && h.pid != me.pid) {
+                    if let Some(h) = previous
+                        .as_ref()
+                        .filter(|h| h.may_be_alive() && h.pid != me.pid)
+                    {
                         return Err(busy(dir, &path, Some(h)));
                     }
                 }
@@ -115,10 +122,15 @@ impl OutputLock {
             let json = serde_json::to_vec_pretty(&me).expect("holder serializes");
             file.set_len(0).map_err(|e| Error::io(&path, e))?;
             file.rewind().map_err(|e| Error::io(&path, e))?;
-            file.write_all(&json).and_then(|()| file.sync_all()).map_err(|e| Error::io(&path, e))?;
+            file.write_all(&json)
+                .and_then(|()| file.sync_all())
+                .map_err(|e| Error::io(&path, e))?;
             return Ok(OutputLock { path, _file: file });
         }
-        Err(Error::Busy { path: dir.into(), message: format!("could not take {} (it keeps changing)", path.display()) })
+        Err(Error::Busy {
+            path: dir.into(),
+            message: format!("could not take {} (it keeps changing)", path.display()),
+        })
     }
 
     /// The lock file.
@@ -147,13 +159,17 @@ fn busy(dir: &Path, path: &Path, holder: Option<&Holder>) -> Error {
 
 /// Refuses to write beside a live run of this host that splits the inputs differently.
 fn check_other_tasks(dir: &Path, locks: &Path, mine: &Path, me: &Holder) -> Result<()> {
-    let Ok(entries) = std::fs::read_dir(locks) else { return Ok(()) };
+    let Ok(entries) = std::fs::read_dir(locks) else {
+        return Ok(());
+    };
     for entry in entries.flatten() {
         let path = entry.path();
         if path == mine {
             continue;
         }
-        let Ok(mut file) = File::open(&path) else { continue };
+        let Ok(mut file) = File::open(&path) else {
+            continue;
+        };
         if let Some(h) = read_holder(&mut file) {
             if h.tasks != me.tasks && h.host == me.host && pid_alive(h.pid) && h.pid != me.pid {
                 return Err(Error::Busy {
@@ -219,8 +235,14 @@ mod tests {
     fn second_writer_is_refused_naming_the_first() {
         let dir = tempfile::tempdir().unwrap();
         let first = OutputLock::acquire(dir.path(), Task::default()).unwrap();
-        let err = OutputLock::acquire(dir.path(), Task::default()).unwrap_err().to_string();
-        assert!(err.contains(&format!("pid {}", std::process::id())) && err.contains("another falconry run"), "{err}");
+        let err = OutputLock::acquire(dir.path(), Task::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(&format!("pid {}", std::process::id()))
+                && err.contains("another falconry run"),
+            "{err}"
+        );
         // Another task of a job array writes beside it.
         let other = OutputLock::acquire(dir.path(), Task { index: 1, count: 2 }).unwrap();
         drop(other);
@@ -235,7 +257,13 @@ mod tests {
         let path = dir.path().join("_lock/task-00000.json");
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         // Pids stay below 2^22 on Linux: this one cannot be alive.
-        let dead = Holder { pid: 4_000_000_000, host: hostname(), task: 0, tasks: 1, started: "2020-01-01T00:00:00Z".into() };
+        let dead = Holder {
+            pid: 4_000_000_000,
+            host: hostname(),
+            task: 0,
+            tasks: 1,
+            started: "2020-01-01T00:00:00Z".into(),
+        };
         std::fs::write(&path, serde_json::to_vec(&dead).unwrap()).unwrap();
         let lock = OutputLock::acquire(dir.path(), Task::default()).unwrap();
         let now: Holder = serde_json::from_slice(&std::fs::read(lock.path()).unwrap()).unwrap();

@@ -62,7 +62,10 @@ impl Pipeline {
 
     /// Empty funnel rows, one per stage, to pass to [`Pipeline::apply`].
     pub fn new_stats(&self) -> Vec<StageStats> {
-        self.stages.iter().map(|s| StageStats::new(s.name())).collect()
+        self.stages
+            .iter()
+            .map(|s| StageStats::new(s.name()))
+            .collect()
     }
 
     /// Runs `doc` through the stages until one drops it, counting into `stats`
@@ -73,7 +76,10 @@ impl Pipeline {
                 Verdict::Keep => row.keep(),
                 Verdict::Drop(reason) => {
                     row.drop(reason);
-                    return Err(Dropped { stage: stage.name(), reason });
+                    return Err(Dropped {
+                        stage: stage.name(),
+                        reason,
+                    });
                 }
             }
         }

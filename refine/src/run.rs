@@ -23,7 +23,9 @@ use crate::dataset::{self, JsonlItem, ShardWriter};
 use crate::inputs::{check_inputs, InputId};
 use crate::lock::OutputLock;
 use crate::pipeline::Dropped;
-use crate::{Document, Error, Pipeline, ReadItem, RefineConfig, Result, RunStats, StageStats, WarcReader};
+use crate::{
+    Document, Error, Pipeline, ReadItem, RefineConfig, Result, RunStats, StageStats, WarcReader,
+};
 
 /// Documents handed to rayon at once; bounds memory to a few chunks of pages per thread.
 const CHUNK: usize = 256;
@@ -67,7 +69,10 @@ pub fn expand_inputs(patterns: &[PathBuf]) -> Result<Vec<PathBuf>> {
 /// accepts, skipping names that start with `_` or `.` (a run's bookkeeping: `_done/`,
 /// `_explain/`, temporary files). A path that matches nothing, and a folder that holds no
 /// input file, are errors, so typos and wrong folders don't pass as a run over nothing.
-pub fn expand_inputs_with(patterns: &[PathBuf], keep: impl Fn(&Path) -> bool + Copy) -> Result<Vec<PathBuf>> {
+pub fn expand_inputs_with(
+    patterns: &[PathBuf],
+    keep: impl Fn(&Path) -> bool + Copy,
+) -> Result<Vec<PathBuf>> {
     let mut files = Vec::new();
     for pattern in patterns {
         if pattern.is_file() {
@@ -96,7 +101,10 @@ pub fn expand_inputs_with(patterns: &[PathBuf], keep: impl Fn(&Path) -> bool + C
                 }
             }
             if files.len() == before {
-                return Err(Error::Input { path: pattern.clone(), message: "no such file, folder or glob match".into() });
+                return Err(Error::Input {
+                    path: pattern.clone(),
+                    message: "no such file, folder or glob match".into(),
+                });
             }
         }
     }
@@ -109,7 +117,10 @@ fn walk(dir: &Path, keep: impl Fn(&Path) -> bool + Copy, out: &mut Vec<PathBuf>)
     let entries = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
     for entry in entries {
         let path = entry.map_err(|e| Error::io(dir, e))?.path();
-        let bookkeeping = path.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(['_', '.']));
+        let bookkeeping = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with(['_', '.']));
         if bookkeeping {
             continue;
         }
@@ -221,13 +232,22 @@ pub fn refine(config: &RefineConfig, opts: &RunOptions) -> Result<RunStats> {
     }
     // Every task compares the whole list by path and size; each reads the heads of its own
     // files only (its markers check those).
-    let listed: Vec<InputId> = opts.inputs.iter().map(|p| InputId::stat(p)).collect::<Result<_>>()?;
+    let listed: Vec<InputId> = opts
+        .inputs
+        .iter()
+        .map(|p| InputId::stat(p))
+        .collect::<Result<_>>()?;
     let change = check_inputs(opts.output, &listed, opts.allow_changed_inputs)?;
     if !change.removed.is_empty() {
         remove_outputs_of(opts.output, &change.removed)?;
     }
     let mut todo: Vec<(InputId, &PathBuf)> = Vec::new();
-    for (_, path) in opts.inputs.iter().enumerate().filter(|(k, _)| opts.task.owns(*k)) {
+    for (_, path) in opts
+        .inputs
+        .iter()
+        .enumerate()
+        .filter(|(k, _)| opts.task.owns(*k))
+    {
         let id = InputId::read(path)?;
         let done = marker(opts.output, &id.key());
         if done.exists() {
@@ -260,7 +280,11 @@ pub fn refine(config: &RefineConfig, opts: &RunOptions) -> Result<RunStats> {
         let key = id.key();
         let stats = refine_file(config, &pipeline, path, &key, opts)?;
         let bytes_in = stats.bytes_in;
-        let json = serde_json::to_vec_pretty(&Done { input: id.clone(), stats }).expect("marker serializes");
+        let json = serde_json::to_vec_pretty(&Done {
+            input: id.clone(),
+            stats,
+        })
+        .expect("marker serializes");
         dataset::write_atomic(&marker(opts.output, &key), &json)?;
         (opts.on_file_done)(bytes_in);
         Ok(())
@@ -279,10 +303,23 @@ pub fn refine(config: &RefineConfig, opts: &RunOptions) -> Result<RunStats> {
 /// marker goes first, so an interrupted removal leaves no marker without its part).
 fn remove_outputs_of(output: &Path, removed: &[PathBuf]) -> Result<()> {
     for path in removed {
-        let key = InputId { path: path.clone(), size: 0, head_xxh3: None }.key();
-        for file in [marker(output, &key), part(output, &key), explain_part(output, &key)] {
+        let key = InputId {
+            path: path.clone(),
+            size: 0,
+            head_xxh3: None,
+        }
+        .key();
+        for file in [
+            marker(output, &key),
+            part(output, &key),
+            explain_part(output, &key),
+        ] {
             match std::fs::remove_file(&file) {
-                Ok(()) => tracing::info!("removed {} (its input {} is no longer given)", file.display(), path.display()),
+                Ok(()) => tracing::info!(
+                    "removed {} (its input {} is no longer given)",
+                    file.display(),
+                    path.display()
+                ),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => return Err(Error::io(&file, e)),
             }
@@ -317,7 +354,9 @@ fn concat_explain(opts: &RunOptions, inputs: &[InputId], explain: &Path) -> Resu
             out.write_all(&bytes).map_err(|e| Error::io(&tmp, e))?;
         }
     }
-    let file = out.into_inner().map_err(|e| Error::io(&tmp, e.into_error()))?;
+    let file = out
+        .into_inner()
+        .map_err(|e| Error::io(&tmp, e.into_error()))?;
     dataset::commit_tmp(file, &tmp, explain)
 }
 
@@ -329,7 +368,9 @@ fn refine_file(
     key: &str,
     opts: &RunOptions,
 ) -> Result<RunStats> {
-    let bytes_in = std::fs::metadata(path).map_err(|e| Error::io(path, e))?.len();
+    let bytes_in = std::fs::metadata(path)
+        .map_err(|e| Error::io(path, e))?
+        .len();
     let mut read = StageStats::new("read");
     let mut rows = pipeline.new_stats();
     let mut writer = ShardWriter::create(&part(opts.output, key), &config.output)?;
@@ -374,13 +415,14 @@ fn refine_file(
         }
         Ok(())
     };
-    let mut push = |doc: Document, chunk: &mut Vec<Document>, rows: &mut Vec<StageStats>| -> Result<()> {
-        chunk.push(doc);
-        if chunk.len() >= CHUNK {
-            flush(chunk, rows)?;
-        }
-        Ok(())
-    };
+    let mut push =
+        |doc: Document, chunk: &mut Vec<Document>, rows: &mut Vec<StageStats>| -> Result<()> {
+            chunk.push(doc);
+            if chunk.len() >= CHUNK {
+                flush(chunk, rows)?;
+            }
+            Ok(())
+        };
     match InputKind::of(path) {
         Some(InputKind::Warc) => {
             for item in WarcReader::open(path, &config.read)? {
@@ -411,18 +453,27 @@ fn refine_file(
             }
         }
         None => {
-            return Err(Error::Input { path: path.into(), message: "not a WARC, JSONL or Parquet file".into() })
+            return Err(Error::Input {
+                path: path.into(),
+                message: "not a WARC, JSONL or Parquet file".into(),
+            })
         }
     }
     flush(&mut chunk, &mut rows)?;
     writer.finish()?;
     if let Some((out, tmp, p)) = explain {
-        let file = out.into_inner().map_err(|e| Error::io(&tmp, e.into_error()))?;
+        let file = out
+            .into_inner()
+            .map_err(|e| Error::io(&tmp, e.into_error()))?;
         dataset::commit_tmp(file, &tmp, &p)?;
     }
     let mut stages = vec![read];
     stages.extend(rows);
-    Ok(RunStats { stages, seconds: 0.0, bytes_in })
+    Ok(RunStats {
+        stages,
+        seconds: 0.0,
+        bytes_in,
+    })
 }
 
 #[cfg(test)]
@@ -431,11 +482,23 @@ mod tests {
 
     #[test]
     fn input_kinds_by_name() {
-        assert_eq!(InputKind::of(Path::new("a/CC-MAIN-x.warc.gz")), Some(InputKind::Warc));
-        assert_eq!(InputKind::of(Path::new("a/x.warc.wet.gz")), Some(InputKind::Warc));
+        assert_eq!(
+            InputKind::of(Path::new("a/CC-MAIN-x.warc.gz")),
+            Some(InputKind::Warc)
+        );
+        assert_eq!(
+            InputKind::of(Path::new("a/x.warc.wet.gz")),
+            Some(InputKind::Warc)
+        );
         assert_eq!(InputKind::of(Path::new("x.WARC")), Some(InputKind::Warc));
-        assert_eq!(InputKind::of(Path::new("x.jsonl.gz")), Some(InputKind::Jsonl));
-        assert_eq!(InputKind::of(Path::new("x.parquet")), Some(InputKind::Parquet));
+        assert_eq!(
+            InputKind::of(Path::new("x.jsonl.gz")),
+            Some(InputKind::Jsonl)
+        );
+        assert_eq!(
+            InputKind::of(Path::new("x.parquet")),
+            Some(InputKind::Parquet)
+        );
         assert_eq!(InputKind::of(Path::new("x.warc.wat.gz")), None);
         assert_eq!(InputKind::of(Path::new("README.md")), None);
     }
@@ -451,7 +514,14 @@ mod tests {
     #[test]
     fn folders_skip_run_bookkeeping_and_unread_kinds() {
         let dir = tempfile::tempdir().unwrap();
-        for name in ["a.warc.gz", "b.jsonl", "notes.txt", "_explain/part-00000.jsonl", ".c.jsonl.tmp", "sub/d.parquet"] {
+        for name in [
+            "a.warc.gz",
+            "b.jsonl",
+            "notes.txt",
+            "_explain/part-00000.jsonl",
+            ".c.jsonl.tmp",
+            "sub/d.parquet",
+        ] {
             let path = dir.path().join(name);
             std::fs::create_dir_all(path.parent().unwrap()).unwrap();
             std::fs::write(path, "").unwrap();
@@ -459,7 +529,12 @@ mod tests {
         let names: Vec<_> = expand_inputs(&[dir.path().to_owned()])
             .unwrap()
             .iter()
-            .map(|p| p.strip_prefix(dir.path()).unwrap().to_string_lossy().into_owned())
+            .map(|p| {
+                p.strip_prefix(dir.path())
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned()
+            })
             .collect();
         assert_eq!(names, ["a.warc.gz", "b.jsonl", "sub/d.parquet"]);
     }
@@ -468,8 +543,14 @@ mod tests {
     fn folder_without_inputs_is_an_error() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("notes.txt"), "").unwrap();
-        let err = expand_inputs(&[dir.path().to_owned()]).unwrap_err().to_string();
-        assert!(err.contains("no input file in this folder") && err.contains(&*dir.path().to_string_lossy()), "{err}");
+        let err = expand_inputs(&[dir.path().to_owned()])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("no input file in this folder")
+                && err.contains(&*dir.path().to_string_lossy()),
+            "{err}"
+        );
     }
 
     #[test]
@@ -493,7 +574,10 @@ mod tests {
         use flate2::{write::GzEncoder, Compression};
         let mut gz = GzEncoder::new(Vec::new(), Compression::default());
         for i in 0..n {
-            let line = format!("{{\"text\":\"document {i} {}\",\"url\":\"https://e.com/{i}\"}}\n", "word ".repeat(i % 50));
+            let line = format!(
+                "{{\"text\":\"document {i} {}\",\"url\":\"https://e.com/{i}\"}}\n",
+                "word ".repeat(i % 50)
+            );
             gz.write_all(line.as_bytes()).unwrap();
         }
         gz.finish().unwrap()
@@ -507,7 +591,9 @@ mod tests {
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             let inputs = vec![input];
-            let _ = tx.send(refine(&reading_only(), &opts(&inputs, &out, false)).map_err(|e| e.to_string()));
+            let _ = tx.send(
+                refine(&reading_only(), &opts(&inputs, &out, false)).map_err(|e| e.to_string()),
+            );
         });
         match rx.recv_timeout(std::time::Duration::from_secs(60)) {
             Ok(stats) => stats.unwrap(),
@@ -530,7 +616,10 @@ mod tests {
         let corrupt = dir.path().join("corrupt.jsonl.gz");
         let mut bad = whole.clone();
         let mid = bad.len() / 2;
-        bad[mid..mid + 64].iter_mut().enumerate().for_each(|(i, b)| *b ^= 0x5a ^ i as u8);
+        bad[mid..mid + 64]
+            .iter_mut()
+            .enumerate()
+            .for_each(|(i, b)| *b ^= 0x5a ^ i as u8);
         std::fs::write(&corrupt, &bad).unwrap();
         for (input, reason) in [(&truncated, "truncated"), (&corrupt, "corrupt_gzip")] {
             let out = dir.path().join(format!("out-{reason}"));
@@ -538,7 +627,10 @@ mod tests {
             let read = &stats.stages[0];
             assert_eq!(read.dropped.get(reason), Some(&1), "{reason}: {read:?}");
             // The whole lines before the damage are kept, none after it.
-            assert!(read.output > 1000 && read.output < 4000, "{reason}: {read:?}");
+            assert!(
+                read.output > 1000 && read.output < 4000,
+                "{reason}: {read:?}"
+            );
             assert!(out.join("stats.json").exists());
             let rows = std::fs::read_dir(&out)
                 .unwrap()
@@ -554,14 +646,27 @@ mod tests {
         std::fs::create_dir_all(dir).unwrap();
         for f in files {
             let lines: String = (0..5)
-                .map(|i| format!("{{\"text\":\"file {f} doc {i}\",\"url\":\"https://e.com/{f}/{i}\"}}\n"))
+                .map(|i| {
+                    format!("{{\"text\":\"file {f} doc {i}\",\"url\":\"https://e.com/{f}/{i}\"}}\n")
+                })
                 .collect();
             std::fs::write(dir.join(format!("f{f}.jsonl")), lines).unwrap();
         }
     }
 
-    fn opts<'a>(inputs: &'a [PathBuf], out: &'a Path, allow_changed_inputs: bool) -> RunOptions<'a> {
-        RunOptions { inputs, output: out, task: Task::default(), explain: None, on_file_done: &|_| {}, allow_changed_inputs }
+    fn opts<'a>(
+        inputs: &'a [PathBuf],
+        out: &'a Path,
+        allow_changed_inputs: bool,
+    ) -> RunOptions<'a> {
+        RunOptions {
+            inputs,
+            output: out,
+            task: Task::default(),
+            explain: None,
+            on_file_done: &|_| {},
+            allow_changed_inputs,
+        }
     }
 
     /// Every row of every part, as `url`s, sorted.
@@ -570,14 +675,21 @@ mod tests {
             .unwrap()
             .map(|e| e.unwrap().path())
             .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
-            .flat_map(|p| dataset::read_parquet(&p).unwrap().map(|d| d.unwrap().url).collect::<Vec<_>>())
+            .flat_map(|p| {
+                dataset::read_parquet(&p)
+                    .unwrap()
+                    .map(|d| d.unwrap().url)
+                    .collect::<Vec<_>>()
+            })
             .collect();
         urls.sort();
         urls
     }
 
     fn expected_urls(files: std::ops::Range<usize>) -> Vec<String> {
-        let mut urls: Vec<String> = files.flat_map(|f| (0..5).map(move |i| format!("https://e.com/{f}/{i}"))).collect();
+        let mut urls: Vec<String> = files
+            .flat_map(|f| (0..5).map(move |i| format!("https://e.com/{f}/{i}")))
+            .collect();
         urls.sort();
         urls
     }
@@ -615,9 +727,19 @@ mod tests {
         write_jsonl_inputs(&input, 0..1);
         write_jsonl_inputs(&input, 2..3);
         let after = expand_inputs(std::slice::from_ref(&input)).unwrap();
-        let err = refine(&reading_only(), &opts(&after, &out, false)).unwrap_err().to_string();
-        assert!(err.contains("2 added") && err.contains("f0.jsonl") && err.contains("--allow-changed-inputs"), "{err}");
-        assert_eq!(urls_out(&out), [expected_urls(1..2), expected_urls(3..4)].concat());
+        let err = refine(&reading_only(), &opts(&after, &out, false))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("2 added")
+                && err.contains("f0.jsonl")
+                && err.contains("--allow-changed-inputs"),
+            "{err}"
+        );
+        assert_eq!(
+            urls_out(&out),
+            [expected_urls(1..2), expected_urls(3..4)].concat()
+        );
         let stats = refine(&reading_only(), &opts(&after, &out, true)).unwrap();
         assert_eq!(stats.stages[0].output, 20);
         assert_eq!(urls_out(&out), expected_urls(0..4));
@@ -636,24 +758,41 @@ mod tests {
         refine(&reading_only(), &opts(&inputs, &out, false)).unwrap();
         // Same size, other text: only the head hash tells.
         let f1 = input.join("f1.jsonl");
-        let text = std::fs::read_to_string(&f1).unwrap().replace("file 1 doc", "FILE 1 DOC");
+        let text = std::fs::read_to_string(&f1)
+            .unwrap()
+            .replace("file 1 doc", "FILE 1 DOC");
         std::fs::write(&f1, text).unwrap();
-        let err = refine(&reading_only(), &opts(&inputs, &out, false)).unwrap_err().to_string();
+        let err = refine(&reading_only(), &opts(&inputs, &out, false))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("f1.jsonl") && err.contains("changed"), "{err}");
         refine(&reading_only(), &opts(&inputs, &out, true)).unwrap();
         let docs: Vec<String> = std::fs::read_dir(&out)
             .unwrap()
             .map(|e| e.unwrap().path())
             .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
-            .flat_map(|p| dataset::read_parquet(&p).unwrap().map(|d| d.unwrap().content).collect::<Vec<_>>())
+            .flat_map(|p| {
+                dataset::read_parquet(&p)
+                    .unwrap()
+                    .map(|d| d.unwrap().content)
+                    .collect::<Vec<_>>()
+            })
             .collect();
         assert_eq!(docs.len(), 15);
-        assert_eq!(docs.iter().filter(|c| c.starts_with("FILE 1 DOC")).count(), 5);
+        assert_eq!(
+            docs.iter().filter(|c| c.starts_with("FILE 1 DOC")).count(),
+            5
+        );
         // A removed input: refused, then its part goes.
         std::fs::remove_file(input.join("f2.jsonl")).unwrap();
         let fewer = expand_inputs(std::slice::from_ref(&input)).unwrap();
-        let err = refine(&reading_only(), &opts(&fewer, &out, false)).unwrap_err().to_string();
-        assert!(err.contains("1 removed") && err.contains("f2.jsonl"), "{err}");
+        let err = refine(&reading_only(), &opts(&fewer, &out, false))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("1 removed") && err.contains("f2.jsonl"),
+            "{err}"
+        );
         let stats = refine(&reading_only(), &opts(&fewer, &out, true)).unwrap();
         assert_eq!(stats.stages[0].output, 10);
         assert_eq!(urls_out(&out), expected_urls(0..2));

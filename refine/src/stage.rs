@@ -46,7 +46,10 @@ pub struct StageStats {
 impl StageStats {
     /// An empty row for the stage `name`.
     pub fn new(name: &str) -> Self {
-        StageStats { name: name.to_string(), ..Default::default() }
+        StageStats {
+            name: name.to_string(),
+            ..Default::default()
+        }
     }
 
     /// Counts one document passed on.
@@ -122,6 +125,9 @@ mod tests {
         assert_eq!(a.stages[0].dropped["not_html"], 2);
         assert_eq!(a.stages[1].dropped["empty"], 1);
         let json = serde_json::to_string(&a.stages[0]).unwrap();
-        assert!(json.contains("\"in\":4") && json.contains("\"out\":2"), "{json}");
+        assert!(
+            json.contains("\"in\":4") && json.contains("\"out\":2"),
+            "{json}"
+        );
     }
 }

@@ -13,8 +13,8 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use falconry_tokenize::Tokenizer;
 use falconry_refine::test_data_dir as data_dir;
+use falconry_tokenize::Tokenizer;
 
 /// Text of an HTML page: tags, scripts and styles removed, a few entities decoded.
 fn strip_html(html: &str) -> String {

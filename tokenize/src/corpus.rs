@@ -19,7 +19,10 @@ fn is_dataset_file(path: &Path) -> bool {
 /// The dataset files of `inputs` (files, folders searched recursively, globs), sorted and
 /// without repeats.
 pub fn list_inputs(inputs: &[PathBuf]) -> Result<Vec<PathBuf>> {
-    Ok(falconry_refine::run::expand_inputs_with(inputs, is_dataset_file)?)
+    Ok(falconry_refine::run::expand_inputs_with(
+        inputs,
+        is_dataset_file,
+    )?)
 }
 
 /// The files of task `task` of `tasks`: every `tasks`-th of the sorted list.

@@ -206,7 +206,14 @@ pub fn tokenize_corpus(config: &TokenizeConfig) -> Result<TokenizeReport> {
                     return Err(Error::io(&part_path, e));
                 }
             }
-            report.part = run_task(config, &files, &inputs, &tokenizer, eos, &mut report.shards_written)?;
+            report.part = run_task(
+                config,
+                &files,
+                &inputs,
+                &tokenizer,
+                eos,
+                &mut report.shards_written,
+            )?;
             write_json(&part_path, &report.part)?;
         }
     }

@@ -5,8 +5,8 @@
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
-use falconry_tokenize::Tokenizer;
 use falconry_refine::test_data_dir as data_dir;
+use falconry_tokenize::Tokenizer;
 
 fn falcon() -> &'static Tokenizer {
     static T: OnceLock<Tokenizer> = OnceLock::new();

@@ -4,9 +4,9 @@
 use std::path::PathBuf;
 
 use falconry_refine::dataset::read_parquet;
+use falconry_refine::test_data_dir as data_dir;
 use falconry_refine::{RunStats, StageStats};
 use falconry_tokenize::{publish_dataset, tokenize_corpus, PublishConfig, TokenizeConfig};
-use falconry_refine::test_data_dir as data_dir;
 
 fn fixture() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/falcon_docs.jsonl")

@@ -4,10 +4,10 @@
 
 use std::path::{Path, PathBuf};
 
+use falconry_refine::test_data_dir as data_dir;
 use falconry_tokenize::{
     tokenize_corpus, Dtype, Error, Split, TokenShards, TokenizeConfig, Tokenizer,
 };
-use falconry_refine::test_data_dir as data_dir;
 
 fn fixture() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/falcon_docs.jsonl")
@@ -258,7 +258,11 @@ fn jsonl_gz(n: usize) -> Vec<u8> {
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     for i in 0..n {
         let words = "word ".repeat(i % 50);
-        writeln!(gz, "{{\"text\":\"document {i} {words}\",\"url\":\"https://e.com/{i}\"}}").unwrap();
+        writeln!(
+            gz,
+            "{{\"text\":\"document {i} {words}\",\"url\":\"https://e.com/{i}\"}}"
+        )
+        .unwrap();
     }
     gz.finish().unwrap()
 }
@@ -274,10 +278,16 @@ fn damaged_jsonl_gz_is_a_counted_skip() {
     let corrupt = tmp.path().join("corrupt.jsonl.gz");
     let mut bad = whole.clone();
     let mid = bad.len() / 2;
-    bad[mid..mid + 64].iter_mut().enumerate().for_each(|(i, b)| *b ^= 0x5a ^ i as u8);
+    bad[mid..mid + 64]
+        .iter_mut()
+        .enumerate()
+        .for_each(|(i, b)| *b ^= 0x5a ^ i as u8);
     std::fs::write(&corrupt, &bad).unwrap();
     for input in [truncated, corrupt] {
-        let out = tmp.path().join(format!("out-{}", input.file_name().unwrap().to_string_lossy()));
+        let out = tmp.path().join(format!(
+            "out-{}",
+            input.file_name().unwrap().to_string_lossy()
+        ));
         let config = config(vec![input.clone()], &out);
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
@@ -293,10 +303,18 @@ fn damaged_jsonl_gz_is_a_counted_skip() {
         if input.ends_with("truncated.jsonl.gz") {
             assert_eq!(report.part.skipped_lines, 1);
         }
-        assert!(report.part.documents > 1000 && report.part.documents < 4000, "{input:?}: {}", report.part.documents);
+        assert!(
+            report.part.documents > 1000 && report.part.documents < 4000,
+            "{input:?}: {}",
+            report.part.documents
+        );
         assert!(report.meta_written);
         let meta = TokenShards::open(&out).unwrap();
-        let docs: u64 = [Split::Train, Split::Validation].iter().flat_map(|&s| meta.shards(s)).map(|s| s.documents).sum();
+        let docs: u64 = [Split::Train, Split::Validation]
+            .iter()
+            .flat_map(|&s| meta.shards(s))
+            .map(|s| s.documents)
+            .sum();
         assert_eq!(docs, report.part.documents, "{input:?}");
     }
 }
@@ -314,8 +332,17 @@ fn an_added_file_is_refused_then_tokenized_once_when_allowed() {
     tokenize_corpus(&cfg).unwrap();
     std::fs::write(input.path().join("a.jsonl"), lines[..120].join("\n")).unwrap();
     let err = tokenize_corpus(&cfg).unwrap_err().to_string();
-    assert!(err.contains("1 added") && err.contains("a.jsonl") && err.contains("--allow-changed-inputs"), "{err}");
-    let report = tokenize_corpus(&TokenizeConfig { allow_changed_inputs: true, ..cfg.clone() }).unwrap();
+    assert!(
+        err.contains("1 added")
+            && err.contains("a.jsonl")
+            && err.contains("--allow-changed-inputs"),
+        "{err}"
+    );
+    let report = tokenize_corpus(&TokenizeConfig {
+        allow_changed_inputs: true,
+        ..cfg.clone()
+    })
+    .unwrap();
     assert!(report.meta_written && !report.task_was_done);
     let mut all: Vec<Vec<u32>> = read_docs(out.path(), Split::Train);
     all.extend(read_docs(out.path(), Split::Validation));

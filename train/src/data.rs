@@ -104,7 +104,11 @@ impl TokenSplit {
             path: dir.into(),
             max: self.tokens.iter().copied().max().unwrap_or(0),
         }];
-        let shards = if self.max_ids.is_empty() { &in_memory[..] } else { &self.max_ids[..] };
+        let shards = if self.max_ids.is_empty() {
+            &in_memory[..]
+        } else {
+            &self.max_ids[..]
+        };
         for shard in shards {
             if shard.max as usize >= vocab_size {
                 return Err(Error::Data {
@@ -358,20 +362,41 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let mut tokens: Vec<u16> = (0..1000).map(|i| (i * 7 % 65024) as u16).collect();
         write_shards(tmp.path(), &tokens);
-        TokenData::open(tmp.path(), 16).unwrap().check_model(&model).unwrap();
+        TokenData::open(tmp.path(), 16)
+            .unwrap()
+            .check_model(&model)
+            .unwrap();
         // One id out of range, in the second shard.
         tokens[900] = 65_024;
         write_shards(tmp.path(), &tokens);
-        let err = TokenData::open(tmp.path(), 16).unwrap().check_model(&model).unwrap_err().to_string();
-        assert!(err.contains("shard-00001.bin") && err.contains("token id 65024") && err.contains("vocab_size 65024"), "{err}");
+        let err = TokenData::open(tmp.path(), 16)
+            .unwrap()
+            .check_model(&model)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("shard-00001.bin")
+                && err.contains("token id 65024")
+                && err.contains("vocab_size 65024"),
+            "{err}"
+        );
         // A tokenizer of another vocabulary, even with ids in range.
         tokens[900] = 1;
         write_shards(tmp.path(), &tokens);
         let meta_path = tmp.path().join("meta.json");
-        let meta = std::fs::read_to_string(&meta_path).unwrap().replace("65024", "50277");
+        let meta = std::fs::read_to_string(&meta_path)
+            .unwrap()
+            .replace("65024", "50277");
         std::fs::write(&meta_path, meta).unwrap();
-        let err = TokenData::open(tmp.path(), 16).unwrap().check_model(&model).unwrap_err().to_string();
-        assert!(err.contains("meta.json") && err.contains("vocab_size 50277") && err.contains("65024"), "{err}");
+        let err = TokenData::open(tmp.path(), 16)
+            .unwrap()
+            .check_model(&model)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("meta.json") && err.contains("vocab_size 50277") && err.contains("65024"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -15,7 +15,12 @@ pub fn register_font() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         for family in ["sans-serif", "serif", "monospace"] {
-            for style in [FontStyle::Normal, FontStyle::Bold, FontStyle::Italic, FontStyle::Oblique] {
+            for style in [
+                FontStyle::Normal,
+                FontStyle::Bold,
+                FontStyle::Italic,
+                FontStyle::Oblique,
+            ] {
                 // The bytes are a valid TrueType font: a test draws with them.
                 let _ = plotters::style::register_font(family, style, FONT);
             }
@@ -144,6 +149,9 @@ mod tests {
         let with_text = std::fs::metadata(&path).unwrap().len();
         draw(&history, &path, false).unwrap();
         let without = std::fs::metadata(&path).unwrap().len();
-        assert!(with_text > without, "{with_text} bytes with text, {without} without");
+        assert!(
+            with_text > without,
+            "{with_text} bytes with text, {without} without"
+        );
     }
 }

@@ -4,13 +4,17 @@
 use std::path::Path;
 
 use falconry_refine::dataset::ShardWriter;
-use falconry_refine::{Document, OutputConfig};
 pub use falconry_refine::test_data_dir as data_dir;
+use falconry_refine::{Document, OutputConfig};
 
 /// The extraction benchmark's article bodies.
 pub fn articles() -> Vec<String> {
-    falconry_dedup::near_duplicates::load_articles(&data_dir().join("extraction-bench").join("ground-truth.json"))
-        .expect("extraction-bench ground truth (set FALCONRY_TEST_DATA)")
+    falconry_dedup::near_duplicates::load_articles(
+        &data_dir()
+            .join("extraction-bench")
+            .join("ground-truth.json"),
+    )
+    .expect("extraction-bench ground truth (set FALCONRY_TEST_DATA)")
 }
 
 /// Writes `docs` as one Parquet shard at `path`.
@@ -24,5 +28,8 @@ pub fn write_shard(path: &Path, docs: &[Document]) {
 
 /// The first `n` words of `text`.
 pub fn words(text: &str, n: usize) -> String {
-    text.split_whitespace().take(n).collect::<Vec<_>>().join(" ")
+    text.split_whitespace()
+        .take(n)
+        .collect::<Vec<_>>()
+        .join(" ")
 }

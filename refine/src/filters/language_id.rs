@@ -86,7 +86,11 @@ impl LanguageIdConfig {
                 self.min_language_score
             ));
         }
-        if let Some(bad) = self.languages.iter().find(|l| l.is_empty() || l.starts_with("__")) {
+        if let Some(bad) = self
+            .languages
+            .iter()
+            .find(|l| l.is_empty() || l.starts_with("__"))
+        {
             return Err(format!(
                 "language_id.languages: `{bad}` is not a lid.176 label such as `en`"
             ));
@@ -115,14 +119,28 @@ impl LanguageIdConfig {
         }
         let here = PathBuf::from(DEFAULT_MODEL);
         // A copied or installed binary finds the model beside it, in `models/` or on its own.
-        let exe_dir = std::env::current_exe().ok().and_then(|e| e.parent().map(Path::to_path_buf));
+        let exe_dir = std::env::current_exe()
+            .ok()
+            .and_then(|e| e.parent().map(Path::to_path_buf));
         let beside = exe_dir.iter().flat_map(|d| {
-            [d.join(DEFAULT_MODEL), d.join(Path::new(DEFAULT_MODEL).file_name().unwrap_or_default())]
+            [
+                d.join(DEFAULT_MODEL),
+                d.join(Path::new(DEFAULT_MODEL).file_name().unwrap_or_default()),
+            ]
         });
-        let checkout = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(DEFAULT_MODEL);
-        std::iter::once(here.clone()).chain(beside).chain([checkout]).find(|p| p.is_file()).ok_or_else(|| {
-            missing_model(&here, "the default, also looked for beside the executable and in the source checkout")
-        })
+        let checkout = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("..")
+            .join(DEFAULT_MODEL);
+        std::iter::once(here.clone())
+            .chain(beside)
+            .chain([checkout])
+            .find(|p| p.is_file())
+            .ok_or_else(|| {
+                missing_model(
+                    &here,
+                    "the default, also looked for beside the executable and in the source checkout",
+                )
+            })
     }
 }
 
@@ -168,7 +186,11 @@ impl LanguageId {
             Ok(predictions) => predictions
                 .into_iter()
                 .map(|p| {
-                    let label = p.label.strip_prefix("__label__").unwrap_or(&p.label).to_string();
+                    let label = p
+                        .label
+                        .strip_prefix("__label__")
+                        .unwrap_or(&p.label)
+                        .to_string();
                     (label, p.probability)
                 })
                 .collect(),
@@ -211,9 +233,11 @@ impl StopWords {
     /// the file is an error naming it.
     pub fn load_iso_json(path: &Path, languages: &[String]) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        let mut all: BTreeMap<String, Vec<String>> = serde_json::from_str(&text).map_err(|e| {
-            Error::Input { path: path.into(), message: format!("not stopwords-iso JSON: {e}") }
-        })?;
+        let mut all: BTreeMap<String, Vec<String>> =
+            serde_json::from_str(&text).map_err(|e| Error::Input {
+                path: path.into(),
+                message: format!("not stopwords-iso JSON: {e}"),
+            })?;
         if !languages.is_empty() {
             if let Some(missing) = languages.iter().find(|l| !all.contains_key(*l)) {
                 return Err(Error::Input {
@@ -246,7 +270,10 @@ mod tests {
     }
 
     fn doc(text: &str) -> Document {
-        Document { content: text.into(), ..Default::default() }
+        Document {
+            content: text.into(),
+            ..Default::default()
+        }
     }
 
     const ENGLISH: &str =
@@ -280,21 +307,37 @@ mod tests {
         let mut d = doc("Hyundai Santa Fe Luxury Line");
         assert_eq!(lid.apply(&mut d), Verdict::Drop("min_language_score"));
         assert_eq!(d.language.as_deref(), Some("en"));
-        assert!((d.language_score.unwrap() - 0.465).abs() < 1e-3, "{:?}", d.language_score);
-        let strict =
-            LanguageId::new(&LanguageIdConfig { min_language_score: 0.999, ..Default::default() })
-                .unwrap();
-        assert_eq!(strict.apply(&mut doc(ENGLISH)), Verdict::Drop("min_language_score"));
+        assert!(
+            (d.language_score.unwrap() - 0.465).abs() < 1e-3,
+            "{:?}",
+            d.language_score
+        );
+        let strict = LanguageId::new(&LanguageIdConfig {
+            min_language_score: 0.999,
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(
+            strict.apply(&mut doc(ENGLISH)),
+            Verdict::Drop("min_language_score")
+        );
     }
 
     #[test]
     fn multilingual_keeps_refinedweb_europe() {
         let languages = REFINEDWEB_EUROPE.iter().map(|l| l.to_string()).collect();
-        let lid = LanguageId::new(&LanguageIdConfig { languages, ..Default::default() }).unwrap();
+        let lid = LanguageId::new(&LanguageIdConfig {
+            languages,
+            ..Default::default()
+        })
+        .unwrap();
         assert_eq!(lid.apply(&mut doc(GERMAN)), Verdict::Keep);
         assert_eq!(lid.apply(&mut doc(ENGLISH)), Verdict::Drop("languages"));
-        let any =
-            LanguageId::new(&LanguageIdConfig { languages: vec![], ..Default::default() }).unwrap();
+        let any = LanguageId::new(&LanguageIdConfig {
+            languages: vec![],
+            ..Default::default()
+        })
+        .unwrap();
         assert_eq!(any.apply(&mut doc(GERMAN)), Verdict::Keep);
     }
 
@@ -307,36 +350,62 @@ mod tests {
         for p in [&a, &b, &c] {
             std::fs::write(p, b"x").unwrap();
         }
-        let mut config = LanguageIdConfig { model: Some(c.clone()), ..Default::default() };
+        let mut config = LanguageIdConfig {
+            model: Some(c.clone()),
+            ..Default::default()
+        };
         assert_eq!(config.model_path_with_env(None).unwrap(), c);
-        assert_eq!(config.model_path_with_env(Some(b.clone().into())).unwrap(), b);
+        assert_eq!(
+            config.model_path_with_env(Some(b.clone().into())).unwrap(),
+            b
+        );
         config.model_override = Some(a.clone());
         assert_eq!(config.model_path_with_env(Some(b.into())).unwrap(), a);
         // The default is the committed model.
-        let default =
-            LanguageIdConfig::default().model_path_with_env(Some(OsString::new())).unwrap();
+        let default = LanguageIdConfig::default()
+            .model_path_with_env(Some(OsString::new()))
+            .unwrap();
         assert!(default.ends_with(DEFAULT_MODEL), "{}", default.display());
 
         let missing = dir.path().join("missing.ftz");
-        let err = LanguageIdConfig { model: Some(missing.clone()), ..Default::default() }
-            .model_path_with_env(None)
-            .unwrap_err()
-            .to_string();
-        for needle in [missing.to_str().unwrap(), "--lid-model", MODEL_ENV, "language_id.model"] {
+        let err = LanguageIdConfig {
+            model: Some(missing.clone()),
+            ..Default::default()
+        }
+        .model_path_with_env(None)
+        .unwrap_err()
+        .to_string();
+        for needle in [
+            missing.to_str().unwrap(),
+            "--lid-model",
+            MODEL_ENV,
+            "language_id.model",
+        ] {
             assert!(err.contains(needle), "{err}");
         }
-        let bad = LanguageId::new(&LanguageIdConfig { model: Some(c), ..Default::default() });
+        let bad = LanguageId::new(&LanguageIdConfig {
+            model: Some(c),
+            ..Default::default()
+        });
         assert!(bad.is_err());
     }
 
     #[test]
     fn config_validates() {
         assert!(LanguageIdConfig::default().validate().is_ok());
-        assert!(LanguageIdConfig { min_language_score: 1.5, ..Default::default() }
-            .validate()
-            .is_err());
+        assert!(LanguageIdConfig {
+            min_language_score: 1.5,
+            ..Default::default()
+        }
+        .validate()
+        .is_err());
         let labels = vec!["__label__en".to_string()];
-        assert!(LanguageIdConfig { languages: labels, ..Default::default() }.validate().is_err());
+        assert!(LanguageIdConfig {
+            languages: labels,
+            ..Default::default()
+        }
+        .validate()
+        .is_err());
     }
 
     #[test]
@@ -379,10 +448,18 @@ mod tests {
                 && got[0].0 == row.label
                 && (got[0].1 - row.score).abs() < 1e-5;
             if !same {
-                failures.push(format!("{}: python {:?} rust {:?}", row.source, row.top, got));
+                failures.push(format!(
+                    "{}: python {:?} rust {:?}",
+                    row.source, row.top, got
+                ));
             }
         }
         assert!(n >= 300, "fixture has {n} documents");
-        assert!(failures.is_empty(), "{} of {n} differ:\n{}", failures.len(), failures.join("\n"));
+        assert!(
+            failures.is_empty(),
+            "{} of {n} differ:\n{}",
+            failures.len(),
+            failures.join("\n")
+        );
     }
 }

@@ -292,7 +292,9 @@ mod tests {
         gardens castles lakes or forests.";
 
     fn check(text: &str) -> Option<&'static str> {
-        Quality::new(&QualityConfig::default()).unwrap().check(text, None)
+        Quality::new(&QualityConfig::default())
+            .unwrap()
+            .check(text, None)
     }
 
     #[test]
@@ -308,7 +310,9 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(
-            Quality::new(&config).unwrap().check(&format!("{CLEAN} {CLEAN}"), None),
+            Quality::new(&config)
+                .unwrap()
+                .check(&format!("{CLEAN} {CLEAN}"), None),
             Some("max_words")
         );
         assert_eq!(
@@ -351,7 +355,11 @@ mod tests {
         use std::io::Read;
 
         let languages: Vec<String> = REFINEDWEB_EUROPE.map(String::from).to_vec();
-        let lid = LanguageId::new(&LanguageIdConfig { languages, ..Default::default() }).unwrap();
+        let lid = LanguageId::new(&LanguageIdConfig {
+            languages,
+            ..Default::default()
+        })
+        .unwrap();
         let extractor = crate::Extractor::new(&Default::default());
         let english = Quality::new(&QualityConfig::default()).unwrap();
         let iso = test_data().join("filters/stopwords-iso/stopwords-iso.json");
@@ -372,11 +380,18 @@ mod tests {
             flate2::read::GzDecoder::new(std::fs::File::open(&path).unwrap())
                 .read_to_string(&mut html)
                 .unwrap();
-            let mut doc = Document { html: Some(html), ..Default::default() };
+            let mut doc = Document {
+                html: Some(html),
+                ..Default::default()
+            };
             assert_eq!(extractor.apply(&mut doc), Verdict::Keep, "{page}");
             assert_eq!(lid.apply(&mut doc), Verdict::Keep, "{page}");
             assert_eq!(doc.language.as_deref(), Some(language), "{page}");
-            assert_eq!(english.apply(&mut doc), Verdict::Drop("min_stop_words"), "{page}");
+            assert_eq!(
+                english.apply(&mut doc),
+                Verdict::Drop("min_stop_words"),
+                "{page}"
+            );
             assert_eq!(europe.apply(&mut doc), Verdict::Keep, "{page}");
         }
         // English documents keep Gopher's list; a language missing from the file is an error.

@@ -278,7 +278,10 @@ pub fn is_punctuation(c: char) -> bool {
     }
     static SORTED: OnceLock<Vec<char>> = OnceLock::new();
     let sorted = SORTED.get_or_init(|| {
-        let mut chars: Vec<char> = PUNCTUATION_NON_ASCII.iter().flat_map(|s| s.chars()).collect();
+        let mut chars: Vec<char> = PUNCTUATION_NON_ASCII
+            .iter()
+            .flat_map(|s| s.chars())
+            .collect();
         chars.sort_unstable();
         chars
     });
@@ -610,7 +613,10 @@ fn unit_after_digit(s: &str) -> usize {
         }
         set
     });
-    let unit = tail.as_bytes().first().is_some_and(|&b| first_bytes[usize::from(b)])
+    let unit = tail
+        .as_bytes()
+        .first()
+        .is_some_and(|&b| first_bytes[usize::from(b)])
         && CURRENCIES.iter().chain(UNITS).any(|u| *u == tail);
     if unit {
         tail.len()
@@ -917,12 +923,18 @@ pub struct Ngrams<'w> {
 impl<'w> Ngrams<'w> {
     /// Hashes `words`, split from `text`.
     pub fn new(text: &str, words: &'w Words) -> Self {
-        let (mut spaced, mut joined) = (Vec::with_capacity(words.len()), Vec::with_capacity(words.len()));
+        let (mut spaced, mut joined) = (
+            Vec::with_capacity(words.len()),
+            Vec::with_capacity(words.len()),
+        );
         for w in words.iter(text) {
             let (h, p) = poly::hash(w.as_bytes());
             joined.push((h, p));
             let space = u64::from(b' ') + 1;
-            spaced.push((poly::add(poly::mul(h, poly::BASE), space), poly::mul(p, poly::BASE)));
+            spaced.push((
+                poly::add(poly::mul(h, poly::BASE), space),
+                poly::mul(p, poly::BASE),
+            ));
         }
         Ngrams {
             words,
@@ -1179,7 +1191,10 @@ mod tests {
     fn plain_letters_take_no_affix_or_infix() {
         // The fast path of `split_chunk` must give what the rules give: no letter is a prefix,
         // a suffix or an infix, alone or between letters.
-        for c in (0..=0x10FFFF).filter_map(char::from_u32).filter(|&c| is_plain_letter(c)) {
+        for c in (0..=0x10FFFF)
+            .filter_map(char::from_u32)
+            .filter(|&c| is_plain_letter(c))
+        {
             let s = format!("a{c}{c}a");
             let mut out = Vec::new();
             split_affixes(&s[1..1 + c.len_utf8()], &mut out);
@@ -1195,7 +1210,13 @@ mod tests {
         assert_eq!(w.iter(text).collect::<Vec<_>>(), words(text));
         let gopher = |t: &str| words(t).iter().filter(|w| !is_symbol_word(w)).count();
         assert_eq!(w.counted(), gopher(text));
-        assert_eq!(w.alphabetic(), words(text).iter().filter(|w| w.chars().any(is_alpha)).count());
+        assert_eq!(
+            w.alphabetic(),
+            words(text)
+                .iter()
+                .filter(|w| w.chars().any(is_alpha))
+                .count()
+        );
         let (mut at, mut next) = (0, 0);
         for line in text.split('\n') {
             at += line.len();

@@ -123,8 +123,14 @@ impl UrlFilterConfig {
         if self.soft_words_min == 0 {
             return Err("url_filter.soft_words_min must be at least 1".into());
         }
-        if let Some(bad) = self.curated_sources.iter().find(|d| d.is_empty() || d.contains('/')) {
-            return Err(format!("url_filter.curated_sources: `{bad}` is not a domain"));
+        if let Some(bad) = self
+            .curated_sources
+            .iter()
+            .find(|d| d.is_empty() || d.contains('/'))
+        {
+            return Err(format!(
+                "url_filter.curated_sources: `{bad}` is not a domain"
+            ));
         }
         Ok(())
     }
@@ -190,7 +196,11 @@ impl UrlFilter {
             None => HashSet64::default(),
         };
         let curated = HashSet64::from_hashes(
-            config.curated_sources.iter().map(|d| xxh3_64(normalize_host(d).as_bytes())).collect(),
+            config
+                .curated_sources
+                .iter()
+                .map(|d| xxh3_64(normalize_host(d).as_bytes()))
+                .collect(),
         );
         let strict_words = load_words(config.strict_words.as_deref())?;
         let strict = if strict_words.is_empty() {
@@ -300,7 +310,9 @@ fn split_url(url: &str) -> (String, &str) {
         Some(i) if is_scheme(&url[..i]) => &url[i + 3..],
         _ => url,
     };
-    let end = after_scheme.find(['/', '?', '#']).unwrap_or(after_scheme.len());
+    let end = after_scheme
+        .find(['/', '?', '#'])
+        .unwrap_or(after_scheme.len());
     let (authority, rest) = after_scheme.split_at(end);
     let rest = rest.split('#').next().unwrap_or_default();
     let host = authority.rsplit('@').next().unwrap_or_default();
@@ -335,12 +347,16 @@ fn url_key(host: &str, rest: &str) -> String {
 
 /// The URL's words: maximal runs of ASCII letters and digits (datatrove's `[^a-zA-Z0-9]+` split).
 fn url_words(url: &str) -> impl Iterator<Item = &str> {
-    url.split(|c: char| !c.is_ascii_alphanumeric()).filter(|w| !w.is_empty())
+    url.split(|c: char| !c.is_ascii_alphanumeric())
+        .filter(|w| !w.is_empty())
 }
 
 /// Letters and digits only, lowercased: datatrove's `normalize`, for list words and strict matching.
 fn normalize_word(text: &str) -> String {
-    text.chars().filter(char::is_ascii_alphanumeric).map(|c| c.to_ascii_lowercase()).collect()
+    text.chars()
+        .filter(char::is_ascii_alphanumeric)
+        .map(|c| c.to_ascii_lowercase())
+        .collect()
 }
 
 /// A word list: one entry per line, `#` lines are comments (datatrove's format), normalized.
@@ -360,7 +376,9 @@ fn load_words(path: Option<&Path>) -> Result<HashSet<String>> {
 /// A blocklist: each non-comment line, keyed by `key`, hashed.
 fn load_hashes(path: &Path, member: &str, key: impl Fn(&str) -> String) -> Result<HashSet64> {
     let mut hashes = Vec::new();
-    for_each_line(path, member, |line| hashes.push(xxh3_64(key(line).as_bytes())))?;
+    for_each_line(path, member, |line| {
+        hashes.push(xxh3_64(key(line).as_bytes()))
+    })?;
     Ok(HashSet64::from_hashes(hashes))
 }
 
@@ -394,7 +412,11 @@ fn read_lines(reader: impl Read, path: &Path, f: &mut impl FnMut(&str)) -> Resul
     let mut buf = Vec::new();
     loop {
         buf.clear();
-        if reader.read_until(b'\n', &mut buf).map_err(|e| Error::io(path, e))? == 0 {
+        if reader
+            .read_until(b'\n', &mut buf)
+            .map_err(|e| Error::io(path, e))?
+            == 0
+        {
             return Ok(());
         }
         let line = String::from_utf8_lossy(&buf);
@@ -440,7 +462,10 @@ mod tests {
             split_url("https://user:pw@WWW.Example.COM.:8080/a/b?q=1#frag"),
             ("www.example.com".into(), "/a/b?q=1")
         );
-        assert_eq!(split_url("<https://example.org/x>"), ("example.org".into(), "/x"));
+        assert_eq!(
+            split_url("<https://example.org/x>"),
+            ("example.org".into(), "/x")
+        );
         assert_eq!(
             split_url("example.org/x?u=http://other.com/"),
             ("example.org".into(), "/x?u=http://other.com/")
@@ -454,15 +479,26 @@ mod tests {
         let f = shared_filter();
         // Lines of the shared sample of datatrove's domain list.
         drops!(f, "http://0-1avsex.com/", Some("blocklist_domains"));
-        drops!(f, "https://WWW.0-1avsex.com/page.html", Some("blocklist_domains"));
+        drops!(
+            f,
+            "https://WWW.0-1avsex.com/page.html",
+            Some("blocklist_domains")
+        );
         drops!(f, "https://0000.1.free.fr/index", Some("blocklist_domains"));
-        drops!(f, "https://deep.sub.0000.1.free.fr/index", Some("blocklist_domains"));
+        drops!(
+            f,
+            "https://deep.sub.0000.1.free.fr/index",
+            Some("blocklist_domains")
+        );
         // A parent of a listed domain is not banned, nor is a look-alike.
         drops!(f, "https://free.fr/index", None);
         drops!(f, "https://x0-1avsex.com.example.net/", None);
         // A top-level domain on the list bans every site under it.
         let plain = UrlFilter::new(&UrlFilterConfig::default()).unwrap();
-        let tld = UrlFilter { domains: HashSet64::from_hashes(vec![xxh3_64(b"xxx")]), ..plain };
+        let tld = UrlFilter {
+            domains: HashSet64::from_hashes(vec![xxh3_64(b"xxx")]),
+            ..plain
+        };
         drops!(tld, "https://some.site.xxx/", Some("blocklist_domains"));
         drops!(tld, "https://xxx.com/", None);
     }
@@ -477,7 +513,11 @@ mod tests {
         let listed = "0149614511.strimbat.fr/porno-anal-escort-granville-faire-sa-salope-baise-une-vache-video-gratuite-x-escort-girl-auxerre";
         drops!(f, &format!("http://{listed}"), Some("blocklist_urls"));
         drops!(f, &format!("https://www.{listed}/"), Some("blocklist_urls"));
-        drops!(f, &format!("https://{listed}/more?page=2"), Some("blocklist_urls"));
+        drops!(
+            f,
+            &format!("https://{listed}/more?page=2"),
+            Some("blocklist_urls")
+        );
         drops!(f, "https://0149614511.strimbat.fr/", None);
         drops!(f, &format!("https://{listed}x"), None);
     }
@@ -485,14 +525,34 @@ mod tests {
     #[test]
     fn curated_sources_excluded_with_subdomains() {
         let f = UrlFilter::new(&UrlFilterConfig::default()).unwrap();
-        drops!(f, "https://en.wikipedia.org/wiki/Falcon", Some("curated_sources"));
-        drops!(f, "https://arxiv.org/abs/2306.01116", Some("curated_sources"));
-        drops!(f, "https://math.stackexchange.com/questions/1", Some("curated_sources"));
+        drops!(
+            f,
+            "https://en.wikipedia.org/wiki/Falcon",
+            Some("curated_sources")
+        );
+        drops!(
+            f,
+            "https://arxiv.org/abs/2306.01116",
+            Some("curated_sources")
+        );
+        drops!(
+            f,
+            "https://math.stackexchange.com/questions/1",
+            Some("curated_sources")
+        );
         drops!(f, "https://old.reddit.com/r/rust", Some("curated_sources"));
-        drops!(f, "https://github.com/huggingface/datatrove", Some("curated_sources"));
+        drops!(
+            f,
+            "https://github.com/huggingface/datatrove",
+            Some("curated_sources")
+        );
         drops!(f, "https://notwikipedia.org/wiki/Falcon", None);
         drops!(f, "https://example.com/github.com", None);
-        drops!(f, "https://www.ncbi.nlm.nih.gov/pmc/", Some("curated_sources"));
+        drops!(
+            f,
+            "https://www.ncbi.nlm.nih.gov/pmc/",
+            Some("curated_sources")
+        );
         drops!(f, "https://nih.gov/", None);
     }
 
@@ -500,7 +560,11 @@ mod tests {
     fn word_rules_follow_datatrove() {
         let f = shared_filter();
         // strict: "2 girls 1 cup" normalizes to "2girls1cup", matched inside any run of letters.
-        drops!(f, "https://videos.example.com/watch-2-girls-1-cup-now", Some("strict_words"));
+        drops!(
+            f,
+            "https://videos.example.com/watch-2-girls-1-cup-now",
+            Some("strict_words")
+        );
         // hard: `bdsm` is a word of banned_words.txt; as a part of a longer word it is not.
         drops!(f, "https://shop.example.com/BDSM/gear", Some("hard_words"));
         drops!(f, "https://shop.example.com/bdsmgear", None);
@@ -549,9 +613,11 @@ mod tests {
         }
         tar.into_inner().unwrap().finish().unwrap();
 
-        let f =
-            UrlFilter::new(&UrlFilterConfig { blocklist_domains: Some(gz), ..Default::default() })
-                .unwrap();
+        let f = UrlFilter::new(&UrlFilterConfig {
+            blocklist_domains: Some(gz),
+            ..Default::default()
+        })
+        .unwrap();
         drops!(f, "https://a.bad.example/", Some("blocklist_domains"));
         let f = UrlFilter::new(&UrlFilterConfig {
             blocklist_domains: Some(tgz.clone()),
@@ -573,11 +639,18 @@ mod tests {
     #[test]
     fn stage_drops_with_reason() {
         let f = UrlFilter::new(&UrlFilterConfig::default()).unwrap();
-        let mut doc =
-            Document { url: "https://de.wikipedia.org/wiki/Falke".into(), ..Default::default() };
+        let mut doc = Document {
+            url: "https://de.wikipedia.org/wiki/Falke".into(),
+            ..Default::default()
+        };
         assert_eq!(f.apply(&mut doc), Verdict::Drop("curated_sources"));
         doc.url = "https://falconry.example/".into();
         assert_eq!(f.apply(&mut doc), Verdict::Keep);
-        assert!(UrlFilterConfig { soft_words_min: 0, ..Default::default() }.validate().is_err());
+        assert!(UrlFilterConfig {
+            soft_words_min: 0,
+            ..Default::default()
+        }
+        .validate()
+        .is_err());
     }
 }

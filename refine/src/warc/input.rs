@@ -433,7 +433,12 @@ impl Input {
 
     /// Appends the next `n` bytes to `out`, fewer if the input ends; returns how many, and
     /// whether a `bounded` read stopped early at a record's gzip member ([`Input::bounded_chunk`]).
-    pub(crate) fn read_into(&mut self, n: usize, out: &mut Vec<u8>, bounded: bool) -> Result<(usize, bool), Break> {
+    pub(crate) fn read_into(
+        &mut self,
+        n: usize,
+        out: &mut Vec<u8>,
+        bounded: bool,
+    ) -> Result<(usize, bool), Break> {
         if bounded {
             let mut done = 0;
             while done < n {
@@ -510,7 +515,10 @@ impl Input {
         if avail == 0 {
             return Ok(0);
         }
-        let mut starts = self.member_starts.iter().map(|&m| (m - self.offset) as usize);
+        let mut starts = self
+            .member_starts
+            .iter()
+            .map(|&m| (m - self.offset) as usize);
         let limit = match starts.next() {
             Some(0) => {
                 let next = starts.next();

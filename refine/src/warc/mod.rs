@@ -316,7 +316,10 @@ impl WarcReader {
             }
         };
         self.block.clear();
-        match self.input.read_into(length as usize, &mut self.block, bounded) {
+        match self
+            .input
+            .read_into(length as usize, &mut self.block, bounded)
+        {
             Ok((_, true)) => return self.damage("bad_length"),
             Ok((n, false)) if (n as u64) < length => return self.damage("truncated"),
             Ok(_) => {}

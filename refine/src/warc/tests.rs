@@ -354,7 +354,11 @@ fn too_large_content_length_loses_only_its_record() {
     let (whole, docs) = read_file(rel);
     // Record 5 is a response (an HTML document); record 4 a request.
     for (k, kind) in [(5, "doc"), (4, "request")] {
-        let declared = String::from_utf8_lossy(&records[k]).contains(if kind == "doc" { "WARC-Type: response" } else { "WARC-Type: request" });
+        let declared = String::from_utf8_lossy(&records[k]).contains(if kind == "doc" {
+            "WARC-Type: response"
+        } else {
+            "WARC-Type: request"
+        });
         assert!(declared, "record {k} is a {kind}");
         // Longer than the rest of the file (read to the end before), longer than the next
         // record (swallowed it before), and over max_payload_bytes (skipped unread before).
@@ -365,8 +369,15 @@ fn too_large_content_length_loses_only_its_record() {
             let mut expected = whole.clone();
             *expected.get_mut(kind).expect("counted") -= 1;
             expected.insert("bad_length", 1);
-            assert_eq!(counts, expected, "record {k} ({kind}) with Content-Length {length}");
-            let lost: Vec<&str> = docs.iter().filter(|d| !got.iter().any(|g| g.id == d.id)).map(|d| d.url.as_str()).collect();
+            assert_eq!(
+                counts, expected,
+                "record {k} ({kind}) with Content-Length {length}"
+            );
+            let lost: Vec<&str> = docs
+                .iter()
+                .filter(|d| !got.iter().any(|g| g.id == d.id))
+                .map(|d| d.url.as_str())
+                .collect();
             assert_eq!(lost.len(), usize::from(kind == "doc"), "{lost:?}");
         }
     }

@@ -68,10 +68,10 @@ pub enum Command {
 pub struct TaskArgs {
     /// This task's index (0-based) when the inputs are split across a job array.
     #[arg(long, env = "SLURM_ARRAY_TASK_ID", default_value_t = 0)]
-    pub task: usize,
+    pub task: u32,
     /// Number of tasks the inputs are split across.
-    #[arg(long, env = "SLURM_ARRAY_TASK_COUNT", default_value_t = 1)]
-    pub tasks: usize,
+    #[arg(long, env = "SLURM_ARRAY_TASK_COUNT", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    pub tasks: u32,
 }
 
 #[derive(Debug, Args)]
@@ -88,6 +88,11 @@ pub struct RefineArgs {
     /// Write one JSON line per input document: {"url","kept","stage","reason",...}.
     #[arg(long)]
     pub explain: Option<PathBuf>,
+    /// Refuse no changed input set: bring an output folder made from other inputs up to date
+    /// with these (new and changed inputs are redone, outputs of removed ones deleted) instead
+    /// of stopping with an error.
+    #[arg(long)]
+    pub allow_changed_inputs: bool,
     /// fastText lid.176 model for language_id (beats $FALCONRY_LID_MODEL and the config's
     /// `language_id.model`; default models/lid.176.ftz).
     #[arg(long)]
@@ -119,11 +124,16 @@ pub struct DedupArgs {
     pub config: Option<PathBuf>,
     /// Run one step only (for job arrays): signatures, buckets, components, exact_substring,
     /// url_dedup, filter. Without it all steps run, in order.
-    #[arg(long)]
+    #[arg(long, value_parser = ["signatures", "buckets", "components", "exact_substring", "url_dedup", "filter"])]
     pub stage: Option<String>,
     /// Write explain.jsonl: each removed document with the id it duplicates.
     #[arg(long)]
     pub explain: bool,
+    /// Refuse no changed input set: bring an output folder made from other inputs up to date
+    /// with these (new and changed inputs are redone, outputs of removed ones deleted) instead
+    /// of stopping with an error.
+    #[arg(long)]
+    pub allow_changed_inputs: bool,
     #[command(flatten)]
     pub task: TaskArgs,
 }
@@ -182,7 +192,7 @@ pub struct GenerateArgs {
     #[arg(long, default_value_t = 10)]
     pub top_k: usize,
     /// Softmax temperature (0: greedy).
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 1.0, value_parser = temperature)]
     pub temperature: f64,
     /// Sampler seed.
     #[arg(long, default_value_t = 0)]
@@ -203,17 +213,22 @@ pub struct TokenizeArgs {
     #[arg(long, short, required = true)]
     pub tokenizer: Option<PathBuf>,
     /// Tokens per shard (closed at the next document end).
-    #[arg(long, default_value_t = 100_000_000)]
+    #[arg(long, default_value_t = 100_000_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub shard_tokens: u64,
-    /// Fraction of documents held out for validation.
-    #[arg(long, default_value_t = 0.005)]
+    /// Fraction of documents held out for validation, in [0, 1).
+    #[arg(long, default_value_t = 0.005, value_parser = fraction_below_one)]
     pub validation_fraction: f64,
     /// Seed of the validation split and the shuffle.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Id width: uint16 (vocabularies up to 65,536) or uint32.
-    #[arg(long, default_value = "uint16")]
+    #[arg(long, default_value = "uint16", value_parser = ["uint16", "uint32", "u16", "u32"])]
     pub dtype: String,
+    /// Refuse no changed input set: bring an output folder made from other inputs up to date
+    /// with these (new and changed inputs are redone, outputs of removed ones deleted) instead
+    /// of stopping with an error.
+    #[arg(long)]
+    pub allow_changed_inputs: bool,
     #[command(flatten)]
     pub task: TaskArgs,
 }
@@ -238,8 +253,8 @@ pub struct TokenizeTrainArgs {
     /// Bytes of text sampled at most (bounds time and memory).
     #[arg(long, default_value_t = 1 << 30)]
     pub max_bytes: u64,
-    /// Fraction of documents eligible for the sample.
-    #[arg(long, default_value_t = 1.0)]
+    /// Fraction of documents eligible for the sample, in (0, 1].
+    #[arg(long, default_value_t = 1.0, value_parser = fraction_above_zero)]
     pub sample_fraction: f64,
     /// Seed of the sample.
     #[arg(long, default_value_t = 0)]
@@ -260,4 +275,52 @@ pub struct PublishArgs {
     /// The token shard folder, for token counts in the card.
     #[arg(long)]
     pub tokens: Option<PathBuf>,
+}
+
+/// A flag value that does not validate where clap cannot see it (`--task` against `--tasks`):
+/// `main` exits 2 on it, as on clap's own usage errors.
+#[derive(Debug)]
+pub struct Usage(pub String);
+
+impl std::fmt::Display for Usage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Usage {}
+
+/// A usage error (exit 2) with `message`.
+pub fn usage(message: impl Into<String>) -> anyhow::Error {
+    anyhow::Error::new(Usage(message.into()))
+}
+
+/// A fraction in [0, 1).
+fn fraction_below_one(s: &str) -> Result<f64, String> {
+    let x: f64 = s.parse().map_err(|e| format!("{e}"))?;
+    if (0.0..1.0).contains(&x) {
+        Ok(x)
+    } else {
+        Err(format!("{x} is not in [0, 1)"))
+    }
+}
+
+/// A fraction in (0, 1].
+fn fraction_above_zero(s: &str) -> Result<f64, String> {
+    let x: f64 = s.parse().map_err(|e| format!("{e}"))?;
+    if x > 0.0 && x <= 1.0 {
+        Ok(x)
+    } else {
+        Err(format!("{x} is not in (0, 1]"))
+    }
+}
+
+/// A temperature: finite and not negative.
+fn temperature(s: &str) -> Result<f64, String> {
+    let x: f64 = s.parse().map_err(|e| format!("{e}"))?;
+    if x.is_finite() && x >= 0.0 {
+        Ok(x)
+    } else {
+        Err(format!("{x} is not a temperature (0 or more)"))
+    }
 }

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use falconry_dedup::{run_dedup, DedupConfig, RunOptions, Step};
 use falconry_refine::{funnel, RunStats};
 
@@ -24,12 +24,15 @@ pub fn run(args: DedupArgs) -> Result<()> {
     };
     let task = crate::refine::task(&args.task)?;
     if task.count > 1 && step.is_none() {
-        bail!("--task/--tasks split one step across a job array: name it with --stage");
+        return Err(crate::cli::usage(
+            "--task/--tasks split one step across a job array: name it with --stage",
+        ));
     }
     let options = RunOptions {
         task: step.map(|_| (task.index, task.count)),
         step,
         explain: args.explain,
+        allow_changed_inputs: args.allow_changed_inputs,
     };
     let dedup = run_dedup(&args.input, &args.output, &config, &options)
         .with_context(|| format!("deduplicating into {}", args.output.display()))?;

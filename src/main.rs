@@ -1,11 +1,12 @@
 //! `falconry`: CommonCrawl to a RefinedWeb-style corpus, and a Falcon trainer.
 //!
 //! Exit codes: 0 done (counted skips of bad data included), 1 failure, 2 usage error,
-//! 130 interrupted.
+//! 130 interrupted (SIGINT; 143 for SIGTERM), with no temporary file left behind.
 
 mod cli;
 mod dedup;
 mod extract;
+mod interrupt;
 mod plot;
 mod progress;
 mod refine;
@@ -30,6 +31,8 @@ pub fn say(text: &str) {
 }
 
 fn main() -> ExitCode {
+    // First, before any other thread starts: they all inherit the blocked signals.
+    interrupt::install();
     let cli = Cli::parse();
     QUIET.store(cli.quiet, Ordering::Relaxed);
     init_logging(cli.verbose, cli.quiet);
@@ -50,6 +53,10 @@ fn main() -> ExitCode {
                 return ExitCode::SUCCESS;
             }
             eprintln!("falconry: error: {err:#}");
+            if err.chain().any(|e| e.is::<cli::Usage>()) {
+                eprintln!("\nFor more information, try '--help'.");
+                return ExitCode::from(2);
+            }
             ExitCode::from(1)
         }
     }

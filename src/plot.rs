@@ -3,6 +3,7 @@
 use std::path::Path;
 
 use anyhow::{anyhow, Result};
+use falconry_refine::dataset;
 use falconry_refine::funnel::FunnelRow;
 use plotters::prelude::*;
 
@@ -11,8 +12,13 @@ pub fn funnel(rows: &[FunnelRow], path: &Path) -> Result<()> {
     if rows.is_empty() {
         return Ok(());
     }
+    falconry_train::register_font();
     let err = |e: &dyn std::fmt::Display| anyhow!("drawing {}: {e}", path.display());
-    let tmp = path.with_extension("tmp.png");
+    // `NAME.PID.tmp.png`: plotters picks the format from the extension; the pid keeps the
+    // tasks of a job array, which all draw the funnel, apart. Registered, so an interruption
+    // removes it.
+    let tmp = path.with_extension(format!("{}.tmp.png", std::process::id()));
+    drop(dataset::create_tmp_at(&tmp)?);
     {
         let root = BitMapBackend::new(&tmp, (960, 540)).into_drawing_area();
         root.fill(&WHITE).map_err(|e| err(&e))?;
@@ -78,5 +84,6 @@ pub fn funnel(rows: &[FunnelRow], path: &Path) -> Result<()> {
             .map_err(|e| err(&e))?;
         root.present().map_err(|e| err(&e))?;
     }
-    std::fs::rename(&tmp, path).map_err(|e| anyhow!("{}: {e}", path.display()))
+    let file = std::fs::File::open(&tmp).map_err(|e| anyhow!("{}: {e}", tmp.display()))?;
+    Ok(dataset::commit_tmp(file, &tmp, path)?)
 }

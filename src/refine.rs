@@ -1,24 +1,23 @@
 //! `falconry refine`.
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use falconry_refine::run::{self, RunOptions, Task};
 use falconry_refine::{funnel, RefineConfig};
 
 use crate::cli::{RefineArgs, TaskArgs};
 use crate::progress;
 
-/// Resolves `--task/--tasks` into a validated share.
+/// Resolves `--task/--tasks` into a validated share; a bad pair is a usage error (exit 2).
 pub fn task(args: &TaskArgs) -> Result<Task> {
-    if args.tasks == 0 || args.task >= args.tasks {
-        bail!(
-            "--task {} must be below --tasks {} (and --tasks at least 1)",
-            args.task,
-            args.tasks
-        );
+    if args.task >= args.tasks {
+        return Err(crate::cli::usage(format!(
+            "--task {} must be below --tasks {}",
+            args.task, args.tasks
+        )));
     }
     Ok(Task {
-        index: args.task,
-        count: args.tasks,
+        index: args.task as usize,
+        count: args.tasks as usize,
     })
 }
 
@@ -52,6 +51,7 @@ pub fn run(args: RefineArgs) -> Result<()> {
         task,
         explain: args.explain.as_deref(),
         on_file_done: &on_file_done,
+        allow_changed_inputs: args.allow_changed_inputs,
     };
     let stats = run::refine(&config, &opts)
         .with_context(|| format!("refining into {}", args.output.display()))?;

@@ -25,6 +25,7 @@ pub fn run(args: TokenizeArgs) -> Result<()> {
         dtype: Dtype::parse(&args.dtype)?,
         task: task.index,
         tasks: task.count,
+        allow_changed_inputs: args.allow_changed_inputs,
         ..TokenizeConfig::default()
     };
     let report = tokenize_corpus(&config)

@@ -42,6 +42,11 @@ pub fn run_train(args: TrainArgs) -> Result<()> {
     if let Some(steps) = args.steps {
         config.max_steps = steps;
     }
+    // One trainer per output folder: two would interleave metrics and checkpoints.
+    let _lock = falconry_refine::lock::OutputLock::acquire(&args.output, Default::default())
+        .with_context(|| format!("locking --output {}", args.output.display()))?;
+    crate::interrupt::clean_on_interrupt(args.output.clone());
+    crate::interrupt::clean_on_interrupt(args.output.join("checkpoints"));
     let bar = crate::progress::count_bar(config.max_steps as u64, "train");
     let mut progress = |m: &Metrics| report(&bar, m);
     let opts = TrainOptions {

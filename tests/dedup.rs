@@ -81,7 +81,7 @@ fn dedup_removes_copies_and_extends_the_funnel() {
         .sum();
     let copies_in = refined_out - kept;
     assert!(
-        copies_in >= 1 && copies_in <= 3,
+        (1..=3).contains(&copies_in),
         "removed {copies_in} of {refined_out}"
     );
     assert!(deduped.join("explain.jsonl").exists());

@@ -67,3 +67,79 @@ fn parquet_reads_back_with_pyarrow_and_duckdb() {
         "rows in Parquet = documents out of the last stage"
     );
 }
+
+/// Issue 11: Parquet that pyarrow writes with its default codec (snappy) and with every other
+/// one, in the schemas the field publishes (`scripts/field_parquet.py`), reads in refine,
+/// dedup and tokenize alike.
+#[test]
+fn field_parquet_reads_in_refine_dedup_and_tokenize() {
+    let t = TestCommand::new();
+    let fixtures = t.path("field");
+    let py = Command::new(python())
+        .arg(crate::util::repo().join("scripts/field_parquet.py"))
+        .arg(&fixtures)
+        .arg("20")
+        .output()
+        .expect("python3 runs");
+    assert!(
+        py.status.success(),
+        "scripts/field_parquet.py (pip install pyarrow):\n{}",
+        String::from_utf8_lossy(&py.stderr)
+    );
+    let made: serde_json::Value = serde_json::from_slice(&py.stdout).unwrap();
+    let rows = made["rows"].as_u64().unwrap();
+    assert_eq!((made["files"].as_u64(), rows), (Some(31), 620));
+    let s = |p: &std::path::Path| p.to_str().unwrap().to_string();
+    let (refined, deduped, tokens) = (t.path("refine"), t.path("dedup"), t.path("tokens"));
+    t.assert_exit_code(
+        &[
+            "refine",
+            "-q",
+            "--input",
+            &s(&fixtures),
+            "--output",
+            &s(&refined),
+        ],
+        0,
+    );
+    let read = stage(&t.stats("refine"), "read").clone();
+    assert_eq!(
+        (read["in"].as_u64(), read["out"].as_u64()),
+        (Some(rows), Some(rows)),
+        "{read}"
+    );
+    t.assert_exit_code(
+        &[
+            "dedup",
+            "-q",
+            "--input",
+            &s(&fixtures),
+            "--output",
+            &s(&deduped),
+        ],
+        0,
+    );
+    assert_eq!(
+        stage(&t.stats("dedup"), "minhash")["in"].as_u64(),
+        Some(rows)
+    );
+    let tokenizer = crate::util::data_dir().join("tokenizer/falcon/tokenizer.json");
+    t.assert_exit_code(
+        &[
+            "tokenize",
+            "-q",
+            "--input",
+            &s(&fixtures),
+            "--output",
+            &s(&tokens),
+            "--tokenizer",
+            &s(&tokenizer),
+        ],
+        0,
+    );
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(tokens.join("meta.json")).unwrap()).unwrap();
+    let documents = meta["split"]["train"]["documents"].as_u64().unwrap()
+        + meta["split"]["validation"]["documents"].as_u64().unwrap();
+    assert_eq!(documents, rows);
+}

@@ -7,3 +7,5 @@ mod cli;
 mod dedup;
 mod readback;
 mod refine;
+mod runfolder;
+mod train;

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 use std::collections::HashMap;
 
-use falconry_refine::dataset::tmp_path;
+use falconry_refine::dataset::{commit_tmp, create_tmp};
 
 use crate::components::UnionFind;
 
@@ -47,7 +47,8 @@ pub fn bucket_file(shard_dir: &Path, bucket: usize) -> PathBuf {
 
 /// Writes one shard's band keys into its bucket files (temporary names until `finish`).
 pub struct BucketWriter {
-    paths: Vec<PathBuf>,
+    /// Each bucket's file and its temporary name.
+    paths: Vec<(PathBuf, PathBuf)>,
     files: Vec<BufWriter<File>>,
 }
 
@@ -59,10 +60,9 @@ impl BucketWriter {
         let mut files = Vec::with_capacity(buckets);
         for b in 0..buckets {
             let path = bucket_file(shard_dir, b);
-            let tmp = tmp_path(&path);
-            let file = File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
+            let (tmp, file) = create_tmp(&path)?;
             files.push(BufWriter::with_capacity(1 << 16, file));
-            paths.push(path);
+            paths.push((path, tmp));
         }
         Ok(BucketWriter { paths, files })
     }
@@ -77,18 +77,18 @@ impl BucketWriter {
             rec[8..].copy_from_slice(&row.to_le_bytes());
             self.files[b]
                 .write_all(&rec)
-                .map_err(|e| Error::io(tmp_path(&self.paths[b]), e))?;
+                .map_err(|e| Error::io(&self.paths[b].1, e))?;
         }
         Ok(())
     }
 
     /// Flushes every file and renames it into place.
     pub fn finish(self) -> Result<()> {
-        for (file, path) in self.files.into_iter().zip(&self.paths) {
-            let tmp = tmp_path(path);
-            file.into_inner()
-                .map_err(|e| Error::io(&tmp, e.into_error()))?;
-            std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))?;
+        for (file, (path, tmp)) in self.files.into_iter().zip(&self.paths) {
+            let file = file
+                .into_inner()
+                .map_err(|e| Error::io(tmp, e.into_error()))?;
+            commit_tmp(file, tmp, path)?;
         }
         Ok(())
     }
@@ -163,17 +163,17 @@ fn local_forest(pairs: &[(DocRef, DocRef)]) -> Vec<(DocRef, DocRef)> {
 
 /// Writes pairs as 16-byte little-endian records, atomically.
 pub fn write_pairs(path: &Path, pairs: &[(DocRef, DocRef)]) -> Result<()> {
-    let tmp = tmp_path(path);
-    let file = File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
+    let (tmp, file) = create_tmp(path)?;
     let mut w = BufWriter::new(file);
     for (a, b) in pairs {
         w.write_all(&a.to_le_bytes())
             .and_then(|_| w.write_all(&b.to_le_bytes()))
             .map_err(|e| Error::io(&tmp, e))?;
     }
-    w.into_inner()
+    let file = w
+        .into_inner()
         .map_err(|e| Error::io(&tmp, e.into_error()))?;
-    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+    Ok(commit_tmp(file, &tmp, path)?)
 }
 
 /// Streams the pairs of a file written by [`write_pairs`] to `f`, without loading it whole.

@@ -7,7 +7,7 @@ use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-use falconry_refine::dataset::tmp_path;
+use falconry_refine::dataset::{commit_tmp, create_tmp};
 use falconry_refine::Document;
 
 use crate::url_dedup::url_key;
@@ -47,16 +47,17 @@ impl Meta {
 /// Writes a shard's meta file (temporary name until `finish`).
 pub struct MetaWriter {
     path: PathBuf,
+    tmp: PathBuf,
     out: BufWriter<File>,
 }
 
 impl MetaWriter {
     /// Starts `path`.
     pub fn create(path: &Path) -> Result<Self> {
-        let tmp = tmp_path(path);
-        let file = File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
+        let (tmp, file) = create_tmp(path)?;
         Ok(MetaWriter {
             path: path.into(),
+            tmp,
             out: BufWriter::new(file),
         })
     }
@@ -73,16 +74,16 @@ impl MetaWriter {
         }
         self.out
             .write_all(&rec)
-            .map_err(|e| Error::io(tmp_path(&self.path), e))
+            .map_err(|e| Error::io(&self.tmp, e))
     }
 
     /// Flushes and renames into place.
     pub fn finish(self) -> Result<()> {
-        let tmp = tmp_path(&self.path);
-        self.out
+        let file = self
+            .out
             .into_inner()
-            .map_err(|e| Error::io(&tmp, e.into_error()))?;
-        std::fs::rename(&tmp, &self.path).map_err(|e| Error::io(&self.path, e))
+            .map_err(|e| Error::io(&self.tmp, e.into_error()))?;
+        Ok(commit_tmp(file, &self.tmp, &self.path)?)
     }
 }
 

@@ -9,10 +9,17 @@
 //! | `url_dedup` | URL hash partition | `urls/partition-P.jsonl` |
 //! | `filter` | input shard | `part-S.parquet`, `stats/shard-S.json`, `explain/shard-S.jsonl` |
 //!
-//! A unit's `_done/<step>-NNNNN` marker (holding its seconds) is written last, so a re-run
-//! skips finished units and redoes the rest. When the last `filter` unit finishes, the
-//! shard stats merge into `stats.json` (rows `minhash`, `exact_substring`, `url_dedup`) and
-//! the explain files into `explain.jsonl`.
+//! A unit's `_done/<step>-NNNNN` marker (holding its seconds and the hash of the input list
+//! it was made from) is written last, so a re-run skips finished units and redoes the rest.
+//! When the last `filter` unit finishes, the shard stats merge into `stats.json` (rows
+//! `minhash`, `exact_substring`, `url_dedup`) and the explain files into `explain.jsonl`.
+//!
+//! Each task holds its lock on the output folder while it runs ([`falconry_refine::lock`]).
+//! Every file's work is keyed by its place in the sorted input list and every step depends
+//! on all inputs, so the list (paths, sizes, head hashes) is recorded on the first run and a
+//! different one is refused ([`falconry_refine::inputs`]); allowed, it makes every marker
+//! stale (they record the old list's hash): the whole run is redone, and parts beyond the new
+//! input count are removed.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs::File;
@@ -21,6 +28,9 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use falconry_refine::dataset::{read_parquet, write_atomic, ShardWriter};
+use falconry_refine::inputs::{check_inputs, list_hash, InputId};
+use falconry_refine::lock::OutputLock;
+use falconry_refine::run::Task;
 use falconry_refine::{Document, RunStats, StageStats};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -89,6 +99,9 @@ pub struct RunOptions {
     pub step: Option<Step>,
     /// Write `explain.jsonl`: one line per removed document.
     pub explain: bool,
+    /// Redo the run on inputs that differ from those the folder was made from, instead of
+    /// refusing them (`--allow-changed-inputs`).
+    pub allow_changed_inputs: bool,
 }
 
 /// One `explain.jsonl` line: a removed document and what it duplicates.
@@ -144,6 +157,9 @@ struct UrlRemoved {
 #[derive(Serialize, Deserialize)]
 struct Done {
     seconds: f64,
+    /// [`list_hash`] of the inputs the unit was made from.
+    #[serde(default)]
+    inputs: String,
 }
 
 /// The input shards of a run: files, folders (their `*.parquet`, recursively) and globs,
@@ -179,8 +195,24 @@ pub fn run_dedup(
             });
         }
     }
-    let run = Run::new(list_inputs(inputs)?, output, config, options.explain)?;
     let (task, tasks) = options.task.unwrap_or((0, 1));
+    let _lock = OutputLock::acquire(
+        output,
+        Task {
+            index: task,
+            count: tasks,
+        },
+    )?;
+    let shards = list_inputs(inputs)?;
+    let ids: Vec<InputId> = shards
+        .iter()
+        .map(|p| InputId::read(p))
+        .collect::<falconry_refine::Result<_>>()?;
+    let change = check_inputs(output, &ids, options.allow_changed_inputs)?;
+    let run = Run::new(shards, list_hash(&ids), output, config, options.explain)?;
+    if !change.is_empty() {
+        run.remove_parts_beyond_inputs()?;
+    }
     let steps: Vec<Step> = options.step.map_or(Step::ALL.to_vec(), |s| vec![s]);
     for step in steps {
         let _span = tracing::info_span!("dedup", step = step.name(), task).entered();
@@ -191,6 +223,8 @@ pub fn run_dedup(
 
 struct Run<'a> {
     shards: Vec<PathBuf>,
+    /// [`list_hash`] of the inputs: what a marker must record to count as done.
+    inputs: String,
     out: PathBuf,
     config: &'a DedupConfig,
     explain: bool,
@@ -199,6 +233,7 @@ struct Run<'a> {
 impl<'a> Run<'a> {
     fn new(
         shards: Vec<PathBuf>,
+        inputs: String,
         out: &Path,
         config: &'a DedupConfig,
         explain: bool,
@@ -218,10 +253,44 @@ impl<'a> Run<'a> {
         }
         Ok(Run {
             shards,
+            inputs,
             out: out.into(),
             config,
             explain,
         })
+    }
+
+    /// Removes `part-S.parquet` (and its stats) for `S` past the inputs, left by a run on more.
+    fn remove_parts_beyond_inputs(&self) -> Result<()> {
+        for entry in std::fs::read_dir(&self.out)
+            .map_err(|e| Error::io(&self.out, e))?
+            .flatten()
+        {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let shard = name
+                .strip_prefix("part-")
+                .and_then(|n| n.strip_suffix(".parquet"))
+                .and_then(|n| n.parse::<usize>().ok());
+            if let Some(s) = shard.filter(|&s| s >= self.shards.len()) {
+                for path in [entry.path(), self.shard_file("stats", s, "json")] {
+                    match std::fs::remove_file(&path) {
+                        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                            return Err(Error::io(&path, e))
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether a unit's marker is present and was made from these inputs.
+    fn done(&self, marker: &Path) -> bool {
+        std::fs::read(marker)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<Done>(&b).ok())
+            .is_some_and(|d| d.inputs == self.inputs)
     }
 
     /// Units of work of a sharded step; `None` for a global one.
@@ -246,8 +315,8 @@ impl<'a> Run<'a> {
 
     fn step_done(&self, step: Step) -> bool {
         match self.units(step) {
-            Some(n) => (0..n).all(|u| self.marker(step, Some(u)).exists()),
-            None => self.marker(step, None).exists(),
+            Some(n) => (0..n).all(|u| self.done(&self.marker(step, Some(u)))),
+            None => self.done(&self.marker(step, None)),
         }
     }
 
@@ -268,7 +337,7 @@ impl<'a> Run<'a> {
         self.require(step, &prior)?;
         let work = |unit: Option<usize>| -> Result<()> {
             let marker = self.marker(step, unit);
-            if marker.exists() {
+            if self.done(&marker) {
                 return Ok(());
             }
             let start = Instant::now();
@@ -281,10 +350,11 @@ impl<'a> Run<'a> {
                 (Step::Filter, Some(s)) => self.filter(s)?,
                 _ => unreachable!("units() decides which steps are sharded"),
             }
-            let done = serde_json::to_vec(&Done {
+            let done = Done {
                 seconds: start.elapsed().as_secs_f64(),
-            })
-            .unwrap_or_default();
+                inputs: self.inputs.clone(),
+            };
+            let done = serde_json::to_vec(&done).unwrap_or_default();
             Ok(write_atomic(&marker, &done)?)
         };
         match self.units(step) {
@@ -678,7 +748,9 @@ impl<'a> Run<'a> {
             if let Ok(d) =
                 serde_json::from_slice::<Done>(&std::fs::read(entry.path()).unwrap_or_default())
             {
-                total.seconds += d.seconds;
+                if d.inputs == self.inputs {
+                    total.seconds += d.seconds;
+                }
             }
         }
         Ok(total)

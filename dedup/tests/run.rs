@@ -233,3 +233,61 @@ fn task_arrays_and_resume_give_the_same_output() {
     };
     assert!(run_dedup(&inputs, &sharded, &config, &no_stage).is_err());
 }
+
+/// Issue 11: a dedup folder is keyed by its input list (every step depends on every shard):
+/// a shard added (or removed) between runs is refused, then redone in full when allowed, with
+/// no document twice and none missing.
+#[test]
+fn a_changed_input_list_is_refused_then_redone_when_allowed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("in");
+    std::fs::create_dir_all(&input).unwrap();
+    corpus(&input);
+    let inputs = vec![input.clone()];
+    let config = DedupConfig::default();
+    let out = tmp.path().join("out");
+    run_dedup(&inputs, &out, &config, &RunOptions::default()).unwrap();
+    let before = ids(&out);
+    let a = articles();
+    let extra = vec![doc(
+        "a10",
+        "https://site.org/10",
+        "CC-MAIN-2020-34",
+        120,
+        words(&a[10], 250),
+    )];
+    write_shard(&input.join("part-00002.parquet"), &extra);
+    let err = run_dedup(&inputs, &out, &config, &RunOptions::default())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("1 added")
+            && err.contains("part-00002.parquet")
+            && err.contains("--allow-changed-inputs"),
+        "{err}"
+    );
+    let allow = RunOptions {
+        allow_changed_inputs: true,
+        ..Default::default()
+    };
+    let stats = run_dedup(&inputs, &out, &config, &allow).unwrap();
+    assert_eq!(stats.stages[0].input, 13);
+    let mut now = ids(&out);
+    now.extend(
+        read_parquet(&out.join("part-00002.parquet"))
+            .unwrap()
+            .map(|d| d.unwrap().id),
+    );
+    assert_eq!(now, [before.clone(), vec!["a10".to_string()]].concat());
+    run_dedup(&inputs, &out, &config, &RunOptions::default()).unwrap();
+    // A shard removed: its part goes with it.
+    std::fs::remove_file(input.join("part-00002.parquet")).unwrap();
+    assert!(run_dedup(&inputs, &out, &config, &RunOptions::default())
+        .unwrap_err()
+        .to_string()
+        .contains("1 removed"));
+    let stats = run_dedup(&inputs, &out, &config, &allow).unwrap();
+    assert_eq!(stats.stages[0].input, 12);
+    assert!(!out.join("part-00002.parquet").exists());
+    assert_eq!(ids(&out), before);
+}

@@ -246,6 +246,7 @@ fn main() {
                 task: Task::default(),
                 explain: None,
                 on_file_done: &|_| {},
+                allow_changed_inputs: false,
             };
             run::refine(&config, &opts).expect("refine");
         });

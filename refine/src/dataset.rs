@@ -5,14 +5,15 @@
 //! (list of `[url, alt]` string lists) — then falconry's `id`, `language` and
 //! `language_score` (null until `language_id` sets them).
 
+use std::collections::BTreeSet;
 use std::fs::File;
-use std::io::{BufRead, BufReader, BufWriter};
+use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use arrow::array::{
-    Array, ArrayRef, AsArray, Float32Array, Float32Builder, ListBuilder, RecordBatch,
-    StringBuilder, TimestampMicrosecondBuilder,
+    Array, ArrayRef, AsArray, Float32Builder, ListBuilder, RecordBatch, StringBuilder,
+    TimestampMicrosecondBuilder,
 };
 use arrow::compute::cast;
 use arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef, TimeUnit};
@@ -59,8 +60,7 @@ pub struct ShardWriter {
 impl ShardWriter {
     /// Starts a shard that will appear at `path`.
     pub fn create(path: &Path, config: &OutputConfig) -> Result<Self> {
-        let tmp = tmp_path(path);
-        let file = File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
+        let (tmp, file) = create_tmp(path)?;
         let level = ZstdLevel::try_new(config.zstd_level).map_err(|e| Error::Parquet {
             path: path.into(),
             source: e,
@@ -122,24 +122,71 @@ impl ShardWriter {
         let file = inner
             .into_inner()
             .map_err(|e| Error::io(&self.tmp, e.into_error()))?;
-        file.sync_all().map_err(|e| Error::io(&self.tmp, e))?;
-        std::fs::rename(&self.tmp, &self.path).map_err(|e| Error::io(&self.path, e))?;
+        commit_tmp(file, &self.tmp, &self.path)?;
         Ok(self.rows)
     }
 }
 
-/// The temporary sibling a file is written under before its rename.
+/// The temporary sibling a file is written under before its rename: `NAME.PID.tmp`, so that
+/// two processes writing one file (tasks of a job array ending together) never share one.
+/// Input listings skip it (its name does not end as an input's does).
 pub fn tmp_path(path: &Path) -> PathBuf {
     let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(".tmp");
+    name.push(format!(".{}.tmp", std::process::id()));
     path.with_file_name(name)
 }
 
-/// Writes `bytes` to `path` atomically (temporary file, then rename).
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+/// The temporary files this process is writing, for [`remove_temporaries`].
+static TEMPORARIES: Mutex<BTreeSet<PathBuf>> = Mutex::new(BTreeSet::new());
+
+fn temporaries() -> MutexGuard<'static, BTreeSet<PathBuf>> {
+    TEMPORARIES.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Creates the temporary file of `path` ([`tmp_path`]) for writing, registered for removal
+/// should the process be interrupted before [`commit_tmp`] renames it into place. Every file
+/// falconry writes goes through this pair (or [`write_atomic`]).
+pub fn create_tmp(path: &Path) -> Result<(PathBuf, File)> {
     let tmp = tmp_path(path);
-    std::fs::write(&tmp, bytes).map_err(|e| Error::io(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+    let file = create_tmp_at(&tmp)?;
+    Ok((tmp, file))
+}
+
+/// [`create_tmp`] under a name of the caller's (a writer that needs the final extension).
+pub fn create_tmp_at(tmp: &Path) -> Result<File> {
+    let mut live = temporaries();
+    let file = File::create(tmp).map_err(|e| Error::io(tmp, e))?;
+    live.insert(tmp.to_path_buf());
+    Ok(file)
+}
+
+/// Makes the finished temporary file `tmp` durable (fsync) and renames it to `path`.
+pub fn commit_tmp(file: File, tmp: &Path, path: &Path) -> Result<()> {
+    file.sync_all().map_err(|e| Error::io(tmp, e))?;
+    drop(file);
+    std::fs::rename(tmp, path).map_err(|e| Error::io(path, e))?;
+    temporaries().remove(tmp);
+    Ok(())
+}
+
+/// Deletes every temporary file this process is writing and keeps any new one from being
+/// created: for an interrupted process (`SIGINT`), which exits next. Returns how many it removed.
+pub fn remove_temporaries() -> usize {
+    let live = temporaries();
+    let removed = live
+        .iter()
+        .filter(|p| std::fs::remove_file(p).is_ok())
+        .count();
+    // Held until the process exits: a thread that starts another file waits here.
+    std::mem::forget(live);
+    removed
+}
+
+/// Writes `bytes` to `path` atomically: a temporary file, fsync, rename.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let (tmp, mut file) = create_tmp(path)?;
+    file.write_all(bytes).map_err(|e| Error::io(&tmp, e))?;
+    commit_tmp(file, &tmp, path)
 }
 
 fn to_batch(docs: &[Document]) -> std::result::Result<RecordBatch, arrow::error::ArrowError> {
@@ -183,8 +230,14 @@ fn to_batch(docs: &[Document]) -> std::result::Result<RecordBatch, arrow::error:
 
 /// Reads every document of a Parquet file, in order, a row group at a time.
 ///
-/// The text column is `content` or `text`; every other column is optional. Without an `id`
-/// column the id is derived from url and text ([`Document::text_id`]).
+/// Reads what the field publishes, with any codec (snappy, gzip, brotli, lz4, zstd, none): the
+/// text column is `content` (RefinedWeb) or `text` (FineWeb, datatrove), as `string`,
+/// `large_string` or `string_view`; every other column is optional and found at the top level
+/// or inside a `metadata` struct (datatrove's writer): `url`, `id`, `dump`, `segment`,
+/// `language`, `language_score` (any float), `timestamp` or `date` (a timestamp of any unit,
+/// seconds, or an RFC 3339 string) and `image_urls` (lists of `[url, alt]`). A metadata column
+/// of another type is cast to text, or ignored when it cannot be. Without an id the id is
+/// derived from url and text ([`Document::text_id`]).
 pub fn read_parquet(path: &Path) -> Result<impl Iterator<Item = Result<Document>>> {
     let perr = |e| Error::Parquet {
         path: path.into(),
@@ -208,63 +261,73 @@ pub fn read_parquet(path: &Path) -> Result<impl Iterator<Item = Result<Document>
     }))
 }
 
+/// The column `name` of a batch, at the top level or as a field of its `metadata` struct.
+fn column<'a>(batch: &'a RecordBatch, name: &str) -> Option<&'a ArrayRef> {
+    batch.column_by_name(name).or_else(|| {
+        let metadata = batch.column_by_name("metadata")?.as_struct_opt()?;
+        metadata.column_by_name(name)
+    })
+}
+
 fn from_batch(batch: &RecordBatch, path: &Path) -> Result<Vec<Document>> {
-    let text = batch
-        .column_by_name("content")
-        .or_else(|| batch.column_by_name("text"))
+    let (text_name, text) = ["content", "text"]
+        .into_iter()
+        .find_map(|n| batch.column_by_name(n).map(|c| (n, c)))
         .ok_or_else(|| Error::Input {
             path: path.into(),
             message: "no `content` or `text` column".into(),
         })?;
-    let string_col = |name: &str| -> Result<Option<Vec<Option<String>>>> {
-        match batch.column_by_name(name) {
-            None => Ok(None),
-            Some(col) => Ok(Some(strings_of(col, name, path)?)),
-        }
+    let is_text =
+        |t: &DataType| matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View);
+    let text_type = match text.data_type() {
+        DataType::Dictionary(_, values) => values.as_ref(),
+        t => t,
     };
-    let content = strings_of(text, "content", path)?;
-    let url = string_col("url")?;
-    let dump = string_col("dump")?;
-    let segment = string_col("segment")?;
-    let id = string_col("id")?;
-    let language = string_col("language")?;
-    // Any timestamp unit (or plain integers taken as seconds) comes back as seconds.
-    let timestamp = match batch.column_by_name("timestamp") {
-        Some(c) => {
-            let seconds = DataType::Timestamp(TimeUnit::Second, None);
-            let c = match c.data_type() {
-                DataType::Timestamp(_, _) => {
-                    cast(c, &seconds).and_then(|c| cast(&c, &DataType::Int64))
-                }
-                _ => cast(c, &DataType::Int64),
-            }
-            .map_err(|e| Error::Arrow {
-                path: path.into(),
-                source: e,
-            })?;
-            Some(c.as_primitive::<Int64Type>().clone())
-        }
-        None => None,
-    };
-    let score = batch
-        .column_by_name("language_score")
-        .and_then(|c| c.as_any().downcast_ref::<Float32Array>().cloned());
-    let images = batch
-        .column_by_name("image_urls")
-        .and_then(|c| c.as_list_opt::<i32>().cloned());
+    let content = is_text(text_type)
+        .then(|| strings_of(text))
+        .flatten()
+        .ok_or_else(|| Error::Input {
+            path: path.into(),
+            message: format!(
+                "column `{text_name}` is {}, not a string column",
+                text.data_type()
+            ),
+        })?;
+    // Metadata that does not read as text is left out rather than failing the file.
+    let string_col =
+        |name: &str| -> Option<Vec<Option<String>>> { column(batch, name).and_then(strings_of) };
+    let url = string_col("url");
+    let dump = string_col("dump");
+    let segment = string_col("segment");
+    let id = string_col("id");
+    let language = string_col("language");
+    let timestamp = ["timestamp", "date"]
+        .into_iter()
+        .find_map(|n| column(batch, n).and_then(seconds_of));
+    let score = column(batch, "language_score")
+        .and_then(|c| cast(c, &DataType::Float32).ok())
+        .map(|c| c.as_primitive::<arrow::datatypes::Float32Type>().clone());
+    let images = column(batch, "image_urls").and_then(|c| {
+        let target = schema()
+            .field_with_name("image_urls")
+            .expect("schema has image_urls")
+            .data_type()
+            .clone();
+        cast(c, &target)
+            .ok()
+            .and_then(|c| c.as_list_opt::<i32>().cloned())
+    });
     let at = |col: &Option<Vec<Option<String>>>, i: usize| -> Option<String> {
         col.as_ref().and_then(|c| c[i].clone())
     };
     let mut docs = Vec::with_capacity(batch.num_rows());
-    for i in 0..batch.num_rows() {
-        let content = content[i].clone().unwrap_or_default();
+    for (i, content) in content.into_iter().enumerate() {
+        let content = content.unwrap_or_default();
         let url = at(&url, i).unwrap_or_default();
         let id = at(&id, i).unwrap_or_else(|| Document::text_id(&url, &content));
         docs.push(Document {
             id,
-            timestamp: timestamp
-                .as_ref()
-                .and_then(|t| t.is_valid(i).then(|| t.value(i))),
+            timestamp: timestamp.as_ref().and_then(|t| t[i]),
             dump: at(&dump, i).unwrap_or_default(),
             segment: at(&segment, i).unwrap_or_default(),
             image_urls: images
@@ -283,30 +346,46 @@ fn from_batch(batch: &RecordBatch, path: &Path) -> Result<Vec<Document>> {
     Ok(docs)
 }
 
-fn strings_of(col: &ArrayRef, name: &str, path: &Path) -> Result<Vec<Option<String>>> {
-    let bad = || Error::Input {
-        path: path.into(),
-        message: format!("column `{name}` is not a string column"),
-    };
-    let values: Vec<Option<String>> = match col.data_type() {
-        DataType::Utf8 => col
-            .as_string::<i32>()
-            .iter()
-            .map(|s| s.map(str::to_owned))
-            .collect(),
-        DataType::LargeUtf8 => col
-            .as_string::<i64>()
-            .iter()
-            .map(|s| s.map(str::to_owned))
-            .collect(),
-        DataType::Utf8View => col
-            .as_string_view()
-            .iter()
-            .map(|s| s.map(str::to_owned))
-            .collect(),
-        _ => return Err(bad()),
-    };
-    Ok(values)
+/// A column's values as text: `string`, `large_string` and `string_view` directly, anything
+/// arrow can cast to text (integers, dictionaries) through the cast; `None` otherwise.
+fn strings_of(col: &ArrayRef) -> Option<Vec<Option<String>>> {
+    let owned =
+        |it: &mut dyn Iterator<Item = Option<&str>>| it.map(|s| s.map(str::to_owned)).collect();
+    Some(match col.data_type() {
+        DataType::Utf8 => owned(&mut col.as_string::<i32>().iter()),
+        DataType::LargeUtf8 => owned(&mut col.as_string::<i64>().iter()),
+        DataType::Utf8View => owned(&mut col.as_string_view().iter()),
+        DataType::Binary | DataType::LargeBinary | DataType::BinaryView => return None,
+        _ => {
+            let text = cast(col, &DataType::Utf8).ok()?;
+            owned(&mut text.as_string::<i32>().iter())
+        }
+    })
+}
+
+/// Seconds since the epoch: a timestamp of any unit, integers taken as seconds, or RFC 3339
+/// strings (FineWeb's `date`); `None` for a column of another type.
+fn seconds_of(col: &ArrayRef) -> Option<Vec<Option<i64>>> {
+    match col.data_type() {
+        DataType::Timestamp(_, _) | DataType::Date32 | DataType::Date64 => {
+            let seconds = cast(col, &DataType::Timestamp(TimeUnit::Second, None)).ok()?;
+            let ints = cast(&seconds, &DataType::Int64).ok()?;
+            Some(ints.as_primitive::<Int64Type>().iter().collect())
+        }
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => Some(
+            strings_of(col)?
+                .into_iter()
+                .map(|s| {
+                    s.and_then(|s| chrono::DateTime::parse_from_rfc3339(&s).ok())
+                        .map(|t| t.timestamp())
+                })
+                .collect(),
+        ),
+        _ => {
+            let ints = cast(col, &DataType::Int64).ok()?;
+            Some(ints.as_primitive::<Int64Type>().iter().collect())
+        }
+    }
 }
 
 fn image_pairs(list: &arrow::array::ListArray, row: usize) -> Vec<[String; 2]> {
@@ -362,6 +441,11 @@ pub enum JsonlItem {
 
 /// Reads JSONL (`.jsonl`, `.jsonl.gz`, `.json.gz`): one `{"text", "url", ...}` object a line.
 /// `timestamp` may be seconds since the epoch or an RFC 3339 string.
+///
+/// Damage is a counted skip, never an error: a line that is not a JSON object with a text
+/// field is `bad_json`; a gzip stream that ends early is one `truncated`, one that fails to
+/// inflate (or its CRC) one `corrupt_gzip`, and a failing read of a plain file one
+/// `read_error`. Reading stops at the damage, after every whole line before it.
 pub fn read_jsonl(path: &Path) -> Result<impl Iterator<Item = Result<JsonlItem>>> {
     let file = File::open(path).map_err(|e| Error::io(path, e))?;
     let gz = path.extension().is_some_and(|e| e == "gz");
@@ -370,17 +454,29 @@ pub fn read_jsonl(path: &Path) -> Result<impl Iterator<Item = Result<JsonlItem>>
     } else {
         Box::new(BufReader::new(file))
     };
-    let owned = path.to_path_buf();
-    Ok(reader.split(b'\n').filter_map(move |line| {
+    // `split` yields the same error forever once the stream fails: stop after the first.
+    let mut lines = reader.split(b'\n');
+    let mut damaged = false;
+    let lines = std::iter::from_fn(move || {
+        if damaged {
+            return None;
+        }
+        match lines.next()? {
+            Ok(line) => Some(Ok(line)),
+            Err(e) => {
+                damaged = true;
+                Some(Err(match e.kind() {
+                    _ if !gz => "read_error",
+                    std::io::ErrorKind::UnexpectedEof => "truncated",
+                    _ => "corrupt_gzip",
+                }))
+            }
+        }
+    });
+    Ok(lines.filter_map(move |line| {
         let line = match line {
             Ok(line) => line,
-            Err(e)
-                if e.kind() == std::io::ErrorKind::InvalidData
-                    || e.kind() == std::io::ErrorKind::UnexpectedEof =>
-            {
-                return Some(Ok(JsonlItem::Skip("corrupt_gzip")))
-            }
-            Err(e) => return Some(Err(Error::io(&owned, e))),
+            Err(reason) => return Some(Ok(JsonlItem::Skip(reason))),
         };
         if line.iter().all(u8::is_ascii_whitespace) {
             return None;
@@ -447,6 +543,109 @@ mod tests {
         assert!(!tmp_path(&path).exists());
         let back: Vec<Document> = read_parquet(&path).unwrap().map(|d| d.unwrap()).collect();
         assert_eq!(back, docs);
+    }
+
+    /// `$FALCONRY_PYTHON`, else `python3`, with pyarrow (as `tests/readback.rs` finds it).
+    fn python() -> String {
+        std::env::var("FALCONRY_PYTHON").unwrap_or_else(|_| "python3".into())
+    }
+
+    /// Parquet as pyarrow writes it, with its default codec (snappy) and every other, in the
+    /// schemas the field publishes: `scripts/field_parquet.py`.
+    #[test]
+    fn reads_field_parquet_of_every_codec_and_schema() {
+        let dir = tempfile::tempdir().unwrap();
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/field_parquet.py");
+        let out = std::process::Command::new(python())
+            .arg(&script)
+            .arg(dir.path())
+            .arg("20")
+            .output()
+            .expect("python3 runs");
+        assert!(
+            out.status.success(),
+            "{script:?} (pip install pyarrow):\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mut names: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(names.len(), 31, "{names:?}");
+        for name in &names {
+            let docs: Vec<Document> = read_parquet(&dir.path().join(name))
+                .unwrap_or_else(|e| panic!("{name}: {e}"))
+                .map(|d| d.unwrap_or_else(|e| panic!("{name}: {e}")))
+                .collect();
+            assert_eq!(docs.len(), 20, "{name}");
+            let schema = name.split('-').next().unwrap();
+            for (i, d) in docs.iter().enumerate() {
+                assert!(
+                    d.content.contains(&format!(" row {i}: the ")),
+                    "{name}: {:?}",
+                    d.content
+                );
+                assert!(
+                    d.url.starts_with("https://") && d.url.ends_with(&format!("/{i}")),
+                    "{name}: {:?}",
+                    d.url
+                );
+                match schema {
+                    "refinedweb" | "many" => {
+                        assert_eq!(d.timestamp, Some(1_672_628_645 + i as i64), "{name}");
+                        assert_eq!(d.dump, "CC-MAIN-2023-06");
+                        assert_eq!(d.segment, "1674764494852.95");
+                        assert_eq!(d.image_urls.len(), i % 2, "{name}");
+                        assert_eq!(d.id, Document::text_id(&d.url, &d.content));
+                    }
+                    "fineweb" => {
+                        assert!(d.id.starts_with("<urn:uuid:"), "{name}: {}", d.id);
+                        assert_eq!(d.timestamp, Some(1_368_861_840 + (i % 60) as i64), "{name}");
+                        assert_eq!(d.dump, "CC-MAIN-2013-20");
+                        assert_eq!(d.language.as_deref(), Some("en"));
+                        assert!(
+                            (d.language_score.unwrap() - (0.9 + i as f32 / 1000.0)).abs() < 1e-6
+                        );
+                    }
+                    "datatrove" => {
+                        assert!(d.id.starts_with("dt/"), "{name}: {}", d.id);
+                        assert_eq!(d.dump, "CC-MAIN-2024-10");
+                        assert_eq!(d.timestamp, Some(1_708_426_800));
+                    }
+                    _ => assert_eq!(d.id, Document::text_id(&d.url, &d.content)),
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn text_column_of_another_type_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ints.parquet");
+        let schema = Arc::new(Schema::new(vec![Field::new(
+            "text",
+            DataType::Int64,
+            false,
+        )]));
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![Arc::new(arrow::array::Int64Array::from(vec![1, 2]))],
+        )
+        .unwrap();
+        let mut w = ArrowWriter::try_new(File::create(&path).unwrap(), schema, None).unwrap();
+        w.write(&batch).unwrap();
+        w.close().unwrap();
+        let err = read_parquet(&path)
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("ints.parquet") && err.contains("`text` is Int64"),
+            "{err}"
+        );
     }
 
     #[test]

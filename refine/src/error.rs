@@ -46,6 +46,22 @@ pub enum Error {
         /// What is wrong.
         message: String,
     },
+    /// Another live run holds the output folder (see [`crate::lock`]).
+    #[error("{path}: {message}")]
+    Busy {
+        /// The output folder.
+        path: PathBuf,
+        /// Who holds it.
+        message: String,
+    },
+    /// The inputs differ from those the output folder was made from (see [`crate::inputs`]).
+    #[error("{path}: {message}")]
+    InputsChanged {
+        /// The output folder.
+        path: PathBuf,
+        /// What changed, and what to do.
+        message: String,
+    },
 }
 
 impl Error {

@@ -14,6 +14,8 @@ mod error;
 pub mod extract;
 pub mod filters;
 pub mod funnel;
+pub mod inputs;
+pub mod lock;
 pub mod pipeline;
 pub mod run;
 mod stage;

@@ -2,12 +2,16 @@
 //!
 //! Inputs are expanded (files, folders, globs), sorted, and numbered; task `i` of `n` takes
 //! the files whose number is `i` mod `n`, so a SLURM job array splits the work with no
-//! coordination. Input file `k` becomes `part-k.parquet`; once its part is renamed into place
-//! the file's funnel rows are written to `_done/part-k.json`, last. A re-run skips files with
-//! a marker and redoes the rest from scratch, so an interrupted run resumes without loss or
-//! duplicates. `stats.json` is the sum of every marker present.
+//! coordination. Each task holds its lock on the output folder ([`crate::lock`]) while it
+//! writes. An input file becomes `part-KEY.parquet`, `KEY` being 16 hex digits of its absolute
+//! path's hash ([`InputId::key`]), so a part's name does not move when other inputs come or
+//! go; once the part is renamed into place, the file's identity (path, size, hash of its first
+//! 64 KiB) and funnel rows are written to `_done/part-KEY.json`, last. A re-run skips the files
+//! whose marker names them as they are now and redoes the rest from scratch, so an interrupted
+//! run resumes without loss or duplicates. A different input set is refused unless allowed
+//! ([`crate::inputs`]); when allowed, changed files are redone and the parts of files no
+//! longer given are removed. `stats.json` is the sum of every marker present.
 
-use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -16,6 +20,8 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::dataset::{self, JsonlItem, ShardWriter};
+use crate::inputs::{check_inputs, InputId};
+use crate::lock::OutputLock;
 use crate::pipeline::Dropped;
 use crate::{
     Document, Error, Pipeline, ReadItem, RefineConfig, Result, RunStats, StageStats, WarcReader,
@@ -61,8 +67,8 @@ pub fn expand_inputs(patterns: &[PathBuf]) -> Result<Vec<PathBuf>> {
 /// Expands files, folders and glob patterns into a sorted, de-duplicated list; every stage
 /// finds its inputs through this. Folders are walked recursively for the files `keep`
 /// accepts, skipping names that start with `_` or `.` (a run's bookkeeping: `_done/`,
-/// `_explain/`, temporary files). A path that matches nothing is an error, so typos don't
-/// pass silently.
+/// `_explain/`, temporary files). A path that matches nothing, and a folder that holds no
+/// input file, are errors, so typos and wrong folders don't pass as a run over nothing.
 pub fn expand_inputs_with(
     patterns: &[PathBuf],
     keep: impl Fn(&Path) -> bool + Copy,
@@ -72,7 +78,14 @@ pub fn expand_inputs_with(
         if pattern.is_file() {
             files.push(pattern.clone());
         } else if pattern.is_dir() {
+            let before = files.len();
             walk(pattern, keep, &mut files)?;
+            if files.len() == before {
+                return Err(Error::Input {
+                    path: pattern.clone(),
+                    message: "no input file in this folder (of the kinds this stage reads)".into(),
+                });
+            }
         } else {
             let text = pattern.to_string_lossy();
             let matches = glob::glob(&text).map_err(|e| Error::Input {
@@ -173,15 +186,39 @@ pub struct RunOptions<'a> {
     pub explain: Option<&'a Path>,
     /// Called with each input file's compressed size once it is done (progress bars).
     pub on_file_done: &'a (dyn Fn(u64) + Sync),
+    /// Bring a folder made from other inputs up to date with these instead of refusing
+    /// (`--allow-changed-inputs`): new and changed files are refined, the parts of files no
+    /// longer given are removed.
+    pub allow_changed_inputs: bool,
+}
+
+/// The marker of one finished input file: which file, as it was, and its funnel.
+#[derive(Debug, Serialize, Deserialize)]
+struct Done {
+    input: InputId,
+    stats: RunStats,
+}
+
+/// The part an input file becomes.
+fn part(output: &Path, key: &str) -> PathBuf {
+    output.join(format!("part-{key}.parquet"))
 }
 
 /// The funnel marker of one finished input file.
-fn marker(output: &Path, k: usize) -> PathBuf {
-    output.join("_done").join(format!("part-{k:05}.json"))
+fn marker(output: &Path, key: &str) -> PathBuf {
+    output.join("_done").join(format!("part-{key}.json"))
 }
 
-fn explain_part(output: &Path, k: usize) -> PathBuf {
-    output.join("_explain").join(format!("part-{k:05}.jsonl"))
+fn explain_part(output: &Path, key: &str) -> PathBuf {
+    output.join("_explain").join(format!("part-{key}.jsonl"))
+}
+
+fn read_marker(path: &Path) -> Result<Done> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    serde_json::from_slice(&bytes).map_err(|e| Error::Input {
+        path: path.into(),
+        message: format!("bad done-marker ({e}); remove it (and its part) to redo that input"),
+    })
 }
 
 /// Runs the refine stage over this task's inputs and returns the merged funnel of every
@@ -189,27 +226,67 @@ fn explain_part(output: &Path, k: usize) -> PathBuf {
 pub fn refine(config: &RefineConfig, opts: &RunOptions) -> Result<RunStats> {
     let start = Instant::now();
     let pipeline = Pipeline::from_config(config)?;
-    for dir in [
-        opts.output.to_path_buf(),
-        opts.output.join("_done"),
-        opts.output.join("_explain"),
-    ] {
+    let _lock = OutputLock::acquire(opts.output, opts.task)?;
+    for dir in [opts.output.join("_done"), opts.output.join("_explain")] {
         std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
     }
-    let todo: Vec<(usize, &PathBuf)> = opts
+    // Every task compares the whole list by path and size; each reads the heads of its own
+    // files only (its markers check those).
+    let listed: Vec<InputId> = opts
+        .inputs
+        .iter()
+        .map(|p| InputId::stat(p))
+        .collect::<Result<_>>()?;
+    let change = check_inputs(opts.output, &listed, opts.allow_changed_inputs)?;
+    if !change.removed.is_empty() {
+        remove_outputs_of(opts.output, &change.removed)?;
+    }
+    let mut todo: Vec<(InputId, &PathBuf)> = Vec::new();
+    for (_, path) in opts
         .inputs
         .iter()
         .enumerate()
         .filter(|(k, _)| opts.task.owns(*k))
-        .filter(|(k, _)| !marker(opts.output, *k).exists())
-        .collect();
+    {
+        let id = InputId::read(path)?;
+        let done = marker(opts.output, &id.key());
+        if done.exists() {
+            let recorded = read_marker(&done)?.input;
+            if recorded == id {
+                continue;
+            }
+            if !opts.allow_changed_inputs {
+                return Err(Error::InputsChanged {
+                    path: opts.output.into(),
+                    message: format!(
+                        "input {} changed since it was refined here (size {} -> {}, head hash {} -> {}); \
+                         pass --allow-changed-inputs to refine it again, or choose another output folder",
+                        path.display(),
+                        recorded.size,
+                        id.size,
+                        recorded.head_xxh3.as_deref().unwrap_or("-"),
+                        id.head_xxh3.as_deref().unwrap_or("-"),
+                    ),
+                });
+            }
+            // Not done until its new marker is written.
+            std::fs::remove_file(&done).map_err(|e| Error::io(&done, e))?;
+        }
+        todo.push((id, path));
+    }
     tracing::info!(files = todo.len(), "refine");
-    todo.par_iter().try_for_each(|&(k, path)| -> Result<()> {
+    todo.par_iter().try_for_each(|(id, path)| -> Result<()> {
         let _span = tracing::debug_span!("file", path = %path.display()).entered();
-        let stats = refine_file(config, &pipeline, path, k, opts)?;
-        let json = serde_json::to_vec_pretty(&stats).expect("stats serialize");
-        dataset::write_atomic(&marker(opts.output, k), &json)?;
-        (opts.on_file_done)(stats.bytes_in);
+        let key = id.key();
+        let stats = refine_file(config, &pipeline, path, &key, opts)?;
+        let bytes_in = stats.bytes_in;
+        let json = serde_json::to_vec_pretty(&Done {
+            input: id.clone(),
+            stats,
+        })
+        .expect("marker serializes");
+        dataset::write_atomic(&marker(opts.output, &key), &json)?;
+        (opts.on_file_done)(bytes_in);
         Ok(())
     })?;
     let mut total = merged_markers(opts.output)?;
@@ -217,12 +294,41 @@ pub fn refine(config: &RefineConfig, opts: &RunOptions) -> Result<RunStats> {
     let json = serde_json::to_vec_pretty(&total).expect("stats serialize");
     dataset::write_atomic(&opts.output.join("stats.json"), &json)?;
     if let Some(explain) = opts.explain {
-        concat_explain(opts, explain)?;
+        concat_explain(opts, &listed, explain)?;
     }
     Ok(total)
 }
 
-/// Sums the markers of every finished input file, in file order.
+/// Removes the markers, parts and explain parts made from inputs no longer given (their
+/// marker goes first, so an interrupted removal leaves no marker without its part).
+fn remove_outputs_of(output: &Path, removed: &[PathBuf]) -> Result<()> {
+    for path in removed {
+        let key = InputId {
+            path: path.clone(),
+            size: 0,
+            head_xxh3: None,
+        }
+        .key();
+        for file in [
+            marker(output, &key),
+            part(output, &key),
+            explain_part(output, &key),
+        ] {
+            match std::fs::remove_file(&file) {
+                Ok(()) => tracing::info!(
+                    "removed {} (its input {} is no longer given)",
+                    file.display(),
+                    path.display()
+                ),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::io(&file, e)),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Sums the markers of every finished input file, in name order.
 fn merged_markers(output: &Path) -> Result<RunStats> {
     let dir = output.join("_done");
     let mut names: Vec<PathBuf> = std::fs::read_dir(&dir)
@@ -233,37 +339,33 @@ fn merged_markers(output: &Path) -> Result<RunStats> {
     names.sort();
     let mut total = RunStats::default();
     for name in names {
-        let text = std::fs::read(&name).map_err(|e| Error::io(&name, e))?;
-        let stats: RunStats = serde_json::from_slice(&text).map_err(|e| Error::Input {
-            path: name.clone(),
-            message: format!("bad marker: {e}"),
-        })?;
-        total += &stats;
+        total += &read_marker(&name)?.stats;
     }
     total.seconds = 0.0;
     Ok(total)
 }
 
-fn concat_explain(opts: &RunOptions, explain: &Path) -> Result<()> {
-    let tmp = dataset::tmp_path(explain);
-    let mut out = BufWriter::new(File::create(&tmp).map_err(|e| Error::io(&tmp, e))?);
-    for k in 0..opts.inputs.len() {
-        let part = explain_part(opts.output, k);
+fn concat_explain(opts: &RunOptions, inputs: &[InputId], explain: &Path) -> Result<()> {
+    let (tmp, file) = dataset::create_tmp(explain)?;
+    let mut out = BufWriter::new(file);
+    for id in inputs {
+        let part = explain_part(opts.output, &id.key());
         if let Ok(bytes) = std::fs::read(&part) {
             out.write_all(&bytes).map_err(|e| Error::io(&tmp, e))?;
         }
     }
-    out.into_inner()
+    let file = out
+        .into_inner()
         .map_err(|e| Error::io(&tmp, e.into_error()))?;
-    std::fs::rename(&tmp, explain).map_err(|e| Error::io(explain, e))
+    dataset::commit_tmp(file, &tmp, explain)
 }
 
-/// Reads one input file through the pipeline into `part-k.parquet`; returns its funnel.
+/// Reads one input file through the pipeline into `part-KEY.parquet`; returns its funnel.
 fn refine_file(
     config: &RefineConfig,
     pipeline: &Pipeline,
     path: &Path,
-    k: usize,
+    key: &str,
     opts: &RunOptions,
 ) -> Result<RunStats> {
     let bytes_in = std::fs::metadata(path)
@@ -271,17 +373,12 @@ fn refine_file(
         .len();
     let mut read = StageStats::new("read");
     let mut rows = pipeline.new_stats();
-    let mut writer = ShardWriter::create(
-        &opts.output.join(format!("part-{k:05}.parquet")),
-        &config.output,
-    )?;
+    let mut writer = ShardWriter::create(&part(opts.output, key), &config.output)?;
     let mut explain = match opts.explain {
         Some(_) => {
-            let p = explain_part(opts.output, k);
-            Some((
-                BufWriter::new(File::create(dataset::tmp_path(&p)).map_err(|e| Error::io(&p, e))?),
-                p,
-            ))
+            let p = explain_part(opts.output, key);
+            let (tmp, file) = dataset::create_tmp(&p)?;
+            Some((BufWriter::new(file), tmp, p))
         }
         None => None,
     };
@@ -299,7 +396,7 @@ fn refine_file(
             for (row, add) in rows.iter_mut().zip(&local) {
                 *row += add;
             }
-            if let Some((out, p)) = explain.as_mut() {
+            if let Some((out, _, p)) = explain.as_mut() {
                 let line = Explain {
                     id: doc.id.clone(),
                     url: doc.url.clone(),
@@ -364,11 +461,11 @@ fn refine_file(
     }
     flush(&mut chunk, &mut rows)?;
     writer.finish()?;
-    if let Some((out, p)) = explain {
-        let tmp = dataset::tmp_path(&p);
-        out.into_inner()
+    if let Some((out, tmp, p)) = explain {
+        let file = out
+            .into_inner()
             .map_err(|e| Error::io(&tmp, e.into_error()))?;
-        std::fs::rename(&tmp, &p).map_err(|e| Error::io(&p, e))?;
+        dataset::commit_tmp(file, &tmp, &p)?;
     }
     let mut stages = vec![read];
     stages.extend(rows);
@@ -443,53 +540,261 @@ mod tests {
     }
 
     #[test]
+    fn folder_without_inputs_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("notes.txt"), "").unwrap();
+        let err = expand_inputs(&[dir.path().to_owned()])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("no input file in this folder")
+                && err.contains(&*dir.path().to_string_lossy()),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn missing_input_is_an_error() {
         let err = expand_inputs(&[PathBuf::from("/nonexistent/*.warc.gz")]).unwrap_err();
         assert!(err.to_string().contains("no such file"), "{err}");
+    }
+
+    /// Config with the filters off: these tests are about reading, not about quality.
+    fn reading_only() -> RefineConfig {
+        let mut config = RefineConfig::default();
+        config.language_id.enabled = false;
+        config.repetition.enabled = false;
+        config.quality.enabled = false;
+        config.line_correction.enabled = false;
+        config
+    }
+
+    /// `n` JSONL lines, gzipped (several deflate blocks, so a cut leaves whole lines before it).
+    fn jsonl_gz(n: usize) -> Vec<u8> {
+        use flate2::{write::GzEncoder, Compression};
+        let mut gz = GzEncoder::new(Vec::new(), Compression::default());
+        for i in 0..n {
+            let line = format!(
+                "{{\"text\":\"document {i} {}\",\"url\":\"https://e.com/{i}\"}}\n",
+                "word ".repeat(i % 50)
+            );
+            gz.write_all(line.as_bytes()).unwrap();
+        }
+        gz.finish().unwrap()
+    }
+
+    /// Runs refine on one file in a thread; a run that does not end in 60 s fails the test
+    /// instead of hanging it.
+    fn refine_with_deadline(input: &Path, out: &Path) -> RunStats {
+        let name = input_name(input);
+        let (input, out) = (input.to_path_buf(), out.to_path_buf());
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let inputs = vec![input];
+            let _ = tx.send(
+                refine(&reading_only(), &opts(&inputs, &out, false)).map_err(|e| e.to_string()),
+            );
+        });
+        match rx.recv_timeout(std::time::Duration::from_secs(60)) {
+            Ok(stats) => stats.unwrap(),
+            Err(_) => panic!("refine of {name} still running after 60 s"),
+        }
+    }
+
+    fn input_name(p: &Path) -> String {
+        p.file_name().unwrap().to_string_lossy().into_owned()
+    }
+
+    #[test]
+    fn damaged_jsonl_gz_is_a_counted_skip_keeping_the_lines_before() {
+        let dir = tempfile::tempdir().unwrap();
+        let whole = jsonl_gz(4000);
+        // Truncated: the first 60% of the bytes.
+        let truncated = dir.path().join("truncated.jsonl.gz");
+        std::fs::write(&truncated, &whole[..whole.len() * 6 / 10]).unwrap();
+        // Corrupt: garbage over 64 bytes in the middle of the deflate stream.
+        let corrupt = dir.path().join("corrupt.jsonl.gz");
+        let mut bad = whole.clone();
+        let mid = bad.len() / 2;
+        bad[mid..mid + 64]
+            .iter_mut()
+            .enumerate()
+            .for_each(|(i, b)| *b ^= 0x5a ^ i as u8);
+        std::fs::write(&corrupt, &bad).unwrap();
+        for (input, reason) in [(&truncated, "truncated"), (&corrupt, "corrupt_gzip")] {
+            let out = dir.path().join(format!("out-{reason}"));
+            let stats = refine_with_deadline(input, &out);
+            let read = &stats.stages[0];
+            assert_eq!(read.dropped.get(reason), Some(&1), "{reason}: {read:?}");
+            // The whole lines before the damage are kept, none after it.
+            assert!(
+                read.output > 1000 && read.output < 4000,
+                "{reason}: {read:?}"
+            );
+            assert!(out.join("stats.json").exists());
+            let rows = std::fs::read_dir(&out)
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
+                .map(|p| dataset::read_parquet(&p).unwrap().count() as u64)
+                .sum::<u64>();
+            assert_eq!(rows, read.output, "{reason}");
+        }
+    }
+
+    fn write_jsonl_inputs(dir: &Path, files: std::ops::Range<usize>) {
+        std::fs::create_dir_all(dir).unwrap();
+        for f in files {
+            let lines: String = (0..5)
+                .map(|i| {
+                    format!("{{\"text\":\"file {f} doc {i}\",\"url\":\"https://e.com/{f}/{i}\"}}\n")
+                })
+                .collect();
+            std::fs::write(dir.join(format!("f{f}.jsonl")), lines).unwrap();
+        }
+    }
+
+    fn opts<'a>(
+        inputs: &'a [PathBuf],
+        out: &'a Path,
+        allow_changed_inputs: bool,
+    ) -> RunOptions<'a> {
+        RunOptions {
+            inputs,
+            output: out,
+            task: Task::default(),
+            explain: None,
+            on_file_done: &|_| {},
+            allow_changed_inputs,
+        }
+    }
+
+    /// Every row of every part, as `url`s, sorted.
+    fn urls_out(out: &Path) -> Vec<String> {
+        let mut urls: Vec<String> = std::fs::read_dir(out)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
+            .flat_map(|p| {
+                dataset::read_parquet(&p)
+                    .unwrap()
+                    .map(|d| d.unwrap().url)
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        urls.sort();
+        urls
+    }
+
+    fn expected_urls(files: std::ops::Range<usize>) -> Vec<String> {
+        let mut urls: Vec<String> = files
+            .flat_map(|f| (0..5).map(move |i| format!("https://e.com/{f}/{i}")))
+            .collect();
+        urls.sort();
+        urls
     }
 
     #[test]
     fn jsonl_run_resumes_without_duplicates() {
         let dir = tempfile::tempdir().unwrap();
         let input = dir.path().join("in");
-        std::fs::create_dir(&input).unwrap();
-        for f in 0..3 {
-            let lines: String = (0..5)
-                .map(|i| {
-                    format!("{{\"text\":\"file {f} doc {i}\",\"url\":\"https://e.com/{f}/{i}\"}}\n")
-                })
-                .collect();
-            std::fs::write(input.join(format!("f{f}.jsonl")), lines).unwrap();
-        }
+        write_jsonl_inputs(&input, 0..3);
         let inputs = expand_inputs(&[input]).unwrap();
         let out = dir.path().join("out");
-        let opts = RunOptions {
-            inputs: &inputs,
-            output: &out,
-            task: Task::default(),
-            explain: None,
-            on_file_done: &|_| {},
-        };
-        // Filters off: these short lines are about resuming, not about quality.
-        let mut config = RefineConfig::default();
-        config.language_id.enabled = false;
-        config.repetition.enabled = false;
-        config.quality.enabled = false;
-        config.line_correction.enabled = false;
-        let first = refine(&config, &opts).unwrap();
+        let first = refine(&reading_only(), &opts(&inputs, &out, false)).unwrap();
         assert_eq!(first.stages[0].output, 15);
         // Lose one file's output as an interruption would, then resume.
-        std::fs::remove_file(out.join("_done/part-00001.json")).unwrap();
-        std::fs::remove_file(out.join("part-00001.parquet")).unwrap();
-        let second = refine(&config, &opts).unwrap();
+        let key = InputId::stat(&inputs[1]).unwrap().key();
+        std::fs::remove_file(marker(&out, &key)).unwrap();
+        std::fs::remove_file(part(&out, &key)).unwrap();
+        let second = refine(&reading_only(), &opts(&inputs, &out, false)).unwrap();
         assert_eq!(second.stages, first.stages);
-        let rows: usize = (0..3)
-            .map(|k| {
-                dataset::read_parquet(&out.join(format!("part-{k:05}.parquet")))
+        assert_eq!(urls_out(&out), expected_urls(0..3));
+    }
+
+    /// Issue 11: resume was keyed by an input's place in the sorted list, so a file added
+    /// between runs made the rerun skip the new file and redo an old one (duplicates).
+    #[test]
+    fn an_added_input_is_refused_then_refined_once_when_allowed() {
+        let dir = tempfile::tempdir().unwrap();
+        let input = dir.path().join("in");
+        // f1 and f3 first; f0 and f2 sort before and between them.
+        write_jsonl_inputs(&input, 1..2);
+        write_jsonl_inputs(&input, 3..4);
+        let out = dir.path().join("out");
+        let before = expand_inputs(std::slice::from_ref(&input)).unwrap();
+        refine(&reading_only(), &opts(&before, &out, false)).unwrap();
+        write_jsonl_inputs(&input, 0..1);
+        write_jsonl_inputs(&input, 2..3);
+        let after = expand_inputs(std::slice::from_ref(&input)).unwrap();
+        let err = refine(&reading_only(), &opts(&after, &out, false))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("2 added")
+                && err.contains("f0.jsonl")
+                && err.contains("--allow-changed-inputs"),
+            "{err}"
+        );
+        assert_eq!(
+            urls_out(&out),
+            [expected_urls(1..2), expected_urls(3..4)].concat()
+        );
+        let stats = refine(&reading_only(), &opts(&after, &out, true)).unwrap();
+        assert_eq!(stats.stages[0].output, 20);
+        assert_eq!(urls_out(&out), expected_urls(0..4));
+        // Now the same inputs resume without the flag.
+        refine(&reading_only(), &opts(&after, &out, false)).unwrap();
+        assert_eq!(urls_out(&out), expected_urls(0..4));
+    }
+
+    #[test]
+    fn a_changed_or_removed_input_is_refused_then_redone_when_allowed() {
+        let dir = tempfile::tempdir().unwrap();
+        let input = dir.path().join("in");
+        write_jsonl_inputs(&input, 0..3);
+        let out = dir.path().join("out");
+        let inputs = expand_inputs(std::slice::from_ref(&input)).unwrap();
+        refine(&reading_only(), &opts(&inputs, &out, false)).unwrap();
+        // Same size, other text: only the head hash tells.
+        let f1 = input.join("f1.jsonl");
+        let text = std::fs::read_to_string(&f1)
+            .unwrap()
+            .replace("file 1 doc", "FILE 1 DOC");
+        std::fs::write(&f1, text).unwrap();
+        let err = refine(&reading_only(), &opts(&inputs, &out, false))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("f1.jsonl") && err.contains("changed"), "{err}");
+        refine(&reading_only(), &opts(&inputs, &out, true)).unwrap();
+        let docs: Vec<String> = std::fs::read_dir(&out)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
+            .flat_map(|p| {
+                dataset::read_parquet(&p)
                     .unwrap()
-                    .count()
+                    .map(|d| d.unwrap().content)
+                    .collect::<Vec<_>>()
             })
-            .sum();
-        assert_eq!(rows, 15);
+            .collect();
+        assert_eq!(docs.len(), 15);
+        assert_eq!(
+            docs.iter().filter(|c| c.starts_with("FILE 1 DOC")).count(),
+            5
+        );
+        // A removed input: refused, then its part goes.
+        std::fs::remove_file(input.join("f2.jsonl")).unwrap();
+        let fewer = expand_inputs(std::slice::from_ref(&input)).unwrap();
+        let err = refine(&reading_only(), &opts(&fewer, &out, false))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("1 removed") && err.contains("f2.jsonl"),
+            "{err}"
+        );
+        let stats = refine(&reading_only(), &opts(&fewer, &out, true)).unwrap();
+        assert_eq!(stats.stages[0].output, 10);
+        assert_eq!(urls_out(&out), expected_urls(0..2));
     }
 }

@@ -10,6 +10,12 @@
 //! they hold) and redoes the rest. A task ends with `_parts/task-TTTTT.json`; the task that
 //! finds every part present writes `meta.json`.
 //!
+//! A task holds its lock on the output folder while it runs ([`falconry_refine::lock`]). A
+//! task's shards depend on every file it reads and on their order, so the input list (paths,
+//! sizes, head hashes) is recorded on the first run and a different one refused
+//! ([`falconry_refine::inputs`]); shard markers and task parts record the list's hash, so with
+//! `allow_changed_inputs` a task redoes everything its old markers covered.
+//!
 //! A task holds its documents' text in memory to shuffle them: use more tasks for more text.
 
 use std::collections::BTreeMap;
@@ -17,6 +23,9 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use falconry_refine::dataset::write_atomic;
+use falconry_refine::inputs::{check_inputs, list_hash, InputId};
+use falconry_refine::lock::OutputLock;
+use falconry_refine::run::Task;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -52,6 +61,9 @@ pub struct TokenizeConfig {
     pub tasks: usize,
     /// Documents encoded per parallel batch.
     pub batch_documents: usize,
+    /// Redo the task on inputs that differ from those the folder was made from, instead of
+    /// refusing them (`--allow-changed-inputs`).
+    pub allow_changed_inputs: bool,
 }
 
 impl Default for TokenizeConfig {
@@ -67,6 +79,7 @@ impl Default for TokenizeConfig {
             task: 0,
             tasks: 1,
             batch_documents: 4096,
+            allow_changed_inputs: false,
         }
     }
 }
@@ -104,6 +117,9 @@ pub struct TaskPart {
     pub skipped_lines: u64,
     /// UTF-8 bytes of text encoded (in shards written or found done).
     pub text_bytes: u64,
+    /// [`list_hash`] of the inputs the part was made from.
+    #[serde(default)]
+    pub inputs: String,
 }
 
 /// What [`tokenize_corpus`] reports.
@@ -128,6 +144,9 @@ pub struct TokenizeReport {
 struct DoneShard {
     shard: ShardInfo,
     text_bytes: u64,
+    /// [`list_hash`] of the inputs the shard was made from.
+    #[serde(default)]
+    inputs: String,
 }
 
 /// Runs one task of `falconry tokenize`.
@@ -141,9 +160,23 @@ pub fn tokenize_corpus(config: &TokenizeConfig) -> Result<TokenizeReport> {
         path: config.tokenizer.clone(),
         message: "no end-of-text token (<|endoftext|>, </s> or <eos>)".into(),
     })?;
-    for dir in [out.clone(), out.join("_done"), out.join("_parts")] {
+    let _lock = OutputLock::acquire(
+        out,
+        Task {
+            index: config.task,
+            count: config.tasks,
+        },
+    )?;
+    for dir in [out.join("_done"), out.join("_parts")] {
         std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
     }
+    let files = list_inputs(&config.inputs)?;
+    let ids: Vec<InputId> = files
+        .iter()
+        .map(|p| InputId::read(p))
+        .collect::<falconry_refine::Result<_>>()?;
+    check_inputs(out, &ids, config.allow_changed_inputs)?;
+    let inputs = list_hash(&ids);
     let mut report = TokenizeReport {
         fast_encoder: tokenizer.is_fast(),
         ..Default::default()
@@ -151,18 +184,40 @@ pub fn tokenize_corpus(config: &TokenizeConfig) -> Result<TokenizeReport> {
     let part_path = out
         .join("_parts")
         .join(format!("task-{:05}.json", config.task));
-    if part_path.exists() {
-        report.task_was_done = true;
-        let bytes = std::fs::read(&part_path).map_err(|e| Error::io(&part_path, e))?;
-        report.part = serde_json::from_slice(&bytes).map_err(|e| Error::Json {
-            path: part_path.clone(),
-            source: e,
-        })?;
-    } else {
-        report.part = run_task(config, &tokenizer, eos, &mut report.shards_written)?;
-        write_json(&part_path, &report.part)?;
+    let done_part = match std::fs::read(&part_path) {
+        Ok(bytes) => Some(
+            serde_json::from_slice::<TaskPart>(&bytes).map_err(|e| Error::Json {
+                path: part_path.clone(),
+                source: e,
+            })?,
+        ),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(Error::io(&part_path, e)),
+    };
+    match done_part.filter(|p| p.inputs == inputs) {
+        Some(part) => {
+            report.task_was_done = true;
+            report.part = part;
+        }
+        None => {
+            // A part from other inputs no longer counts toward meta.json.
+            if let Err(e) = std::fs::remove_file(&part_path) {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    return Err(Error::io(&part_path, e));
+                }
+            }
+            report.part = run_task(
+                config,
+                &files,
+                &inputs,
+                &tokenizer,
+                eos,
+                &mut report.shards_written,
+            )?;
+            write_json(&part_path, &report.part)?;
+        }
     }
-    report.meta_written = write_meta_if_complete(config, &tokenizer, eos)?;
+    report.meta_written = write_meta_if_complete(config, &tokenizer, eos, &inputs)?;
     report.seconds = started.elapsed().as_secs_f64();
     Ok(report)
 }
@@ -175,12 +230,17 @@ struct Doc {
 
 fn run_task(
     config: &TokenizeConfig,
+    all_files: &[PathBuf],
+    inputs: &str,
     tokenizer: &Tokenizer,
     eos: u32,
     written: &mut usize,
 ) -> Result<TaskPart> {
-    let files = task_files(&list_inputs(&config.inputs)?, config.task, config.tasks);
-    let mut part = TaskPart::default();
+    let files = task_files(all_files, config.task, config.tasks);
+    let mut part = TaskPart {
+        inputs: inputs.to_string(),
+        ..TaskPart::default()
+    };
     let mut splits: BTreeMap<Split, Vec<Doc>> = BTreeMap::new();
     for file in &files {
         part.skipped_lines += for_each_document(file, |d| {
@@ -201,7 +261,7 @@ fn run_task(
             true
         })?;
     }
-    let done = read_done(config)?;
+    let done = read_done(config, inputs)?;
     let mut writer = ShardSink {
         config,
         index: 0,
@@ -223,8 +283,8 @@ fn run_task(
     Ok(part)
 }
 
-/// Markers of this task's finished shards, in the order they were written.
-fn read_done(config: &TokenizeConfig) -> Result<Vec<DoneShard>> {
+/// Markers of this task's finished shards from these inputs, in the order they were written.
+fn read_done(config: &TokenizeConfig, inputs: &str) -> Result<Vec<DoneShard>> {
     let mut done = Vec::new();
     for n in 0.. {
         let path = done_path(config, n);
@@ -240,8 +300,8 @@ fn read_done(config: &TokenizeConfig) -> Result<Vec<DoneShard>> {
         let len = std::fs::metadata(&file)
             .map(|m| m.len())
             .unwrap_or(u64::MAX);
-        if len != shard.shard.tokens * config.dtype.width() as u64 {
-            break; // the shard is missing or damaged: redo it and what follows
+        if len != shard.shard.tokens * config.dtype.width() as u64 || shard.inputs != inputs {
+            break; // the shard is missing, damaged or from other inputs: redo it and what follows
         }
         done.push(shard);
     }
@@ -329,6 +389,7 @@ impl ShardSink<'_> {
             &DoneShard {
                 shard: shard.clone(),
                 text_bytes,
+                inputs: self.part.inputs.clone(),
             },
         )?;
         self.part.shards.push(shard);
@@ -340,11 +401,13 @@ impl ShardSink<'_> {
     }
 }
 
-/// Writes `meta.json` when every task's part is present; returns whether it did.
+/// Writes `meta.json` when every task's part is present and made from `inputs`; returns
+/// whether it did.
 fn write_meta_if_complete(
     config: &TokenizeConfig,
     tokenizer: &Tokenizer,
     eos: u32,
+    inputs: &str,
 ) -> Result<bool> {
     let mut shards = Vec::new();
     let mut text_bytes = 0;
@@ -359,6 +422,9 @@ fn write_meta_if_complete(
         let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
         let part: TaskPart =
             serde_json::from_slice(&bytes).map_err(|e| Error::Json { path, source: e })?;
+        if part.inputs != inputs {
+            return Ok(false);
+        }
         shards.extend(part.shards);
         text_bytes += part.text_bytes;
     }

@@ -251,3 +251,103 @@ fn vocab_over_u16_is_refused_unless_uint32() {
         info.tokens * 4
     );
 }
+
+/// `n` JSONL lines, gzipped.
+fn jsonl_gz(n: usize) -> Vec<u8> {
+    use std::io::Write;
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    for i in 0..n {
+        let words = "word ".repeat(i % 50);
+        writeln!(
+            gz,
+            "{{\"text\":\"document {i} {words}\",\"url\":\"https://e.com/{i}\"}}"
+        )
+        .unwrap();
+    }
+    gz.finish().unwrap()
+}
+
+/// A truncated or corrupt `.jsonl.gz` is one counted skip: the task ends (no spinning, no
+/// abort), keeps the lines before the damage and writes `meta.json`.
+#[test]
+fn damaged_jsonl_gz_is_a_counted_skip() {
+    let tmp = tempfile::tempdir().unwrap();
+    let whole = jsonl_gz(4000);
+    let truncated = tmp.path().join("truncated.jsonl.gz");
+    std::fs::write(&truncated, &whole[..whole.len() * 6 / 10]).unwrap();
+    let corrupt = tmp.path().join("corrupt.jsonl.gz");
+    let mut bad = whole.clone();
+    let mid = bad.len() / 2;
+    bad[mid..mid + 64]
+        .iter_mut()
+        .enumerate()
+        .for_each(|(i, b)| *b ^= 0x5a ^ i as u8);
+    std::fs::write(&corrupt, &bad).unwrap();
+    for input in [truncated, corrupt] {
+        let out = tmp.path().join(format!(
+            "out-{}",
+            input.file_name().unwrap().to_string_lossy()
+        ));
+        let config = config(vec![input.clone()], &out);
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(tokenize_corpus(&config).map_err(|e| e.to_string()));
+        });
+        let report = rx
+            .recv_timeout(std::time::Duration::from_secs(120))
+            .unwrap_or_else(|_| panic!("tokenize of {input:?} still running after 120 s"))
+            .unwrap();
+        // The truncated file loses its cut line; garbage inflated from the corrupt one may
+        // also make lines that are not JSON, each counted.
+        assert!(report.part.skipped_lines >= 1, "{input:?}");
+        if input.ends_with("truncated.jsonl.gz") {
+            assert_eq!(report.part.skipped_lines, 1);
+        }
+        assert!(
+            report.part.documents > 1000 && report.part.documents < 4000,
+            "{input:?}: {}",
+            report.part.documents
+        );
+        assert!(report.meta_written);
+        let meta = TokenShards::open(&out).unwrap();
+        let docs: u64 = [Split::Train, Split::Validation]
+            .iter()
+            .flat_map(|&s| meta.shards(s))
+            .map(|s| s.documents)
+            .sum();
+        assert_eq!(docs, report.part.documents, "{input:?}");
+    }
+}
+
+/// Issue 11: a task's shards hold every document of its files, shuffled: a file added between
+/// runs is refused, then tokenized in full when allowed, with no document twice or missing.
+#[test]
+fn an_added_file_is_refused_then_tokenized_once_when_allowed() {
+    let input = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(fixture()).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    std::fs::write(input.path().join("b.jsonl"), lines[120..].join("\n")).unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let cfg = config(vec![input.path().into()], out.path());
+    tokenize_corpus(&cfg).unwrap();
+    std::fs::write(input.path().join("a.jsonl"), lines[..120].join("\n")).unwrap();
+    let err = tokenize_corpus(&cfg).unwrap_err().to_string();
+    assert!(
+        err.contains("1 added")
+            && err.contains("a.jsonl")
+            && err.contains("--allow-changed-inputs"),
+        "{err}"
+    );
+    let report = tokenize_corpus(&TokenizeConfig {
+        allow_changed_inputs: true,
+        ..cfg.clone()
+    })
+    .unwrap();
+    assert!(report.meta_written && !report.task_was_done);
+    let mut all: Vec<Vec<u32>> = read_docs(out.path(), Split::Train);
+    all.extend(read_docs(out.path(), Split::Validation));
+    all.sort();
+    assert_eq!(all, expected_docs());
+    let again = tokenize_corpus(&cfg).unwrap();
+    assert!(again.task_was_done);
+}

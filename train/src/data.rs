@@ -29,7 +29,13 @@ pub const VALIDATION_FRACTION: f64 = 0.05;
 struct Meta {
     #[serde(default)]
     dtype: Option<String>,
+    /// The tokenizer's vocabulary, which the model's must equal.
+    #[serde(default)]
+    vocab_size: Option<usize>,
     shards: Vec<ShardMeta>,
+    /// Where this was read from.
+    #[serde(skip)]
+    path: PathBuf,
 }
 
 impl Meta {
@@ -37,10 +43,11 @@ impl Meta {
     fn read(dir: &Path) -> Result<Self, Error> {
         let path = dir.join("meta.json");
         let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
-        let meta: Meta = serde_json::from_str(&text).map_err(|e| Error::Data {
+        let mut meta: Meta = serde_json::from_str(&text).map_err(|e| Error::Data {
             path: path.clone(),
             message: e.to_string(),
         })?;
+        meta.path = path.clone();
         match &meta.dtype {
             Some(dtype) if dtype != "uint16" => Err(Error::Data {
                 path,
@@ -60,21 +67,61 @@ struct ShardMeta {
     split: Option<String>,
 }
 
+/// The largest id of a file of tokens, kept to check the data against a model.
+#[derive(Clone, Debug)]
+struct MaxId {
+    /// The shard file (or the folder, for tokens given in memory).
+    path: PathBuf,
+    /// Its largest token id.
+    max: u16,
+}
+
 /// All tokens of one split, concatenated in shard order.
 #[derive(Clone, Debug)]
 pub struct TokenSplit {
     tokens: Vec<u16>,
+    /// Per shard, its largest id (empty for tokens given in memory).
+    max_ids: Vec<MaxId>,
 }
 
 impl TokenSplit {
     /// Wraps tokens already in memory.
     pub fn new(tokens: Vec<u16>) -> Self {
-        Self { tokens }
+        Self {
+            tokens,
+            max_ids: Vec::new(),
+        }
     }
 
     /// Reads every shard listed in `dir/meta.json`, checking each file's length.
     pub fn open(dir: &Path) -> Result<Self, Error> {
         Self::read(dir, &Meta::read(dir)?.shards)
+    }
+
+    /// Refuses a token id the model has no embedding for, naming the shard that holds it.
+    fn check_ids(&self, vocab_size: usize, dir: &Path) -> Result<(), Error> {
+        let in_memory = [MaxId {
+            path: dir.into(),
+            max: self.tokens.iter().copied().max().unwrap_or(0),
+        }];
+        let shards = if self.max_ids.is_empty() {
+            &in_memory[..]
+        } else {
+            &self.max_ids[..]
+        };
+        for shard in shards {
+            if shard.max as usize >= vocab_size {
+                return Err(Error::Data {
+                    path: shard.path.clone(),
+                    message: format!(
+                        "token id {} is out of the model's vocabulary (vocab_size {vocab_size}): \
+                         these shards were made with another tokenizer",
+                        shard.max
+                    ),
+                });
+            }
+        }
+        Ok(())
     }
 
     /// Reads `shards` of the folder `dir`, in order.
@@ -83,6 +130,7 @@ impl TokenSplit {
         shards: impl IntoIterator<Item = &'a ShardMeta>,
     ) -> Result<Self, Error> {
         let mut tokens = Vec::new();
+        let mut max_ids = Vec::new();
         for shard in shards {
             let path = dir.join(&shard.file);
             let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
@@ -96,13 +144,17 @@ impl TokenSplit {
                     ),
                 });
             }
+            let start = tokens.len();
             tokens.extend(
                 bytes
                     .chunks_exact(2)
                     .map(|c| u16::from_le_bytes([c[0], c[1]])),
             );
+            // One pass over what was just read: the cheap half of checking it against a model.
+            let max = tokens[start..].iter().copied().max().unwrap_or(0);
+            max_ids.push(MaxId { path, max });
         }
-        Ok(Self { tokens })
+        Ok(Self { tokens, max_ids })
     }
 
     /// Number of tokens.
@@ -141,6 +193,10 @@ pub struct TokenData {
     pub train: TokenSplit,
     /// Validation tokens.
     pub validation: TokenSplit,
+    /// The folder read.
+    dir: PathBuf,
+    /// Each `meta.json` read and the `vocab_size` it states.
+    vocabularies: Vec<(PathBuf, Option<usize>)>,
 }
 
 impl TokenData {
@@ -153,13 +209,20 @@ impl TokenData {
                 .map(|n| dir.join(n))
                 .find(|p| p.join("meta.json").is_file())
         };
+        let vocab = |m: &Meta| (m.path.clone(), m.vocab_size);
         let data = match (sub(&["train"]), sub(&["validation", "val"])) {
-            (Some(train), Some(val)) => Self {
-                train: TokenSplit::open(&train)?,
-                validation: TokenSplit::open(&val)?,
-            },
+            (Some(train), Some(val)) => {
+                let (train_meta, val_meta) = (Meta::read(&train)?, Meta::read(&val)?);
+                Self {
+                    train: TokenSplit::read(&train, &train_meta.shards)?,
+                    validation: TokenSplit::read(&val, &val_meta.shards)?,
+                    dir: dir.into(),
+                    vocabularies: vec![vocab(&train_meta), vocab(&val_meta)],
+                }
+            }
             _ => {
                 let meta = Meta::read(dir)?;
+                let vocabularies = vec![vocab(&meta)];
                 if meta.shards.iter().any(|s| s.split.is_some()) {
                     let split = |name: &str| {
                         let shards = meta
@@ -171,13 +234,21 @@ impl TokenData {
                     Self {
                         train: split("train")?,
                         validation: split("validation")?,
+                        dir: dir.into(),
+                        vocabularies,
                     }
                 } else {
-                    let all = TokenSplit::read(dir, &meta.shards)?.tokens;
+                    let all = TokenSplit::read(dir, &meta.shards)?;
                     let cut = all.len() - (all.len() as f64 * VALIDATION_FRACTION).ceil() as usize;
+                    // The held-out tail keeps the shard maxima: one check covers both halves.
                     Self {
-                        train: TokenSplit::new(all[..cut].to_vec()),
-                        validation: TokenSplit::new(all[cut..].to_vec()),
+                        train: TokenSplit {
+                            tokens: all.tokens[..cut].to_vec(),
+                            max_ids: all.max_ids,
+                        },
+                        validation: TokenSplit::new(all.tokens[cut..].to_vec()),
+                        dir: dir.into(),
+                        vocabularies,
                     }
                 }
             }
@@ -195,6 +266,28 @@ impl TokenData {
             }
         }
         Ok(data)
+    }
+
+    /// Checks the data against the model before the first step, with errors that name the
+    /// file at fault: every `meta.json`'s `vocab_size` equals the model's (ids from another
+    /// tokenizer would train into the wrong rows, or past the embedding), and every token id
+    /// is below it (Burn would panic on the first batch that holds one). Costs one pass over
+    /// the tokens, done while reading them.
+    pub fn check_model(&self, model: &crate::config::FalconConfig) -> Result<(), Error> {
+        let vocab_size = model.vocab_size;
+        for (path, meta_vocab) in &self.vocabularies {
+            if let Some(v) = meta_vocab.filter(|&v| v != vocab_size) {
+                return Err(Error::Data {
+                    path: path.clone(),
+                    message: format!(
+                        "vocab_size {v} (the tokenizer's) differs from the model's vocab_size {vocab_size}: \
+                         tokenize with the model's tokenizer, or set the model's vocab_size to {v}"
+                    ),
+                });
+            }
+        }
+        self.train.check_ids(vocab_size, &self.dir)?;
+        self.validation.check_ids(vocab_size, &self.dir)
     }
 }
 
@@ -258,6 +351,51 @@ mod tests {
         assert_eq!(
             data.train.tokens(),
             [[3u16; 10].as_slice(), &[4; 40]].concat()
+        );
+    }
+
+    /// Issue 11: an id past the model's vocabulary panicked inside Burn (exit 101); a
+    /// meta.json of another vocabulary trained without complaint.
+    #[test]
+    fn data_is_checked_against_the_model_naming_the_file() {
+        let model = crate::config::FalconConfig::falcon_tiny();
+        let tmp = tempfile::tempdir().unwrap();
+        let mut tokens: Vec<u16> = (0..1000).map(|i| (i * 7 % 65024) as u16).collect();
+        write_shards(tmp.path(), &tokens);
+        TokenData::open(tmp.path(), 16)
+            .unwrap()
+            .check_model(&model)
+            .unwrap();
+        // One id out of range, in the second shard.
+        tokens[900] = 65_024;
+        write_shards(tmp.path(), &tokens);
+        let err = TokenData::open(tmp.path(), 16)
+            .unwrap()
+            .check_model(&model)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("shard-00001.bin")
+                && err.contains("token id 65024")
+                && err.contains("vocab_size 65024"),
+            "{err}"
+        );
+        // A tokenizer of another vocabulary, even with ids in range.
+        tokens[900] = 1;
+        write_shards(tmp.path(), &tokens);
+        let meta_path = tmp.path().join("meta.json");
+        let meta = std::fs::read_to_string(&meta_path)
+            .unwrap()
+            .replace("65024", "50277");
+        std::fs::write(&meta_path, meta).unwrap();
+        let err = TokenData::open(tmp.path(), 16)
+            .unwrap()
+            .check_model(&model)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("meta.json") && err.contains("vocab_size 50277") && err.contains("65024"),
+            "{err}"
         );
     }
 

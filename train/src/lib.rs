@@ -45,7 +45,7 @@ pub use model::{
 };
 pub use optim::{AdamW, AdamWConfig, LrSchedule};
 pub use parallel::DataParallel;
-pub use plot::loss_curve;
+pub use plot::{loss_curve, register_font};
 pub use trainer::{
     flops_per_token, read_metrics, train, Metrics, Precision, TrainConfig, TrainOptions,
     TrainSummary,

@@ -134,7 +134,19 @@ impl TrainConfig {
         if self.seq_len == 0 || self.micro_batch_size == 0 || self.grad_accum_steps == 0 {
             return Err("seq_len, micro_batch_size and grad_accum_steps must be positive".into());
         }
-        self.model_config().map(|_| ())
+        self.check_seq_len(&self.model_config()?)
+    }
+
+    /// Refuses sequences longer than the model's `max_position_embeddings`: it would train
+    /// on them and save a config.json that says it cannot.
+    pub fn check_seq_len(&self, model: &FalconConfig) -> Result<(), String> {
+        if self.seq_len > model.max_position_embeddings {
+            return Err(format!(
+                "seq_len {} is above the model's max_position_embeddings {}",
+                self.seq_len, model.max_position_embeddings
+            ));
+        }
+        Ok(())
     }
 
     /// The model's shape: the named preset or the TOML file.
@@ -359,11 +371,15 @@ pub fn train<B: DataParallel>(
     };
     let world = devices.len();
     B::start(devices)?;
-    let model_config = config.model_config().map_err(|message| Error::Config {
-        path: opts.output.clone(),
-        message,
-    })?;
+    let model_config = config
+        .model_config()
+        .and_then(|m| config.check_seq_len(&m).map(|()| m))
+        .map_err(|message| Error::Config {
+            path: opts.output.clone(),
+            message,
+        })?;
     let data = TokenData::open(&opts.data, config.seq_len)?;
+    data.check_model(&model_config)?;
     let ckpt_root = opts.output.join("checkpoints");
     std::fs::create_dir_all(&ckpt_root).map_err(|e| Error::io(&ckpt_root, e))?;
     let metrics_path = opts.output.join("metrics.jsonl");

@@ -26,7 +26,9 @@
 //!
 //! The model is found in this order: `--lid-model` (`model_override`), the environment variable
 //! `FALCONRY_LID_MODEL`, the config key `language_id.model`, then `models/lid.176.ftz` relative
-//! to the current directory, else to this source checkout (see `models/NOTICE.md`).
+//! to the current directory, then beside the executable (`DIR/models/lid.176.ftz` or
+//! `DIR/lid.176.ftz`, for a copied or installed binary), else in this source checkout (see
+//! `models/NOTICE.md`).
 
 use std::collections::{BTreeMap, HashSet};
 use std::ffi::OsString;
@@ -116,14 +118,28 @@ impl LanguageIdConfig {
             };
         }
         let here = PathBuf::from(DEFAULT_MODEL);
+        // A copied or installed binary finds the model beside it, in `models/` or on its own.
+        let exe_dir = std::env::current_exe()
+            .ok()
+            .and_then(|e| e.parent().map(Path::to_path_buf));
+        let beside = exe_dir.iter().flat_map(|d| {
+            [
+                d.join(DEFAULT_MODEL),
+                d.join(Path::new(DEFAULT_MODEL).file_name().unwrap_or_default()),
+            ]
+        });
         let checkout = Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("..")
             .join(DEFAULT_MODEL);
-        [here.clone(), checkout]
-            .into_iter()
+        std::iter::once(here.clone())
+            .chain(beside)
+            .chain([checkout])
             .find(|p| p.is_file())
             .ok_or_else(|| {
-                missing_model(&here, "the default, also looked for in the source checkout")
+                missing_model(
+                    &here,
+                    "the default, also looked for beside the executable and in the source checkout",
+                )
             })
     }
 }

@@ -12,6 +12,8 @@ use std::io::Read;
 
 use flate2::{Crc, Decompress, FlushDecompress, Status};
 
+use super::header;
+
 /// Compressed bytes read from the file at a time.
 const IN_BUF: usize = 256 << 10;
 /// Decompressed bytes buffered for the record parser; holds the largest WARC header.
@@ -429,8 +431,27 @@ impl Input {
         }
     }
 
-    /// Appends the next `n` bytes to `out`, fewer if the input ends; returns how many.
-    pub(crate) fn read_into(&mut self, n: usize, out: &mut Vec<u8>) -> Result<usize, Break> {
+    /// Appends the next `n` bytes to `out`, fewer if the input ends; returns how many, and
+    /// whether a `bounded` read stopped early at a record's gzip member ([`Input::bounded_chunk`]).
+    pub(crate) fn read_into(
+        &mut self,
+        n: usize,
+        out: &mut Vec<u8>,
+        bounded: bool,
+    ) -> Result<(usize, bool), Break> {
+        if bounded {
+            let mut done = 0;
+            while done < n {
+                let take = self.bounded_chunk(n - done)?;
+                if take == 0 {
+                    return Ok((done, self.len > self.pos));
+                }
+                out.extend_from_slice(&self.buf[self.pos..self.pos + take]);
+                self.consume(take);
+                done += take;
+            }
+            return Ok((done, false));
+        }
         let from_buf = n.min(self.len - self.pos);
         out.extend_from_slice(&self.buf[self.pos..self.pos + from_buf]);
         self.consume(from_buf);
@@ -447,6 +468,8 @@ impl Input {
                 match self.src.read(&mut out[at..]) {
                     Ok(0) => break,
                     Ok(k) => {
+                        // A member start inside the block is no record start to remember.
+                        self.src.member_started = false;
                         at += k;
                         done += k;
                         self.offset += k as u64;
@@ -459,22 +482,57 @@ impl Input {
             }
             out.truncate(at);
         }
-        Ok(done)
+        Ok((done, false))
     }
 
-    /// Skips the next `n` bytes without keeping them; returns how many were skipped.
-    pub(crate) fn skip(&mut self, n: u64) -> Result<u64, Break> {
+    /// Skips the next `n` bytes without keeping them; returns how many were skipped, and
+    /// whether a `bounded` skip stopped early at a record's gzip member.
+    pub(crate) fn skip(&mut self, n: u64, bounded: bool) -> Result<(u64, bool), Break> {
         let mut done = 0u64;
         while done < n {
             let want = (n - done).min(OUT_BUF as u64) as usize;
-            let avail = self.fill(want)?.len().min(want);
+            let avail = if bounded {
+                self.bounded_chunk(want)?
+            } else {
+                self.fill(want)?.len().min(want)
+            };
             if avail == 0 {
-                break;
+                return Ok((done, bounded && self.len > self.pos));
             }
             self.consume(avail);
             done += avail as u64;
         }
-        Ok(done)
+        Ok((done, false))
+    }
+
+    /// How many of the next `want` bytes a record's block may take now when records sit one
+    /// per gzip member (CommonCrawl's layout): at most up to the next member start. `0` at
+    /// the end of the input, or where a member starts with a WARC version line: there the
+    /// block's `Content-Length` has run past its member into the next record, which a read of
+    /// the rest would swallow (with every record after it, up to the end of the file).
+    fn bounded_chunk(&mut self, want: usize) -> Result<usize, Break> {
+        let avail = self.fill(want.min(OUT_BUF))?.len();
+        if avail == 0 {
+            return Ok(0);
+        }
+        let mut starts = self
+            .member_starts
+            .iter()
+            .map(|&m| (m - self.offset) as usize);
+        let limit = match starts.next() {
+            Some(0) => {
+                let next = starts.next();
+                // Enough bytes to see a whole version line.
+                let head = self.fill(16)?;
+                if header::is_version_line(&head[..head.len().min(16)]) {
+                    return Ok(0);
+                }
+                next
+            }
+            at => at,
+        };
+        let avail = self.len - self.pos;
+        Ok(avail.min(want).min(limit.unwrap_or(usize::MAX)))
     }
 
     /// After a record's block: if the record ends its gzip member (CommonCrawl's layout),

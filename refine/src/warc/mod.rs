@@ -31,11 +31,15 @@
 //! | `bad_encoding` | a `Content-Encoding` that cannot be undone (`br`, corrupt gzip) |
 //! | `corrupt_gzip` | a gzip member that fails to inflate or fails its CRC (or garbage before the first) |
 //! | `truncated` | the file ends inside a record or a gzip member |
+//! | `bad_length` | a `Content-Length` that runs past the record's gzip member into the next record |
 //! | `bad_header` | bytes where a WARC header should be that are not one |
 //! | `read_error` | the operating system failed to read the file (reading stops) |
 //!
 //! Damage is never an error: after `corrupt_gzip` reading resumes at the next gzip member,
-//! after `bad_header` at the next `WARC/x.y` line (at a line or member start); one damaged
+//! after `bad_header` at the next `WARC/x.y` line (at a line or member start), after
+//! `bad_length` at the member that starts the next record (a record that begins a gzip member
+//! never reads past a later member that begins with a `WARC/x.y` line; in a plain or
+//! single-member file a too-long `Content-Length` is only noticed at the end); one damaged
 //! stretch is counted once, however many records it spans. When a record ends its gzip member
 //! (CommonCrawl's layout), the member's CRC is checked before the record is passed on.
 //!
@@ -252,6 +256,9 @@ impl WarcReader {
             }
             self.input.consume(blank);
         }
+        // One record per gzip member (CommonCrawl's layout): the block may not run into the
+        // next member's record, whatever its Content-Length says.
+        let bounded = self.input.is_gzip() && self.input.member_starts_at(0);
         // The header, up to its blank line.
         let mut need = 1;
         let head_len = loop {
@@ -300,16 +307,21 @@ impl WarcReader {
         let meta = match meta {
             Ok(meta) => meta,
             Err(reason) => {
-                return match self.input.skip(length) {
-                    Ok(n) if n < length => self.damage("truncated"),
+                return match self.input.skip(length, bounded) {
+                    Ok((_, true)) => self.damage("bad_length"),
+                    Ok((n, false)) if n < length => self.damage("truncated"),
                     Ok(_) => Some(ReadItem::Skip(reason)),
                     Err(b) => self.broke(b),
                 }
             }
         };
         self.block.clear();
-        match self.input.read_into(length as usize, &mut self.block) {
-            Ok(n) if (n as u64) < length => return self.damage("truncated"),
+        match self
+            .input
+            .read_into(length as usize, &mut self.block, bounded)
+        {
+            Ok((_, true)) => return self.damage("bad_length"),
+            Ok((n, false)) if (n as u64) < length => return self.damage("truncated"),
             Ok(_) => {}
             Err(b) => return self.broke(b),
         }

@@ -310,6 +310,79 @@ fn truncated_file() {
     );
 }
 
+/// The gzip members of a shared `.warc.gz`, each decompressed (one WARC record each in
+/// CommonCrawl's layout).
+fn members(rel: &str) -> Vec<Vec<u8>> {
+    let bytes = std::fs::read(warc(rel)).expect("test file reads");
+    let mut rest = &bytes[..];
+    let mut out = Vec::new();
+    while !rest.is_empty() {
+        let mut gz = flate2::bufread::GzDecoder::new(rest);
+        let mut record = Vec::new();
+        gz.read_to_end(&mut record).expect("valid member");
+        rest = gz.into_inner();
+        out.push(record);
+    }
+    out
+}
+
+fn gzip_members(records: &[Vec<u8>]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for r in records {
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        std::io::Write::write_all(&mut gz, r).expect("in memory");
+        out.extend(gz.finish().expect("in memory"));
+    }
+    out
+}
+
+/// A record's `Content-Length` set to `length`.
+fn with_length(record: &[u8], length: u64) -> Vec<u8> {
+    let text = String::from_utf8_lossy(record);
+    let at = text.find("Content-Length: ").expect("has Content-Length") + "Content-Length: ".len();
+    let end = at + text[at..].find("\r\n").expect("line ends");
+    [&record[..at], length.to_string().as_bytes(), &record[end..]].concat()
+}
+
+/// Issue 11: one too-large `Content-Length` in a real CommonCrawl WARC lost the rest of the
+/// file (44 of 50 records, counted as one `truncated`). Reading resumes at the next member.
+#[test]
+fn too_large_content_length_loses_only_its_record() {
+    let rel = "cc/resiliparse/warcfile.warc.gz";
+    let records = members(rel);
+    assert_eq!(records.len(), 50);
+    let (whole, docs) = read_file(rel);
+    // Record 5 is a response (an HTML document); record 4 a request.
+    for (k, kind) in [(5, "doc"), (4, "request")] {
+        let declared = String::from_utf8_lossy(&records[k]).contains(if kind == "doc" {
+            "WARC-Type: response"
+        } else {
+            "WARC-Type: request"
+        });
+        assert!(declared, "record {k} is a {kind}");
+        // Longer than the rest of the file (read to the end before), longer than the next
+        // record (swallowed it before), and over max_payload_bytes (skipped unread before).
+        for length in [records[k].len() as u64 + 2_000, 200_000, 100 << 20] {
+            let mut damaged = records.clone();
+            damaged[k] = with_length(&records[k], length);
+            let (counts, got) = read_bytes(gzip_members(&damaged));
+            let mut expected = whole.clone();
+            *expected.get_mut(kind).expect("counted") -= 1;
+            expected.insert("bad_length", 1);
+            assert_eq!(
+                counts, expected,
+                "record {k} ({kind}) with Content-Length {length}"
+            );
+            let lost: Vec<&str> = docs
+                .iter()
+                .filter(|d| !got.iter().any(|g| g.id == d.id))
+                .map(|d| d.url.as_str())
+                .collect();
+            assert_eq!(lost.len(), usize::from(kind == "doc"), "{lost:?}");
+        }
+    }
+}
+
 #[test]
 fn garbage_prefix() {
     let (bytes, _) = built_warc(5);

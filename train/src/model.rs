@@ -17,7 +17,7 @@
 //! pass in `bf16` casts each weight as it is used, so gradients flow back to f32 through the
 //! casts. LayerNorm and the loss run in f32, as autocast does.
 
-use burn::module::{Module, Param};
+use burn::module::{Module, ModuleVisitor, Param};
 use burn::nn::{Initializer, LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::tensor::activation::{gelu, log_softmax};
 use burn::tensor::backend::Backend;
@@ -345,13 +345,23 @@ pub struct FalconForCausalLM<B: Backend> {
 
 impl FalconConfig {
     /// A randomly initialised model: N(0, 0.02) weights, LayerNorm 1 / 0 (HF `_init_weights`).
+    ///
+    /// Every parameter is drawn here, not on first use: Burn's parameters are lazy, and a clone
+    /// taken before first use draws its own values, so a fresh model saved (or copied to the
+    /// CUDA engine) through a clone would not be the model that trains.
     pub fn init<B: FalconBackend>(&self, device: &B::Device) -> FalconForCausalLM<B> {
+        struct Draw;
+        impl<B: Backend> ModuleVisitor<B> for Draw {
+            fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+                let _ = param.val();
+            }
+        }
         let word_embeddings = Initializer::Normal {
             mean: 0.0,
             std: 0.02,
         }
         .init([self.vocab_size, self.hidden_size], device);
-        FalconForCausalLM {
+        let model = FalconForCausalLM {
             transformer: FalconModel {
                 word_embeddings,
                 h: (0..self.num_hidden_layers)
@@ -362,7 +372,9 @@ impl FalconConfig {
                     .init(device),
             },
             config: self.clone(),
-        }
+        };
+        model.visit(&mut Draw);
+        model
     }
 }
 

@@ -477,6 +477,23 @@ impl Engine {
             .collect())
     }
 
+    /// The residual stream into each block and out of the last (`L + 1` tensors `[N, d]`) and
+    /// the bf16 logits `[N, V]` as f32, of the last forward (for checks against a reference).
+    pub fn activations(&self) -> Result<(Vec<Vec<f32>>, Vec<f32>), Error> {
+        let (n, d, .., v, _) = self.dims();
+        let xs = self
+            .xs
+            .iter()
+            .map(|x| self.gpu.download(x, n * d))
+            .collect::<Result<_, _>>()?;
+        let logits = self.gpu.download(&self.s.logits, n * v)?;
+        let logits = logits
+            .into_iter()
+            .map(|b| f32::from_bits((b as u32) << 16))
+            .collect();
+        Ok((xs, logits))
+    }
+
     /// The gradients of the last forward/backward, HF names and layouts.
     pub fn gradients(&self) -> Result<BTreeMap<String, (Vec<usize>, Vec<f32>)>, Error> {
         self.named(&self.grads)

@@ -5,7 +5,10 @@
 # config, same token shards. Ends with one table naming the card; any correctness failure makes
 # it exit 1.
 #
-#   bench/gpu_bench.sh OUT_DIR [MODEL[:MICRO:ACCUM] ...]     (default falcon-124m:4:2)
+#   bench/gpu_bench.sh OUT_DIR [MODEL[:MICRO:ACCUM[:FLAGS]] ...]     (default falcon-124m:4:2)
+#
+# FLAGS (comma-separated): `eager` leaves torch.compile out for that run, `recompute` turns on
+# falconry's recompute_activations (PyTorch then runs without recomputation, for reference).
 #
 # Run from the repository root on the GPU machine with the cuda build at $FALCONRY and the
 # engine_check example at $ENGINE_CHECK (`cargo build --release --features cuda`, and
@@ -28,10 +31,12 @@ timeout 240 python3 bench/kernels.py --out "$out/kernels.json" || status=1
 
 echo "== engine gradients against transformers"
 printf 'vocab_size = 4096\nhidden_size = 256\nnum_hidden_layers = 2\nnum_attention_heads = 4\nnum_kv_heads = 4\nmulti_query = false\nffn_hidden_size = 1024\n' > /tmp/falcon-rw-small.toml
-for m in falcon-124m falcon-350m /tmp/falcon-rw-small.toml; do
-    dir=/tmp/engine_check/$(basename "$m" .toml)
-    { timeout 120 "$ENGINE_CHECK" "$dir" "$m" 2 256 > /dev/null &&
-      timeout 120 python3 bench/check_engine.py "$dir" | tee "$out/check_$(basename "$m" .toml).txt"; } || status=1
+for m in falcon-124m falcon-350m /tmp/falcon-rw-small.toml falcon-124m:recompute; do
+    IFS=: read -r model mode <<< "$m"
+    name=$(basename "$model" .toml)${mode:+-$mode}
+    dir=/tmp/engine_check/$name
+    { timeout 120 "$ENGINE_CHECK" "$dir" "$model" 2 256 $mode > /dev/null &&
+      timeout 120 python3 bench/check_engine.py "$dir" | grep -v "^| transformer" | tee "$out/check_$name.txt"; } || status=1
 done
 
 echo "== training steps: falconry vs PyTorch"
@@ -44,25 +49,26 @@ t.tofile(d / "shard-00000.bin")
     "shards": [{"file": "shard-00000.bin", "tokens": int(t.size), "documents": 1}]}))
 PY
 for run in "${runs[@]}"; do
-    IFS=: read -r model micro accum <<< "$run"
-    micro=${micro:-4}; accum=${accum:-2}
-    tag=$model-$micro-$accum
+    IFS=: read -r model micro accum flags <<< "$run"
+    micro=${micro:-4}; accum=${accum:-2}; flags=${flags:-}
+    tag=$model-$micro-$accum${flags:+-${flags//,/-}}
     cfg=/tmp/$tag.toml
     sed -e "s/^model = .*/model = \"$model\"/" -e "s/^micro_batch_size = .*/micro_batch_size = $micro/" \
         -e "s/^grad_accum_steps = .*/grad_accum_steps = $accum/" -e "s/^eval_batches = .*/eval_batches = 2/" \
         configs/train/falcon-124m.toml > "$cfg"
+    [[ $flags == *recompute* ]] && sed -i "s/^peak_flops = .*/&\nrecompute_activations = true/" "$cfg"
     nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 200 > "/tmp/mem-$tag.csv" &
     smi=$!
     start=$(date +%s.%N)
     timeout 300 "$FALCONRY" train --config "$cfg" --data /tmp/tokens --output "/tmp/run-$tag" --steps "$STEPS" \
         > "$out/train-$tag.log" 2>&1 || { status=1; tail -5 "$out/train-$tag.log"; }
-    echo "falconry $tag: $(echo "$(date +%s.%N) - $start" | bc) s wall, peak $(sort -n "/tmp/mem-$tag.csv" | tail -1) MiB"
+    echo "falconry $tag: $(python3 -c "import time; print(round(time.time() - $start, 1))") s wall, peak $(sort -n "/tmp/mem-$tag.csv" | tail -1) MiB"
     kill $smi
     sort -n "/tmp/mem-$tag.csv" | tail -1 > "$out/mem-$tag.txt"
     cp "/tmp/run-$tag/metrics.jsonl" "$out/metrics-$tag.jsonl"
     conf=configs/model/$model.toml
     modes=("" --compile)
-    [ -n "${NO_COMPILE:-}" ] && modes=("")
+    [[ -n "${NO_COMPILE:-}" || $flags == *eager* ]] && modes=("")
     for mode in "${modes[@]}"; do
         timeout 300 python3 bench/torch_falcon.py --model "$conf" --data /tmp/tokens --micro "$micro" --accum "$accum" \
             --steps "$STEPS" $mode 2>&1 | grep '^{' > "$out/torch-$tag${mode:+-compiled}.json" || true

@@ -14,11 +14,13 @@ print(f"\n{card}: training tokens/s, seq 2048, bf16 (falconry: steps 2.. of its 
 print("| model | micro x accum | falconry tokens/s | MFU | peak MiB | PyTorch eager | ratio | torch.compile | ratio |")
 print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
 for run in sys.argv[2:]:
-    model, micro, accum = (run.split(":") + ["4", "2"])[:3]
-    tag = f"{model}-{micro}-{accum}"
+    parts = run.split(":") + [""] * 3
+    model, micro, accum, flags = parts[0], parts[1] or "4", parts[2] or "2", parts[3]
+    tag = f"{model}-{micro}-{accum}" + (f"-{flags.replace(',', '-')}" if flags else "")
+    label = model + (f" ({flags})" if flags else "")
     m = out / f"metrics-{tag}.jsonl"
     if not m.exists():
-        print(f"| {model} | {micro} x {accum} | (no run) | | | | | | |")
+        print(f"| {label} | {micro} x {accum} | (no run) | | | | | | |")
         continue
     rows = [json.loads(l) for l in m.read_text().splitlines() if l.strip()]
     train = [r for r in rows if r["split"] == "train"][1:]
@@ -33,4 +35,4 @@ for run in sys.argv[2:]:
             cells += [f"{t:,.0f}", f"{tps / t:.2f}"]
         except (OSError, IndexError, ValueError, KeyError):
             cells += ["-", "-"]
-    print(f"| {model} | {micro} x {accum} | {tps:,.0f} | {100 * mfu:.1f}% | {mem} | " + " | ".join(cells) + " |")
+    print(f"| {label} | {micro} x {accum} | {tps:,.0f} | {100 * mfu:.1f}% | {mem} | " + " | ".join(cells) + " |")

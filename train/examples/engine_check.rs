@@ -70,9 +70,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let secs = began.elapsed().as_secs_f64() / reps as f64;
     let tokens = (batch * seq) as f64;
     let flops = falconry_train::flops_per_token(&config, seq) * tokens;
-    // A few AdamW steps on the same windows: the loss must fall.
+    // A few AdamW steps on the same windows (a small learning rate, no warmup): the loss must fall.
     let losses: Vec<f64> = (0..5)
-        .map(|_| engine.step(&micro, 1e-3).map(|(l, _)| l))
+        .map(|_| engine.step(&micro, 1e-4).map(|(l, _)| l))
         .collect::<Result<_, _>>()?;
     let report = serde_json::json!({
         "model": model_name,

@@ -74,8 +74,15 @@ __device__ __forceinline__ void mma(float* c, const u32* a, const u32* b) {
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
 }
 
-// Four 8x8 bf16 matrices from shared memory, transposed: lane l gives the address of row
-// (l % 8) of matrix (l / 8); register j receives matrix j.
+// Four 8x8 bf16 matrices from shared memory: lane l gives the address of row (l % 8) of matrix
+// (l / 8); register j receives matrix j, lane l holding row l / 4, columns 2 (l % 4) and + 1.
+__device__ __forceinline__ void ldsm(u32* r, const bf16* p) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(smem_addr(p)));
+}
+
+// The same, transposed: lane l holds rows 2 (l % 4) and + 1 of column l / 4.
 __device__ __forceinline__ void ldsm_t(u32* r, const bf16* p) {
     asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];"
                  : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
@@ -123,18 +130,21 @@ __device__ __forceinline__ void load_a(u32 (*f)[4], const bf16* s, int row, int 
 
 // acc[16 x 64] = A[16 x 64] * S^T where S is a 64 x 64 tile in shared memory (rows of S are the
 // 64 output columns): the product of a warp's rows with every row of the tile.
-__device__ __forceinline__ void mma_abt(float (*acc)[4], const u32 (*a)[4], const bf16* s, int g,
-                                        int t) {
+// B fragments come four at a time through ldmatrix: matrices (rows n..n+7, columns k..k+7),
+// (n.., k+8..), (n+8.., k..), (n+8.., k+8..) are the two k-halves of n-tiles n/8 and n/8 + 1.
+__device__ __forceinline__ void mma_abt(float (*acc)[4], const u32 (*a)[4], const bf16* s,
+                                        int lane) {
 #pragma unroll
-    for (int n = 0; n < 8; n++) {
-        acc[n][0] = acc[n][1] = acc[n][2] = acc[n][3] = 0.f;
+    for (int n = 0; n < 8; n++) acc[n][0] = acc[n][1] = acc[n][2] = acc[n][3] = 0.f;
+    const int m = lane >> 3, r = lane & 7;
+#pragma unroll
+    for (int np = 0; np < 4; np++) {
 #pragma unroll
         for (int kk = 0; kk < 4; kk++) {
-            u32 b[2];
-            const bf16* p = &s[(n * 8 + g) * LDS + kk * 16 + 2 * t];
-            b[0] = *(const u32*)p;
-            b[1] = *(const u32*)(p + 8);
-            mma(acc[n], a[kk], b);
+            u32 b[4];
+            ldsm(b, &s[(np * 16 + (m >> 1) * 8 + r) * LDS + kk * 16 + (m & 1) * 8]);
+            mma(acc[2 * np], a[kk], b);
+            mma(acc[2 * np + 1], a[kk], b + 2);
         }
     }
 }
@@ -206,7 +216,7 @@ attn_fwd(const bf16* __restrict__ q, const bf16* __restrict__ k, const bf16* __r
         cp_commit();
         cp_wait<1>();
         __syncthreads();
-        mma_abt(s, qf, Ks[buf], g, t);
+        mma_abt(s, qf, Ks[buf], lane);
         float n0 = m0, n1 = m1;
 #pragma unroll
         for (int n = 0; n < 8; n++) {
@@ -330,8 +340,8 @@ attn_bwd_dq(const bf16* __restrict__ q, const bf16* __restrict__ k, const bf16* 
         cp_commit();
         cp_wait<1>();
         __syncthreads();
-        mma_abt(s, qf, Ks[buf], g, t);
-        mma_abt(dp, df, Vs[buf], g, t);
+        mma_abt(s, qf, Ks[buf], lane);
+        mma_abt(dp, df, Vs[buf], lane);
 #pragma unroll
         for (int n = 0; n < 8; n++) {
 #pragma unroll
@@ -410,8 +420,8 @@ attn_bwd_dkdv(const bf16* __restrict__ q, const bf16* __restrict__ k, const bf16
         cp_commit();
         cp_wait<1>();
         __syncthreads();
-        mma_abt(s, kf, Qs[buf], g, t);   // S^T: rows = keys, columns = queries
-        mma_abt(dp, vf, Ds[buf], g, t);  // dP^T
+        mma_abt(s, kf, Qs[buf], lane);   // S^T: rows = keys, columns = queries
+        mma_abt(dp, vf, Ds[buf], lane);  // dP^T
 #pragma unroll
         for (int n = 0; n < 8; n++) {
 #pragma unroll

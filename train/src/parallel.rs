@@ -35,6 +35,10 @@ pub trait Fused<B: FalconTrainBackend> {
     ) -> Result<(), Error>;
     /// AdamW updates done.
     fn optimizer_step(&self) -> usize;
+    /// GPUs taking the step: [`Fused::step`] gets each one's micro-batches, in rank order.
+    fn ranks(&self) -> usize {
+        1
+    }
 }
 
 /// A training backend, with or without collective communication across its devices.
@@ -108,21 +112,18 @@ impl DataParallel for crate::CudaTrainBackend {
         }
     }
 
-    /// The CUDA engine for single-GPU bf16 runs whose shapes it covers; `FALCONRY_ENGINE=burn`
-    /// keeps Burn's step.
+    /// The CUDA engine for bf16 runs whose shapes it covers: one engine, or an NCCL group of
+    /// engines over several GPUs (also on one with `FALCONRY_ENGINE=group`, to run that path
+    /// on a single card); `FALCONRY_ENGINE=burn` keeps Burn's step.
     fn fused(
         model: &FalconConfig,
         config: &TrainConfig,
         devices: &[Self::Device],
     ) -> Option<Box<dyn Fused<Self>>> {
         use crate::trainer::Precision;
-        let why = if std::env::var("FALCONRY_ENGINE").is_ok_and(|v| v == "burn") {
+        let choice = std::env::var("FALCONRY_ENGINE").unwrap_or_default();
+        let why = if choice == "burn" {
             Some("FALCONRY_ENGINE=burn".to_string())
-        } else if devices.len() != 1 {
-            Some(format!(
-                "{} devices (the engine runs on one)",
-                devices.len()
-            ))
         } else if config.precision != Precision::Bf16 {
             Some("precision f32 (the engine computes in bf16)".to_string())
         } else {
@@ -132,23 +133,33 @@ impl DataParallel for crate::CudaTrainBackend {
             tracing::info!("training with Burn's autodiff step: {why}");
             return None;
         }
-        match crate::cuda::Engine::new(
-            model,
+        let (batch, seq, optim, recompute) = (
             config.micro_batch_size,
             config.seq_len,
             config.optimizer.clone(),
             config.recompute_activations,
-            devices[0].index,
-        ) {
-            Ok(engine) => {
-                tracing::info!("training with the CUDA engine on {}", engine.describe());
-                Some(Box::new(engine))
-            }
-            Err(e) => {
-                tracing::warn!("the CUDA engine could not start ({e}); training with Burn's step");
-                None
-            }
-        }
+        );
+        let made: Result<Box<dyn Fused<Self>>, Error> = if devices.len() > 1 || choice == "group"
+        {
+            let ordinals: Vec<usize> = devices.iter().map(|d| d.index).collect();
+            crate::cuda::EngineGroup::new(model, batch, seq, optim, recompute, &ordinals).map(
+                |g| {
+                    tracing::info!("training with the CUDA engine on {} GPUs (NCCL)", g.ranks());
+                    Box::new(g) as Box<dyn Fused<Self>>
+                },
+            )
+        } else {
+            crate::cuda::Engine::new(model, batch, seq, optim, recompute, devices[0].index).map(
+                |e| {
+                    tracing::info!("training with the CUDA engine on {}", e.describe());
+                    Box::new(e) as Box<dyn Fused<Self>>
+                },
+            )
+        };
+        made.map_err(|e| {
+            tracing::warn!("the CUDA engine could not start ({e}); training with Burn's step")
+        })
+        .ok()
     }
 }
 
@@ -173,6 +184,34 @@ impl<B: FalconTrainBackend> Fused<B> for crate::cuda::Engine {
     }
     fn optimizer_step(&self) -> usize {
         crate::cuda::Engine::optimizer_step(self)
+    }
+}
+
+#[cfg(feature = "cuda")]
+impl<B: FalconTrainBackend> Fused<B> for crate::cuda::EngineGroup {
+    fn load(&mut self, model: &FalconForCausalLM<B>, optim: &AdamW<B>) -> Result<(), Error> {
+        self.lead().load(model, optim)?;
+        self.sync()
+    }
+    fn step(&mut self, micro: &[Vec<u16>], lr: f64) -> Result<(f64, f64), Error> {
+        crate::cuda::EngineGroup::step(self, micro, lr)
+    }
+    fn loss(&mut self, windows: &[u16]) -> Result<f64, Error> {
+        self.lead().loss(windows)
+    }
+    fn store(
+        &self,
+        model: &mut FalconForCausalLM<B>,
+        optim: &mut AdamW<B>,
+        device: &B::Device,
+    ) -> Result<(), Error> {
+        self.lead_ref().store(model, optim, device)
+    }
+    fn optimizer_step(&self) -> usize {
+        self.lead_ref().optimizer_step()
+    }
+    fn ranks(&self) -> usize {
+        crate::cuda::EngineGroup::ranks(self)
     }
 }
 

@@ -359,7 +359,8 @@ impl<B: DataParallel> Replica<B> {
 ///
 /// Rank 0 runs here and does everything but compute for the others: metrics, evaluation,
 /// checkpoints. Ranks 1.. run in threads of their own and meet rank 0 inside every backward
-/// pass, where their gradients are averaged. The logged training loss is rank 0's.
+/// pass, where their gradients are averaged. The logged training loss is the mean over ranks
+/// with the CUDA engine, rank 0's with Burn's step.
 pub fn train<B: DataParallel>(
     opts: &TrainOptions,
     devices: &[B::Device],
@@ -370,7 +371,6 @@ pub fn train<B: DataParallel>(
         return Err(Error::Unsupported("no device to train on".into()));
     };
     let world = devices.len();
-    B::start(devices)?;
     let model_config = config
         .model_config()
         .and_then(|m| config.check_seq_len(&m).map(|()| m))
@@ -431,23 +431,28 @@ pub fn train<B: DataParallel>(
 
     let total = config.max_steps;
     let start_step = state.step;
+    // The CUDA engine takes the step where it applies (bf16, shapes it covers; one GPU or an
+    // NCCL group of them); `lead` then keeps the weights only as of the last checkpoint.
+    // Otherwise Burn's autodiff step, data parallel through Burn's collectives.
+    let mut fused = B::fused(&model_config, config, devices);
+    let burn_world = if fused.is_some() { 1 } else { world };
+    if burn_world > 1 {
+        B::start(devices)?;
+    }
     let mut lead = Replica {
-        model: B::mark(model, world),
+        model: B::mark(model, burn_world),
         optim,
         device: device.clone(),
         rank: 0,
-        world,
+        world: burn_world,
     };
-    // The CUDA engine takes the step where it applies (one GPU, bf16); `lead` then keeps the
-    // weights only as of the last checkpoint.
-    let mut fused = B::fused(&model_config, config, devices);
     if let Some(engine) = fused.as_mut() {
         engine.load(&lead.model, &lead.optim)?;
     }
     // Detached, not scoped: should rank 0 fail, the others wait in a collective that never
     // completes, and a scope would wait for them.
     let train_split = Arc::new(data.train.clone());
-    let others: Vec<_> = devices[1..]
+    let others: Vec<_> = devices[1..burn_world]
         .iter()
         .enumerate()
         .map(|(i, device)| {
@@ -479,11 +484,14 @@ pub fn train<B: DataParallel>(
                     config.seq_len,
                     config.grad_accum_steps,
                 );
-                let micro: Vec<Vec<u16>> = (0..accum)
-                    .map(|m| {
+                // Each rank's micro-batches, in rank order.
+                let ranks = engine.ranks();
+                let micro: Vec<Vec<u16>> = (0..ranks)
+                    .flat_map(|rank| (0..accum).map(move |m| (rank, m)))
+                    .map(|(rank, m)| {
                         train_split.sample(
                             state.seed,
-                            window_key(state.step, accum, m, 1, 0),
+                            window_key(state.step, accum, m, ranks, rank),
                             mb,
                             t,
                         )
@@ -563,7 +571,9 @@ pub fn train<B: DataParallel>(
             .join()
             .map_err(|_| Error::Unsupported("a data-parallel replica panicked".into()))?;
     }
-    B::stop(devices);
+    if burn_world > 1 {
+        B::stop(devices);
+    }
     if let Err(e) = plot::loss_curve(&history, &opts.output.join("loss.png")) {
         tracing::warn!("loss.png not written: {e}");
     }

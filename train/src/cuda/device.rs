@@ -134,6 +134,14 @@ impl Gpu {
         })
     }
 
+    /// Makes this GPU's context the calling thread's (raw driver and cuBLASLt calls use it).
+    pub(crate) fn bind(&self) -> Result<(), Error> {
+        self.stream
+            .context()
+            .bind_to_thread()
+            .map_err(|e| gpu_error("binding the GPU's context", e))
+    }
+
     /// Lets `kernel` take `bytes` of dynamic shared memory (beyond the default 48 KiB).
     pub(crate) fn allow_shared(&self, kernel: &str, bytes: usize) -> Result<(), Error> {
         if bytes > 48 * 1024 {

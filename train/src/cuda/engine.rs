@@ -12,11 +12,14 @@
 //! `QD = (H + 2 KV) 64` the fused QKV width; `F` the MLP width; `V` the vocabulary.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use burn::tensor::backend::Backend;
+use cudarc::driver::CudaStream;
 use burn::tensor::{Tensor, TensorData};
 
-use super::device::{blocks, Arg, Buf, Gpu};
+use super::collective::Collective;
+use super::device::{blocks, gpu_error, Arg, Buf, Gpu};
 use super::gemm::{plain, t, Gemm, Out};
 use crate::attention::FalconTrainBackend;
 use crate::config::{FalconConfig, QkvLayout};
@@ -247,6 +250,24 @@ pub struct Engine {
     optim: AdamWConfig,
     /// AdamW updates done.
     optimizer_step: usize,
+    /// The data-parallel group this engine averages gradients with, if any.
+    group: Option<Group>,
+}
+
+/// An engine's weights and optimizer state on the host.
+pub(crate) struct State {
+    params: Vec<f32>,
+    exp_avg: Vec<f32>,
+    exp_avg_sq: Vec<f32>,
+    optimizer_step: usize,
+}
+
+/// An engine's place in a data-parallel group.
+struct Group {
+    collective: Arc<Collective>,
+    rank: usize,
+    /// Collectives run here, overlapping the backward on the compute stream.
+    stream: Arc<CudaStream>,
 }
 
 /// RoPE's `cos` and `sin` for positions `0..seq`, `[seq, 32]` (the halves of a head share
@@ -376,6 +397,7 @@ impl Engine {
             s,
             optim,
             optimizer_step: 0,
+            group: None,
         })
     }
 
@@ -406,7 +428,12 @@ impl Engine {
             assert_eq!(got, shape, "{name}: the engine's layout follows hf::slots");
             host[*at..*at + data.len()].copy_from_slice(data);
         }
-        self.gpu.upload(&host, &mut self.params)?;
+        self.upload_params(&host)
+    }
+
+    /// The flat parameters into `params` and their bf16 copy.
+    fn upload_params(&mut self, host: &[f32]) -> Result<(), Error> {
+        self.gpu.upload(host, &mut self.params)?;
         let n = self.layout.total;
         self.gpu.launch(
             "to_bf16",
@@ -469,6 +496,27 @@ impl Engine {
         self.gpu.upload(&v, &mut self.exp_avg_sq)?;
         self.optimizer_step = optim.step;
         Ok(())
+    }
+
+    /// Weights, moments and step count as flat host buffers, for the other ranks of a group.
+    pub(crate) fn state(&self) -> Result<State, Error> {
+        let n = self.layout.total;
+        Ok(State {
+            params: self.gpu.download(&self.params, n)?,
+            exp_avg: self.gpu.download(&self.exp_avg, n)?,
+            exp_avg_sq: self.gpu.download(&self.exp_avg_sq, n)?,
+            optimizer_step: self.optimizer_step,
+        })
+    }
+
+    /// Takes another engine's [`Engine::state`] (same model and layout).
+    pub(crate) fn set_state(&mut self, state: &State) -> Result<(), Error> {
+        self.gpu.bind()?;
+        self.upload_params(&state.params)?;
+        self.gpu.upload(&state.exp_avg, &mut self.exp_avg)?;
+        self.gpu.upload(&state.exp_avg_sq, &mut self.exp_avg_sq)?;
+        self.optimizer_step = state.optimizer_step;
+        self.gpu.sync()
     }
 
     /// The GPU's flat f32 buffer as HF-named tensors.
@@ -848,7 +896,9 @@ impl Engine {
 
     /// The backward pass of the last forward: weight gradients into `grads` (overwritten when
     /// `first`, else added: gradient accumulation).
-    fn backward(&mut self, first: bool) -> Result<(), Error> {
+    /// The backward of the micro-batch in flight; gradients are overwritten on the `first`
+    /// micro-batch and accumulated after; on the `last`, averaged over the group if any.
+    fn backward(&mut self, first: bool, last: bool) -> Result<(), Error> {
         let (n, d, h, kv, qd, f, v, layers) = self.dims();
         let (b, seq) = (self.batch, self.seq);
         let layout = self.layout_code();
@@ -1087,6 +1137,13 @@ impl Engine {
                     self.layernorm_back(dln, x, attn_stats, wb, true, first)?;
                 }
             }
+            if last {
+                // The block's gradients are final: average them while the blocks below run.
+                let at = &self.layout.layers[l];
+                let ln_end = at.ln_mlp.unwrap_or(at.ln_attn) + 2 * d;
+                self.reduce(at.qkv, at.fc2 + d * f - at.qkv)?;
+                self.reduce(at.ln_attn, ln_end - at.ln_attn)?;
+            }
         }
         self.gpu.launch(
             "embed_bwd",
@@ -1101,7 +1158,12 @@ impl Engine {
                 Arg::I(d as i32),
                 Arg::L((n * d) as i64),
             ],
-        )
+        )?;
+        if last {
+            self.reduce(self.layout.wte, v * d)?;
+            self.reduce(self.layout.ln_f, 2 * d)?;
+        }
+        Ok(())
     }
 
     fn check_windows(&self, windows: &[u16]) {
@@ -1115,14 +1177,69 @@ impl Engine {
     /// Forward and backward of each micro-batch (`[batch, seq + 1]` token windows): gradients
     /// of their mean loss in `grads`, each micro-batch's loss sum in `scalars`.
     fn accumulate(&mut self, micro: &[Vec<u16>]) -> Result<(), Error> {
+        self.gpu.bind()?;
         let grad_scale = 1.0 / (self.batch * self.seq * micro.len()) as f32;
         for (i, windows) in micro.iter().enumerate() {
             self.check_windows(windows);
             self.gpu.upload(windows, &mut self.s.win)?;
             self.forward(grad_scale, i)?;
-            self.backward(i == 0)?;
+            self.backward(i == 0, i + 1 == micro.len())?;
+        }
+        if let Some(g) = &self.group {
+            // Losses too (the logged loss is the mean over ranks); then the optimizer waits.
+            g.collective.all_reduce_mean(
+                g.rank,
+                self.s.scalars.ptr,
+                micro.len(),
+                self.reduce_stream()?,
+            )?;
+            self.gpu
+                .stream
+                .join(&g.stream)
+                .map_err(|e| gpu_error("waiting for the all-reduce", e))?;
         }
         Ok(())
+    }
+
+    /// Joins the gradient averaging of `collective` as rank `rank`: from the next step, each
+    /// block's gradients are averaged on a second stream as soon as the backward has them.
+    pub(crate) fn join(&mut self, collective: Arc<Collective>, rank: usize) -> Result<(), Error> {
+        let stream = self
+            .gpu
+            .stream
+            .fork()
+            .map_err(|e| gpu_error("a stream for collectives", e))?;
+        self.group = Some(Group {
+            collective,
+            rank,
+            stream,
+        });
+        Ok(())
+    }
+
+    /// The collectives' stream, made to wait for everything issued on the compute stream.
+    fn reduce_stream(&self) -> Result<cudarc::driver::sys::CUstream, Error> {
+        let g = self.group.as_ref().expect("a group");
+        g.stream
+            .join(&self.gpu.stream)
+            .map_err(|e| gpu_error("ordering the all-reduce", e))?;
+        Ok(g.stream.cu_stream())
+    }
+
+    /// Averages `len` gradient elements from `at` over the group (nothing without one).
+    fn reduce(&self, at: usize, len: usize) -> Result<(), Error> {
+        let Some(g) = &self.group else {
+            return Ok(());
+        };
+        g.collective
+            .all_reduce_mean(g.rank, self.grads.at(at), len, self.reduce_stream()?)
+    }
+
+    /// This rank's error if its group was aborted during the step.
+    pub(crate) fn check_group(&self) -> Result<(), Error> {
+        self.group
+            .as_ref()
+            .map_or(Ok(()), |g| g.collective.check(g.rank))
     }
 
     /// The mean loss from the micro-batch sums in `scalars` (one wait), and the scalar after them.
@@ -1179,11 +1296,13 @@ impl Engine {
             )?;
         }
         let (loss, norm_sq) = self.read_loss(micro.len())?;
+        self.check_group()?;
         Ok((loss, (norm_sq as f64).sqrt()))
     }
 
     /// Mean loss of one micro-batch of windows, no gradients.
     pub fn loss(&mut self, windows: &[u16]) -> Result<f64, Error> {
+        self.gpu.bind()?;
         self.check_windows(windows);
         self.gpu.upload(windows, &mut self.s.win)?;
         self.forward(0.0, 0)?;

@@ -5,9 +5,14 @@
 //! seconds at start. `falconry train` uses it for single-GPU bf16 runs; Burn's autodiff model
 //! stays the reference it is checked against and the path for everything else.
 
+mod collective;
 mod device;
 mod engine;
 mod gemm;
+mod group;
 
+pub(crate) use collective::Collective;
 pub(crate) use engine::unsupported;
 pub use engine::Engine;
+pub use group::EngineGroup;
+pub(crate) use engine::State;

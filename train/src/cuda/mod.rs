@@ -2,7 +2,8 @@
 //! cuBLASLt products and hand-written kernels (`kernels.cu`: flash attention forward and
 //! backward reading grouped K/V heads in place, RoPE fused into the QKV split, LayerNorm,
 //! GELU, the LM head's cross-entropy fused with its gradient, AdamW), compiled by NVRTC in
-//! seconds at start. `falconry train` uses it for single-GPU bf16 runs; Burn's autodiff model
+//! seconds at start. `falconry train` uses it for bf16 runs on one GPU or, one engine per GPU with
+//! NCCL (`group.rs`), on several; Burn's autodiff model
 //! stays the reference it is checked against and the path for everything else.
 
 mod collective;

@@ -23,8 +23,7 @@ pub fn run(args: TokenizeArgs) -> Result<()> {
         validation_fraction: args.validation_fraction,
         seed: args.seed,
         dtype: Dtype::parse(&args.dtype)?,
-        task: task.index,
-        tasks: task.count,
+        task,
         allow_changed_inputs: args.allow_changed_inputs,
         ..TokenizeConfig::default()
     };

@@ -3,7 +3,7 @@
 //! - [`Tokenizer`] loads any HuggingFace `tokenizer.json`; for Falcon's pipeline it encodes
 //!   with falconry's own pre-tokenizer and BPE merge loop (ids identical to `tokenizers`).
 //! - [`tokenize_corpus`] turns Parquet/JSONL documents into `uint16` token shards with a
-//!   `meta.json` ([`shards`]); [`TokenShards`] reads them back for training.
+//!   `meta.json` ([`shards`], the `falconry-shards` crate, which the trainer reads them with).
 //! - [`train_tokenizer`] trains a byte-level BPE with Falcon's pre-tokenizer on a bounded
 //!   sample of a corpus.
 //!
@@ -27,10 +27,12 @@ pub mod corpus;
 mod error;
 mod pretokenize;
 mod publish;
-pub mod shards;
 mod tokenize_corpus;
 mod tokenizer;
 mod train;
+
+/// The token shard format, shared with the trainer: the `falconry-shards` crate.
+pub use falconry_shards as shards;
 
 pub use error::{Error, Result};
 pub use publish::{publish_dataset, PublishConfig, PublishReport};

@@ -21,6 +21,11 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Every stage in one run folder: RUN_DIR/<stage>/, manifest.json, the funnel to tokens.
+    #[command(
+        after_help = "Examples:\n  falconry run --config configs/pipeline.toml\n  falconry run --config configs/pipeline.toml --input 'crawl/*.warc.gz' --output runs/r1 --stages refine,dedup,tokenize,train"
+    )]
+    Run(RunArgs),
     /// Read WARC (or JSONL/Parquet text), extract main text, filter; write Parquet + stats.json.
     #[command(
         after_help = "Example:\n  falconry refine --input 'crawl/*.warc.gz' --output runs/r1/refine --config configs/refinedweb.toml"
@@ -61,6 +66,23 @@ pub enum Command {
     /// Run only the main-text extractor on saved HTML files; prints JSON lines {"path","text"}.
     #[command(after_help = "Example:\n  falconry extract page.html other.html.gz | jq -r .text")]
     Extract(ExtractArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Pipeline config (TOML; see configs/pipeline.toml): the stages' configs and settings.
+    #[arg(long, short)]
+    pub config: PathBuf,
+    /// Input files, folders or glob patterns (instead of the config's `[run] input`).
+    #[arg(long, short, num_args = 1..)]
+    pub input: Vec<PathBuf>,
+    /// Run folder (instead of the config's `[run] output`).
+    #[arg(long, short)]
+    pub output: Option<PathBuf>,
+    /// Stages to run, comma-separated (instead of the config's `[run] stages`); each reads the
+    /// folder of the stage before it.
+    #[arg(long, value_delimiter = ',', value_parser = ["refine", "dedup", "tokenize", "train"])]
+    pub stages: Option<Vec<String>>,
 }
 
 /// Which share of the inputs a process of a job array takes.

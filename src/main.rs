@@ -10,6 +10,7 @@ mod interrupt;
 mod plot;
 mod progress;
 mod refine;
+mod run;
 mod tokenize;
 mod train;
 
@@ -37,6 +38,7 @@ fn main() -> ExitCode {
     QUIET.store(cli.quiet, Ordering::Relaxed);
     init_logging(cli.verbose, cli.quiet);
     let result = match cli.command {
+        Command::Run(args) => run::run(args),
         Command::Refine(args) => refine::run(args),
         Command::Dedup(args) => dedup::run(args),
         Command::Extract(args) => extract::run(args),

@@ -300,7 +300,7 @@ fn concat_explain(opts: &RunOptions, inputs: &[InputId], explain: &Path) -> Resu
     let file = out
         .into_inner()
         .map_err(|e| Error::io(&tmp, e.into_error()))?;
-    commit_tmp(file, &tmp, explain)
+    Ok(commit_tmp(file, &tmp, explain)?)
 }
 
 /// Reads one input file through the pipeline into `part-KEY.parquet`; returns its funnel.

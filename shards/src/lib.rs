@@ -12,6 +12,8 @@
 //! shards into memory on demand ([`ShardTokens`]).
 #![deny(missing_docs)]
 
+pub mod atomic;
+
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
@@ -65,7 +67,8 @@ pub enum Error {
 }
 
 impl Error {
-    fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+    /// An I/O error on `path`.
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io {
             path: path.into(),
             source,

@@ -24,8 +24,8 @@ use crate::Error;
 /// Fraction of a single shard folder held out for validation.
 pub const VALIDATION_FRACTION: f64 = 0.05;
 
-/// A shard folder's error as the trainer's, naming the file.
-fn shard_error(dir: &Path, e: falconry_shards::Error) -> Error {
+/// A shard folder's (or an atomic write's) error as the trainer's, naming the file.
+pub(crate) fn shard_error(dir: &Path, e: falconry_shards::Error) -> Error {
     match e {
         falconry_shards::Error::Io { path, source } => Error::Io { path, source },
         falconry_shards::Error::Json { path, source } => Error::Data {

@@ -43,6 +43,11 @@ pub enum Command {
         after_help = "Examples:\n  falconry tokenize --input runs/r1/dedup --output runs/r1/tokenize --tokenizer tokenizer.json\n  falconry tokenize train --input runs/r1/dedup --vocab-size 65024 --output tokenizer.json"
     )]
     Tokenize(TokenizeArgs),
+    /// Token shards as other trainers read them: llm.c .bin, Megatron .bin + .idx, HF Parquet.
+    #[command(
+        after_help = "Example:\n  falconry export --input runs/sample/tokenize --output runs/sample/megatron --format megatron"
+    )]
+    Export(ExportArgs),
     /// A dataset folder to upload as is: Parquet shards, a dataset card with the funnel.
     #[command(
         after_help = "Example:\n  falconry publish --input runs/r1/dedup --output release/ --stats runs/r1/dedup/stats.json --tokens runs/r1/tokenize"
@@ -281,6 +286,20 @@ pub struct TokenizeTrainArgs {
     /// Seed of the sample.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// Token shard folder from `falconry tokenize` (meta.json + shard-*.bin).
+    #[arg(long, short)]
+    pub input: PathBuf,
+    /// Output folder.
+    #[arg(long, short)]
+    pub output: PathBuf,
+    /// llmc: llm.c's `.bin` (256-int32 header, then the ids); megatron: an indexed dataset
+    /// (`.bin` + `.idx`) per split; parquet: HF `datasets` Parquet, column `input_ids`.
+    #[arg(long, value_parser = ["llmc", "megatron", "parquet"])]
+    pub format: String,
 }
 
 #[derive(Debug, Args)]

@@ -43,6 +43,7 @@ fn main() -> ExitCode {
         Command::Dedup(args) => dedup::run(args),
         Command::Extract(args) => extract::run(args),
         Command::Tokenize(args) => tokenize::run(args),
+        Command::Export(args) => tokenize::run_export(args),
         Command::Publish(args) => tokenize::run_publish(args),
         Command::Train(args) => train::run_train(args),
         Command::Eval(args) => train::run_eval(args),

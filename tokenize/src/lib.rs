@@ -25,6 +25,7 @@ mod bpe;
 mod chars;
 pub mod corpus;
 mod error;
+mod export;
 mod pretokenize;
 mod publish;
 mod tokenize_corpus;
@@ -35,6 +36,7 @@ mod train;
 pub use falconry_shards as shards;
 
 pub use error::{Error, Result};
+pub use export::{export_shards, ExportFormat, ExportReport};
 pub use publish::{publish_dataset, PublishConfig, PublishReport};
 pub use shards::{Dtype, ShardInfo, ShardTokens, Split, TokenMeta, TokenShards};
 pub use tokenize_corpus::{tokenize_corpus, TaskPart, TokenizeConfig, TokenizeReport};

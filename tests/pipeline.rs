@@ -197,11 +197,13 @@ fn run_on_the_sample_writes_every_stage_the_manifest_and_the_funnel() {
     );
 }
 
-/// The same inputs and config give the same bytes, on one thread or four.
+/// The same inputs and config give the same bytes, on one thread or four, and with each
+/// stage split into three tasks (dedup: each step in turn).
 #[test]
-fn two_clean_runs_write_the_same_bytes() {
+fn the_same_bytes_whatever_the_threads_or_tasks() {
     let t = TestCommand::new();
-    let config = pipeline_config(&t, &falcon_tokenizer());
+    let tokenizer = falcon_tokenizer();
+    let config = pipeline_config(&t, &tokenizer);
     let input = data_dir().join("warc");
     let run = t.path("run");
     run_clean(&config, &input, &run, 1);
@@ -215,6 +217,81 @@ fn two_clean_runs_write_the_same_bytes() {
         .filter(|e| e.file_name().to_string_lossy().ends_with(".bin"))
         .count();
     assert!(shards > 1, "{shards} token shards");
+
+    // Three tasks per stage, each reading the run's folder of the stage before.
+    let at = |p: &Path| p.to_str().unwrap().to_string();
+    let refine_dir = t.path("tasks/refine");
+    let dedup_dir = t.path("tasks/dedup");
+    let tokenize_dir = t.path("tasks/tokenize");
+    let mut commands: Vec<Vec<String>> = Vec::new();
+    for task in 0..3 {
+        commands.push(vec![
+            "refine".into(),
+            "--input".into(),
+            at(&input),
+            "--output".into(),
+            at(&refine_dir),
+        ]);
+        commands
+            .last_mut()
+            .unwrap()
+            .extend(["--task".into(), task.to_string()]);
+    }
+    for step in [
+        "signatures",
+        "buckets",
+        "components",
+        "exact_substring",
+        "url_dedup",
+        "filter",
+    ] {
+        for task in 0..3 {
+            commands.push(vec![
+                "dedup".into(),
+                "--input".into(),
+                at(&run.join("refine")),
+                "--output".into(),
+                at(&dedup_dir),
+                "--config".into(),
+                "configs/dedup.toml".into(),
+                "--stage".into(),
+                step.into(),
+                "--task".into(),
+                task.to_string(),
+            ]);
+        }
+    }
+    for task in 0..3 {
+        commands.push(vec![
+            "tokenize".into(),
+            "--input".into(),
+            at(&run.join("dedup")),
+            "--output".into(),
+            at(&tokenize_dir),
+            "--tokenizer".into(),
+            at(&tokenizer),
+            "--shard-tokens".into(),
+            "20000".into(),
+            "--validation-fraction".into(),
+            "0.05".into(),
+            "--task".into(),
+            task.to_string(),
+        ]);
+    }
+    for args in &commands {
+        let mut args: Vec<&str> = args.iter().map(String::as_str).collect();
+        args.extend(["--tasks", "3", "-q"]);
+        t.assert_exit_code(&args, 0);
+    }
+    for (stage, dir) in [
+        ("refine", &refine_dir),
+        ("dedup", &dedup_dir),
+        ("tokenize", &tokenize_dir),
+    ] {
+        // The stage commands draw their funnel; `falconry run` draws one for the run.
+        let _ = std::fs::remove_file(dir.join("funnel.png"));
+        assert_same_tree(&run.join(stage), dir);
+    }
 }
 
 /// A small xorshift: the kill points come from a seed, so a failure replays.

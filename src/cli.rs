@@ -106,7 +106,7 @@ pub struct RefineArgs {
     /// Input files, folders or glob patterns: .warc(.gz), .wet(.gz), .jsonl(.gz), .parquet.
     #[arg(long, short, required = true, num_args = 1..)]
     pub input: Vec<PathBuf>,
-    /// Output folder: part-NNNNN.parquet, stats.json.
+    /// Output folder: part-KEY.parquet (KEY: the input file), stats.json.
     #[arg(long, short)]
     pub output: PathBuf,
     /// Pipeline config (TOML); defaults are RefinedWeb's (see configs/refinedweb.toml).
@@ -170,7 +170,7 @@ pub struct TrainArgs {
     /// Training config (TOML; see configs/train/).
     #[arg(long, short)]
     pub config: PathBuf,
-    /// Token shard folder (meta.json + shard-NNNNN.bin) from `falconry tokenize`.
+    /// Token shard folder (meta.json + shard-*.bin) from `falconry tokenize`.
     #[arg(long, short)]
     pub data: PathBuf,
     /// Output folder: checkpoints/, metrics.jsonl, loss.png.
@@ -233,7 +233,7 @@ pub struct TokenizeArgs {
     /// Parquet/JSONL files or folders of documents.
     #[arg(long, short, required = true, num_args = 1..)]
     pub input: Vec<PathBuf>,
-    /// Output folder: shard-NNNNN.bin, meta.json.
+    /// Output folder: shard-KEY-NNNNN.bin (KEY: the input file), meta.json, stats.json.
     #[arg(long, short, required = true)]
     pub output: Option<PathBuf>,
     /// tokenizer.json (HuggingFace format; Falcon's has 65,024 ids).

@@ -21,6 +21,7 @@ const SOURCE: &str = include_str!("kernels.cu");
 
 const KERNELS: &[&str] = &[
     "attn_fwd",
+    "attn_fwd2",
     "attn_bwd_delta",
     "attn_bwd_dq",
     "attn_bwd_dkdv",

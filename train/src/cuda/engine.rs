@@ -29,6 +29,8 @@ use crate::Error;
 pub(crate) const HEAD_DIM: usize = 64;
 /// Sequence lengths are whole attention tiles.
 pub(crate) const SEQ_MULTIPLE: usize = 64;
+/// The cross-entropy kernel keeps a row of logits in registers: 8 x 16 bytes per thread of 1024.
+pub(crate) const MAX_VOCAB: usize = 8 * 8 * 1024;
 /// Blocks of `layernorm_bwd` (each writes a partial weight gradient).
 const LN_BLOCKS: usize = 264;
 
@@ -50,6 +52,12 @@ pub(crate) fn unsupported(config: &FalconConfig, seq_len: usize) -> Option<Strin
         || !config.ffn_hidden_size.is_multiple_of(8)
     {
         return Some("vocab_size, hidden_size and ffn_hidden_size must be multiples of 8".into());
+    }
+    if config.vocab_size > MAX_VOCAB {
+        return Some(format!(
+            "vocab_size {} (the CUDA engine's cross-entropy takes up to {MAX_VOCAB})",
+            config.vocab_size
+        ));
     }
     None
 }
@@ -713,9 +721,15 @@ impl Engine {
                 Arg::I(layout),
             ],
         )?;
+        // Two query heads of a K/V group per warp share every K and V fragment.
+        let (attn_fwd, per_warp) = if (h / kv) % 2 == 0 {
+            ("attn_fwd2", 2)
+        } else {
+            ("attn_fwd", 1)
+        };
         self.gpu.launch(
-            "attn_fwd",
-            ((seq / 64) as u32, h as u32, b as u32),
+            attn_fwd,
+            ((seq / 64) as u32, (h / per_warp) as u32, b as u32),
             128,
             0,
             &[
@@ -818,7 +832,7 @@ impl Engine {
         self.gpu.launch(
             "cross_entropy",
             (n as u32, 1, 1),
-            512,
+            1024,
             0,
             &[
                 Arg::P(self.s.logits.ptr),

@@ -44,6 +44,14 @@ __device__ __forceinline__ u32 pack2(float lo, float hi) {
     return r;
 }
 
+// 2^x in one MUFU instruction (exp2f adds a denormal fix-up around it; softmax weights that
+// small are zero to bf16 anyway).
+__device__ __forceinline__ float ex2(float x) {
+    float y;
+    asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+    return y;
+}
+
 __device__ __forceinline__ float lo_f(u32 p) { return __uint_as_float(p << 16); }
 __device__ __forceinline__ float hi_f(u32 p) { return __uint_as_float(p & 0xffff0000u); }
 
@@ -107,20 +115,28 @@ __device__ __forceinline__ float quad_max(float x) {
     return fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 2));
 }
 
-// A 64 x 64 bf16 tile (rows `stride` elements apart in global memory) into padded shared
-// memory, 16 bytes per copy, by the block's 128 threads.
+// ------------------------------------------------------------------------------------------------
+// Products of a warp's rows with 64 x 64 bf16 tiles in shared memory
+// ------------------------------------------------------------------------------------------------
+//
+// Tiles are row-major with rows LDS apart, which ldmatrix reads without bank conflicts. A warp
+// keeps its 16 rows of A in registers; accumulators are per 8-column n-tile: rows g and g + 8,
+// columns 2t and 2t + 1.
+
+// A 64 x 64 bf16 tile (rows `stride` elements apart in global memory) into shared memory, 16
+// bytes per asynchronous copy, by the block's 128 threads.
 __device__ __forceinline__ void load_tile(bf16* s, const bf16* g, long stride) {
     for (int i = threadIdx.x; i < TILE * HD / 8; i += 128) {
-        int r = i >> 3, c = (i & 7) * 8;
+        const int r = i >> 3, c = (i & 7) * 8;
         cp16(&s[r * LDS + c], g + r * stride + c);
     }
 }
 
-// Row fragments of a 16 x 64 slice of a tile held in registers as the A operand of 4 k-steps.
+// Row fragments of a 16 x 64 slice of a tile, as the A operand of 4 k-steps.
 __device__ __forceinline__ void load_a(u32 (*f)[4], const bf16* s, int row, int t) {
 #pragma unroll
     for (int kk = 0; kk < 4; kk++) {
-        int c = kk * 16 + 2 * t;
+        const int c = kk * 16 + 2 * t;
         f[kk][0] = *(const u32*)&s[row * LDS + c];
         f[kk][1] = *(const u32*)&s[(row + 8) * LDS + c];
         f[kk][2] = *(const u32*)&s[row * LDS + c + 8];
@@ -128,44 +144,61 @@ __device__ __forceinline__ void load_a(u32 (*f)[4], const bf16* s, int row, int 
     }
 }
 
-// acc[16 x 64] = A[16 x 64] * S^T where S is a 64 x 64 tile in shared memory (rows of S are the
-// 64 output columns): the product of a warp's rows with every row of the tile.
-// B fragments come four at a time through ldmatrix: matrices (rows n..n+7, columns k..k+7),
-// (n.., k+8..), (n+8.., k..), (n+8.., k+8..) are the two k-halves of n-tiles n/8 and n/8 + 1.
-__device__ __forceinline__ void mma_abt(float (*acc)[4], const u32 (*a)[4], const bf16* s,
-                                        int lane) {
+// k-step kk of f32 accumulator fragments (16 rows x 64 columns) as bf16 A fragments: the
+// accumulator layout of one product is the A layout of the next.
+__device__ __forceinline__ void pack_a(u32* a, const float (*p)[4], int kk) {
+    a[0] = pack2(p[2 * kk][0], p[2 * kk][1]);
+    a[1] = pack2(p[2 * kk][2], p[2 * kk][3]);
+    a[2] = pack2(p[2 * kk + 1][0], p[2 * kk + 1][1]);
+    a[3] = pack2(p[2 * kk + 1][2], p[2 * kk + 1][3]);
+}
+
+// acc[r] = A[r] (16 x 64, registers) * S^T for R row slices of each warp (R query heads at the
+// same positions share every B fragment), S a tile whose rows are the 64 columns. B fragments
+// come four at a time through ldmatrix: matrices (rows n..n+7, columns k..k+7), (n.., k+8..),
+// (n+8.., k..), (n+8.., k+8..) are the two k-halves of n-tiles n/8 and n/8 + 1.
+template <int R>
+__device__ __forceinline__ void mma_abt(float (*acc)[8][4], const u32 (*a)[4][4], const bf16* s) {
+    const int lane = threadIdx.x & 31, m = lane >> 3, i = lane & 7;
 #pragma unroll
-    for (int n = 0; n < 8; n++) acc[n][0] = acc[n][1] = acc[n][2] = acc[n][3] = 0.f;
-    const int m = lane >> 3, r = lane & 7;
+    for (int r = 0; r < R; r++)
+#pragma unroll
+        for (int n = 0; n < 8; n++)
+            acc[r][n][0] = acc[r][n][1] = acc[r][n][2] = acc[r][n][3] = 0.f;
 #pragma unroll
     for (int np = 0; np < 4; np++) {
 #pragma unroll
         for (int kk = 0; kk < 4; kk++) {
             u32 b[4];
-            ldsm(b, &s[(np * 16 + (m >> 1) * 8 + r) * LDS + kk * 16 + (m & 1) * 8]);
-            mma(acc[2 * np], a[kk], b);
-            mma(acc[2 * np + 1], a[kk], b + 2);
+            ldsm(b, &s[(np * 16 + (m >> 1) * 8 + i) * LDS + kk * 16 + (m & 1) * 8]);
+#pragma unroll
+            for (int r = 0; r < R; r++) {
+                mma(acc[r][2 * np], a[r][kk], b);
+                mma(acc[r][2 * np + 1], a[r][kk], b + 2);
+            }
         }
     }
 }
 
-// acc[16 x 64] += P[16 x 64] * S where P is held as f32 accumulator fragments (rows of the
-// warp, 64 columns) and S is a 64 x 64 tile in shared memory: the accumulator layout of one
-// product is the A layout of the next.
-__device__ __forceinline__ void mma_pb(float (*acc)[4], const float (*p)[4], const bf16* s,
-                                       int lane) {
+// acc[r] += P[r] (16 x 64, f32 accumulators) * S.
+template <int R>
+__device__ __forceinline__ void mma_pb(float (*acc)[8][4], const float (*p)[8][4], const bf16* s) {
+    const int lane = threadIdx.x & 31;
 #pragma unroll
     for (int kk = 0; kk < 4; kk++) {
-        u32 a[4] = {pack2(p[2 * kk][0], p[2 * kk][1]), pack2(p[2 * kk][2], p[2 * kk][3]),
-                    pack2(p[2 * kk + 1][0], p[2 * kk + 1][1]),
-                    pack2(p[2 * kk + 1][2], p[2 * kk + 1][3])};
+        u32 a[R][4];
+#pragma unroll
+        for (int r = 0; r < R; r++) pack_a(a[r], p[r], kk);
 #pragma unroll
         for (int np = 0; np < 4; np++) {
             u32 b[4];
-            int row = kk * 16 + ((lane >> 3) & 1) * 8 + (lane & 7);
+            const int row = kk * 16 + ((lane >> 3) & 1) * 8 + (lane & 7);
             ldsm_t(b, &s[row * LDS + np * 16 + (lane >> 4) * 8]);
-            mma(acc[2 * np], a, b);
-            mma(acc[2 * np + 1], a, b + 2);
+#pragma unroll
+            for (int r = 0; r < R; r++) {
+                mma(acc[r][2 * np], a[r], b);
+                mma(acc[r][2 * np + 1], a[r], b + 2);
+            }
         }
     }
 }
@@ -173,39 +206,68 @@ __device__ __forceinline__ void mma_pb(float (*acc)[4], const float (*p)[4], con
 // ------------------------------------------------------------------------------------------------
 // Causal flash attention, head size 64, grouped K/V heads read in place
 // ------------------------------------------------------------------------------------------------
+//
+// One block of 4 warps per 64-row tile of its own side (queries, or keys for dk/dv), each warp
+// holding 16 rows in registers, while 64-row tiles of the other side stream through
+// double-buffered shared memory. Own rows are staged through the four tile buffers first.
 
-// o = softmax(q k^T * scale + causal mask) v and its log-sum-exp, one block per
-// (64-query tile, head, batch), one warp per 16 queries, key tiles double-buffered.
-// q: [B, H, T, 64]; k, v: [B, KV, T, 64]; o: [B, T, H, 64]; lse: [B, H, T] (natural log).
-extern "C" __global__ void __launch_bounds__(128)
-attn_fwd(const bf16* __restrict__ q, const bf16* __restrict__ k, const bf16* __restrict__ v,
-         bf16* __restrict__ o, float* __restrict__ lse, int H, int KV, int T, float scale) {
-    __shared__ alignas(16) bf16 Ks[2][TILE * LDS];
-    __shared__ alignas(16) bf16 Vs[2][TILE * LDS];
-    const int nq = T / TILE, qt = nq - 1 - blockIdx.x;  // the longest rows first
-    const int h = blockIdx.y, b = blockIdx.z, kvh = h / (H / KV);
-    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
-    const bf16* kg = k + (long)(b * KV + kvh) * T * HD;
-    const bf16* vg = v + (long)(b * KV + kvh) * T * HD;
-    const float sl2 = scale * LOG2E;
-    const int row = warp * 16 + g, q0 = qt * TILE + row, q1 = q0 + 8;
-
-    // The warp's query rows go to registers through the second K buffer, free until the
-    // first prefetch.
-    u32 qf[4][4];
-    load_tile(Ks[1], q + ((long)(b * H + h) * T + qt * TILE) * HD, HD);
-    load_tile(Ks[0], kg, HD);
-    load_tile(Vs[0], vg, HD);
+// The block's own rows: `n` 64-row tiles starting at g[i] (rows `stride[i]` apart) into each
+// warp's A fragments, through tile buffers 0..n-1.
+template <int N>
+__device__ __forceinline__ void stage_rows(u32 (*f)[4][4], bf16 (*tiles)[TILE * LDS],
+                                           const bf16* const* g, const long* stride) {
+#pragma unroll
+    for (int i = 0; i < N; i++) load_tile(tiles[i], g[i], stride[i]);
     cp_commit();
     cp_wait<0>();
     __syncthreads();
-    load_a(qf, Ks[1], row, t);
-    __syncthreads();
-
-    float acc[8][4], s[8][4];
+    const int row = (threadIdx.x >> 5) * 16 + ((threadIdx.x & 31) >> 2);
 #pragma unroll
-    for (int n = 0; n < 8; n++) acc[n][0] = acc[n][1] = acc[n][2] = acc[n][3] = 0.f;
-    float m0 = NEG_INF, m1 = NEG_INF, l0 = 0.f, l1 = 0.f;
+    for (int i = 0; i < N; i++) load_a(f[i], tiles[i], row, threadIdx.x & 3);
+    __syncthreads();
+}
+
+// o = softmax(q k^T * scale + causal mask) v and its log-sum-exp for one 64-query tile of R
+// heads of one K/V group; longest rows first. q: [B, H, T, 64]; k, v: [B, KV, T, 64];
+// o: [B, T, H, 64]; lse: [B, H, T] (natural log).
+template <int R>
+__device__ __forceinline__ void attn_fwd_heads(const bf16* __restrict__ q, const bf16* __restrict__ k,
+                                         const bf16* __restrict__ v, bf16* __restrict__ o,
+                                         float* __restrict__ lse, int H, int KV, int T,
+                                         float scale) {
+    __shared__ alignas(16) bf16 tiles[4][TILE * LDS];
+    bf16(*Ks)[TILE * LDS] = tiles, (*Vs)[TILE * LDS] = tiles + 2;
+    const int qt = T / TILE - 1 - blockIdx.x;
+    const int h0 = blockIdx.y * R, b = blockIdx.z, kvh = h0 / (H / KV);
+    const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+    const bf16* kg = k + (long)(b * KV + kvh) * T * HD;
+    const bf16* vg = v + (long)(b * KV + kvh) * T * HD;
+    const float sl2 = scale * LOG2E;
+    const int q0 = qt * TILE + (threadIdx.x >> 5) * 16 + g, q1 = q0 + 8;
+
+    u32 qf[R][4][4];
+    {
+        const bf16* rows[R];
+        long strides[R];
+#pragma unroll
+        for (int r = 0; r < R; r++) {
+            rows[r] = q + ((long)(b * H + h0 + r) * T + qt * TILE) * HD;
+            strides[r] = HD;
+        }
+        stage_rows<R>(qf, tiles, rows, strides);
+    }
+    load_tile(Ks[0], kg, HD);
+    load_tile(Vs[0], vg, HD);
+    cp_commit();
+
+    float acc[R][8][4], s[R][8][4], m[R][2], l[R][2];
+#pragma unroll
+    for (int r = 0; r < R; r++) {
+#pragma unroll
+        for (int n = 0; n < 8; n++) acc[r][n][0] = acc[r][n][1] = acc[r][n][2] = acc[r][n][3] = 0.f;
+        m[r][0] = m[r][1] = NEG_INF;
+        l[r][0] = l[r][1] = 0.f;
+    }
 
     for (int kt = 0; kt <= qt; kt++) {
         const int buf = kt & 1;
@@ -216,62 +278,68 @@ attn_fwd(const bf16* __restrict__ q, const bf16* __restrict__ k, const bf16* __r
         cp_commit();
         cp_wait<1>();
         __syncthreads();
-        mma_abt(s, qf, Ks[buf], lane);
-        float n0 = m0, n1 = m1;
+        mma_abt<R>(s, qf, Ks[buf]);
 #pragma unroll
-        for (int n = 0; n < 8; n++) {
+        for (int r = 0; r < R; r++) {
+            // Maxima of the raw scores (the scale is positive); the scale goes into the
+            // exponent's FMA.
+            float n0 = m[r][0], n1 = m[r][1];
 #pragma unroll
-            for (int j = 0; j < 2; j++) {
-                const int key = kt * TILE + n * 8 + 2 * t + j;
-                float a = s[n][j] * sl2, c = s[n][2 + j] * sl2;
-                if (kt == qt) {
-                    if (key > q0) a = NEG_INF;
-                    if (key > q1) c = NEG_INF;
+            for (int n = 0; n < 8; n++) {
+#pragma unroll
+                for (int j = 0; j < 2; j++) {
+                    const int key = kt * TILE + n * 8 + 2 * t + j;
+                    if (kt == qt) {
+                        if (key > q0) s[r][n][j] = NEG_INF;
+                        if (key > q1) s[r][n][2 + j] = NEG_INF;
+                    }
+                    n0 = fmaxf(n0, s[r][n][j]);
+                    n1 = fmaxf(n1, s[r][n][2 + j]);
                 }
-                s[n][j] = a;
-                s[n][2 + j] = c;
-                n0 = fmaxf(n0, a);
-                n1 = fmaxf(n1, c);
             }
-        }
-        n0 = quad_max(n0);
-        n1 = quad_max(n1);
-        const float alpha0 = exp2f(m0 - n0), alpha1 = exp2f(m1 - n1);
-        m0 = n0;
-        m1 = n1;
-        float r0 = 0.f, r1 = 0.f;
+            n0 = quad_max(n0);
+            n1 = quad_max(n1);
+            const float alpha0 = ex2((m[r][0] - n0) * sl2), alpha1 = ex2((m[r][1] - n1) * sl2);
+            m[r][0] = n0;
+            m[r][1] = n1;
+            const float b0 = -n0 * sl2, b1 = -n1 * sl2;
+            float r0 = 0.f, r1 = 0.f;
 #pragma unroll
-        for (int n = 0; n < 8; n++) {
-            s[n][0] = exp2f(s[n][0] - m0);
-            s[n][1] = exp2f(s[n][1] - m0);
-            s[n][2] = exp2f(s[n][2] - m1);
-            s[n][3] = exp2f(s[n][3] - m1);
-            r0 += s[n][0] + s[n][1];
-            r1 += s[n][2] + s[n][3];
-            acc[n][0] *= alpha0;
-            acc[n][1] *= alpha0;
-            acc[n][2] *= alpha1;
-            acc[n][3] *= alpha1;
+            for (int n = 0; n < 8; n++) {
+                s[r][n][0] = ex2(fmaf(s[r][n][0], sl2, b0));
+                s[r][n][1] = ex2(fmaf(s[r][n][1], sl2, b0));
+                s[r][n][2] = ex2(fmaf(s[r][n][2], sl2, b1));
+                s[r][n][3] = ex2(fmaf(s[r][n][3], sl2, b1));
+                r0 += s[r][n][0] + s[r][n][1];
+                r1 += s[r][n][2] + s[r][n][3];
+                acc[r][n][0] *= alpha0;
+                acc[r][n][1] *= alpha0;
+                acc[r][n][2] *= alpha1;
+                acc[r][n][3] *= alpha1;
+            }
+            l[r][0] = l[r][0] * alpha0 + r0;
+            l[r][1] = l[r][1] * alpha1 + r1;
         }
-        l0 = l0 * alpha0 + r0;
-        l1 = l1 * alpha1 + r1;
-        mma_pb(acc, s, Vs[buf], lane);
+        mma_pb<R>(acc, s, Vs[buf]);
         __syncthreads();  // this buffer is refilled next iteration
     }
 
-    l0 = quad_sum(l0);
-    l1 = quad_sum(l1);
-    const float i0 = 1.f / l0, i1 = 1.f / l1;
-    bf16* o0 = o + ((long)(b * T + q0) * H + h) * HD;
-    bf16* o1 = o + ((long)(b * T + q1) * H + h) * HD;
 #pragma unroll
-    for (int n = 0; n < 8; n++) {
-        *(u32*)&o0[n * 8 + 2 * t] = pack2(acc[n][0] * i0, acc[n][1] * i0);
-        *(u32*)&o1[n * 8 + 2 * t] = pack2(acc[n][2] * i1, acc[n][3] * i1);
-    }
-    if (t == 0) {
-        lse[(long)(b * H + h) * T + q0] = (m0 + log2f(l0)) * LN2;
-        lse[(long)(b * H + h) * T + q1] = (m1 + log2f(l1)) * LN2;
+    for (int r = 0; r < R; r++) {
+        const int h = h0 + r;
+        const float l0 = quad_sum(l[r][0]), l1 = quad_sum(l[r][1]);
+        const float i0 = 1.f / l0, i1 = 1.f / l1;
+        bf16* o0 = o + ((long)(b * T + q0) * H + h) * HD;
+        bf16* o1 = o + ((long)(b * T + q1) * H + h) * HD;
+#pragma unroll
+        for (int n = 0; n < 8; n++) {
+            *(u32*)&o0[n * 8 + 2 * t] = pack2(acc[r][n][0] * i0, acc[r][n][1] * i0);
+            *(u32*)&o1[n * 8 + 2 * t] = pack2(acc[r][n][2] * i1, acc[r][n][3] * i1);
+        }
+        if (t == 0) {
+            lse[(long)(b * H + h) * T + q0] = (m[r][0] * sl2 + log2f(l0)) * LN2;
+            lse[(long)(b * H + h) * T + q1] = (m[r][1] * sl2 + log2f(l1)) * LN2;
+        }
     }
 }
 
@@ -293,43 +361,43 @@ extern "C" __global__ void attn_bwd_delta(const bf16* __restrict__ o,
     }
 }
 
-// dq for one (64-query tile, head, batch): recomputes P from the forward's LSE, dS = P (dP - D),
+// dq for one 64-query tile of one head: recomputes P from the forward's LSE, dS = P (dP - D),
 // dq = dS k * scale accumulated over key tiles in registers (no atomics).
 // dout: [B, T, H, 64]; dq: [B, H, T, 64].
-extern "C" __global__ void __launch_bounds__(128)
-attn_bwd_dq(const bf16* __restrict__ q, const bf16* __restrict__ k, const bf16* __restrict__ v,
-            const bf16* __restrict__ dout, const float* __restrict__ lse,
-            const float* __restrict__ delta, bf16* __restrict__ dq, int H, int KV, int T,
-            float scale) {
-    __shared__ alignas(16) bf16 Ks[2][TILE * LDS];
-    __shared__ alignas(16) bf16 Vs[2][TILE * LDS];
-    const int nq = T / TILE, qt = nq - 1 - blockIdx.x;
+extern "C" __global__ void __launch_bounds__(128) attn_bwd_dq(const bf16* __restrict__ q,
+                                            const bf16* __restrict__ k,
+                                            const bf16* __restrict__ v,
+                                            const bf16* __restrict__ dout,
+                                            const float* __restrict__ lse,
+                                            const float* __restrict__ delta, bf16* __restrict__ dq,
+                                            int H, int KV, int T, float scale) {
+    __shared__ alignas(16) bf16 tiles[4][TILE * LDS];
+    bf16(*Ks)[TILE * LDS] = tiles, (*Vs)[TILE * LDS] = tiles + 2;
+    const int qt = T / TILE - 1 - blockIdx.x;
     const int h = blockIdx.y, b = blockIdx.z, kvh = h / (H / KV);
-    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+    const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
     const bf16* kg = k + (long)(b * KV + kvh) * T * HD;
     const bf16* vg = v + (long)(b * KV + kvh) * T * HD;
     const float sl2 = scale * LOG2E;
-    const int row = warp * 16 + g, q0 = qt * TILE + row, q1 = q0 + 8;
+    const int q0 = qt * TILE + (threadIdx.x >> 5) * 16 + g, q1 = q0 + 8;
 
-    // q and dO rows to registers through the second buffers, as in attn_fwd.
-    u32 qf[4][4], df[4][4];
-    load_tile(Ks[1], q + ((long)(b * H + h) * T + qt * TILE) * HD, HD);
-    load_tile(Vs[1], dout + ((long)(b * T + qt * TILE) * H + h) * HD, (long)H * HD);
+    u32 own[2][4][4];  // q, then dO
+    {
+        const bf16* rows[2] = {q + ((long)(b * H + h) * T + qt * TILE) * HD,
+                               dout + ((long)(b * T + qt * TILE) * H + h) * HD};
+        const long strides[2] = {HD, (long)H * HD};
+        stage_rows<2>(own, tiles, rows, strides);
+    }
     load_tile(Ks[0], kg, HD);
     load_tile(Vs[0], vg, HD);
     cp_commit();
-    cp_wait<0>();
-    __syncthreads();
-    load_a(qf, Ks[1], row, t);
-    load_a(df, Vs[1], row, t);
-    __syncthreads();
     const float lse0 = lse[(long)(b * H + h) * T + q0] * LOG2E;
     const float lse1 = lse[(long)(b * H + h) * T + q1] * LOG2E;
     const float d0 = delta[(long)(b * H + h) * T + q0];
     const float d1 = delta[(long)(b * H + h) * T + q1];
-    float acc[8][4], s[8][4], dp[8][4];
+    float acc[1][8][4], s[1][8][4], dp[1][8][4];
 #pragma unroll
-    for (int n = 0; n < 8; n++) acc[n][0] = acc[n][1] = acc[n][2] = acc[n][3] = 0.f;
+    for (int n = 0; n < 8; n++) acc[0][n][0] = acc[0][n][1] = acc[0][n][2] = acc[0][n][3] = 0.f;
 
     for (int kt = 0; kt <= qt; kt++) {
         const int buf = kt & 1;
@@ -340,31 +408,32 @@ attn_bwd_dq(const bf16* __restrict__ q, const bf16* __restrict__ k, const bf16* 
         cp_commit();
         cp_wait<1>();
         __syncthreads();
-        mma_abt(s, qf, Ks[buf], lane);
-        mma_abt(dp, df, Vs[buf], lane);
+        mma_abt<1>(s, own, Ks[buf]);
+        mma_abt<1>(dp, own + 1, Vs[buf]);
 #pragma unroll
         for (int n = 0; n < 8; n++) {
 #pragma unroll
             for (int j = 0; j < 2; j++) {
                 const int key = kt * TILE + n * 8 + 2 * t + j;
-                float p0 = exp2f(s[n][j] * sl2 - lse0), p1 = exp2f(s[n][2 + j] * sl2 - lse1);
+                float p0 = ex2(fmaf(s[0][n][j], sl2, -lse0));
+                float p1 = ex2(fmaf(s[0][n][2 + j], sl2, -lse1));
                 if (kt == qt) {
                     if (key > q0) p0 = 0.f;
                     if (key > q1) p1 = 0.f;
                 }
-                s[n][j] = p0 * (dp[n][j] - d0);
-                s[n][2 + j] = p1 * (dp[n][2 + j] - d1);
+                s[0][n][j] = p0 * (dp[0][n][j] - d0);
+                s[0][n][2 + j] = p1 * (dp[0][n][2 + j] - d1);
             }
         }
-        mma_pb(acc, s, Ks[buf], lane);
+        mma_pb<1>(acc, s, Ks[buf]);
         __syncthreads();
     }
     bf16* o0 = dq + ((long)(b * H + h) * T + q0) * HD;
     bf16* o1 = o0 + 8 * HD;
 #pragma unroll
     for (int n = 0; n < 8; n++) {
-        *(u32*)&o0[n * 8 + 2 * t] = pack2(acc[n][0] * scale, acc[n][1] * scale);
-        *(u32*)&o1[n * 8 + 2 * t] = pack2(acc[n][2] * scale, acc[n][3] * scale);
+        *(u32*)&o0[n * 8 + 2 * t] = pack2(acc[0][n][0] * scale, acc[0][n][1] * scale);
+        *(u32*)&o1[n * 8 + 2 * t] = pack2(acc[0][n][2] * scale, acc[0][n][3] * scale);
     }
 }
 
@@ -372,43 +441,43 @@ attn_bwd_dq(const bf16* __restrict__ q, const bf16* __restrict__ k, const bf16* 
 // LSE, dv += P^T dO, dS^T = P^T (v dO^T - D), dk += dS^T q * scale over the query tiles at or
 // after the key tile, then added (f32 atomics) into dk, dv [B, KV, T, 64], which the caller
 // zeroes: the query heads of a K/V group sum there, no K/V head is repeated in memory.
-extern "C" __global__ void __launch_bounds__(128)
-attn_bwd_dkdv(const bf16* __restrict__ q, const bf16* __restrict__ k, const bf16* __restrict__ v,
-              const bf16* __restrict__ dout, const float* __restrict__ lse,
-              const float* __restrict__ delta, float* __restrict__ dk, float* __restrict__ dv,
-              int H, int KV, int T, float scale) {
-    __shared__ alignas(16) bf16 Qs[2][TILE * LDS];
-    __shared__ alignas(16) bf16 Ds[2][TILE * LDS];
-    __shared__ float Ls[2][TILE], Es[2][TILE];
+extern "C" __global__ void __launch_bounds__(128) attn_bwd_dkdv(const bf16* __restrict__ q,
+                                              const bf16* __restrict__ k,
+                                              const bf16* __restrict__ v,
+                                              const bf16* __restrict__ dout,
+                                              const float* __restrict__ lse,
+                                              const float* __restrict__ delta,
+                                              float* __restrict__ dk, float* __restrict__ dv, int H,
+                                              int KV, int T, float scale) {
+    __shared__ alignas(16) bf16 tiles[4][TILE * LDS];
+    __shared__ alignas(8) float Ls[2][TILE], Es[2][TILE];  // -LSE log2(e) and D of a query tile
+    bf16(*Qs)[TILE * LDS] = tiles, (*Ds)[TILE * LDS] = tiles + 2;
     const int nq = T / TILE, kt = blockIdx.x;  // the longest columns first
     const int h = blockIdx.y, b = blockIdx.z, kvh = h / (H / KV);
-    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+    const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
     const float sl2 = scale * LOG2E;
-    const int row = warp * 16 + g, k0 = kt * TILE + row, k1 = k0 + 8;
+    const int k0 = kt * TILE + (threadIdx.x >> 5) * 16 + g, k1 = k0 + 8;
 
-    // The key and value rows of this warp, as A fragments, through the first buffers.
-    u32 kf[4][4], vf[4][4];
-    load_tile(Qs[0], k + ((long)(b * KV + kvh) * T + kt * TILE) * HD, HD);
-    load_tile(Ds[0], v + ((long)(b * KV + kvh) * T + kt * TILE) * HD, HD);
-    cp_commit();
-    cp_wait<0>();
-    __syncthreads();
-    load_a(kf, Qs[0], row, t);
-    load_a(vf, Ds[0], row, t);
-    __syncthreads();
+    u32 own[2][4][4];  // k, then v
+    {
+        const bf16* rows[2] = {k + ((long)(b * KV + kvh) * T + kt * TILE) * HD,
+                               v + ((long)(b * KV + kvh) * T + kt * TILE) * HD};
+        const long strides[2] = {HD, HD};
+        stage_rows<2>(own, tiles, rows, strides);
+    }
 
-    float dka[8][4], dva[8][4], s[8][4], dp[8][4];
+    float dka[1][8][4], dva[1][8][4], s[1][8][4], dp[1][8][4];
 #pragma unroll
     for (int n = 0; n < 8; n++) {
-        dka[n][0] = dka[n][1] = dka[n][2] = dka[n][3] = 0.f;
-        dva[n][0] = dva[n][1] = dva[n][2] = dva[n][3] = 0.f;
+        dka[0][n][0] = dka[0][n][1] = dka[0][n][2] = dka[0][n][3] = 0.f;
+        dva[0][n][0] = dva[0][n][1] = dva[0][n][2] = dva[0][n][3] = 0.f;
     }
     const long head_rows = (long)(b * H + h) * T;
     auto issue = [&](int qt, int buf) {
         load_tile(Qs[buf], q + (head_rows + qt * TILE) * HD, HD);
         load_tile(Ds[buf], dout + ((long)(b * T + qt * TILE) * H + h) * HD, (long)H * HD);
         if (threadIdx.x < TILE) {
-            Ls[buf][threadIdx.x] = lse[head_rows + qt * TILE + threadIdx.x] * LOG2E;
+            Ls[buf][threadIdx.x] = -lse[head_rows + qt * TILE + threadIdx.x] * LOG2E;
             Es[buf][threadIdx.x] = delta[head_rows + qt * TILE + threadIdx.x];
         }
     };
@@ -420,27 +489,29 @@ attn_bwd_dkdv(const bf16* __restrict__ q, const bf16* __restrict__ k, const bf16
         cp_commit();
         cp_wait<1>();
         __syncthreads();
-        mma_abt(s, kf, Qs[buf], lane);   // S^T: rows = keys, columns = queries
-        mma_abt(dp, vf, Ds[buf], lane);  // dP^T
+        mma_abt<1>(s, own, Qs[buf]);       // S^T: rows = keys, columns = queries
+        mma_abt<1>(dp, own + 1, Ds[buf]);  // dP^T
 #pragma unroll
         for (int n = 0; n < 8; n++) {
+            const float2 nl = *(const float2*)&Ls[buf][n * 8 + 2 * t];
+            const float2 de = *(const float2*)&Es[buf][n * 8 + 2 * t];
 #pragma unroll
             for (int j = 0; j < 2; j++) {
-                const int c = n * 8 + 2 * t + j, query = qt * TILE + c;
-                const float l = Ls[buf][c], e = Es[buf][c];
-                float p0 = exp2f(s[n][j] * sl2 - l), p1 = exp2f(s[n][2 + j] * sl2 - l);
+                const int query = qt * TILE + n * 8 + 2 * t + j;
+                const float l = j ? nl.y : nl.x, e = j ? de.y : de.x;
+                float p0 = ex2(fmaf(s[0][n][j], sl2, l)), p1 = ex2(fmaf(s[0][n][2 + j], sl2, l));
                 if (qt == kt) {
                     if (query < k0) p0 = 0.f;
                     if (query < k1) p1 = 0.f;
                 }
-                s[n][j] = p0;
-                s[n][2 + j] = p1;
-                dp[n][j] = p0 * (dp[n][j] - e);
-                dp[n][2 + j] = p1 * (dp[n][2 + j] - e);
+                s[0][n][j] = p0;
+                s[0][n][2 + j] = p1;
+                dp[0][n][j] = p0 * (dp[0][n][j] - e);
+                dp[0][n][2 + j] = p1 * (dp[0][n][2 + j] - e);
             }
         }
-        mma_pb(dva, s, Ds[buf], lane);
-        mma_pb(dka, dp, Qs[buf], lane);
+        mma_pb<1>(dva, s, Ds[buf]);
+        mma_pb<1>(dka, dp, Qs[buf]);
         __syncthreads();
     }
     float* k0p = dk + ((long)(b * KV + kvh) * T + k0) * HD;
@@ -448,15 +519,28 @@ attn_bwd_dkdv(const bf16* __restrict__ q, const bf16* __restrict__ k, const bf16
 #pragma unroll
     for (int n = 0; n < 8; n++) {
         const int c = n * 8 + 2 * t;
-        atomicAdd(&k0p[c], dka[n][0] * scale);
-        atomicAdd(&k0p[c + 1], dka[n][1] * scale);
-        atomicAdd(&k0p[8 * HD + c], dka[n][2] * scale);
-        atomicAdd(&k0p[8 * HD + c + 1], dka[n][3] * scale);
-        atomicAdd(&v0p[c], dva[n][0]);
-        atomicAdd(&v0p[c + 1], dva[n][1]);
-        atomicAdd(&v0p[8 * HD + c], dva[n][2]);
-        atomicAdd(&v0p[8 * HD + c + 1], dva[n][3]);
+        atomicAdd(&k0p[c], dka[0][n][0] * scale);
+        atomicAdd(&k0p[c + 1], dka[0][n][1] * scale);
+        atomicAdd(&k0p[8 * HD + c], dka[0][n][2] * scale);
+        atomicAdd(&k0p[8 * HD + c + 1], dka[0][n][3] * scale);
+        atomicAdd(&v0p[c], dva[0][n][0]);
+        atomicAdd(&v0p[c + 1], dva[0][n][1]);
+        atomicAdd(&v0p[8 * HD + c], dva[0][n][2]);
+        atomicAdd(&v0p[8 * HD + c + 1], dva[0][n][3]);
     }
+}
+
+// The entry points, 128 threads: grid (T / 64, H / R, B) for the forwards (attn_fwd2: R = 2,
+// for an even number of query heads per K/V group), (T / 64, H, B) for dq and dk/dv.
+extern "C" __global__ void __launch_bounds__(128)
+attn_fwd(const bf16* q, const bf16* k, const bf16* v, bf16* o, float* lse, int H, int KV, int T,
+         float scale) {
+    attn_fwd_heads<1>(q, k, v, o, lse, H, KV, T, scale);
+}
+extern "C" __global__ void __launch_bounds__(128)
+attn_fwd2(const bf16* q, const bf16* k, const bf16* v, bf16* o, float* lse, int H, int KV, int T,
+          float scale) {
+    attn_fwd_heads<2>(q, k, v, o, lse, H, KV, T, scale);
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -612,28 +696,41 @@ extern "C" __global__ void layernorm_bwd(const float* __restrict__ dy, const flo
     for (int i = threadIdx.x; i < 2 * d; i += blockDim.x) acc[i] = 0.f;
     __syncthreads();
     const int warps = blockDim.x >> 5, lane = threadIdx.x & 31;
+    // Four columns per lane at a time (d is a multiple of 8): 16-byte loads.
     for (long row = (long)blockIdx.x * warps + (threadIdx.x >> 5); row < N;
          row += (long)gridDim.x * warps) {
         const float* dyr = dy + row * d;
         const float* xr = x + row * d;
         const float mu = mean[row], r = rstd[row];
         float a = 0.f, c = 0.f;
-        for (int i = lane; i < d; i += 32) {
-            const float dxh = dyr[i] * wb[i];
-            a += dxh;
-            c += dxh * (xr[i] - mu) * r;
+        for (int i = lane * 4; i < d; i += 128) {
+            const float4 g = *(const float4*)&dyr[i], xv = *(const float4*)&xr[i];
+            const float4 w = *(const float4*)&wb[i];
+            a += g.x * w.x + g.y * w.y + g.z * w.z + g.w * w.w;
+            c += g.x * w.x * (xv.x - mu) + g.y * w.y * (xv.y - mu) + g.z * w.z * (xv.z - mu) +
+                 g.w * w.w * (xv.w - mu);
         }
         a = warp_sum(a) / d;
-        c = warp_sum(c) / d;
-        float* out = dres + row * d;
-        for (int i = lane; i < d; i += 32) {
-            const float xh = (xr[i] - mu) * r, g = dyr[i];
-            const float dx = r * (g * wb[i] - a - xh * c);
-            const float total = out[i] + dx;
-            out[i] = total;
-            if (dres16) dres16[row * d + i] = f2bf(total);
-            atomicAdd(&acc[i], g * xh);
-            atomicAdd(&acc[d + i], g);
+        c = warp_sum(c) * r / d;
+        for (int i = lane * 4; i < d; i += 128) {
+            const float4 g = *(const float4*)&dyr[i], xv = *(const float4*)&xr[i];
+            const float4 w = *(const float4*)&wb[i];
+            float4 o = *(float4*)&dres[row * d + i];
+            const float h[4] = {(xv.x - mu) * r, (xv.y - mu) * r, (xv.z - mu) * r, (xv.w - mu) * r};
+            o.x += r * (g.x * w.x - a - h[0] * c);
+            o.y += r * (g.y * w.y - a - h[1] * c);
+            o.z += r * (g.z * w.z - a - h[2] * c);
+            o.w += r * (g.w * w.w - a - h[3] * c);
+            *(float4*)&dres[row * d + i] = o;
+            if (dres16) *(uint2*)&dres16[row * d + i] = make_uint2(pack2(o.x, o.y), pack2(o.z, o.w));
+            atomicAdd(&acc[i], g.x * h[0]);
+            atomicAdd(&acc[i + 1], g.y * h[1]);
+            atomicAdd(&acc[i + 2], g.z * h[2]);
+            atomicAdd(&acc[i + 3], g.w * h[3]);
+            atomicAdd(&acc[d + i], g.x);
+            atomicAdd(&acc[d + i + 1], g.y);
+            atomicAdd(&acc[d + i + 2], g.z);
+            atomicAdd(&acc[d + i + 3], g.w);
         }
     }
     __syncthreads();
@@ -684,80 +781,74 @@ extern "C" __global__ void gelu_bwd(const bf16* __restrict__ h, bf16* __restrict
 // Cross-entropy over the vocabulary, fused with its gradient
 // ------------------------------------------------------------------------------------------------
 
-__device__ __forceinline__ void merge(float& m, float& s, float m2, float s2) {
-    const float mn = fmaxf(m, m2);
-    s = (m == NEG_INF ? 0.f : s * exp2f(m - mn)) + (m2 == NEG_INF ? 0.f : s2 * exp2f(m2 - mn));
-    m = mn;
+// Max (MAX = 1) or sum of x over the block, returned to every thread; `red` holds 32 floats.
+template <int MAX> __device__ __forceinline__ float block_reduce(float x, float* red) {
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    x = MAX ? warp_max(x) : warp_sum(x);
+    __syncthreads();  // red may still be read from the previous call
+    if (lane == 0) red[warp] = x;
+    __syncthreads();
+    x = lane < (int)(blockDim.x >> 5) ? red[lane] : (MAX ? NEG_INF : 0.f);
+    return MAX ? warp_max(x) : warp_sum(x);
 }
+
+#define CE_THREADS 1024
+#define CE_CHUNKS 8  // 16-byte chunks of a row per thread: V <= 8 * 8 * 1024 (the engine checks)
 
 // One block per token row of bf16 logits [N, V] (V a multiple of 8): loss[n] = logsumexp - the
 // target's logit; with grad_scale != 0 the row is overwritten by (softmax - onehot) *
-// grad_scale, the gradient the LM head's backward reads (llm.c's fused classifier). Two
-// reads and one write of the logits; no probabilities kept.
-extern "C" __global__ void __launch_bounds__(512)
+// grad_scale, the gradient the LM head's backward reads (llm.c's fused classifier). The row
+// stays in registers between the passes: one read and one write of the logits.
+extern "C" __global__ void __launch_bounds__(CE_THREADS)
 cross_entropy(bf16* __restrict__ logits, const unsigned short* __restrict__ win,
               float* __restrict__ loss, int T, int V, float grad_scale) {
-    __shared__ float sm[32], ss[32];
+    __shared__ float red[32];
     const long n = blockIdx.x;
     const int target = win[(n / T) * (T + 1) + n % T + 1];
-    bf16* row = logits + n * V;
-    const vec8* vec = (const vec8*)row;
-    float m = NEG_INF, s = 0.f;
-    for (int i = threadIdx.x; i < V / 8; i += blockDim.x) {
-        vec8 u = vec[i];
-        const u32* w = u.w;
-        float x[8], mx = NEG_INF;
+    vec8* row = (vec8*)(logits + n * V);
+    const int chunks = V / 8;
+    // Read before any thread writes the row's gradient (after the reductions' barriers).
+    const float target_logit = threadIdx.x == 0 ? bf2f(logits[n * V + target]) : 0.f;
+    vec8 u[CE_CHUNKS];
+    float mx = NEG_INF;
 #pragma unroll
-        for (int j = 0; j < 4; j++) {
-            x[2 * j] = lo_f(w[j]) * LOG2E;
-            x[2 * j + 1] = hi_f(w[j]) * LOG2E;
-        }
+    for (int k = 0; k < CE_CHUNKS; k++) {
+        const int i = threadIdx.x + k * CE_THREADS;
+        if (i < chunks) {
+            u[k] = row[i];
 #pragma unroll
-        for (int j = 0; j < 8; j++) mx = fmaxf(mx, x[j]);
-        float e = 0.f;
-#pragma unroll
-        for (int j = 0; j < 8; j++) e += exp2f(x[j] - mx);
-        merge(m, s, mx, e);
-    }
-    for (int o = 16; o > 0; o >>= 1) {
-        const float m2 = __shfl_xor_sync(0xffffffffu, m, o), s2 = __shfl_xor_sync(0xffffffffu, s, o);
-        merge(m, s, m2, s2);
-    }
-    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    if (lane == 0) {
-        sm[warp] = m;
-        ss[warp] = s;
-    }
-    __syncthreads();
-    if (warp == 0) {
-        const int nw = blockDim.x >> 5;
-        m = lane < nw ? sm[lane] : NEG_INF;
-        s = lane < nw ? ss[lane] : 0.f;
-        for (int o = 16; o > 0; o >>= 1) {
-            const float m2 = __shfl_xor_sync(0xffffffffu, m, o), s2 = __shfl_xor_sync(0xffffffffu, s, o);
-            merge(m, s, m2, s2);
-        }
-        if (lane == 0) {
-            const float lse2 = m + log2f(s);
-            sm[0] = lse2;
-            loss[n] = lse2 * LN2 - bf2f(row[target]);
+            for (int j = 0; j < 4; j++) mx = fmaxf(mx, fmaxf(lo_f(u[k].w[j]), hi_f(u[k].w[j])));
         }
     }
-    __syncthreads();
+    mx = block_reduce<1>(mx, red);
+    const float b = -mx * LOG2E;
+    float s = 0.f;
+#pragma unroll
+    for (int k = 0; k < CE_CHUNKS; k++) {
+        if (threadIdx.x + k * CE_THREADS < chunks) {
+#pragma unroll
+            for (int j = 0; j < 4; j++)
+                s += ex2(fmaf(lo_f(u[k].w[j]), LOG2E, b)) + ex2(fmaf(hi_f(u[k].w[j]), LOG2E, b));
+        }
+    }
+    s = block_reduce<0>(s, red);
+    const float lse2 = mx * LOG2E + log2f(s);  // log2 of the sum of exp
+    if (threadIdx.x == 0) loss[n] = lse2 * LN2 - target_logit;
     if (grad_scale == 0.f) return;
-    const float lse2 = sm[0];
-    vec8* out = (vec8*)row;
-    for (int i = threadIdx.x; i < V / 8; i += blockDim.x) {
-        vec8 u = out[i];
-        u32* w = u.w;
 #pragma unroll
-        for (int j = 0; j < 4; j++) {
-            const int c = i * 8 + 2 * j;
-            const float p0 = exp2f(lo_f(w[j]) * LOG2E - lse2) - (c == target ? 1.f : 0.f);
-            const float p1 = exp2f(hi_f(w[j]) * LOG2E - lse2) - (c + 1 == target ? 1.f : 0.f);
-            w[j] = pack2(p0 * grad_scale, p1 * grad_scale);
+    for (int k = 0; k < CE_CHUNKS; k++) {
+        const int i = threadIdx.x + k * CE_THREADS;
+        if (i < chunks) {
+#pragma unroll
+            for (int j = 0; j < 4; j++) {
+                const int c = i * 8 + 2 * j;
+                const u32 w = u[k].w[j];
+                const float p0 = ex2(fmaf(lo_f(w), LOG2E, -lse2)) - (c == target ? 1.f : 0.f);
+                const float p1 = ex2(fmaf(hi_f(w), LOG2E, -lse2)) - (c + 1 == target ? 1.f : 0.f);
+                u[k].w[j] = pack2(p0 * grad_scale, p1 * grad_scale);
+            }
+            row[i] = u[k];
         }
-        out[i] = u;
     }
 }
 
@@ -800,7 +891,8 @@ extern "C" __global__ void sum_final(const float* __restrict__ partial, int n,
 
 // AdamW on a contiguous run of parameters (PyTorch's update, decoupled decay `wd`), after
 // clipping by the global norm whose square sits at *sumsq; writes the bf16 copy the matmuls
-// read. bc1, bc2: the bias corrections 1 - beta^t.
+// read. bc1, bc2: the bias corrections 1 - beta^t. Four parameters per thread and step
+// (16-byte accesses; p, grad, m, v 16-byte aligned), a scalar tail.
 extern "C" __global__ void adamw(float* __restrict__ p, bf16* __restrict__ p16,
                                  const float* __restrict__ grad, float* __restrict__ m,
                                  float* __restrict__ v, long n, float lr, float beta1,
@@ -811,15 +903,29 @@ extern "C" __global__ void adamw(float* __restrict__ p, bf16* __restrict__ p16,
         const float norm = sqrtf(*sumsq);
         if (norm > clip) scale = clip / (norm + 1e-6f);
     }
-    for (long i = (long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (long)gridDim.x * blockDim.x) {
-        const float g = grad[i] * scale;
-        const float mi = beta1 * m[i] + (1.f - beta1) * g;
-        const float vi = beta2 * v[i] + (1.f - beta2) * g * g;
-        m[i] = mi;
-        v[i] = vi;
-        const float x = p[i] * (1.f - lr * wd) - lr * (mi / bc1) / (sqrtf(vi / bc2) + eps);
-        p[i] = x;
-        p16[i] = f2bf(x);
+    const float decay = 1.f - lr * wd, step = lr / bc1, rbc2 = 1.f / bc2;
+    auto update = [&](float& x, float& mi, float& vi, float g) {
+        g *= scale;
+        mi = beta1 * mi + (1.f - beta1) * g;
+        vi = beta2 * vi + (1.f - beta2) * g * g;
+        x = x * decay - step * mi / (sqrtf(vi * rbc2) + eps);
+    };
+    const long n4 = n / 4, stride = (long)gridDim.x * blockDim.x;
+    for (long i = (long)blockIdx.x * blockDim.x + threadIdx.x; i < n4; i += stride) {
+        float4 x = ((float4*)p)[i], mi = ((float4*)m)[i], vi = ((float4*)v)[i];
+        const float4 g = ((const float4*)grad)[i];
+        update(x.x, mi.x, vi.x, g.x);
+        update(x.y, mi.y, vi.y, g.y);
+        update(x.z, mi.z, vi.z, g.z);
+        update(x.w, mi.w, vi.w, g.w);
+        ((float4*)p)[i] = x;
+        ((float4*)m)[i] = mi;
+        ((float4*)v)[i] = vi;
+        ((uint2*)p16)[i] = make_uint2(pack2(x.x, x.y), pack2(x.z, x.w));
+    }
+    for (long i = n4 * 4 + (long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) {
+        update(p[i], m[i], v[i], grad[i]);
+        p16[i] = f2bf(p[i]);
     }
 }
 

@@ -21,6 +21,11 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Every stage in one run folder: RUN_DIR/<stage>/, manifest.json, the funnel to tokens.
+    #[command(
+        after_help = "Examples:\n  falconry run --config configs/pipeline.toml\n  falconry run --config configs/pipeline.toml --input 'crawl/*.warc.gz' --output runs/r1 --stages refine,dedup,tokenize,train"
+    )]
+    Run(RunArgs),
     /// Read WARC (or JSONL/Parquet text), extract main text, filter; write Parquet + stats.json.
     #[command(
         after_help = "Example:\n  falconry refine --input 'crawl/*.warc.gz' --output runs/r1/refine --config configs/refinedweb.toml"
@@ -38,6 +43,11 @@ pub enum Command {
         after_help = "Examples:\n  falconry tokenize --input runs/r1/dedup --output runs/r1/tokenize --tokenizer tokenizer.json\n  falconry tokenize train --input runs/r1/dedup --vocab-size 65024 --output tokenizer.json"
     )]
     Tokenize(TokenizeArgs),
+    /// Token shards as other trainers read them: llm.c .bin, Megatron .bin + .idx, HF Parquet.
+    #[command(
+        after_help = "Example:\n  falconry export --input runs/sample/tokenize --output runs/sample/megatron --format megatron"
+    )]
+    Export(ExportArgs),
     /// A dataset folder to upload as is: Parquet shards, a dataset card with the funnel.
     #[command(
         after_help = "Example:\n  falconry publish --input runs/r1/dedup --output release/ --stats runs/r1/dedup/stats.json --tokens runs/r1/tokenize"
@@ -63,6 +73,23 @@ pub enum Command {
     Extract(ExtractArgs),
 }
 
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Pipeline config (TOML; see configs/pipeline.toml): the stages' configs and settings.
+    #[arg(long, short)]
+    pub config: PathBuf,
+    /// Input files, folders or glob patterns (instead of the config's `[run] input`).
+    #[arg(long, short, num_args = 1..)]
+    pub input: Vec<PathBuf>,
+    /// Run folder (instead of the config's `[run] output`).
+    #[arg(long, short)]
+    pub output: Option<PathBuf>,
+    /// Stages to run, comma-separated (instead of the config's `[run] stages`); each reads the
+    /// folder of the stage before it.
+    #[arg(long, value_delimiter = ',', value_parser = ["refine", "dedup", "tokenize", "train"])]
+    pub stages: Option<Vec<String>>,
+}
+
 /// Which share of the inputs a process of a job array takes.
 #[derive(Debug, Args)]
 pub struct TaskArgs {
@@ -79,7 +106,7 @@ pub struct RefineArgs {
     /// Input files, folders or glob patterns: .warc(.gz), .wet(.gz), .jsonl(.gz), .parquet.
     #[arg(long, short, required = true, num_args = 1..)]
     pub input: Vec<PathBuf>,
-    /// Output folder: part-NNNNN.parquet, stats.json.
+    /// Output folder: part-KEY.parquet (KEY: the input file), stats.json.
     #[arg(long, short)]
     pub output: PathBuf,
     /// Pipeline config (TOML); defaults are RefinedWeb's (see configs/refinedweb.toml).
@@ -143,7 +170,7 @@ pub struct TrainArgs {
     /// Training config (TOML; see configs/train/).
     #[arg(long, short)]
     pub config: PathBuf,
-    /// Token shard folder (meta.json + shard-NNNNN.bin) from `falconry tokenize`.
+    /// Token shard folder (meta.json + shard-*.bin) from `falconry tokenize`.
     #[arg(long, short)]
     pub data: PathBuf,
     /// Output folder: checkpoints/, metrics.jsonl, loss.png.
@@ -206,7 +233,7 @@ pub struct TokenizeArgs {
     /// Parquet/JSONL files or folders of documents.
     #[arg(long, short, required = true, num_args = 1..)]
     pub input: Vec<PathBuf>,
-    /// Output folder: shard-NNNNN.bin, meta.json.
+    /// Output folder: shard-KEY-NNNNN.bin (KEY: the input file), meta.json, stats.json.
     #[arg(long, short, required = true)]
     pub output: Option<PathBuf>,
     /// tokenizer.json (HuggingFace format; Falcon's has 65,024 ids).
@@ -259,6 +286,20 @@ pub struct TokenizeTrainArgs {
     /// Seed of the sample.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// Token shard folder from `falconry tokenize` (meta.json + shard-*.bin).
+    #[arg(long, short)]
+    pub input: PathBuf,
+    /// Output folder.
+    #[arg(long, short)]
+    pub output: PathBuf,
+    /// llmc: llm.c's `.bin` (256-int32 header, then the ids); megatron: an indexed dataset
+    /// (`.bin` + `.idx`) per split; parquet: HF `datasets` Parquet, column `input_ids`.
+    #[arg(long, value_parser = ["llmc", "megatron", "parquet"])]
+    pub format: String,
 }
 
 #[derive(Debug, Args)]

@@ -4,7 +4,7 @@
 //! The signals are blocked in every thread (the mask is set before any other thread starts,
 //! and threads inherit it) and taken by one thread of its own with `sigwait`, so the clean-up
 //! runs as ordinary code, not in a signal handler. It deletes every temporary file the
-//! stages have open ([`falconry_refine::dataset::remove_temporaries`], which also keeps new
+//! stages have open ([`falconry_refine::folder::remove_temporaries`], which also keeps new
 //! ones from being started) and the temporary names (`*.tmp*`) in the folders registered with
 //! [`clean_on_interrupt`] (the trainer's checkpoints). Finished outputs and their done-markers
 //! stay: the same command again resumes. The output lock needs no clean-up: its `flock`
@@ -23,7 +23,7 @@ pub fn clean_on_interrupt(dir: PathBuf) {
 }
 
 fn clean_up() -> usize {
-    let mut removed = falconry_refine::dataset::remove_temporaries();
+    let mut removed = falconry_refine::folder::remove_temporaries();
     for dir in FOLDERS.lock().unwrap_or_else(|e| e.into_inner()).iter() {
         let Ok(entries) = std::fs::read_dir(dir) else {
             continue;

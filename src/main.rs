@@ -10,6 +10,7 @@ mod interrupt;
 mod plot;
 mod progress;
 mod refine;
+mod run;
 mod tokenize;
 mod train;
 
@@ -37,10 +38,12 @@ fn main() -> ExitCode {
     QUIET.store(cli.quiet, Ordering::Relaxed);
     init_logging(cli.verbose, cli.quiet);
     let result = match cli.command {
+        Command::Run(args) => run::run(args),
         Command::Refine(args) => refine::run(args),
         Command::Dedup(args) => dedup::run(args),
         Command::Extract(args) => extract::run(args),
         Command::Tokenize(args) => tokenize::run(args),
+        Command::Export(args) => tokenize::run_export(args),
         Command::Publish(args) => tokenize::run_publish(args),
         Command::Train(args) => train::run_train(args),
         Command::Eval(args) => train::run_eval(args),

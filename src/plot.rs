@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use anyhow::{anyhow, Result};
-use falconry_refine::dataset;
+use falconry_refine::folder;
 use falconry_refine::funnel::FunnelRow;
 use plotters::prelude::*;
 
@@ -18,7 +18,7 @@ pub fn funnel(rows: &[FunnelRow], path: &Path) -> Result<()> {
     // tasks of a job array, which all draw the funnel, apart. Registered, so an interruption
     // removes it.
     let tmp = path.with_extension(format!("{}.tmp.png", std::process::id()));
-    drop(dataset::create_tmp_at(&tmp)?);
+    drop(folder::create_tmp_at(&tmp)?);
     {
         let root = BitMapBackend::new(&tmp, (960, 540)).into_drawing_area();
         root.fill(&WHITE).map_err(|e| err(&e))?;
@@ -85,5 +85,5 @@ pub fn funnel(rows: &[FunnelRow], path: &Path) -> Result<()> {
         root.present().map_err(|e| err(&e))?;
     }
     let file = std::fs::File::open(&tmp).map_err(|e| anyhow!("{}: {e}", tmp.display()))?;
-    Ok(dataset::commit_tmp(file, &tmp, path)?)
+    Ok(folder::commit_tmp(file, &tmp, path)?)
 }

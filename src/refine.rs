@@ -1,7 +1,8 @@
 //! `falconry refine`.
 
 use anyhow::{Context, Result};
-use falconry_refine::run::{self, RunOptions, Task};
+use falconry_refine::folder::Task;
+use falconry_refine::run::{self, RunOptions};
 use falconry_refine::{funnel, RefineConfig};
 
 use crate::cli::{RefineArgs, TaskArgs};
@@ -9,16 +10,7 @@ use crate::progress;
 
 /// Resolves `--task/--tasks` into a validated share; a bad pair is a usage error (exit 2).
 pub fn task(args: &TaskArgs) -> Result<Task> {
-    if args.task >= args.tasks {
-        return Err(crate::cli::usage(format!(
-            "--task {} must be below --tasks {}",
-            args.task, args.tasks
-        )));
-    }
-    Ok(Task {
-        index: args.task as usize,
-        count: args.tasks as usize,
-    })
+    Task::new(args.task as usize, args.tasks as usize).map_err(|e| crate::cli::usage(e.to_string()))
 }
 
 /// Loads `--config`, or RefinedWeb's defaults.

@@ -1,12 +1,12 @@
-//! `falconry tokenize`, `falconry tokenize train`, `falconry publish`.
+//! `falconry tokenize`, `falconry tokenize train`, `falconry export`, `falconry publish`.
 
 use anyhow::{Context, Result};
 use falconry_tokenize::{
-    publish_dataset, save_tokenizer, tokenize_corpus, train_tokenizer, Dtype, PublishConfig,
-    TokenizeConfig, TrainConfig,
+    export_shards, publish_dataset, save_tokenizer, tokenize_corpus, train_tokenizer, Dtype,
+    ExportFormat, PublishConfig, TokenizeConfig, TrainConfig,
 };
 
-use crate::cli::{PublishArgs, TokenizeArgs, TokenizeCommand, TokenizeTrainArgs};
+use crate::cli::{ExportArgs, PublishArgs, TokenizeArgs, TokenizeCommand, TokenizeTrainArgs};
 
 pub fn run(args: TokenizeArgs) -> Result<()> {
     if let Some(TokenizeCommand::Train(train)) = args.command {
@@ -23,8 +23,7 @@ pub fn run(args: TokenizeArgs) -> Result<()> {
         validation_fraction: args.validation_fraction,
         seed: args.seed,
         dtype: Dtype::parse(&args.dtype)?,
-        task: task.index,
-        tasks: task.count,
+        task,
         allow_changed_inputs: args.allow_changed_inputs,
         ..TokenizeConfig::default()
     };
@@ -47,6 +46,20 @@ fn run_train(args: TokenizeTrainArgs) -> Result<()> {
     save_tokenizer(&tokenizer, &args.output)
         .with_context(|| format!("writing {}", args.output.display()))?;
     crate::say(&serde_json::to_string_pretty(&report)?);
+    Ok(())
+}
+
+pub fn run_export(args: ExportArgs) -> Result<()> {
+    let format = ExportFormat::parse(&args.format)?;
+    let report = export_shards(&args.input, &args.output, format)
+        .with_context(|| format!("exporting into {}", args.output.display()))?;
+    crate::say(&format!(
+        "{} documents, {} tokens in {} files under {}",
+        report.documents,
+        report.tokens,
+        report.files.len(),
+        args.output.display()
+    ));
     Ok(())
 }
 

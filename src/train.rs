@@ -3,8 +3,11 @@
 //! CPU (NdArray) by default; built with `--features cuda`, the CUDA backend.
 
 use anyhow::{Context, Result};
+use std::path::Path;
+
 use falconry_train::{
     eval_text, generate_text, train, Metrics, SampleOptions, TrainConfig, TrainOptions,
+    TrainSummary,
 };
 use indicatif::ProgressBar;
 use serde::Serialize;
@@ -42,23 +45,13 @@ pub fn run_train(args: TrainArgs) -> Result<()> {
     if let Some(steps) = args.steps {
         config.max_steps = steps;
     }
-    // One trainer per output folder: two would interleave metrics and checkpoints.
-    let _lock = falconry_refine::lock::OutputLock::acquire(&args.output, Default::default())
-        .with_context(|| format!("locking --output {}", args.output.display()))?;
-    crate::interrupt::clean_on_interrupt(args.output.clone());
-    crate::interrupt::clean_on_interrupt(args.output.join("checkpoints"));
-    let bar = crate::progress::count_bar(config.max_steps as u64, "train");
-    let mut progress = |m: &Metrics| report(&bar, m);
-    let opts = TrainOptions {
+    let summary = train_into(
         config,
-        data: args.data.clone(),
-        output: args.output.clone(),
-        resume: args.resume,
-    };
-    let summary =
-        train::<backend::Train>(&opts, &backend::devices(args.devices.into()), &mut progress)
-            .with_context(|| format!("training into {}", args.output.display()))?;
-    bar.finish_and_clear();
+        &args.data,
+        &args.output,
+        args.resume,
+        args.devices.into(),
+    )?;
     crate::say(&format!(
         "{} steps, {:.0} tokens/s, MFU {:.1}%, last validation loss {}",
         summary.steps,
@@ -67,6 +60,34 @@ pub fn run_train(args: TrainArgs) -> Result<()> {
         summary.val_loss.map_or("-".into(), |l| format!("{l:.4}"))
     ));
     Ok(())
+}
+
+/// Trains on the shards in `data` into `output` under its lock, with a progress bar; what
+/// `falconry train` and `falconry run`'s train stage do.
+pub fn train_into(
+    config: TrainConfig,
+    data: &Path,
+    output: &Path,
+    resume: bool,
+    devices: usize,
+) -> Result<TrainSummary> {
+    // One trainer per output folder: two would interleave metrics and checkpoints.
+    let _lock = falconry_refine::lock::OutputLock::acquire(output, Default::default())
+        .with_context(|| format!("locking --output {}", output.display()))?;
+    crate::interrupt::clean_on_interrupt(output.to_path_buf());
+    crate::interrupt::clean_on_interrupt(output.join("checkpoints"));
+    let bar = crate::progress::count_bar(config.max_steps as u64, "train");
+    let mut progress = |m: &Metrics| report(&bar, m);
+    let opts = TrainOptions {
+        config,
+        data: data.to_path_buf(),
+        output: output.to_path_buf(),
+        resume,
+    };
+    let summary = train::<backend::Train>(&opts, &backend::devices(devices), &mut progress)
+        .with_context(|| format!("training into {}", output.display()))?;
+    bar.finish_and_clear();
+    Ok(summary)
 }
 
 fn report(bar: &ProgressBar, m: &Metrics) {

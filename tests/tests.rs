@@ -5,6 +5,7 @@ mod util;
 mod chain;
 mod cli;
 mod dedup;
+mod pipeline;
 mod readback;
 mod refine;
 mod runfolder;

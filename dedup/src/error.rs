@@ -50,3 +50,10 @@ impl Error {
 
 /// Result with the dedup [`Error`].
 pub type Result<T> = std::result::Result<T, Error>;
+
+/// An atomic write's failure, as the run folder's (an I/O error naming the file).
+impl From<falconry_shards::Error> for Error {
+    fn from(e: falconry_shards::Error) -> Self {
+        Error::Dataset(e.into())
+    }
+}

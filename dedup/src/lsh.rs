@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 use std::collections::HashMap;
 
-use falconry_refine::dataset::{commit_tmp, create_tmp};
+use falconry_refine::folder::{commit_tmp, create_tmp};
 
 use crate::components::UnionFind;
 

@@ -7,7 +7,7 @@ use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-use falconry_refine::dataset::{commit_tmp, create_tmp};
+use falconry_refine::folder::{commit_tmp, create_tmp};
 use falconry_refine::Document;
 
 use crate::url_dedup::url_key;

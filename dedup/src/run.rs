@@ -9,10 +9,13 @@
 //! | `url_dedup` | URL hash partition | `urls/partition-P.jsonl` |
 //! | `filter` | input shard | `part-S.parquet`, `stats/shard-S.json`, `explain/shard-S.jsonl` |
 //!
-//! A unit's `_done/<step>-NNNNN` marker (holding its seconds and the hash of the input list
-//! it was made from) is written last, so a re-run skips finished units and redoes the rest.
-//! When the last `filter` unit finishes, the shard stats merge into `stats.json` (rows
-//! `minhash`, `exact_substring`, `url_dedup`) and the explain files into `explain.jsonl`.
+//! The folder follows the run-folder convention ([`falconry_refine::folder`]): a unit's
+//! marker `_done/<step>-NNNNN.json` (`_done/<step>.json` for a global step), holding the hash
+//! of the input list it was made from, is written after its files, so a re-run skips finished
+//! units and redoes the rest. When the last `filter` unit finishes, the shard stats merge into
+//! `stats.json` after the rows of the `stats.json` beside the inputs (refine's funnel, which
+//! dedup's rows `minhash`, `exact_substring`, `url_dedup` continue), and the explain files into
+//! `explain.jsonl`. No file depends on the task split or the thread count.
 //!
 //! Each task holds its lock on the output folder while it runs ([`falconry_refine::lock`]).
 //! Every file's work is keyed by its place in the sorted input list and every step depends
@@ -25,12 +28,12 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs::File;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
-use falconry_refine::dataset::{read_parquet, write_atomic, ShardWriter};
+use falconry_refine::dataset::{read_parquet, ShardWriter};
+use falconry_refine::folder::{write_atomic, Markers, Task};
 use falconry_refine::inputs::{check_inputs, list_hash, InputId};
 use falconry_refine::lock::OutputLock;
-use falconry_refine::run::Task;
+use falconry_refine::run::upstream_stats;
 use falconry_refine::{Document, RunStats, StageStats};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -93,8 +96,8 @@ impl Step {
 /// How to run: all steps locally, or one step's share of a task array.
 #[derive(Clone, Debug, Default)]
 pub struct RunOptions {
-    /// `(task, tasks)`; requires `step`.
-    pub task: Option<(usize, usize)>,
+    /// This process's share of the step's units; requires `step`.
+    pub task: Option<Task>,
     /// Only this step; `None` runs all in order.
     pub step: Option<Step>,
     /// Write `explain.jsonl`: one line per removed document.
@@ -154,14 +157,6 @@ struct UrlRemoved {
     duplicate_of: String,
 }
 
-#[derive(Serialize, Deserialize)]
-struct Done {
-    seconds: f64,
-    /// [`list_hash`] of the inputs the unit was made from.
-    #[serde(default)]
-    inputs: String,
-}
-
 /// The input shards of a run: files, folders (their `*.parquet`, recursively) and globs,
 /// sorted. A shard's index in this list names all its work files.
 pub fn list_inputs(inputs: &[PathBuf]) -> Result<Vec<PathBuf>> {
@@ -169,8 +164,8 @@ pub fn list_inputs(inputs: &[PathBuf]) -> Result<Vec<PathBuf>> {
     Ok(falconry_refine::run::expand_inputs_with(inputs, parquet)?)
 }
 
-/// Runs dedup over `inputs` into `output`; returns the merged stats once every shard is
-/// filtered (partial rows before that).
+/// Runs dedup over `inputs` into `output`; returns the funnel (the rows of the inputs'
+/// `stats.json`, then dedup's) once every shard is filtered (partial rows before that).
 pub fn run_dedup(
     inputs: &[PathBuf],
     output: &Path,
@@ -181,42 +176,39 @@ pub fn run_dedup(
         path: "<config>".into(),
         message,
     })?;
-    if let Some((task, tasks)) = options.task {
+    if let Some(task) = options.task {
         if options.step.is_none() {
             return Err(Error::Config {
                 path: "<flags>".into(),
                 message: "--task needs --stage".into(),
             });
         }
-        if tasks == 0 || task >= tasks {
-            return Err(Error::Config {
-                path: "<flags>".into(),
-                message: format!("task {task} of {tasks}"),
-            });
-        }
+        Task::new(task.index, task.count)?;
     }
-    let (task, tasks) = options.task.unwrap_or((0, 1));
-    let _lock = OutputLock::acquire(
-        output,
-        Task {
-            index: task,
-            count: tasks,
-        },
-    )?;
+    let task = options.task.unwrap_or_default();
+    let _lock = OutputLock::acquire(output, task)?;
     let shards = list_inputs(inputs)?;
     let ids: Vec<InputId> = shards
         .iter()
         .map(|p| InputId::read(p))
         .collect::<falconry_refine::Result<_>>()?;
     let change = check_inputs(output, &ids, options.allow_changed_inputs)?;
-    let run = Run::new(shards, list_hash(&ids), output, config, options.explain)?;
+    let upstream = upstream_stats(inputs)?;
+    let run = Run::new(
+        shards,
+        list_hash(&ids),
+        output,
+        config,
+        options.explain,
+        upstream,
+    )?;
     if !change.is_empty() {
         run.remove_parts_beyond_inputs()?;
     }
     let steps: Vec<Step> = options.step.map_or(Step::ALL.to_vec(), |s| vec![s]);
     for step in steps {
-        let _span = tracing::info_span!("dedup", step = step.name(), task).entered();
-        run.step(step, task, tasks)?;
+        let _span = tracing::info_span!("dedup", step = step.name(), task = task.index).entered();
+        run.step(step, task)?;
     }
     run.stats()
 }
@@ -228,6 +220,9 @@ struct Run<'a> {
     out: PathBuf,
     config: &'a DedupConfig,
     explain: bool,
+    markers: Markers,
+    /// The funnel rows of the inputs' `stats.json`, which dedup's continue.
+    upstream: RunStats,
 }
 
 impl<'a> Run<'a> {
@@ -237,9 +232,9 @@ impl<'a> Run<'a> {
         out: &Path,
         config: &'a DedupConfig,
         explain: bool,
+        upstream: RunStats,
     ) -> Result<Self> {
         for dir in [
-            "_done",
             "signatures",
             "buckets",
             "clusters",
@@ -257,6 +252,8 @@ impl<'a> Run<'a> {
             out: out.into(),
             config,
             explain,
+            markers: Markers::open(out)?,
+            upstream,
         })
     }
 
@@ -286,11 +283,8 @@ impl<'a> Run<'a> {
     }
 
     /// Whether a unit's marker is present and was made from these inputs.
-    fn done(&self, marker: &Path) -> bool {
-        std::fs::read(marker)
-            .ok()
-            .and_then(|b| serde_json::from_slice::<Done>(&b).ok())
-            .is_some_and(|d| d.inputs == self.inputs)
+    fn done(&self, unit: &str) -> Result<bool> {
+        Ok(self.markers.is_done(unit, &self.inputs)?)
     }
 
     /// Units of work of a sharded step; `None` for a global one.
@@ -303,26 +297,31 @@ impl<'a> Run<'a> {
         }
     }
 
-    fn marker(&self, step: Step, unit: Option<usize>) -> PathBuf {
+    /// The name of a unit's marker: `<step>-NNNNN`, or `<step>` for a global step.
+    fn unit_name(step: Step, unit: Option<usize>) -> String {
         match unit {
-            Some(u) => self
-                .out
-                .join("_done")
-                .join(format!("{}-{u:05}", step.name())),
-            None => self.out.join("_done").join(step.name()),
+            Some(u) => format!("{}-{u:05}", step.name()),
+            None => step.name().to_string(),
         }
     }
 
-    fn step_done(&self, step: Step) -> bool {
+    fn step_done(&self, step: Step) -> Result<bool> {
         match self.units(step) {
-            Some(n) => (0..n).all(|u| self.done(&self.marker(step, Some(u)))),
-            None => self.done(&self.marker(step, None)),
+            Some(n) => {
+                for u in 0..n {
+                    if !self.done(&Self::unit_name(step, Some(u)))? {
+                        return Ok(false);
+                    }
+                }
+                Ok(true)
+            }
+            None => self.done(&Self::unit_name(step, None)),
         }
     }
 
     fn require(&self, step: Step, before: &[Step]) -> Result<()> {
         for &b in before {
-            if !self.step_done(b) {
+            if !self.step_done(b)? {
                 return Err(Error::WorkFile {
                     path: self.out.join("_done"),
                     message: format!("step `{}` needs `{}` finished first", step.name(), b.name()),
@@ -332,15 +331,14 @@ impl<'a> Run<'a> {
         Ok(())
     }
 
-    fn step(&self, step: Step, task: usize, tasks: usize) -> Result<()> {
+    fn step(&self, step: Step, task: Task) -> Result<()> {
         let prior: Vec<Step> = Step::ALL.into_iter().take_while(|&s| s != step).collect();
         self.require(step, &prior)?;
         let work = |unit: Option<usize>| -> Result<()> {
-            let marker = self.marker(step, unit);
-            if self.done(&marker) {
+            let name = Self::unit_name(step, unit);
+            if self.done(&name)? {
                 return Ok(());
             }
-            let start = Instant::now();
             match (step, unit) {
                 (Step::Signatures, Some(s)) => self.signatures(s)?,
                 (Step::Buckets, Some(b)) => self.buckets(b)?,
@@ -350,18 +348,13 @@ impl<'a> Run<'a> {
                 (Step::Filter, Some(s)) => self.filter(s)?,
                 _ => unreachable!("units() decides which steps are sharded"),
             }
-            let done = Done {
-                seconds: start.elapsed().as_secs_f64(),
-                inputs: self.inputs.clone(),
-            };
-            let done = serde_json::to_vec(&done).unwrap_or_default();
-            Ok(write_atomic(&marker, &done)?)
+            Ok(self.markers.write(&name, &self.inputs, &())?)
         };
         match self.units(step) {
-            None if task == 0 => work(None)?,
+            None if task.index == 0 => work(None)?,
             None => tracing::info!("global step `{}` runs in task 0 only", step.name()),
             Some(n) => {
-                let mine: Vec<usize> = (task..n).step_by(tasks).collect();
+                let mine: Vec<usize> = task.units(n).collect();
                 // Shards parallelise inside (batches of documents); buckets and partitions across.
                 if matches!(step, Step::Signatures) {
                     mine.into_iter().try_for_each(|u| work(Some(u)))?;
@@ -370,7 +363,7 @@ impl<'a> Run<'a> {
                 }
             }
         }
-        if step == Step::Filter && self.step_done(Step::Filter) {
+        if step == Step::Filter && self.step_done(Step::Filter)? {
             self.merge()?;
         }
         Ok(())
@@ -727,9 +720,9 @@ impl<'a> Run<'a> {
 
     // --- merge --------------------------------------------------------------------------
 
-    /// Sums shard stats and step seconds; concatenates explain files.
+    /// The upstream rows, then the sum of the shard stats written so far.
     fn stats(&self) -> Result<RunStats> {
-        let mut total = RunStats::default();
+        let mut total = self.upstream.clone();
         for shard in 0..self.shards.len() {
             let path = self.shard_file("stats", shard, "json");
             if let Ok(bytes) = std::fs::read(&path) {
@@ -740,22 +733,10 @@ impl<'a> Run<'a> {
                 total += &s;
             }
         }
-        let done = self.out.join("_done");
-        for entry in std::fs::read_dir(&done)
-            .map_err(|e| Error::io(&done, e))?
-            .flatten()
-        {
-            if let Ok(d) =
-                serde_json::from_slice::<Done>(&std::fs::read(entry.path()).unwrap_or_default())
-            {
-                if d.inputs == self.inputs {
-                    total.seconds += d.seconds;
-                }
-            }
-        }
         Ok(total)
     }
 
+    /// Writes `stats.json` and `explain.jsonl` of the whole run.
     fn merge(&self) -> Result<()> {
         let stats = self.stats()?;
         let json = serde_json::to_vec_pretty(&stats).unwrap_or_default();

@@ -6,6 +6,7 @@ use std::path::Path;
 
 use falconry_dedup::{run_dedup, DedupConfig, ExplainLine, RunOptions, Step};
 use falconry_refine::dataset::read_parquet;
+use falconry_refine::folder::Task;
 use falconry_refine::Document;
 use util::{articles, words, write_shard};
 
@@ -201,7 +202,7 @@ fn task_arrays_and_resume_give_the_same_output() {
     let sharded = tmp.path().join("sharded");
     let early = RunOptions {
         step: Some(Step::Buckets),
-        task: Some((0, 3)),
+        task: Some(Task { index: 0, count: 3 }),
         ..Default::default()
     };
     let err = run_dedup(&inputs, &sharded, &config, &early).unwrap_err();
@@ -210,28 +211,58 @@ fn task_arrays_and_resume_give_the_same_output() {
         for task in 0..3 {
             let o = RunOptions {
                 step: Some(step),
-                task: Some((task, 3)),
+                task: Some(Task {
+                    index: task,
+                    count: 3,
+                }),
                 ..Default::default()
             };
             run_dedup(&inputs, &sharded, &config, &o).unwrap();
         }
     }
     assert_eq!(ids(&local), ids(&sharded));
-    assert_eq!(
-        std::fs::read(local.join("clusters/shard-00000.jsonl")).unwrap(),
-        std::fs::read(sharded.join("clusters/shard-00000.jsonl")).unwrap()
-    );
+    // Every file, work files and markers included, is the same bytes.
+    assert_same_files(&local, &sharded);
 
     // An interrupted filter unit is redone; finished ones are skipped.
-    std::fs::remove_file(sharded.join("_done/filter-00001")).unwrap();
+    std::fs::remove_file(sharded.join("_done/filter-00001.json")).unwrap();
     std::fs::remove_file(sharded.join("part-00001.parquet")).unwrap();
     run_dedup(&inputs, &sharded, &config, &RunOptions::default()).unwrap();
-    assert_eq!(ids(&local), ids(&sharded));
+    assert_same_files(&local, &sharded);
     let no_stage = RunOptions {
-        task: Some((0, 2)),
+        task: Some(Task { index: 0, count: 2 }),
         ..Default::default()
     };
     assert!(run_dedup(&inputs, &sharded, &config, &no_stage).is_err());
+}
+
+/// Every file under `dir` (relative path, bytes), sorted.
+fn files(dir: &Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                let bytes = std::fs::read(&p).unwrap();
+                out.push((p.strip_prefix(dir).unwrap().to_path_buf(), bytes));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+fn assert_same_files(a: &Path, b: &Path) {
+    let (fa, fb) = (files(a), files(b));
+    let names =
+        |f: &[(std::path::PathBuf, Vec<u8>)]| f.iter().map(|x| x.0.clone()).collect::<Vec<_>>();
+    assert_eq!(names(&fa), names(&fb));
+    for ((name, x), (_, y)) in fa.iter().zip(&fb) {
+        assert!(x == y, "{} differs", name.display());
+    }
 }
 
 /// Issue 11: a dedup folder is keyed by its input list (every step depends on every shard):

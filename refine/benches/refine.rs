@@ -21,8 +21,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
+use falconry_refine::folder::Task;
 use falconry_refine::run::expand_inputs_with;
-use falconry_refine::run::{self, RunOptions, Task};
+use falconry_refine::run::{self, RunOptions};
 use falconry_refine::test_data_dir as data_dir;
 use falconry_refine::warc::writer::WarcWriter;
 use falconry_refine::{Document, Pipeline, ReadItem, RefineConfig, Stage, Verdict, WarcReader};

@@ -5,11 +5,10 @@
 //! (list of `[url, alt]` string lists) — then falconry's `id`, `language` and
 //! `language_score` (null until `language_id` sets them).
 
-use std::collections::BTreeSet;
 use std::fs::File;
-use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::io::{BufRead, BufReader, BufWriter};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 
 use arrow::array::{
     Array, ArrayRef, AsArray, Float32Builder, ListBuilder, RecordBatch, StringBuilder,
@@ -22,6 +21,7 @@ use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 
+use crate::folder::{commit_tmp, create_tmp};
 use crate::{Document, Error, OutputConfig, Result};
 
 /// The Arrow schema of every Parquet shard falconry writes.
@@ -125,68 +125,6 @@ impl ShardWriter {
         commit_tmp(file, &self.tmp, &self.path)?;
         Ok(self.rows)
     }
-}
-
-/// The temporary sibling a file is written under before its rename: `NAME.PID.tmp`, so that
-/// two processes writing one file (tasks of a job array ending together) never share one.
-/// Input listings skip it (its name does not end as an input's does).
-pub fn tmp_path(path: &Path) -> PathBuf {
-    let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(format!(".{}.tmp", std::process::id()));
-    path.with_file_name(name)
-}
-
-/// The temporary files this process is writing, for [`remove_temporaries`].
-static TEMPORARIES: Mutex<BTreeSet<PathBuf>> = Mutex::new(BTreeSet::new());
-
-fn temporaries() -> MutexGuard<'static, BTreeSet<PathBuf>> {
-    TEMPORARIES.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// Creates the temporary file of `path` ([`tmp_path`]) for writing, registered for removal
-/// should the process be interrupted before [`commit_tmp`] renames it into place. Every file
-/// falconry writes goes through this pair (or [`write_atomic`]).
-pub fn create_tmp(path: &Path) -> Result<(PathBuf, File)> {
-    let tmp = tmp_path(path);
-    let file = create_tmp_at(&tmp)?;
-    Ok((tmp, file))
-}
-
-/// [`create_tmp`] under a name of the caller's (a writer that needs the final extension).
-pub fn create_tmp_at(tmp: &Path) -> Result<File> {
-    let mut live = temporaries();
-    let file = File::create(tmp).map_err(|e| Error::io(tmp, e))?;
-    live.insert(tmp.to_path_buf());
-    Ok(file)
-}
-
-/// Makes the finished temporary file `tmp` durable (fsync) and renames it to `path`.
-pub fn commit_tmp(file: File, tmp: &Path, path: &Path) -> Result<()> {
-    file.sync_all().map_err(|e| Error::io(tmp, e))?;
-    drop(file);
-    std::fs::rename(tmp, path).map_err(|e| Error::io(path, e))?;
-    temporaries().remove(tmp);
-    Ok(())
-}
-
-/// Deletes every temporary file this process is writing and keeps any new one from being
-/// created: for an interrupted process (`SIGINT`), which exits next. Returns how many it removed.
-pub fn remove_temporaries() -> usize {
-    let live = temporaries();
-    let removed = live
-        .iter()
-        .filter(|p| std::fs::remove_file(p).is_ok())
-        .count();
-    // Held until the process exits: a thread that starts another file waits here.
-    std::mem::forget(live);
-    removed
-}
-
-/// Writes `bytes` to `path` atomically: a temporary file, fsync, rename.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let (tmp, mut file) = create_tmp(path)?;
-    file.write_all(bytes).map_err(|e| Error::io(&tmp, e))?;
-    commit_tmp(file, &tmp, path)
 }
 
 fn to_batch(docs: &[Document]) -> std::result::Result<RecordBatch, arrow::error::ArrowError> {
@@ -540,7 +478,7 @@ mod tests {
         }
         assert!(!path.exists(), "shard visible before finish");
         assert_eq!(w.finish().unwrap(), 10);
-        assert!(!tmp_path(&path).exists());
+        assert!(!crate::folder::tmp_path(&path).exists());
         let back: Vec<Document> = read_parquet(&path).unwrap().map(|d| d.unwrap()).collect();
         assert_eq!(back, docs);
     }

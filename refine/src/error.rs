@@ -76,3 +76,16 @@ impl Error {
 
 /// Result with the refine [`Error`].
 pub type Result<T> = std::result::Result<T, Error>;
+
+/// The atomic-file and shard errors of `falconry-shards` (an I/O failure on a named file).
+impl From<falconry_shards::Error> for Error {
+    fn from(e: falconry_shards::Error) -> Self {
+        match e {
+            falconry_shards::Error::Io { path, source } => Error::Io { path, source },
+            other => Error::Input {
+                path: PathBuf::new(),
+                message: other.to_string(),
+            },
+        }
+    }
+}

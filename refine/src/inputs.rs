@@ -6,10 +6,10 @@
 //! its inputs in `DIR/_inputs.json` on its first run and compares the list on every later run
 //! ([`check_inputs`]): an added, removed or changed input is refused with an error that names
 //! them, unless the run is told `allow_changed` (`--allow-changed-inputs`); then the list is
-//! replaced and the stage redoes what the change touches (each stage says what). Each stage's
-//! done-markers also record the inputs they covered: refine's the identity of their one input
-//! file (head hash included), dedup's and tokenize's the hash of the whole list
-//! ([`list_hash`]), so a marker from other inputs never counts as done.
+//! replaced and the stage redoes what the change touches (each stage says what). Each
+//! done-marker ([`crate::folder::Markers`]) also records the [`list_hash`] of the inputs its
+//! unit was made from: for refine and tokenize its one input file (head hash included), for
+//! dedup the whole list, so a marker from other inputs never counts as done.
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::dataset::write_atomic;
+use crate::folder::write_atomic;
 use crate::{Error, Result};
 
 /// The record of an output folder's inputs.
@@ -170,7 +170,7 @@ fn diff(old: &[InputId], new: &[InputId]) -> InputChange {
     change
 }
 
-/// xxh3 of a whole input list (16 hex digits): what dedup's and tokenize's markers record.
+/// xxh3 of an input list (16 hex digits): what done-markers record of their inputs.
 pub fn list_hash(inputs: &[InputId]) -> String {
     let json = serde_json::to_vec(inputs).expect("inputs serialize");
     format!("{:016x}", xxhash_rust::xxh3::xxh3_64(&json))

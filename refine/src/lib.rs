@@ -13,6 +13,7 @@ mod document;
 mod error;
 pub mod extract;
 pub mod filters;
+pub mod folder;
 pub mod funnel;
 pub mod inputs;
 pub mod lock;

@@ -5,7 +5,8 @@
 //! an exclusive `flock` on that file, which the operating system drops when the holder exits
 //! or dies, and inside it the holder's pid, host, task split and start time, for the error a
 //! second writer gets. A lock file left by a dead process (pid gone, no `flock`) is stale: the
-//! next run takes it over. Tasks of one job array (`--task I --tasks N`) hold different files
+//! next run takes it over, and removes the temporary files that dead writers left in the
+//! folder ([`sweep_temporaries`]: a process killed outright cleans nothing up). Tasks of one job array (`--task I --tasks N`) hold different files
 //! and write side by side; a run whose task split differs from a live run's on the same host
 //! is refused too, since the two would read the same inputs into the same folder.
 //!
@@ -18,7 +19,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::run::Task;
+use crate::folder::{sweep_temporaries, Task};
 use crate::{Error, Result};
 
 /// The folder of lock files inside an output folder.
@@ -115,10 +116,11 @@ impl OutputLock {
                     }
                 }
             }
+            check_other_tasks(dir, &locks, &path, &me)?;
             if let Some(old) = &previous {
                 tracing::warn!("taking over the stale lock {} of {old}", path.display());
+                sweep_dead_writers(dir, &locks, &path)?;
             }
-            check_other_tasks(dir, &locks, &path, &me)?;
             let json = serde_json::to_vec_pretty(&me).expect("holder serializes");
             file.set_len(0).map_err(|e| Error::io(&path, e))?;
             file.rewind().map_err(|e| Error::io(&path, e))?;
@@ -181,6 +183,33 @@ fn check_other_tasks(dir: &Path, locks: &Path, mine: &Path, me: &Holder) -> Resu
                 });
             }
         }
+    }
+    Ok(())
+}
+
+/// Removes the temporary files of writers that no longer run on this host, unless a writer of
+/// another host holds a lock on the folder too (its pids mean nothing here).
+fn sweep_dead_writers(dir: &Path, locks: &Path, mine: &Path) -> Result<()> {
+    let host = hostname();
+    let remote = std::fs::read_dir(locks)
+        .map_err(|e| Error::io(locks, e))?
+        .flatten()
+        .filter(|e| e.path() != mine)
+        .filter_map(|e| read_holder(&mut File::open(e.path()).ok()?))
+        .any(|h| h.host != host);
+    if remote {
+        tracing::debug!(
+            "a writer of another host shares {}: no sweep",
+            dir.display()
+        );
+        return Ok(());
+    }
+    let removed = sweep_temporaries(dir, &|pid| !pid_alive(pid))?;
+    if removed > 0 {
+        tracing::info!(
+            "removed {removed} temporary file(s) left in {} by writers that died",
+            dir.display()
+        );
     }
     Ok(())
 }
@@ -265,8 +294,14 @@ mod tests {
             started: "2020-01-01T00:00:00Z".into(),
         };
         std::fs::write(&path, serde_json::to_vec(&dead).unwrap()).unwrap();
+        // What the dead writer left half written, and what a live one (this process) writes.
+        let left = dir.path().join("part-0.parquet.4000000000.tmp");
+        let live = crate::folder::tmp_path(&dir.path().join("part-1.parquet"));
+        std::fs::write(&left, "half").unwrap();
+        std::fs::write(&live, "writing").unwrap();
         let lock = OutputLock::acquire(dir.path(), Task::default()).unwrap();
         let now: Holder = serde_json::from_slice(&std::fs::read(lock.path()).unwrap()).unwrap();
         assert_eq!((now.pid, now.host), (std::process::id(), hostname()));
+        assert!(!left.exists() && live.exists());
     }
 }

@@ -1,16 +1,17 @@
 //! A refine run: input files in, one Parquet part per input file out, resumable.
 //!
-//! Inputs are expanded (files, folders, globs), sorted, and numbered; task `i` of `n` takes
-//! the files whose number is `i` mod `n`, so a SLURM job array splits the work with no
-//! coordination. Each task holds its lock on the output folder ([`crate::lock`]) while it
-//! writes. An input file becomes `part-KEY.parquet`, `KEY` being 16 hex digits of its absolute
-//! path's hash ([`InputId::key`]), so a part's name does not move when other inputs come or
-//! go; once the part is renamed into place, the file's identity (path, size, hash of its first
-//! 64 KiB) and funnel rows are written to `_done/part-KEY.json`, last. A re-run skips the files
-//! whose marker names them as they are now and redoes the rest from scratch, so an interrupted
-//! run resumes without loss or duplicates. A different input set is refused unless allowed
-//! ([`crate::inputs`]); when allowed, changed files are redone and the parts of files no
-//! longer given are removed. `stats.json` is the sum of every marker present.
+//! The folder follows the run-folder convention ([`crate::folder`]): inputs are expanded
+//! (files, folders, globs) and sorted; task `i` of `n` takes the files whose number is `i` mod
+//! `n`, under its lock on the folder ([`crate::lock`]). An input file is one unit, `part-KEY`,
+//! `KEY` being 16 hex digits of its absolute path's hash ([`InputId::key`]), so its names do
+//! not move when other inputs come or go: it becomes `part-KEY.parquet` (and
+//! `_explain/part-KEY.jsonl`), then its marker `_done/part-KEY.json` records the file's
+//! identity (path, size, hash of its first 64 KiB) and its funnel rows, last. A re-run skips
+//! the files whose marker names them as they are now and redoes the rest from scratch, so an
+//! interrupted run resumes without loss or duplicates. A different input set is refused
+//! unless allowed ([`crate::inputs`]); when allowed, changed files are redone and the parts of
+//! files no longer given are removed. Once every input's marker is present, `stats.json` is
+//! their sum, in input order.
 
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -20,7 +21,11 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::dataset::{self, JsonlItem, ShardWriter};
-use crate::inputs::{check_inputs, InputId};
+use crate::folder::{
+    all_file_records, commit_tmp, create_tmp, file_inputs, file_unit, plan_files, write_atomic,
+    FileRecord, Markers, Task,
+};
+use crate::inputs::InputId;
 use crate::lock::OutputLock;
 use crate::pipeline::Dropped;
 use crate::{
@@ -133,28 +138,6 @@ fn walk(dir: &Path, keep: impl Fn(&Path) -> bool + Copy, out: &mut Vec<PathBuf>)
     Ok(())
 }
 
-/// Which share of the inputs this process handles.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Task {
-    /// This task's number, `0..count`.
-    pub index: usize,
-    /// How many tasks split the inputs.
-    pub count: usize,
-}
-
-impl Default for Task {
-    fn default() -> Self {
-        Task { index: 0, count: 1 }
-    }
-}
-
-impl Task {
-    /// Whether input number `k` belongs to this task.
-    pub fn owns(&self, k: usize) -> bool {
-        k % self.count == self.index
-    }
-}
-
 /// One `--explain` line: the fate of one input document.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Explain {
@@ -192,164 +175,124 @@ pub struct RunOptions<'a> {
     pub allow_changed_inputs: bool,
 }
 
-/// The marker of one finished input file: which file, as it was, and its funnel.
-#[derive(Debug, Serialize, Deserialize)]
-struct Done {
-    input: InputId,
-    stats: RunStats,
+/// The part an input file becomes: `part-KEY.parquet`.
+fn part(output: &Path, unit: &str) -> PathBuf {
+    output.join(format!("{unit}.parquet"))
 }
 
-/// The part an input file becomes.
-fn part(output: &Path, key: &str) -> PathBuf {
-    output.join(format!("part-{key}.parquet"))
-}
-
-/// The funnel marker of one finished input file.
-fn marker(output: &Path, key: &str) -> PathBuf {
-    output.join("_done").join(format!("part-{key}.json"))
-}
-
-fn explain_part(output: &Path, key: &str) -> PathBuf {
-    output.join("_explain").join(format!("part-{key}.jsonl"))
-}
-
-fn read_marker(path: &Path) -> Result<Done> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    serde_json::from_slice(&bytes).map_err(|e| Error::Input {
-        path: path.into(),
-        message: format!("bad done-marker ({e}); remove it (and its part) to redo that input"),
-    })
+fn explain_part(output: &Path, unit: &str) -> PathBuf {
+    output.join("_explain").join(format!("{unit}.jsonl"))
 }
 
 /// Runs the refine stage over this task's inputs and returns the merged funnel of every
-/// finished input file in `output` (this task's and any other's).
+/// finished input file in `output` (this task's and any other's). `stats.json` is written once
+/// every input file is done, by whichever task finishes last.
 pub fn refine(config: &RefineConfig, opts: &RunOptions) -> Result<RunStats> {
     let start = Instant::now();
     let pipeline = Pipeline::from_config(config)?;
     let _lock = OutputLock::acquire(opts.output, opts.task)?;
-    for dir in [opts.output.join("_done"), opts.output.join("_explain")] {
-        std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
-    }
-    // Every task compares the whole list by path and size; each reads the heads of its own
-    // files only (its markers check those).
-    let listed: Vec<InputId> = opts
-        .inputs
-        .iter()
-        .map(|p| InputId::stat(p))
-        .collect::<Result<_>>()?;
-    let change = check_inputs(opts.output, &listed, opts.allow_changed_inputs)?;
-    if !change.removed.is_empty() {
-        remove_outputs_of(opts.output, &change.removed)?;
-    }
-    let mut todo: Vec<(InputId, &PathBuf)> = Vec::new();
-    for (_, path) in opts
-        .inputs
-        .iter()
-        .enumerate()
-        .filter(|(k, _)| opts.task.owns(*k))
-    {
-        let id = InputId::read(path)?;
-        let done = marker(opts.output, &id.key());
-        if done.exists() {
-            let recorded = read_marker(&done)?.input;
-            if recorded == id {
-                continue;
+    let explain_dir = opts.output.join("_explain");
+    std::fs::create_dir_all(&explain_dir).map_err(|e| Error::io(&explain_dir, e))?;
+    let markers = Markers::open(opts.output)?;
+    let remove_outputs = |unit: &str| -> Result<()> {
+        for file in [part(opts.output, unit), explain_part(opts.output, unit)] {
+            match std::fs::remove_file(&file) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(Error::io(&file, e))
+                }
+                _ => {}
             }
-            if !opts.allow_changed_inputs {
-                return Err(Error::InputsChanged {
-                    path: opts.output.into(),
-                    message: format!(
-                        "input {} changed since it was refined here (size {} -> {}, head hash {} -> {}); \
-                         pass --allow-changed-inputs to refine it again, or choose another output folder",
-                        path.display(),
-                        recorded.size,
-                        id.size,
-                        recorded.head_xxh3.as_deref().unwrap_or("-"),
-                        id.head_xxh3.as_deref().unwrap_or("-"),
-                    ),
-                });
-            }
-            // Not done until its new marker is written.
-            std::fs::remove_file(&done).map_err(|e| Error::io(&done, e))?;
         }
-        todo.push((id, path));
-    }
-    tracing::info!(files = todo.len(), "refine");
-    todo.par_iter().try_for_each(|(id, path)| -> Result<()> {
-        let _span = tracing::debug_span!("file", path = %path.display()).entered();
-        let key = id.key();
-        let stats = refine_file(config, &pipeline, path, &key, opts)?;
+        Ok(())
+    };
+    let plan = plan_files(
+        opts.output,
+        opts.inputs,
+        opts.task,
+        opts.allow_changed_inputs,
+        &markers,
+        &remove_outputs,
+    )?;
+    tracing::info!(files = plan.todo.len(), "refine");
+    plan.todo.par_iter().try_for_each(|id| -> Result<()> {
+        let _span = tracing::debug_span!("file", path = %id.path.display()).entered();
+        let unit = file_unit(id);
+        let stats = refine_file(config, &pipeline, &id.path, &unit, opts)?;
         let bytes_in = stats.bytes_in;
-        let json = serde_json::to_vec_pretty(&Done {
-            input: id.clone(),
-            stats,
-        })
-        .expect("marker serializes");
-        dataset::write_atomic(&marker(opts.output, &key), &json)?;
+        markers.write(
+            &unit,
+            &file_inputs(id),
+            &FileRecord {
+                input: id.clone(),
+                report: stats,
+            },
+        )?;
         (opts.on_file_done)(bytes_in);
         Ok(())
     })?;
-    let mut total = merged_markers(opts.output)?;
+    let mut total = RunStats::default();
+    match all_file_records::<RunStats>(&markers, &plan.listed)? {
+        Some(records) => {
+            for r in &records {
+                total += &r.report;
+            }
+            let json = serde_json::to_vec_pretty(&total).expect("stats serialize");
+            write_atomic(&opts.output.join("stats.json"), &json)?;
+        }
+        // Another task still works: this one's files only.
+        None => {
+            for id in &plan.listed {
+                if let Some(m) = markers.read::<FileRecord<RunStats>>(&file_unit(id))? {
+                    total += &m.record.report;
+                }
+            }
+        }
+    }
     total.seconds = start.elapsed().as_secs_f64();
-    let json = serde_json::to_vec_pretty(&total).expect("stats serialize");
-    dataset::write_atomic(&opts.output.join("stats.json"), &json)?;
     if let Some(explain) = opts.explain {
-        concat_explain(opts, &listed, explain)?;
+        concat_explain(opts, &plan.listed, explain)?;
     }
     Ok(total)
 }
 
-/// Removes the markers, parts and explain parts made from inputs no longer given (their
-/// marker goes first, so an interrupted removal leaves no marker without its part).
-fn remove_outputs_of(output: &Path, removed: &[PathBuf]) -> Result<()> {
-    for path in removed {
-        let key = InputId {
-            path: path.clone(),
-            size: 0,
-            head_xxh3: None,
-        }
-        .key();
-        for file in [
-            marker(output, &key),
-            part(output, &key),
-            explain_part(output, &key),
-        ] {
-            match std::fs::remove_file(&file) {
-                Ok(()) => tracing::info!(
-                    "removed {} (its input {} is no longer given)",
-                    file.display(),
-                    path.display()
-                ),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(Error::io(&file, e)),
-            }
-        }
-    }
-    Ok(())
-}
-
-/// Sums the markers of every finished input file, in name order.
-fn merged_markers(output: &Path) -> Result<RunStats> {
-    let dir = output.join("_done");
-    let mut names: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .map_err(|e| Error::io(&dir, e))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|e| e == "json"))
-        .collect();
-    names.sort();
+/// The funnel so far: the sum of the `stats.json` files beside a stage's inputs (the folders
+/// given, or the folders of the files given), if any. dedup's and tokenize's rows continue it.
+pub fn upstream_stats(inputs: &[PathBuf]) -> Result<RunStats> {
     let mut total = RunStats::default();
-    for name in names {
-        total += &read_marker(&name)?.stats;
+    let mut dirs: Vec<&Path> = inputs
+        .iter()
+        .map(|input| {
+            if input.is_dir() {
+                input.as_path()
+            } else {
+                input.parent().unwrap_or(Path::new("."))
+            }
+        })
+        .collect();
+    dirs.sort();
+    dirs.dedup();
+    for dir in dirs {
+        let path = dir.join("stats.json");
+        match std::fs::read(&path) {
+            Ok(bytes) => {
+                let stats: RunStats = serde_json::from_slice(&bytes).map_err(|e| Error::Input {
+                    path: path.clone(),
+                    message: format!("not a stats.json: {e}"),
+                })?;
+                total += &stats;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io(&path, e)),
+        }
     }
-    total.seconds = 0.0;
     Ok(total)
 }
 
 fn concat_explain(opts: &RunOptions, inputs: &[InputId], explain: &Path) -> Result<()> {
-    let (tmp, file) = dataset::create_tmp(explain)?;
+    let (tmp, file) = create_tmp(explain)?;
     let mut out = BufWriter::new(file);
     for id in inputs {
-        let part = explain_part(opts.output, &id.key());
+        let part = explain_part(opts.output, &file_unit(id));
         if let Ok(bytes) = std::fs::read(&part) {
             out.write_all(&bytes).map_err(|e| Error::io(&tmp, e))?;
         }
@@ -357,7 +300,7 @@ fn concat_explain(opts: &RunOptions, inputs: &[InputId], explain: &Path) -> Resu
     let file = out
         .into_inner()
         .map_err(|e| Error::io(&tmp, e.into_error()))?;
-    dataset::commit_tmp(file, &tmp, explain)
+    Ok(commit_tmp(file, &tmp, explain)?)
 }
 
 /// Reads one input file through the pipeline into `part-KEY.parquet`; returns its funnel.
@@ -365,7 +308,7 @@ fn refine_file(
     config: &RefineConfig,
     pipeline: &Pipeline,
     path: &Path,
-    key: &str,
+    unit: &str,
     opts: &RunOptions,
 ) -> Result<RunStats> {
     let bytes_in = std::fs::metadata(path)
@@ -373,11 +316,11 @@ fn refine_file(
         .len();
     let mut read = StageStats::new("read");
     let mut rows = pipeline.new_stats();
-    let mut writer = ShardWriter::create(&part(opts.output, key), &config.output)?;
+    let mut writer = ShardWriter::create(&part(opts.output, unit), &config.output)?;
     let mut explain = match opts.explain {
         Some(_) => {
-            let p = explain_part(opts.output, key);
-            let (tmp, file) = dataset::create_tmp(&p)?;
+            let p = explain_part(opts.output, unit);
+            let (tmp, file) = create_tmp(&p)?;
             Some((BufWriter::new(file), tmp, p))
         }
         None => None,
@@ -465,7 +408,7 @@ fn refine_file(
         let file = out
             .into_inner()
             .map_err(|e| Error::io(&tmp, e.into_error()))?;
-        dataset::commit_tmp(file, &tmp, &p)?;
+        commit_tmp(file, &tmp, &p)?;
     }
     let mut stages = vec![read];
     stages.extend(rows);
@@ -501,14 +444,6 @@ mod tests {
         );
         assert_eq!(InputKind::of(Path::new("x.warc.wat.gz")), None);
         assert_eq!(InputKind::of(Path::new("README.md")), None);
-    }
-
-    #[test]
-    fn tasks_split_inputs_disjointly() {
-        let tasks: Vec<Task> = (0..3).map(|index| Task { index, count: 3 }).collect();
-        for k in 0..20 {
-            assert_eq!(tasks.iter().filter(|t| t.owns(k)).count(), 1);
-        }
     }
 
     #[test]
@@ -704,9 +639,9 @@ mod tests {
         let first = refine(&reading_only(), &opts(&inputs, &out, false)).unwrap();
         assert_eq!(first.stages[0].output, 15);
         // Lose one file's output as an interruption would, then resume.
-        let key = InputId::stat(&inputs[1]).unwrap().key();
-        std::fs::remove_file(marker(&out, &key)).unwrap();
-        std::fs::remove_file(part(&out, &key)).unwrap();
+        let unit = file_unit(&InputId::stat(&inputs[1]).unwrap());
+        std::fs::remove_file(Markers::open(&out).unwrap().path(&unit)).unwrap();
+        std::fs::remove_file(part(&out, &unit)).unwrap();
         let second = refine(&reading_only(), &opts(&inputs, &out, false)).unwrap();
         assert_eq!(second.stages, first.stages);
         assert_eq!(urls_out(&out), expected_urls(0..3));

@@ -78,12 +78,15 @@ impl AddAssign<&StageStats> for StageStats {
     }
 }
 
-/// The `stats.json` of a run: the funnel rows in pipeline order, wall time and input bytes.
+/// The `stats.json` of a run: the funnel rows in pipeline order and input bytes.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct RunStats {
     /// One row per stage, in pipeline order.
     pub stages: Vec<StageStats>,
-    /// Wall-clock seconds.
+    /// Wall-clock seconds of the invocation that returned these stats. Never written to a
+    /// file: an output holds only what inputs and config decide ([`crate::folder`]), so that
+    /// a resumed run writes the bytes of an uninterrupted one.
+    #[serde(skip)]
     pub seconds: f64,
     /// Bytes of input read (compressed size on disk).
     pub bytes_in: u64,

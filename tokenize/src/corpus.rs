@@ -1,12 +1,12 @@
 //! Finding and reading the documents a command is given: Parquet or JSONL files, or folders
-//! of them, split between tasks as DESIGN.md's sharding says (sorted paths, `i mod N`).
+//! of them (split between tasks by [`falconry_refine::folder::Task`]).
 
 use std::path::{Path, PathBuf};
 
 use falconry_refine::dataset::{read_jsonl, read_parquet, JsonlItem};
 use falconry_refine::Document;
 
-use crate::{Error, Result};
+use crate::Result;
 
 /// Whether `path` names a dataset file falconry reads.
 fn is_dataset_file(path: &Path) -> bool {
@@ -23,26 +23,6 @@ pub fn list_inputs(inputs: &[PathBuf]) -> Result<Vec<PathBuf>> {
         inputs,
         is_dataset_file,
     )?)
-}
-
-/// The files of task `task` of `tasks`: every `tasks`-th of the sorted list.
-pub fn task_files(files: &[PathBuf], task: usize, tasks: usize) -> Vec<PathBuf> {
-    files
-        .iter()
-        .skip(task)
-        .step_by(tasks.max(1))
-        .cloned()
-        .collect()
-}
-
-/// Checks a `--task/--tasks` pair.
-pub fn check_task(task: usize, tasks: usize) -> Result<()> {
-    if tasks == 0 || task >= tasks {
-        return Err(Error::Config(format!(
-            "--task must be below --tasks, got task {task} of {tasks}"
-        )));
-    }
-    Ok(())
 }
 
 /// Calls `f` with each document of a Parquet or JSONL file; returns the JSONL lines skipped
@@ -74,31 +54,4 @@ pub fn for_each_document(path: &Path, mut f: impl FnMut(Document) -> bool) -> Re
 /// A seeded fraction in [0, 1) for a document id: the same id always falls on the same side.
 pub fn id_fraction(id: &str, seed: u64) -> f64 {
     (xxhash_rust::xxh3::xxh3_64_with_seed(id.as_bytes(), seed) >> 11) as f64 / (1u64 << 53) as f64
-}
-
-/// SplitMix64: a small seeded generator for shuffles (no external RNG, stable across versions).
-pub struct SplitMix64(u64);
-
-impl SplitMix64 {
-    /// A generator from a seed.
-    pub fn new(seed: u64) -> Self {
-        SplitMix64(seed)
-    }
-
-    /// The next 64 random bits.
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Fisher–Yates shuffle of `items`.
-    pub fn shuffle<T>(&mut self, items: &mut [T]) {
-        for i in (1..items.len()).rev() {
-            let j = (self.next_u64() % (i as u64 + 1)) as usize;
-            items.swap(i, j);
-        }
-    }
 }

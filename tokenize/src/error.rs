@@ -22,27 +22,10 @@ pub enum Error {
         /// What `tokenizers` said.
         message: String,
     },
-    /// Ids do not fit the shard dtype.
-    #[error(
-        "vocabulary of {vocab_size} ids does not fit {dtype} token shards (at most {max} ids); \
-         choose dtype uint32 (`--dtype uint32`)"
-    )]
-    VocabTooLarge {
-        /// Ids in the tokenizer.
-        vocab_size: usize,
-        /// The dtype asked for.
-        dtype: &'static str,
-        /// The most ids the dtype holds.
-        max: usize,
-    },
-    /// A token shard folder that is inconsistent with its `meta.json`.
-    #[error("token shards {path}: {message}")]
-    Shards {
-        /// The folder or file.
-        path: PathBuf,
-        /// What is wrong.
-        message: String,
-    },
+    /// Token shards: a `meta.json` or shard file that does not read, ids that do not fit the
+    /// dtype.
+    #[error(transparent)]
+    Shards(#[from] falconry_shards::Error),
     /// A configuration value that does not validate; the message names the key.
     #[error("config: {0}")]
     Config(String),

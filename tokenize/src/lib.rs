@@ -3,7 +3,7 @@
 //! - [`Tokenizer`] loads any HuggingFace `tokenizer.json`; for Falcon's pipeline it encodes
 //!   with falconry's own pre-tokenizer and BPE merge loop (ids identical to `tokenizers`).
 //! - [`tokenize_corpus`] turns Parquet/JSONL documents into `uint16` token shards with a
-//!   `meta.json` ([`shards`]); [`TokenShards`] reads them back for training.
+//!   `meta.json` ([`shards`], the `falconry-shards` crate, which the trainer reads them with).
 //! - [`train_tokenizer`] trains a byte-level BPE with Falcon's pre-tokenizer on a bounded
 //!   sample of a corpus.
 //!
@@ -25,14 +25,18 @@ mod bpe;
 mod chars;
 pub mod corpus;
 mod error;
+mod export;
 mod pretokenize;
 mod publish;
-pub mod shards;
 mod tokenize_corpus;
 mod tokenizer;
 mod train;
 
+/// The token shard format, shared with the trainer: the `falconry-shards` crate.
+pub use falconry_shards as shards;
+
 pub use error::{Error, Result};
+pub use export::{export_shards, ExportFormat, ExportReport};
 pub use publish::{publish_dataset, PublishConfig, PublishReport};
 pub use shards::{Dtype, ShardInfo, ShardTokens, Split, TokenMeta, TokenShards};
 pub use tokenize_corpus::{tokenize_corpus, TaskPart, TokenizeConfig, TokenizeReport};

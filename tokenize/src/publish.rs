@@ -11,7 +11,8 @@
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
-use falconry_refine::dataset::{write_atomic, ShardWriter};
+use falconry_refine::dataset::ShardWriter;
+use falconry_refine::folder::write_atomic;
 use falconry_refine::{OutputConfig, RunStats};
 use serde::{Deserialize, Serialize};
 

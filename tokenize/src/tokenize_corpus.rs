@@ -1,37 +1,39 @@
 //! `falconry tokenize`: documents in, token shards out ([`crate::shards`] describes them).
 //!
-//! A task reads its input files (every `tasks`-th of the sorted list), assigns each document
-//! to `validation` when a seeded hash of its id falls below `validation_fraction` (so the
-//! split does not depend on the task count), shuffles each split with a seeded generator,
-//! encodes batches in parallel (rayon), and cuts shards at the first document end past
-//! `shard_tokens`. Shard `n` of task `t` of `T` is `shard-{n*T+t:05}.bin`, so tasks never
-//! collide. Each shard is written under a temporary name and renamed, then a marker
-//! `_done/shard-NNNNN.json` is written; a re-run skips the marked shards (and the documents
-//! they hold) and redoes the rest. A task ends with `_parts/task-TTTTT.json`; the task that
-//! finds every part present writes `meta.json`.
+//! The folder follows the run-folder convention ([`falconry_refine::folder`]) with one unit per
+//! input file, as refine's: task `i` of `n` takes the sorted input files whose number is `i`
+//! mod `n`, under its lock on the folder. A file, unit `part-KEY` (`KEY`: its path's hash), is
+//! read whole; each document goes to `validation` when a seeded hash of its id falls below
+//! `validation_fraction`, else to `train`; each split is put in a seeded random order (by
+//! another seeded hash of the id, so the order depends on the documents and the seed alone),
+//! encoded in parallel batches (rayon) and cut into shards at the first document end past
+//! `shard_tokens`: `shard-KEY-NNNNN.bin`, train's first. The marker `_done/part-KEY.json`
+//! (the file's identity, its shards and counts) is written last. A re-run skips the marked
+//! files and redoes the others, removing what an interrupted attempt left. Once every input
+//! is marked, the task that sees it writes `meta.json` (every shard, in name order, and the
+//! totals) and `stats.json` (the funnel of the inputs' `stats.json` and the `tokenize` row:
+//! documents in, documents written, empty ones dropped). No file depends on the task split or
+//! the thread count.
 //!
-//! A task holds its lock on the output folder while it runs ([`falconry_refine::lock`]). A
-//! task's shards depend on every file it reads and on their order, so the input list (paths,
-//! sizes, head hashes) is recorded on the first run and a different one refused
-//! ([`falconry_refine::inputs`]); shard markers and task parts record the list's hash, so with
-//! `allow_changed_inputs` a task redoes everything its old markers covered.
+//! An input changed since its shards were made is refused, unless `allow_changed_inputs`:
+//! then it is redone, and the shards of inputs no longer given are removed
+//! ([`falconry_refine::folder::plan_files`]).
 //!
-//! A task holds its documents' text in memory to shuffle them: use more tasks for more text.
+//! A task holds the text of one input file in memory at a time.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use falconry_refine::dataset::write_atomic;
-use falconry_refine::inputs::{check_inputs, list_hash, InputId};
+use falconry_refine::folder::{
+    all_file_records, file_inputs, file_unit, plan_files, write_atomic, FileRecord, Markers, Task,
+};
 use falconry_refine::lock::OutputLock;
-use falconry_refine::run::Task;
+use falconry_refine::run::upstream_stats;
+use falconry_refine::{RunStats, StageStats};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::corpus::{
-    check_task, for_each_document, id_fraction, list_inputs, task_files, SplitMix64,
-};
+use crate::corpus::{for_each_document, id_fraction, list_inputs};
 use crate::shards::{
     encode_ids, Dtype, ShardInfo, Split, SplitInfo, SplitTotals, TokenMeta, META_FILE,
 };
@@ -55,10 +57,8 @@ pub struct TokenizeConfig {
     pub seed: u64,
     /// Width of the ids in the files.
     pub dtype: Dtype,
-    /// This task's index, below `tasks`.
-    pub task: usize,
-    /// Number of tasks the inputs are divided among.
-    pub tasks: usize,
+    /// This process's share of the input files.
+    pub task: Task,
     /// Documents encoded per parallel batch.
     pub batch_documents: usize,
     /// Redo the task on inputs that differ from those the folder was made from, instead of
@@ -76,8 +76,7 @@ impl Default for TokenizeConfig {
             validation_fraction: 0.005,
             seed: 0,
             dtype: Dtype::Uint16,
-            task: 0,
-            tasks: 1,
+            task: Task::default(),
             batch_documents: 4096,
             allow_changed_inputs: false,
         }
@@ -87,7 +86,7 @@ impl Default for TokenizeConfig {
 impl TokenizeConfig {
     /// Checks ranges; errors name the flag.
     pub fn validate(&self) -> Result<()> {
-        check_task(self.task, self.tasks)?;
+        Task::new(self.task.index, self.task.count)?;
         if self.shard_tokens == 0 {
             return Err(Error::Config("--shard-tokens must be at least 1".into()));
         }
@@ -104,10 +103,11 @@ impl TokenizeConfig {
     }
 }
 
-/// What one task did.
+/// What tokenizing input files gave: one file's (the record of its marker), or the sum of a
+/// task's files.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct TaskPart {
-    /// The shards this task wrote (or found done), in the order written.
+    /// The shards written (or found done), in the order written.
     pub shards: Vec<ShardInfo>,
     /// Documents read.
     pub documents: u64,
@@ -117,36 +117,33 @@ pub struct TaskPart {
     pub skipped_lines: u64,
     /// UTF-8 bytes of text encoded (in shards written or found done).
     pub text_bytes: u64,
-    /// [`list_hash`] of the inputs the part was made from.
-    #[serde(default)]
-    pub inputs: String,
+}
+
+impl std::ops::AddAssign<&TaskPart> for TaskPart {
+    fn add_assign(&mut self, other: &TaskPart) {
+        self.shards.extend(other.shards.iter().cloned());
+        self.documents += other.documents;
+        self.empty_documents += other.empty_documents;
+        self.skipped_lines += other.skipped_lines;
+        self.text_bytes += other.text_bytes;
+    }
 }
 
 /// What [`tokenize_corpus`] reports.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct TokenizeReport {
-    /// This task's part.
+    /// This task's files, summed (those done now and those found done).
     pub part: TaskPart,
     /// Shards written by this run (the others were found done).
     pub shards_written: usize,
-    /// Whether the whole task was already done.
+    /// Whether every file of the task was already done.
     pub task_was_done: bool,
-    /// Whether this run wrote `meta.json` (it was the last task to finish).
+    /// Whether this run wrote `meta.json` (every input file is done).
     pub meta_written: bool,
     /// Wall-clock seconds.
     pub seconds: f64,
     /// Whether the fast encoder was used.
     pub fast_encoder: bool,
-}
-
-/// The marker of a finished shard: its entry, and the text bytes it holds.
-#[derive(Serialize, Deserialize)]
-struct DoneShard {
-    shard: ShardInfo,
-    text_bytes: u64,
-    /// [`list_hash`] of the inputs the shard was made from.
-    #[serde(default)]
-    inputs: String,
 }
 
 /// Runs one task of `falconry tokenize`.
@@ -160,191 +157,149 @@ pub fn tokenize_corpus(config: &TokenizeConfig) -> Result<TokenizeReport> {
         path: config.tokenizer.clone(),
         message: "no end-of-text token (<|endoftext|>, </s> or <eos>)".into(),
     })?;
-    let _lock = OutputLock::acquire(
-        out,
-        Task {
-            index: config.task,
-            count: config.tasks,
-        },
-    )?;
-    for dir in [out.join("_done"), out.join("_parts")] {
-        std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
-    }
+    let _lock = OutputLock::acquire(out, config.task)?;
+    let markers = Markers::open(out)?;
     let files = list_inputs(&config.inputs)?;
-    let ids: Vec<InputId> = files
-        .iter()
-        .map(|p| InputId::read(p))
-        .collect::<falconry_refine::Result<_>>()?;
-    check_inputs(out, &ids, config.allow_changed_inputs)?;
-    let inputs = list_hash(&ids);
+    let remove_shards = |unit: &str| remove_shards_of(out, unit);
+    let plan = plan_files(
+        out,
+        &files,
+        config.task,
+        config.allow_changed_inputs,
+        &markers,
+        &remove_shards,
+    )?;
     let mut report = TokenizeReport {
         fast_encoder: tokenizer.is_fast(),
+        task_was_done: plan.todo.is_empty(),
         ..Default::default()
     };
-    let part_path = out
-        .join("_parts")
-        .join(format!("task-{:05}.json", config.task));
-    let done_part = match std::fs::read(&part_path) {
-        Ok(bytes) => Some(
-            serde_json::from_slice::<TaskPart>(&bytes).map_err(|e| Error::Json {
-                path: part_path.clone(),
-                source: e,
-            })?,
-        ),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-        Err(e) => return Err(Error::io(&part_path, e)),
-    };
-    match done_part.filter(|p| p.inputs == inputs) {
-        Some(part) => {
-            report.task_was_done = true;
-            report.part = part;
-        }
-        None => {
-            // A part from other inputs no longer counts toward meta.json.
-            if let Err(e) = std::fs::remove_file(&part_path) {
-                if e.kind() != std::io::ErrorKind::NotFound {
-                    return Err(Error::io(&part_path, e));
-                }
-            }
-            report.part = run_task(
-                config,
-                &files,
-                &inputs,
-                &tokenizer,
-                eos,
-                &mut report.shards_written,
-            )?;
-            write_json(&part_path, &report.part)?;
+    for id in &plan.todo {
+        let _span = tracing::debug_span!("file", path = %id.path.display()).entered();
+        let unit = file_unit(id);
+        // What an interrupted attempt (or an older version of the file) left.
+        remove_shards_of(out, &unit)?;
+        let part = tokenize_file(config, &id.path, &unit, &tokenizer, eos)?;
+        report.shards_written += part.shards.len();
+        markers.write(
+            &unit,
+            &file_inputs(id),
+            &FileRecord {
+                input: id.clone(),
+                report: part,
+            },
+        )?;
+    }
+    for (_, id) in plan
+        .listed
+        .iter()
+        .enumerate()
+        .filter(|(k, _)| config.task.owns(*k))
+    {
+        if let Some(m) = markers.read::<FileRecord<TaskPart>>(&file_unit(id))? {
+            report.part += &m.record.report;
         }
     }
-    report.meta_written = write_meta_if_complete(config, &tokenizer, eos, &inputs)?;
+    if let Some(records) = all_file_records::<TaskPart>(&markers, &plan.listed)? {
+        write_summary(config, &tokenizer, eos, &records)?;
+        report.meta_written = true;
+    }
     report.seconds = started.elapsed().as_secs_f64();
     Ok(report)
 }
 
+/// The shards of unit `part-KEY`: `shard-KEY-NNNNN.bin`.
+fn shard_name(unit: &str, n: usize) -> String {
+    format!("shard-{}-{n:05}.bin", unit.trim_start_matches("part-"))
+}
+
+/// Removes every shard of `unit` in `out`.
+fn remove_shards_of(out: &Path, unit: &str) -> falconry_refine::Result<()> {
+    let prefix = shard_name(unit, 0);
+    let prefix = &prefix[..prefix.len() - "00000.bin".len()];
+    let entries = match std::fs::read_dir(out) {
+        Ok(entries) => entries,
+        Err(e) => return Err(falconry_refine::Error::io(out, e)),
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        if name
+            .to_str()
+            .is_some_and(|n| n.starts_with(prefix) && n.ends_with(".bin"))
+        {
+            std::fs::remove_file(entry.path())
+                .map_err(|e| falconry_refine::Error::io(entry.path(), e))?;
+        }
+    }
+    Ok(())
+}
+
 /// One document kept for encoding.
 struct Doc {
-    id: String,
+    /// Where it falls in its split's shuffled order.
+    order: u64,
     text: String,
 }
 
-fn run_task(
+/// A seeded position for a document id, apart from the split's hash (another seed), so a
+/// split's order is random and the same for the same documents wherever they are tokenized.
+fn order_key(id: &str, seed: u64) -> u64 {
+    xxhash_rust::xxh3::xxh3_64_with_seed(id.as_bytes(), seed ^ 0x9E37_79B9_7F4A_7C15)
+}
+
+/// Tokenizes one input file into its shards; returns its part.
+fn tokenize_file(
     config: &TokenizeConfig,
-    all_files: &[PathBuf],
-    inputs: &str,
+    path: &Path,
+    unit: &str,
     tokenizer: &Tokenizer,
     eos: u32,
-    written: &mut usize,
 ) -> Result<TaskPart> {
-    let files = task_files(all_files, config.task, config.tasks);
-    let mut part = TaskPart {
-        inputs: inputs.to_string(),
-        ..TaskPart::default()
-    };
-    let mut splits: BTreeMap<Split, Vec<Doc>> = BTreeMap::new();
-    for file in &files {
-        part.skipped_lines += for_each_document(file, |d| {
-            part.documents += 1;
-            if d.content.is_empty() {
-                part.empty_documents += 1;
+    let mut part = TaskPart::default();
+    let (mut train, mut validation) = (Vec::new(), Vec::new());
+    part.skipped_lines = for_each_document(path, |d| {
+        part.documents += 1;
+        if d.content.is_empty() {
+            part.empty_documents += 1;
+        } else {
+            let doc = Doc {
+                order: order_key(&d.id, config.seed),
+                text: d.content,
+            };
+            if id_fraction(&d.id, config.seed) < config.validation_fraction {
+                validation.push(doc);
             } else {
-                let split = if id_fraction(&d.id, config.seed) < config.validation_fraction {
-                    Split::Validation
-                } else {
-                    Split::Train
-                };
-                splits.entry(split).or_default().push(Doc {
-                    id: d.id,
-                    text: d.content,
-                });
+                train.push(doc);
             }
-            true
-        })?;
-    }
-    let done = read_done(config, inputs)?;
-    let mut writer = ShardSink {
+        }
+        true
+    })?;
+    let mut sink = ShardSink {
         config,
-        index: 0,
-        done: &done,
-        written,
+        unit,
         part: &mut part,
     };
-    for (split, mut docs) in splits {
-        // Files are read in a fixed order, so sorting by id first makes the shuffle depend on
-        // the documents alone.
-        docs.sort_by(|a, b| a.id.cmp(&b.id));
-        let salt = match split {
-            Split::Train => 0,
-            Split::Validation => 1,
-        };
-        SplitMix64::new(config.seed ^ ((config.task as u64) << 8) ^ salt).shuffle(&mut docs);
-        writer.split(split, &docs, tokenizer, eos)?;
+    for (split, mut docs) in [(Split::Train, train), (Split::Validation, validation)] {
+        // Stable: documents of one id keep their file order.
+        docs.sort_by_key(|d| d.order);
+        sink.split(split, &docs, tokenizer, eos)?;
     }
     Ok(part)
 }
 
-/// Markers of this task's finished shards from these inputs, in the order they were written.
-fn read_done(config: &TokenizeConfig, inputs: &str) -> Result<Vec<DoneShard>> {
-    let mut done = Vec::new();
-    for n in 0.. {
-        let path = done_path(config, n);
-        if !path.exists() {
-            break;
-        }
-        let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
-        let shard: DoneShard = serde_json::from_slice(&bytes).map_err(|e| Error::Json {
-            path: path.clone(),
-            source: e,
-        })?;
-        let file = config.output.join(&shard.shard.file);
-        let len = std::fs::metadata(&file)
-            .map(|m| m.len())
-            .unwrap_or(u64::MAX);
-        if len != shard.shard.tokens * config.dtype.width() as u64 || shard.inputs != inputs {
-            break; // the shard is missing, damaged or from other inputs: redo it and what follows
-        }
-        done.push(shard);
-    }
-    Ok(done)
-}
-
-fn shard_name(config: &TokenizeConfig, n: usize) -> String {
-    format!("shard-{:05}.bin", n * config.tasks + config.task)
-}
-
-fn done_path(config: &TokenizeConfig, n: usize) -> PathBuf {
-    config
-        .output
-        .join("_done")
-        .join(shard_name(config, n).replace(".bin", ".json"))
-}
-
-/// Cuts encoded documents into shards, skipping those a previous run finished.
+/// Cuts one file's encoded documents into shards.
 struct ShardSink<'a> {
     config: &'a TokenizeConfig,
-    /// Shards written or found so far by this task.
-    index: usize,
-    /// Finished shards from a previous run, in the order they were written.
-    done: &'a [DoneShard],
-    written: &'a mut usize,
+    unit: &'a str,
     part: &'a mut TaskPart,
 }
 
 impl ShardSink<'_> {
     fn split(&mut self, split: Split, docs: &[Doc], tokenizer: &Tokenizer, eos: u32) -> Result<()> {
-        // Skip the documents of shards already done: a split's shards hold consecutive
-        // documents, and splits are written one after the other.
-        let mut first = 0;
-        while let Some(d) = self.done.get(self.index).filter(|d| d.shard.split == split) {
-            first += d.shard.documents as usize;
-            self.part.text_bytes += d.text_bytes;
-            self.part.shards.push(d.shard.clone());
-            self.index += 1;
-        }
         let dtype = self.config.dtype;
         let mut buf: Vec<u8> = Vec::new();
         let (mut tokens, mut documents, mut text_bytes) = (0u64, 0u64, 0u64);
-        for batch in docs[first.min(docs.len())..].chunks(self.config.batch_documents) {
+        for batch in docs.chunks(self.config.batch_documents) {
             let encoded: Vec<Result<Vec<u32>>> = batch
                 .par_iter()
                 .map(|d| tokenizer.encode(&d.text))
@@ -376,62 +331,36 @@ impl ShardSink<'_> {
         documents: u64,
         text_bytes: u64,
     ) -> Result<()> {
-        let file = shard_name(self.config, self.index);
+        let file = shard_name(self.unit, self.part.shards.len());
         write_atomic(&self.config.output.join(&file), buf)?;
-        let shard = ShardInfo {
+        self.part.shards.push(ShardInfo {
             file,
             tokens,
             documents,
-            split,
-        };
-        write_json(
-            &done_path(self.config, self.index),
-            &DoneShard {
-                shard: shard.clone(),
-                text_bytes,
-                inputs: self.part.inputs.clone(),
-            },
-        )?;
-        self.part.shards.push(shard);
+            split: Some(split),
+        });
         self.part.text_bytes += text_bytes;
-        self.index += 1;
-        *self.written += 1;
         buf.clear();
         Ok(())
     }
 }
 
-/// Writes `meta.json` when every task's part is present and made from `inputs`; returns
-/// whether it did.
-fn write_meta_if_complete(
+/// Writes `meta.json` and `stats.json` from the records of every input file.
+fn write_summary(
     config: &TokenizeConfig,
     tokenizer: &Tokenizer,
     eos: u32,
-    inputs: &str,
-) -> Result<bool> {
-    let mut shards = Vec::new();
-    let mut text_bytes = 0;
-    for task in 0..config.tasks {
-        let path = config
-            .output
-            .join("_parts")
-            .join(format!("task-{task:05}.json"));
-        if !path.exists() {
-            return Ok(false);
-        }
-        let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
-        let part: TaskPart =
-            serde_json::from_slice(&bytes).map_err(|e| Error::Json { path, source: e })?;
-        if part.inputs != inputs {
-            return Ok(false);
-        }
-        shards.extend(part.shards);
-        text_bytes += part.text_bytes;
+    records: &[FileRecord<TaskPart>],
+) -> Result<()> {
+    let mut all = TaskPart::default();
+    for r in records {
+        all += &r.report;
     }
+    let mut shards = all.shards;
     shards.sort_by(|a, b| a.file.cmp(&b.file));
     let totals = |split| {
         let mut t = SplitTotals::default();
-        for s in shards.iter().filter(|s| s.split == split) {
+        for s in shards.iter().filter(|s| s.split == Some(split)) {
             t.shards += 1;
             t.tokens += s.tokens;
             t.documents += s.documents;
@@ -454,10 +383,19 @@ fn write_meta_if_complete(
         },
         shards,
         shard_tokens: config.shard_tokens,
-        text_bytes,
+        text_bytes: all.text_bytes,
     };
     write_json(&config.output.join(META_FILE), &meta)?;
-    Ok(true)
+    // The funnel goes on from the inputs' (dedup's or refine's) with the documents written.
+    let mut stats: RunStats = upstream_stats(&config.inputs)?;
+    let mut row = StageStats::new("tokenize");
+    row.input = all.documents;
+    row.output = all.documents - all.empty_documents;
+    if all.empty_documents > 0 {
+        row.dropped.insert("empty".into(), all.empty_documents);
+    }
+    stats.stages.push(row);
+    write_json(&config.output.join("stats.json"), &stats)
 }
 
 fn write_json(path: &Path, value: &impl Serialize) -> Result<()> {

@@ -4,9 +4,11 @@
 
 use std::path::{Path, PathBuf};
 
+use falconry_refine::folder::{file_unit, Task};
+use falconry_refine::inputs::InputId;
 use falconry_refine::test_data_dir as data_dir;
 use falconry_tokenize::{
-    tokenize_corpus, Dtype, Error, Split, TokenShards, TokenizeConfig, Tokenizer,
+    shards, tokenize_corpus, Dtype, Error, Split, TokenShards, TokenizeConfig, Tokenizer,
 };
 
 fn fixture() -> PathBuf {
@@ -149,52 +151,63 @@ fn same_seed_same_bytes_other_seed_other_order() {
     );
 }
 
+/// Tasks and resumption give the bytes of one uninterrupted run: each input file is a unit
+/// whose shards depend on its documents alone.
 #[test]
-fn tasks_split_inputs_and_resume_skips_finished_shards() {
+fn tasks_and_resume_give_the_bytes_of_one_run() {
     let input = tempfile::tempdir().unwrap();
     let text = std::fs::read_to_string(fixture()).unwrap();
     let lines: Vec<&str> = text.lines().collect();
     std::fs::write(input.path().join("a.jsonl"), lines[..120].join("\n")).unwrap();
     std::fs::write(input.path().join("b.jsonl"), lines[120..].join("\n")).unwrap();
+    let whole = tempfile::tempdir().unwrap();
+    tokenize_corpus(&config(vec![input.path().into()], whole.path())).unwrap();
     let out = tempfile::tempdir().unwrap();
-    let cfg = |task| TokenizeConfig {
-        task,
-        tasks: 2,
+    let cfg = |index| TokenizeConfig {
+        task: Task { index, count: 2 },
         ..config(vec![input.path().into()], out.path())
     };
     let first = tokenize_corpus(&cfg(0)).unwrap();
-    assert!(!first.meta_written, "meta.json waits for every task");
+    assert!(!first.meta_written, "meta.json waits for every file");
     assert!(!out.path().join("meta.json").exists());
     let second = tokenize_corpus(&cfg(1)).unwrap();
     assert!(second.meta_written);
+    let before = all_files(out.path());
+    assert_eq!(before, all_files(whole.path()));
     let mut all: Vec<Vec<u32>> = read_docs(out.path(), Split::Train);
     all.extend(read_docs(out.path(), Split::Validation));
     all.sort();
     assert_eq!(all, expected_docs());
-    let before = all_files(out.path());
 
-    // A task that stopped after some shards: its part, its last shard and marker are gone.
-    let shards = TokenShards::open(out.path()).unwrap();
-    // Shard n of task t of 2 is number 2n + t: task 1's last shard is the last odd number.
-    let last = shards
-        .meta()
-        .shards
-        .iter()
-        .rev()
-        .map(|s| s.file.clone())
-        .find(|f| f[6..11].parse::<usize>().unwrap() % 2 == 1)
-        .unwrap();
-    std::fs::remove_file(out.path().join(&last)).unwrap();
-    std::fs::remove_file(out.path().join("_done").join(last.replace(".bin", ".json"))).unwrap();
-    std::fs::remove_file(out.path().join("_parts/task-00001.json")).unwrap();
+    // Task 1 stopped inside b.jsonl: its marker and a shard are gone, so is meta.json.
+    let unit = file_unit(&InputId::stat(&input.path().join("b.jsonl")).unwrap());
+    let marker = out.path().join("_done").join(format!("{unit}.json"));
+    let written: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&marker).unwrap()).unwrap();
+    let b_shards = written["record"]["report"]["shards"]
+        .as_array()
+        .unwrap()
+        .len();
+    std::fs::remove_file(&marker).unwrap();
+    let last = written["record"]["report"]["shards"][b_shards - 1]["file"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    std::fs::remove_file(out.path().join(last)).unwrap();
     std::fs::remove_file(out.path().join("meta.json")).unwrap();
     let again = tokenize_corpus(&cfg(1)).unwrap();
-    assert_eq!(again.shards_written, 1, "only the missing shard is redone");
+    assert_eq!(
+        again.shards_written, b_shards,
+        "b.jsonl is redone, a.jsonl not"
+    );
     assert!(again.meta_written);
     assert_eq!(all_files(out.path()), before);
     let done = tokenize_corpus(&cfg(0)).unwrap();
     assert!(done.task_was_done && done.shards_written == 0);
-    assert_eq!(done.part.documents, 120, "a finished task reports its part");
+    assert_eq!(
+        done.part.documents, 120,
+        "a finished task reports its files"
+    );
 }
 
 /// A word-level vocabulary of 70,000 ids: too many for uint16, and not Falcon's pipeline.
@@ -230,10 +243,10 @@ fn vocab_over_u16_is_refused_unless_uint32() {
     assert!(
         matches!(
             err,
-            Error::VocabTooLarge {
+            Error::Shards(shards::Error::VocabTooLarge {
                 vocab_size: 70_000,
                 ..
-            }
+            })
         ),
         "{err}"
     );

@@ -1,9 +1,8 @@
 //! Token shards in, random training windows out.
 //!
-//! The tokenize stage writes `DIR/shard-NNNNN.bin` (little-endian u16: 65,024 ids < 2^16) and
-//! `DIR/meta.json` (`{"tokenizer", "vocab_size", "dtype": "uint16", "eos_id", "shards": [{"file",
-//! "tokens", "documents"}], ...}`), documents separated by EOS. This is a minimal reader of that
-//! format (the tokenize crate owns the writer).
+//! The tokenize stage writes `DIR/shard-*.bin` (little-endian u16: 65,024 ids < 2^16) and
+//! `DIR/meta.json`, documents separated by EOS; both are read here by the `falconry-shards`
+//! crate, tokenize's own reader of its format (without arrow).
 //!
 //! Splits: `--data DIR` holding `train/` and `validation/` (or `val/`) folders reads each as its
 //! split; in one shard folder whose shards name their `split` (as `falconry tokenize` writes
@@ -16,55 +15,41 @@
 
 use std::path::{Path, PathBuf};
 
+use falconry_shards::{Dtype, ShardInfo, Split, TokenShards};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use serde::Deserialize;
 
 use crate::Error;
 
 /// Fraction of a single shard folder held out for validation.
 pub const VALIDATION_FRACTION: f64 = 0.05;
 
-#[derive(Deserialize)]
-struct Meta {
-    #[serde(default)]
-    dtype: Option<String>,
-    /// The tokenizer's vocabulary, which the model's must equal.
-    #[serde(default)]
-    vocab_size: Option<usize>,
-    shards: Vec<ShardMeta>,
-    /// Where this was read from.
-    #[serde(skip)]
-    path: PathBuf,
-}
-
-impl Meta {
-    /// Reads and checks `dir/meta.json`.
-    fn read(dir: &Path) -> Result<Self, Error> {
-        let path = dir.join("meta.json");
-        let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
-        let mut meta: Meta = serde_json::from_str(&text).map_err(|e| Error::Data {
-            path: path.clone(),
-            message: e.to_string(),
-        })?;
-        meta.path = path.clone();
-        match &meta.dtype {
-            Some(dtype) if dtype != "uint16" => Err(Error::Data {
-                path,
-                message: format!("dtype `{dtype}`, expected `uint16`"),
-            }),
-            _ => Ok(meta),
-        }
+/// A shard folder's (or an atomic write's) error as the trainer's, naming the file.
+pub(crate) fn shard_error(dir: &Path, e: falconry_shards::Error) -> Error {
+    match e {
+        falconry_shards::Error::Io { path, source } => Error::Io { path, source },
+        falconry_shards::Error::Json { path, source } => Error::Data {
+            path,
+            message: source.to_string(),
+        },
+        falconry_shards::Error::Shards { path, message } => Error::Data { path, message },
+        other => Error::Data {
+            path: dir.into(),
+            message: other.to_string(),
+        },
     }
 }
 
-#[derive(Deserialize)]
-struct ShardMeta {
-    file: String,
-    tokens: u64,
-    /// `train` or `validation`, where the tokenize stage split the documents.
-    #[serde(default)]
-    split: Option<String>,
+/// Opens a shard folder whose ids are 16-bit, the width the trainer holds them in.
+fn open_shards(dir: &Path) -> Result<TokenShards, Error> {
+    let shards = TokenShards::open(dir).map_err(|e| shard_error(dir, e))?;
+    match shards.meta().dtype {
+        Dtype::Uint16 => Ok(shards),
+        other => Err(Error::Data {
+            path: dir.join(falconry_shards::META_FILE),
+            message: format!("dtype `{}`, expected `uint16`", other.name()),
+        }),
+    }
 }
 
 /// The largest id of a file of tokens, kept to check the data against a model.
@@ -95,7 +80,8 @@ impl TokenSplit {
 
     /// Reads every shard listed in `dir/meta.json`, checking each file's length.
     pub fn open(dir: &Path) -> Result<Self, Error> {
-        Self::read(dir, &Meta::read(dir)?.shards)
+        let shards = open_shards(dir)?;
+        Self::read(&shards, &shards.meta().shards)
     }
 
     /// Refuses a token id the model has no embedding for, naming the shard that holds it.
@@ -124,35 +110,25 @@ impl TokenSplit {
         Ok(())
     }
 
-    /// Reads `shards` of the folder `dir`, in order.
+    /// Reads `shards` of the folder `dir` (their lengths checked against its `meta.json`
+    /// when it was opened), in order.
     fn read<'a>(
-        dir: &Path,
-        shards: impl IntoIterator<Item = &'a ShardMeta>,
+        dir: &TokenShards,
+        shards: impl IntoIterator<Item = &'a ShardInfo>,
     ) -> Result<Self, Error> {
         let mut tokens = Vec::new();
         let mut max_ids = Vec::new();
         for shard in shards {
-            let path = dir.join(&shard.file);
-            let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
-            if bytes.len() as u64 != 2 * shard.tokens {
-                return Err(Error::Data {
-                    path,
-                    message: format!(
-                        "{} bytes, meta.json says {} tokens",
-                        bytes.len(),
-                        shard.tokens
-                    ),
-                });
-            }
+            let ids = dir.load(shard).map_err(|e| shard_error(dir.dir(), e))?;
             let start = tokens.len();
-            tokens.extend(
-                bytes
-                    .chunks_exact(2)
-                    .map(|c| u16::from_le_bytes([c[0], c[1]])),
-            );
+            // u16 ids (open_shards checked the dtype).
+            tokens.extend(ids.iter().map(|t| t as u16));
             // One pass over what was just read: the cheap half of checking it against a model.
             let max = tokens[start..].iter().copied().max().unwrap_or(0);
-            max_ids.push(MaxId { path, max });
+            max_ids.push(MaxId {
+                path: dir.dir().join(&shard.file),
+                max,
+            });
         }
         Ok(Self { tokens, max_ids })
     }
@@ -209,36 +185,35 @@ impl TokenData {
                 .map(|n| dir.join(n))
                 .find(|p| p.join("meta.json").is_file())
         };
-        let vocab = |m: &Meta| (m.path.clone(), m.vocab_size);
+        let vocab = |s: &TokenShards| {
+            (
+                s.dir().join(falconry_shards::META_FILE),
+                Some(s.meta().vocab_size),
+            )
+        };
         let data = match (sub(&["train"]), sub(&["validation", "val"])) {
             (Some(train), Some(val)) => {
-                let (train_meta, val_meta) = (Meta::read(&train)?, Meta::read(&val)?);
+                let (train, val) = (open_shards(&train)?, open_shards(&val)?);
                 Self {
-                    train: TokenSplit::read(&train, &train_meta.shards)?,
-                    validation: TokenSplit::read(&val, &val_meta.shards)?,
+                    train: TokenSplit::read(&train, &train.meta().shards)?,
+                    validation: TokenSplit::read(&val, &val.meta().shards)?,
                     dir: dir.into(),
-                    vocabularies: vec![vocab(&train_meta), vocab(&val_meta)],
+                    vocabularies: vec![vocab(&train), vocab(&val)],
                 }
             }
             _ => {
-                let meta = Meta::read(dir)?;
-                let vocabularies = vec![vocab(&meta)];
-                if meta.shards.iter().any(|s| s.split.is_some()) {
-                    let split = |name: &str| {
-                        let shards = meta
-                            .shards
-                            .iter()
-                            .filter(|s| s.split.as_deref() == Some(name));
-                        TokenSplit::read(dir, shards)
-                    };
+                let shards = open_shards(dir)?;
+                let vocabularies = vec![vocab(&shards)];
+                if shards.meta().shards.iter().any(|s| s.split.is_some()) {
+                    let split = |split| TokenSplit::read(&shards, shards.shards(split));
                     Self {
-                        train: split("train")?,
-                        validation: split("validation")?,
+                        train: split(Split::Train)?,
+                        validation: split(Split::Validation)?,
                         dir: dir.into(),
                         vocabularies,
                     }
                 } else {
-                    let all = TokenSplit::read(dir, &meta.shards)?;
+                    let all = TokenSplit::read(&shards, &shards.meta().shards)?;
                     let cut = all.len() - (all.len() as f64 * VALIDATION_FRACTION).ceil() as usize;
                     // The held-out tail keeps the shard maxima: one check covers both halves.
                     Self {

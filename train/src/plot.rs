@@ -56,7 +56,9 @@ fn draw(history: &[Metrics], path: &Path, text: bool) -> Result<(), String> {
             (lo.min(p.1), hi.max(p.1))
         });
     let pad = ((hi - lo) * 0.05).max(1e-3);
-    let tmp = path.with_extension("png.tmp.png");
+    // `loss.PID.tmp.png`: plotters picks the format from the extension.
+    let tmp = path.with_extension(format!("{}.tmp.png", std::process::id()));
+    drop(falconry_shards::atomic::create_tmp_at(&tmp).map_err(|e| e.to_string())?);
     {
         let root = BitMapBackend::new(&tmp, (900, 540)).into_drawing_area();
         root.fill(&WHITE).map_err(|e| e.to_string())?;
@@ -113,7 +115,8 @@ fn draw(history: &[Metrics], path: &Path, text: bool) -> Result<(), String> {
         }
         root.present().map_err(|e| e.to_string())?;
     }
-    std::fs::rename(&tmp, path).map_err(|e| e.to_string())
+    let file = std::fs::File::open(&tmp).map_err(|e| format!("{}: {e}", tmp.display()))?;
+    falconry_shards::atomic::commit_tmp(file, &tmp, path).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

@@ -53,7 +53,7 @@ fn make_shards(dir: &Path) -> usize {
         );
     }
     let meta = serde_json::json!({"tokenizer": "falcon", "vocab_size": 65024, "dtype": "uint16", "eos_id": 11,
-                                  "shards": shards, "split": "train"});
+                                  "shards": shards});
     std::fs::write(dir.join("meta.json"), meta.to_string()).unwrap();
     tokens.len()
 }

@@ -1,13 +1,18 @@
-//! Token shards: the files `falconry tokenize` writes and the trainer reads.
+//! falconry's token shards: the files `falconry tokenize` writes and `falconry train` reads,
+//! in a crate of their own so that the trainer reads them with the tokenizer's own code
+//! without pulling in arrow and parquet.
 //!
-//! A folder holds `shard-NNNNN.bin` files — token ids as little-endian `uint16` (65,024 ids <
+//! A folder holds `shard-*.bin` files — token ids as little-endian `uint16` (65,024 ids <
 //! 2^16, so two bytes a token, as nanoGPT's `prepare.py` argues) or `uint32`, each document
-//! followed by the EOS id — and `meta.json` describing them ([`TokenMeta`]). Every shard
-//! belongs to one split, `train` or `validation`. With numpy:
-//! `numpy.memmap("shard-00000.bin", dtype=numpy.uint16, mode="r")`.
+//! followed by the EOS id — and `meta.json` describing them ([`TokenMeta`]). A shard of
+//! `falconry tokenize` belongs to one split, `train` or `validation`. With numpy:
+//! `numpy.memmap("shard-….bin", dtype=numpy.uint16, mode="r")`.
 //!
 //! [`TokenShards::open`] reads `meta.json`, checks every file's size against it, and maps
 //! shards into memory on demand ([`ShardTokens`]).
+#![deny(missing_docs)]
+
+pub mod atomic;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -15,7 +20,64 @@ use std::path::{Path, PathBuf};
 use memmap2::Mmap;
 use serde::{Deserialize, Serialize};
 
-use crate::{Error, Result};
+/// What can go wrong reading or describing token shards.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// An I/O failure on a named file.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// A `meta.json` that does not parse.
+    #[error("{path}: {source}")]
+    Json {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: serde_json::Error,
+    },
+    /// A token shard folder that is inconsistent with its `meta.json`.
+    #[error("token shards {path}: {message}")]
+    Shards {
+        /// The folder or file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// Ids do not fit the shard dtype.
+    #[error(
+        "vocabulary of {vocab_size} ids does not fit {dtype} token shards (at most {max} ids); \
+         choose dtype uint32 (`--dtype uint32`)"
+    )]
+    VocabTooLarge {
+        /// Ids in the tokenizer.
+        vocab_size: usize,
+        /// The dtype asked for.
+        dtype: &'static str,
+        /// The most ids the dtype holds.
+        max: usize,
+    },
+    /// A dtype name that is not `uint16` or `uint32`.
+    #[error("dtype must be uint16 or uint32, got {0:?}")]
+    Dtype(String),
+}
+
+impl Error {
+    /// An I/O error on `path`.
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}
+
+/// Result with the shards [`Error`].
+pub type Result<T> = std::result::Result<T, Error>;
 
 /// The name of the metadata file in a shard folder.
 pub const META_FILE: &str = "meta.json";
@@ -73,9 +135,7 @@ impl Dtype {
         match s {
             "uint16" | "u16" => Ok(Dtype::Uint16),
             "uint32" | "u32" => Ok(Dtype::Uint32),
-            other => Err(Error::Config(format!(
-                "dtype must be uint16 or uint32, got {other:?}"
-            ))),
+            other => Err(Error::Dtype(other.to_string())),
         }
     }
 }
@@ -93,14 +153,17 @@ pub enum Split {
 /// One shard file as `meta.json` lists it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ShardInfo {
-    /// File name inside the folder (`shard-00000.bin`).
+    /// File name inside the folder (`shard-KEY-00000.bin`).
     pub file: String,
     /// Tokens in the file, EOS ids included.
     pub tokens: u64,
     /// Documents in the file.
+    #[serde(default)]
     pub documents: u64,
-    /// The split it belongs to.
-    pub split: Split,
+    /// The split it belongs to; `None` in a folder whose shards carry no split (the trainer
+    /// then holds out the tail of the tokens).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub split: Option<Split>,
 }
 
 /// Totals of one split.
@@ -127,26 +190,33 @@ pub struct SplitInfo {
     pub validation: SplitTotals,
 }
 
-/// `meta.json` of a shard folder.
+/// `meta.json` of a shard folder. `falconry tokenize` writes every field; a reader needs
+/// only `vocab_size`, `eos_id` and `shards` (`dtype` defaults to `uint16`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TokenMeta {
     /// The `tokenizer.json` used, as given on the command line.
+    #[serde(default)]
     pub tokenizer: String,
     /// xxh3-64 of the `tokenizer.json` bytes, in hex: tells tokenizers apart when paths lie.
+    #[serde(default)]
     pub tokenizer_xxh3: String,
     /// Ids in the tokenizer (65,024 for Falcon).
     pub vocab_size: usize,
     /// Width of the ids in the files.
+    #[serde(default)]
     pub dtype: Dtype,
     /// The id written after each document.
     pub eos_id: u32,
     /// Every shard, in file-name order.
     pub shards: Vec<ShardInfo>,
     /// The train/validation division and its totals.
+    #[serde(default)]
     pub split: SplitInfo,
     /// Target tokens per shard (a shard closes at the first document end past it).
+    #[serde(default)]
     pub shard_tokens: u64,
     /// UTF-8 bytes of document text tokenized.
+    #[serde(default)]
     pub text_bytes: u64,
 }
 
@@ -205,7 +275,10 @@ impl TokenShards {
 
     /// The shards of one split, in file-name order.
     pub fn shards(&self, split: Split) -> impl Iterator<Item = &ShardInfo> {
-        self.meta.shards.iter().filter(move |s| s.split == split)
+        self.meta
+            .shards
+            .iter()
+            .filter(move |s| s.split == Some(split))
     }
 
     /// Tokens in one split.
@@ -291,6 +364,11 @@ impl ShardTokens {
         }
     }
 
+    /// Every id, in order.
+    pub fn iter(&self) -> impl Iterator<Item = u32> + '_ {
+        (0..self.len()).map(|i| self.get(i))
+    }
+
     /// All ids as `u32`.
     pub fn to_vec(&self) -> Vec<u32> {
         let mut out = Vec::with_capacity(self.len());
@@ -300,7 +378,7 @@ impl ShardTokens {
 }
 
 /// Little-endian bytes of `ids` in `dtype`; ids must fit (checked by the caller's vocabulary).
-pub(crate) fn encode_ids(ids: &[u32], dtype: Dtype, out: &mut Vec<u8>) {
+pub fn encode_ids(ids: &[u32], dtype: Dtype, out: &mut Vec<u8>) {
     match dtype {
         Dtype::Uint16 => out.extend(ids.iter().flat_map(|&id| (id as u16).to_le_bytes())),
         Dtype::Uint32 => out.extend(ids.iter().flat_map(|&id| id.to_le_bytes())),

@@ -43,14 +43,7 @@ for m in ${CHECKS:-falcon-124m falcon-350m /tmp/falcon-rw-small.toml falcon-124m
 done
 
 echo "== training steps: falconry vs PyTorch"
-python3 - <<'PY'
-import json, pathlib, numpy as np
-d = pathlib.Path("/tmp/tokens"); d.mkdir(exist_ok=True)
-t = np.random.default_rng(0).integers(0, 65024, 20_000_000, dtype=np.uint16)
-t.tofile(d / "shard-00000.bin")
-(d / "meta.json").write_text(json.dumps({"dtype": "uint16", "vocab_size": 65024, "eos_id": 11,
-    "shards": [{"file": "shard-00000.bin", "tokens": int(t.size), "documents": 1}]}))
-PY
+python3 bench/make_tokens.py /tmp/tokens 20000000
 for run in "${runs[@]}"; do
     IFS=: read -r model micro accum flags <<< "$run"
     micro=${micro:-4}; accum=${accum:-2}; flags=${flags:-}

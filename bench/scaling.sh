@@ -22,14 +22,7 @@ mkdir -p "$out"
 gpus=$(nvidia-smi -L | wc -l)
 card=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)
 echo "$gpus x $card" | tee "$out/card.txt"
-python3 - <<'PY'
-import json, pathlib, numpy as np
-d = pathlib.Path("/tmp/tokens"); d.mkdir(exist_ok=True)
-t = np.random.default_rng(0).integers(0, 65024, 40_000_000, dtype=np.uint16)
-t.tofile(d / "shard-00000.bin")
-(d / "meta.json").write_text(json.dumps({"dtype": "uint16", "vocab_size": 65024, "eos_id": 11,
-    "shards": [{"file": "shard-00000.bin", "tokens": int(t.size), "documents": 1}]}))
-PY
+python3 bench/make_tokens.py /tmp/tokens 40000000
 
 # train TAG MODEL MICRO ACCUM DEVICES [ENV...]: one run, its metrics kept as $out/TAG.jsonl.
 train() {

@@ -378,6 +378,14 @@ pub fn train<B: DataParallel>(
             path: opts.output.clone(),
             message,
         })?;
+    // The CUDA engine takes the step where it applies (bf16, shapes it covers; one GPU or an
+    // NCCL group of them); `lead` then keeps the weights only as of the last checkpoint.
+    // Otherwise Burn's autodiff step, data parallel through Burn's collectives.
+    let mut fused = B::fused(&model_config, config, devices);
+    let burn_world = if fused.is_some() { 1 } else { world };
+    if burn_world > 1 {
+        B::start(devices)?;
+    }
     let data = TokenData::open(&opts.data, config.seq_len)?;
     data.check_model(&model_config)?;
     let ckpt_root = opts.output.join("checkpoints");
@@ -431,14 +439,6 @@ pub fn train<B: DataParallel>(
 
     let total = config.max_steps;
     let start_step = state.step;
-    // The CUDA engine takes the step where it applies (bf16, shapes it covers; one GPU or an
-    // NCCL group of them); `lead` then keeps the weights only as of the last checkpoint.
-    // Otherwise Burn's autodiff step, data parallel through Burn's collectives.
-    let mut fused = B::fused(&model_config, config, devices);
-    let burn_world = if fused.is_some() { 1 } else { world };
-    if burn_world > 1 {
-        B::start(devices)?;
-    }
     let mut lead = Replica {
         model: B::mark(model, burn_world),
         optim,

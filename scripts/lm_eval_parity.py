@@ -191,6 +191,30 @@ def main():
         lm_results.update(res["results"])
         lm_samples.update(smp)
 
+    # lm_eval's values, the fixture: per item the prompt hash and each choice's log-likelihood,
+    # per task and group the metrics. Written before falconry runs, so a failing falconry
+    # still leaves what lm_eval computed.
+    # Floats are written as Python's repr strings: serde_json's default parser can be one ulp
+    # off, Rust's `str::parse::<f64>` is exact.
+    fixture = {"checkpoint": args.checkpoint.name, "limit": args.limit, "mmlu_limit": args.mmlu_limit,
+               "shots": SHOTS, "tasks": {}}
+    for lm_task, items in sorted(lm_samples.items()):
+        fixture["tasks"][lm_task[len("local_"):]] = {"items": [
+            {"doc": int(a["doc_id"]), "prompt_hash": a["prompt_hash"][:16],
+             "lls": [float(r[0]) for r in a["filtered_resps"]]} for a in items]}
+    for lm_task, row in sorted(lm_results.items()):
+        task = lm_task[len("local_"):]
+        if task in fixture["tasks"] or task == "mmlu":
+            fixture["tasks"].setdefault(task, {})["metrics"] = {
+                k.split(",")[0]: v for k, v in row.items() if k.endswith(",none")}
+    if args.fixture:
+        exact = {**fixture, "tasks": {
+            task: {**t, "items": [{**it, "lls": [repr(x) for x in it["lls"]]} for it in t.get("items", [])],
+                   "metrics": {k: repr(v) if isinstance(v, float) else v for k, v in t.get("metrics", {}).items()}}
+            for task, t in fixture["tasks"].items()}}
+        args.fixture.write_text(json.dumps(exact, indent=None, separators=(",", ":")) + "\n")
+        print(f"wrote {args.fixture}")
+
     fal_out = work / "falconry"
     fal_out.mkdir(exist_ok=True)
     fal_results, fal_samples = {}, {}
@@ -202,33 +226,27 @@ def main():
         fal_samples.update(smp)
 
     # Compare per item, then per task.
-    worst, failures, fixture = 0.0, [], {"checkpoint": args.checkpoint.name, "limit": args.limit,
-                                         "mmlu_limit": args.mmlu_limit, "shots": SHOTS, "tasks": {}}
-    for lm_task, items in sorted(lm_samples.items()):
-        task = lm_task[len("local_"):]
-        mine = fal_samples.get(task, [])
-        if len(mine) != len(items):
-            failures.append(f"{task}: {len(mine)} items from falconry, {len(items)} from lm_eval")
+    worst, failures = 0.0, []
+    for task, want in sorted(fixture["tasks"].items()):
+        if "items" not in want:
             continue
-        rows = []
-        for a, b in zip(items, mine):
-            lls = [float(r[0]) for r in a["filtered_resps"]]
-            if len(lls) != len(b["lls"]):
-                failures.append(f"{task} doc {a['doc_id']}: {len(b['lls'])} choices, lm_eval {len(lls)}")
+        mine = fal_samples.get(task, [])
+        if len(mine) != len(want["items"]):
+            failures.append(f"{task}: {len(mine)} items from falconry, {len(want['items'])} from lm_eval")
+            continue
+        for a, b in zip(want["items"], mine):
+            if len(a["lls"]) != len(b["lls"]):
+                failures.append(f"{task} doc {a['doc']}: {len(b['lls'])} choices, lm_eval {len(a['lls'])}")
                 continue
-            for x, y in zip(b["lls"], lls):
+            for x, y in zip(b["lls"], a["lls"]):
                 worst = max(worst, rel(x, y))
                 if rel(x, y) > 1e-4:
-                    failures.append(f"{task} doc {a['doc_id']}: ll {x} vs lm_eval {y}")
-            rows.append({"doc": int(a["doc_id"]), "prompt_hash": a["prompt_hash"][:16], "lls": lls})
-        fixture["tasks"][task] = {"items": rows}
-    for lm_task, row in sorted(lm_results.items()):
-        task = lm_task[len("local_"):]
-        metrics = {k.split(",")[0]: v for k, v in row.items() if "," in k and k.endswith(",none")}
-        if task in fixture["tasks"] or task == "mmlu":
-            fixture["tasks"].setdefault(task, {})["metrics"] = metrics
-        for k, v in metrics.items():
+                    failures.append(f"{task} doc {a['doc']}: ll {x} vs lm_eval {y}")
+    compared = 0
+    for task, want in sorted(fixture["tasks"].items()):
+        for k, v in want.get("metrics", {}).items():
             got = fal_results.get(task, {}).get(f"{k},none")
+            compared += 1
             if task == "truthfulqa_mc2":  # continuous in the lls: equal as they are (1e-4)
                 same = isinstance(got, float) and rel(got, v) <= 1e-4
             else:  # counts of right answers: the same, up to float summation order
@@ -237,10 +255,8 @@ def main():
             if not same:
                 failures.append(f"{task} {k}: falconry {got}, lm_eval {v}")
     n_items = sum(len(t.get("items", [])) for t in fixture["tasks"].values())
-    print(f"{len(fixture['tasks'])} tasks, {n_items} items, worst relative ll difference {worst:.2e}")
-    if args.fixture:
-        args.fixture.write_text(json.dumps(fixture, indent=None, separators=(",", ":")) + "\n")
-        print(f"wrote {args.fixture}")
+    print(f"{len(fixture['tasks'])} tasks, {n_items} items, {compared} metric values, "
+          f"worst relative ll difference {worst:.2e}")
     if failures:
         print("\n".join(failures[:50]))
         sys.exit(f"{len(failures)} differences")

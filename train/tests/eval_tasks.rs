@@ -185,6 +185,8 @@ fn metrics_on_lm_evals_loglikelihoods_equal_lm_evals() {
 
 /// falconry's own log-likelihoods on the first `n` documents of every task (first `n_mmlu`
 /// of each MMLU subject) against lm_eval's.
+/// (`n_mmlu` 0: MMLU left out, its 57 subjects cost minutes in a debug build; its prompts and
+/// metrics are checked above, its one-token choices by `score.rs`'s unit test.)
 fn loglikelihoods_match(name: &str, n: usize, n_mmlu: usize) {
     let f = fixture(name);
     let device = Default::default();
@@ -192,6 +194,9 @@ fn loglikelihoods_match(name: &str, n: usize, n_mmlu: usize) {
     let tokenizer = load_tokenizer(&test_data().join("tokenizer/falcon/tokenizer.json")).unwrap();
     let mut worst = 0.0f64;
     for spec in specs(&f) {
+        if spec.benchmark == Benchmark::Mmlu && n_mmlu == 0 {
+            continue;
+        }
         let limit = if spec.benchmark == Benchmark::Mmlu {
             n_mmlu
         } else {
@@ -230,12 +235,12 @@ fn loglikelihoods_match(name: &str, n: usize, n_mmlu: usize) {
 
 #[test]
 fn loglikelihoods_equal_lm_evals_multi_query() {
-    loglikelihoods_match("eval-falcon-mqa", 8, 1);
+    loglikelihoods_match("eval-falcon-mqa", 3, 0);
 }
 
 #[test]
 fn loglikelihoods_equal_lm_evals_grouped_kv() {
-    loglikelihoods_match("eval-falcon-grouped", 4, 1);
+    loglikelihoods_match("eval-falcon-grouped", 2, 0);
 }
 
 #[test]

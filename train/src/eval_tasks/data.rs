@@ -341,7 +341,7 @@ pub fn hellaswag(path: &Path) -> Result<Vec<McDoc>, Error> {
     if lines.last() == Some(&"") {
         lines.pop();
     }
-    if lines.len() % 6 != 0 {
+    if !lines.len().is_multiple_of(6) {
         return Err(bad(
             path,
             format!(

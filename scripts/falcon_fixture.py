@@ -7,6 +7,12 @@ logits transformers computes. `train/tests/hf_parity.rs` loads them and must mat
     python scripts/falcon_fixture.py                 # (re)write the fixtures
     python scripts/falcon_fixture.py --check DIR     # a folder falconry saved: load it in
                                                      # transformers, compare with DIR/falconry_logits.safetensors
+    python scripts/falcon_fixture.py --eval          # (re)write the eval-tasks checkpoints
+
+The eval-tasks checkpoints (`train/tests/fixtures/eval-*`, for `scripts/lm_eval_parity.py` and
+`train/tests/eval_tasks.rs`) have Falcon's 65,024-id vocabulary so that the Falcon tokenizer
+can feed them, but a width of 16, and are stored in bf16 (2 MB each): bf16 widens to f32
+exactly, so transformers (`dtype=float32`) and falconry compute on the same weights.
 
 Weights are drawn wider than HF's N(0, 0.02) init (std 0.3, LayerNorms around 1 with biases)
 so that every tensor moves the logits and a transposed or mis-split weight cannot pass.
@@ -37,10 +43,20 @@ ARCHS = {
 }
 
 
-def make(name, kw, seed):
+# Falcon's vocabulary and context, width 16: multi-query (7b) and grouped K/V (40b) layouts.
+EVAL_ARCHS = {
+    "eval-falcon-mqa": dict(hidden_size=16, num_attention_heads=4, num_kv_heads=1, multi_query=True,
+                            new_decoder_architecture=False),
+    "eval-falcon-grouped": dict(hidden_size=16, num_attention_heads=4, num_kv_heads=2, multi_query=True,
+                                new_decoder_architecture=True),
+}
+
+
+def random_model(kw, seed, vocab_size=96, max_positions=64):
     torch.manual_seed(seed)
-    config = FalconConfig(vocab_size=96, num_hidden_layers=2, rope_theta=10000.0, bias=False, alibi=False,
-                          parallel_attn=True, layer_norm_epsilon=1e-5, max_position_embeddings=64, **kw)
+    config = FalconConfig(vocab_size=vocab_size, num_hidden_layers=2, rope_theta=10000.0, bias=False,
+                          alibi=False, parallel_attn=True, layer_norm_epsilon=1e-5,
+                          max_position_embeddings=max_positions, **kw)
     model = FalconForCausalLM(config).eval()
     with torch.no_grad():
         for pname, p in model.named_parameters():
@@ -48,6 +64,19 @@ def make(name, kw, seed):
                 p.copy_(1.0 + 0.2 * torch.randn_like(p) if pname.endswith("weight") else 0.2 * torch.randn_like(p))
             else:
                 p.normal_(0.0, 0.3)
+    return config, model
+
+
+def make_eval(name, kw, seed):
+    _, model = random_model(kw, seed, vocab_size=65024, max_positions=2048)
+    out = FIXTURES / name
+    out.mkdir(parents=True, exist_ok=True)
+    model.to(torch.bfloat16).save_pretrained(out, safe_serialization=True)
+    print(f"{name}: {sum(p.numel() for p in model.parameters())} params (bf16)")
+
+
+def make(name, kw, seed):
+    config, model = random_model(kw, seed)
     out = FIXTURES / name
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out, safe_serialization=True)
@@ -75,9 +104,14 @@ def check(folder):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--check", metavar="DIR", help="check a falconry-saved folder instead of writing fixtures")
+    ap.add_argument("--eval", action="store_true", help="write the eval-tasks checkpoints instead")
     args = ap.parse_args()
     if args.check:
         check(args.check)
+        return
+    if args.eval:
+        for i, (name, kw) in enumerate(EVAL_ARCHS.items()):
+            make_eval(name, kw, seed=4321 + 10 * i)
         return
     for i, (name, kw) in enumerate(ARCHS.items()):
         make(name, kw, seed=1234 + 10 * i)

@@ -63,6 +63,11 @@ pub enum Command {
         after_help = "Example:\n  falconry eval --checkpoint runs/r1/train/checkpoints/step-000300 --input held-out.txt --tokenizer tokenizer.json"
     )]
     Eval(EvalArgs),
+    /// ARC, HellaSwag, MMLU, TruthfulQA scored as lm-evaluation-harness 0.4.13 scores them.
+    #[command(
+        after_help = "Examples:\n  falconry eval-tasks --checkpoint runs/r1/train/checkpoints/step-000300 --tasks leaderboard --output scores.json\n  falconry eval-tasks --checkpoint DIR --tasks arc_challenge,arc_easy,hellaswag,mmlu,truthfulqa_mc1,truthfulqa_mc2 --shots 5 --limit 200\n\nThe checkpoint folder needs tokenizer.json beside the weights (or --tokenizer). HellaSwag is approximate: its data is a lossy dump of the validation set."
+    )]
+    EvalTasks(EvalTasksArgs),
     /// Sample a continuation of a prompt from a checkpoint (KV-cached, top-k).
     #[command(
         after_help = "Example:\n  falconry generate --checkpoint runs/r1/train/checkpoints/step-000300 --tokenizer tokenizer.json --prompt 'The library' --top-k 10"
@@ -199,6 +204,44 @@ pub struct EvalArgs {
     /// tokenizer.json (HuggingFace format).
     #[arg(long, short)]
     pub tokenizer: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct EvalTasksArgs {
+    /// HF checkpoint folder (config.json + model.safetensors, tokenizer.json).
+    #[arg(long)]
+    pub checkpoint: PathBuf,
+    /// Comma-separated: arc_challenge, arc_easy, hellaswag, mmlu, truthfulqa_mc1,
+    /// truthfulqa_mc2, NAME:SHOTS, or leaderboard (arc_challenge:25, hellaswag:10, mmlu:5,
+    /// truthfulqa_mc2:0).
+    #[arg(long)]
+    pub tasks: String,
+    /// Few-shot examples for tasks named without a count (lm-eval's default: 0; TruthfulQA is
+    /// always 0-shot).
+    #[arg(long)]
+    pub shots: Option<usize>,
+    /// Documents per task at most, the first ones (per MMLU subject, as lm-eval's --limit).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub limit: Option<u64>,
+    /// The benchmark files: the folder of shared/data/eval (arc/, hellaswag/, mmlu/, truthfulqa/).
+    #[arg(
+        long,
+        env = "FALCONRY_EVAL_DATA",
+        default_value = "../shared/data/eval"
+    )]
+    pub data: PathBuf,
+    /// tokenizer.json (default: the checkpoint's).
+    #[arg(long, short)]
+    pub tokenizer: Option<PathBuf>,
+    /// Write the results as JSON in lm-eval's results.json layout.
+    #[arg(long, short)]
+    pub output: Option<PathBuf>,
+    /// Write one JSON line per document: {"task","doc","lls","metrics"}.
+    #[arg(long)]
+    pub log_samples: Option<PathBuf>,
+    /// Compute precision: f32 (as lm-eval's dtype=float32) or bf16.
+    #[arg(long, default_value = "f32", value_parser = crate::eval_tasks::precision)]
+    pub precision: falconry_train::Precision,
 }
 
 #[derive(Debug, Args)]

@@ -5,6 +5,7 @@
 
 mod cli;
 mod dedup;
+mod eval_tasks;
 mod extract;
 mod interrupt;
 mod plot;
@@ -47,6 +48,7 @@ fn main() -> ExitCode {
         Command::Publish(args) => tokenize::run_publish(args),
         Command::Train(args) => train::run_train(args),
         Command::Eval(args) => train::run_eval(args),
+        Command::EvalTasks(args) => eval_tasks::run(args),
         Command::Generate(args) => train::run_generate(args),
     };
     match result {

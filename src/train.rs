@@ -15,7 +15,7 @@ use serde::Serialize;
 use crate::cli::{EvalArgs, GenerateArgs, TrainArgs};
 
 #[cfg(feature = "cuda")]
-mod backend {
+pub(crate) mod backend {
     pub type Train = falconry_train::CudaTrainBackend;
     pub type Infer = falconry_train::CudaBackend;
     pub fn device() -> burn::backend::cuda::CudaDevice {
@@ -27,7 +27,7 @@ mod backend {
 }
 
 #[cfg(not(feature = "cuda"))]
-mod backend {
+pub(crate) mod backend {
     pub type Train = falconry_train::CpuTrainBackend;
     pub type Infer = falconry_train::CpuBackend;
     pub fn device() -> burn::backend::ndarray::NdArrayDevice {

@@ -8,6 +8,8 @@
 //!   AdamW ([`AdamWConfig`], decay on matrices only), warmup + cosine ([`LrSchedule`]), global
 //!   clipping, gradient accumulation, bf16 compute on f32 weights, `metrics.jsonl`, `loss.png`
 //!   and atomic checkpoints that `--resume` continues exactly.
+//! - [`eval_tasks`] (`falconry eval-tasks`): ARC, HellaSwag, MMLU and TruthfulQA scored as
+//!   lm-evaluation-harness 0.4.13 scores them.
 //! - [`eval_text`] / [`evaluate`] (`falconry eval`) and [`generate_text`] / [`generate`]
 //!   (`falconry generate`, KV-cached top-k sampling).
 //!
@@ -20,6 +22,7 @@ mod config;
 #[cfg(feature = "cuda")]
 mod cuda;
 mod data;
+mod eval_tasks;
 mod hf;
 mod inference;
 mod model;
@@ -36,6 +39,11 @@ pub use config::{FalconConfig, QkvLayout};
 #[cfg(feature = "cuda")]
 pub use cuda::Engine as CudaEngine;
 pub use data::{TokenData, TokenSplit, VALIDATION_FRACTION};
+pub use eval_tasks::{
+    doc_metrics, eval_tasks, eval_tasks_checkpoint, group_result, load_benchmark, parse_tasks,
+    task_result, Benchmark, EvalTasksOptions, EvalTasksReport, ItemResult, McDoc, Score, Task,
+    TaskResult, TaskSpec, FEWSHOT_SEED,
+};
 pub use hf::{load_hf, save_hf};
 pub use inference::{
     encode, eval_text, evaluate, generate, generate_text, load_tokenizer, EvalReport, SampleOptions,

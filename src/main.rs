@@ -7,6 +7,7 @@ mod cli;
 mod dedup;
 mod eval_tasks;
 mod extract;
+mod finetune;
 mod interrupt;
 mod plot;
 mod progress;
@@ -50,6 +51,8 @@ fn main() -> ExitCode {
         Command::Eval(args) => train::run_eval(args),
         Command::EvalTasks(args) => eval_tasks::run(args),
         Command::Generate(args) => train::run_generate(args),
+        Command::Finetune(args) => finetune::run_finetune(args),
+        Command::Merge(args) => finetune::run_merge(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -141,16 +141,27 @@ pub fn run_generate(args: GenerateArgs) -> Result<()> {
         top_k: args.top_k,
         temperature: args.temperature,
         seed: args.seed,
+        max_length: args.max_length,
+        num_return_sequences: args.num_return_sequences as usize,
         ..SampleOptions::default()
     };
-    let text = generate_text::<backend::Infer>(
+    let texts = generate_text::<backend::Infer>(
         &args.checkpoint,
+        args.adapter.as_deref(),
         &args.tokenizer,
         &args.prompt,
+        args.chat,
         &opts,
         &backend::device(),
     )
     .with_context(|| format!("generating with {}", args.checkpoint.display()))?;
-    println!("{text}");
+    // One sample prints as text; several as JSON lines, so that each stays one record.
+    if let [text] = texts.as_slice() {
+        println!("{text}");
+    } else {
+        for text in &texts {
+            println!("{}", serde_json::json!({ "text": text }));
+        }
+    }
     Ok(())
 }

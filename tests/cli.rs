@@ -60,6 +60,18 @@ fn bad_flag_values_exit_2() {
             "--temperature",
             "-1",
         ],
+        vec![
+            "finetune",
+            "--checkpoint",
+            "none",
+            "--data",
+            "none",
+            "--output",
+            out,
+            "--quantize",
+            "nf8",
+        ],
+        vec!["merge", "--checkpoint", "none", "--output", out],
     ] {
         let o = t.assert_exit_code(&args, 2);
         assert!(

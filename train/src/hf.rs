@@ -13,13 +13,13 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use burn::module::{Param, ParamId};
-use burn::nn::Linear;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
 use safetensors::{Dtype, SafeTensors};
 
 use crate::attention::FalconBackend;
 use crate::config::FalconConfig;
+use crate::lora::layer_linears;
 use crate::model::FalconForCausalLM;
 use crate::{write_atomic, Error};
 
@@ -29,7 +29,7 @@ pub(crate) type NamedTensors = BTreeMap<String, (Vec<usize>, Vec<f32>)>;
 /// One named parameter of the model, as HF names it.
 pub(crate) enum Slot<'a, B: Backend> {
     /// A linear weight: HF `[d_out, d_in]`, Burn `[d_in, d_out]`.
-    Linear(&'a mut Linear<B>),
+    Linear(&'a mut Param<Tensor<B, 2>>),
     /// A matrix stored the same way in both (the word embeddings).
     Matrix(&'a mut Param<Tensor<B, 2>>),
     /// A LayerNorm weight or bias.
@@ -40,7 +40,7 @@ impl<B: Backend> Slot<'_, B> {
     /// The parameter's id (the optimizer keys its state by it).
     pub(crate) fn id(&self) -> ParamId {
         match self {
-            Slot::Linear(l) => l.weight.id,
+            Slot::Linear(p) => p.id,
             Slot::Matrix(p) => p.id,
             Slot::Vector(p) => p.id,
         }
@@ -68,23 +68,12 @@ pub(crate) fn slots<B: Backend>(model: &mut FalconForCausalLM<B>) -> Vec<(String
                 }
             }
         }
-        let a = &mut layer.self_attention;
-        out.push((
-            format!("{p}.self_attention.query_key_value.weight"),
-            Slot::Linear(&mut a.query_key_value),
-        ));
-        out.push((
-            format!("{p}.self_attention.dense.weight"),
-            Slot::Linear(&mut a.dense),
-        ));
-        out.push((
-            format!("{p}.mlp.dense_h_to_4h.weight"),
-            Slot::Linear(&mut layer.mlp.dense_h_to_4h),
-        ));
-        out.push((
-            format!("{p}.mlp.dense_4h_to_h.weight"),
-            Slot::Linear(&mut layer.mlp.dense_4h_to_h),
-        ));
+        // Projections held in NF4 are frozen and have no f32 weight to load, save or update.
+        for (path, linear) in layer_linears(&mut layer.self_attention, &mut layer.mlp) {
+            if let Some(w) = linear.weight.as_mut() {
+                out.push((format!("{p}.{path}.weight"), Slot::Linear(w)));
+            }
+        }
     }
     out.push((
         "transformer.ln_f.weight".into(),
@@ -186,7 +175,7 @@ pub(crate) fn named_tensors<B: Backend>(
     let mut out = BTreeMap::new();
     for (name, slot) in slots(&mut model) {
         let entry = match slot {
-            Slot::Linear(l) => tensor_data(l.weight.val().transpose())?,
+            Slot::Linear(p) => tensor_data(p.val().transpose())?,
             Slot::Matrix(p) => tensor_data(p.val())?,
             Slot::Vector(p) => tensor_data(p.val())?,
         };
@@ -260,11 +249,11 @@ pub(crate) fn set_named_tensors<B: Backend>(
         };
         let data = data.clone();
         match slot {
-            Slot::Linear(l) => {
-                let [d_in, d_out] = l.weight.dims();
+            Slot::Linear(p) => {
+                let [d_in, d_out] = p.dims();
                 expect(vec![d_out, d_in])?;
                 let w = Tensor::<B, 2>::from_data(TensorData::new(data, [d_out, d_in]), device);
-                l.weight = Param::from_tensor(w.transpose());
+                *p = Param::from_tensor(w.transpose());
             }
             Slot::Matrix(p) => {
                 let dims = p.dims();

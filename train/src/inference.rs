@@ -17,6 +17,8 @@ use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
 use crate::attention::FalconBackend;
+use crate::chat::{ChatTemplate, Message, Role};
+use crate::finetune::{FinetuneConfig, FINETUNE_CONFIG};
 use crate::model::FalconForCausalLM;
 use crate::Error;
 
@@ -100,6 +102,11 @@ pub struct SampleOptions {
     pub seed: u64,
     /// Stop after this token (Falcon's `<|endoftext|>` is 11).
     pub eos_id: Option<u32>,
+    /// Total length counting the prompt, as transformers' `max_length`; when set, it bounds
+    /// the new tokens instead of `max_new_tokens`.
+    pub max_length: Option<usize>,
+    /// Sequences to sample from one prompt (sequence `i` seeded with `seed + i`).
+    pub num_return_sequences: usize,
 }
 
 impl Default for SampleOptions {
@@ -110,6 +117,8 @@ impl Default for SampleOptions {
             temperature: 1.0,
             seed: 0,
             eos_id: Some(11),
+            max_length: None,
+            num_return_sequences: 1,
         }
     }
 }
@@ -155,12 +164,19 @@ pub fn generate<B: FalconBackend>(
         !prompt.is_empty(),
         "generation needs a prompt of at least one token"
     );
+    let budget = match opts.max_length {
+        Some(total) => total.saturating_sub(prompt.len()),
+        None => opts.max_new_tokens,
+    };
+    if budget == 0 {
+        return Vec::new();
+    }
     let mut rng = ChaCha8Rng::seed_from_u64(opts.seed);
     let mut caches = model.empty_caches(1, device, dtype);
     let mut logits = model.forward_cached(ids_tensor(prompt, 1, device), 0, &mut caches, dtype);
     let mut pos = prompt.len();
     let mut out = Vec::new();
-    while out.len() < opts.max_new_tokens {
+    while out.len() < budget {
         let row = logits
             .into_data()
             .convert::<f32>()
@@ -168,7 +184,7 @@ pub fn generate<B: FalconBackend>(
             .expect("f32 logits");
         let next = sample_token(&row, opts, &mut rng);
         out.push(next);
-        if Some(next) == opts.eos_id || out.len() == opts.max_new_tokens {
+        if Some(next) == opts.eos_id || out.len() == budget {
             break;
         }
         logits = model.forward_cached(ids_tensor(&[next], 1, device), pos, &mut caches, dtype);
@@ -211,26 +227,60 @@ pub fn eval_text<B: FalconBackend>(
     Ok(evaluate(&model, &ids, seq_len, 1, FloatDType::F32, device))
 }
 
-/// `falconry generate --checkpoint DIR --prompt TEXT`: the prompt and its continuation.
+/// `falconry generate`: `opts.num_return_sequences` samples for `prompt`. Plain, each is the
+/// prompt and its continuation; with `chat`, the prompt is a user message rendered by the chat
+/// template (the adapter's `finetune.toml` template, else the default) and each sample is the
+/// assistant's reply. An `adapter` (PEFT folder) is applied without merging.
 pub fn generate_text<B: FalconBackend>(
     checkpoint: &Path,
+    adapter: Option<&Path>,
     tokenizer: &Path,
     prompt: &str,
+    chat: bool,
     opts: &SampleOptions,
     device: &B::Device,
-) -> Result<String, Error> {
-    let model = crate::hf::load_hf::<B>(checkpoint, device)?;
-    let tokenizer = load_tokenizer(tokenizer)?;
-    let mut ids = encode(&tokenizer, prompt)?;
-    if ids.is_empty() {
-        ids.push(opts.eos_id.unwrap_or(11)); // an empty prompt starts after a document boundary
+) -> Result<Vec<String>, Error> {
+    let mut model = crate::hf::load_hf::<B>(checkpoint, device)?;
+    let mut template = ChatTemplate::default();
+    if let Some(dir) = adapter {
+        model = crate::peft::load_adapter(model, dir, device)?.0;
+        let config = dir.join(FINETUNE_CONFIG);
+        if config.exists() {
+            template = FinetuneConfig::from_toml_file(&config)?.template;
+        }
     }
-    let new = generate(&model, &ids, opts, FloatDType::F32, device);
-    let text = tokenizer.decode(&new, true).map_err(|e| Error::Tokenizer {
-        path: "<tokenizer>".into(),
-        message: e.to_string(),
-    })?;
-    Ok(format!("{prompt}{text}"))
+    let tokenizer = load_tokenizer(tokenizer)?;
+    let eos = opts.eos_id.unwrap_or(11);
+    let mut ids = if chat {
+        let message = Message {
+            role: Role::User,
+            content: prompt.to_string(),
+        };
+        template.encode_prompt(&tokenizer, &[message], eos)?
+    } else {
+        encode(&tokenizer, prompt)?
+    };
+    if ids.is_empty() {
+        ids.push(eos); // an empty prompt starts after a document boundary
+    }
+    (0..opts.num_return_sequences.max(1) as u64)
+        .map(|i| {
+            let opts = SampleOptions {
+                seed: opts.seed + i,
+                ..opts.clone()
+            };
+            let new = generate(&model, &ids, &opts, FloatDType::F32, device);
+            let text = tokenizer.decode(&new, true).map_err(|e| Error::Tokenizer {
+                path: "<tokenizer>".into(),
+                message: e.to_string(),
+            })?;
+            Ok(if chat {
+                text
+            } else {
+                format!("{prompt}{text}")
+            })
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -13,27 +13,39 @@
 //! - [`eval_text`] / [`evaluate`] (`falconry eval`) and [`generate_text`] / [`generate`]
 //!   (`falconry generate`, KV-cached top-k sampling).
 //!
+//! - [`finetune`] (`falconry finetune`): LoRA ([`LoraConfig`], adapters on the projections
+//!   named as HF names them) on a frozen base, optionally in NF4 ([`Nf4Tensor`], QLoRA's
+//!   4-bit NormalFloat with double-quantized scales, as bitsandbytes lays it out), from chat /
+//!   instruction JSONL ([`ChatTemplate`], loss on responses only, packed rows); adapters are PEFT
+//!   folders ([`save_adapter`] / [`load_adapter`]), [`merge_adapter`] folds one into a checkpoint.
+//!
 //! Tests run on the CPU backend [`CpuBackend`]; the `cuda` feature adds [`CudaBackend`].
 #![deny(missing_docs)]
 
 mod attention;
+mod chat;
 mod checkpoint;
 mod config;
 #[cfg(feature = "cuda")]
 mod cuda;
 mod data;
 mod eval_tasks;
+mod finetune;
 mod hf;
 mod inference;
+mod lora;
 mod model;
+mod nf4;
 mod optim;
 mod parallel;
+mod peft;
 mod plot;
 mod trainer;
 
 use std::path::{Path, PathBuf};
 
 pub use attention::{causal_attention, FalconBackend, FalconTrainBackend};
+pub use chat::{pack, read_examples, ChatTemplate, Message, Packed, Role};
 pub use checkpoint::{latest_checkpoint, load_checkpoint, save_checkpoint, TrainerState};
 pub use config::{FalconConfig, QkvLayout};
 #[cfg(feature = "cuda")]
@@ -44,15 +56,28 @@ pub use eval_tasks::{
     task_result, Benchmark, EvalTasksOptions, EvalTasksReport, ItemResult, McDoc, Score, Task,
     TaskResult, TaskSpec, FEWSHOT_SEED,
 };
+pub use finetune::{
+    eos_id, finetune, instruction_loss, prepare_data, FinetuneConfig, FinetuneOptions,
+    FinetuneSummary, Quantize, StepLog, EOS_TOKEN, FINETUNE_CONFIG,
+};
 pub use hf::{load_hf, save_hf};
 pub use inference::{
     encode, eval_text, evaluate, generate, generate_text, load_tokenizer, EvalReport, SampleOptions,
 };
+pub use lora::{FalconLinear, Lora, LoraConfig, TARGET_MODULES};
 pub use model::{
     FalconAttention, FalconDecoderLayer, FalconForCausalLM, FalconMlp, FalconModel, KvCache,
 };
+pub use nf4::{
+    dynamic_code, Nf4Tensor, Nf4Weight, BLOCK as NF4_BLOCK, NF4_CODE,
+    SCALE_BLOCK as NF4_SCALE_BLOCK,
+};
 pub use optim::{AdamW, AdamWConfig, LrSchedule};
 pub use parallel::DataParallel;
+pub use peft::{
+    load_adapter, merge_adapter, peft_config, read_adapter_config, save_adapter, ADAPTER_CONFIG,
+    ADAPTER_WEIGHTS,
+};
 pub use plot::{loss_curve, register_font};
 pub use trainer::{
     flops_per_token, read_metrics, train, Metrics, Precision, TrainConfig, TrainOptions,

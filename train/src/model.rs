@@ -18,7 +18,7 @@
 //! casts. LayerNorm and the loss run in f32, as autocast does.
 
 use burn::module::{Module, ModuleVisitor, Param};
-use burn::nn::{Initializer, LayerNorm, LayerNormConfig, Linear, LinearConfig};
+use burn::nn::{Initializer, LayerNorm, LayerNormConfig};
 use burn::tensor::activation::{gelu, log_softmax};
 use burn::tensor::backend::Backend;
 use burn::tensor::module::embedding;
@@ -26,9 +26,13 @@ use burn::tensor::{FloatDType, Int, Tensor, TensorData};
 
 use crate::attention::{causal_attention, FalconBackend};
 use crate::config::{FalconConfig, QkvLayout};
+use crate::lora::FalconLinear;
 
 /// Casts `x` to `dtype` unless it already has it (a no-op cast would still be an autodiff node).
-fn to_dtype<B: Backend, const D: usize>(x: Tensor<B, D>, dtype: FloatDType) -> Tensor<B, D> {
+pub(crate) fn to_dtype<B: Backend, const D: usize>(
+    x: Tensor<B, D>,
+    dtype: FloatDType,
+) -> Tensor<B, D> {
     if x.dtype() == dtype.into() {
         x
     } else {
@@ -36,25 +40,9 @@ fn to_dtype<B: Backend, const D: usize>(x: Tensor<B, D>, dtype: FloatDType) -> T
     }
 }
 
-/// `x @ W` for a bias-free [`Linear`] (Burn stores `W` as `[d_in, d_out]`), in `dtype`.
-fn matmul<B: Backend>(x: Tensor<B, 3>, linear: &Linear<B>, dtype: FloatDType) -> Tensor<B, 3> {
-    x.matmul(to_dtype(linear.weight.val(), dtype).unsqueeze())
-}
-
 /// LayerNorm in f32 (as autocast runs it), result back in `dtype`.
 fn layer_norm<B: Backend>(ln: &LayerNorm<B>, x: Tensor<B, 3>, dtype: FloatDType) -> Tensor<B, 3> {
     to_dtype(ln.forward(to_dtype(x, FloatDType::F32)), dtype)
-}
-
-fn linear<B: Backend>(d_in: usize, d_out: usize, device: &B::Device) -> Linear<B> {
-    // GPT-2 / HF `_init_weights`: N(0, 0.02), no bias.
-    LinearConfig::new(d_in, d_out)
-        .with_bias(false)
-        .with_initializer(Initializer::Normal {
-            mean: 0.0,
-            std: 0.02,
-        })
-        .init(device)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -133,9 +121,9 @@ impl<B: Backend> KvCache<B> {
 #[derive(Module, Debug)]
 pub struct FalconAttention<B: Backend> {
     /// `[d, (heads + 2 kv_heads) hd]`, columns in HF's fused order.
-    pub query_key_value: Linear<B>,
+    pub query_key_value: FalconLinear<B>,
     /// `[d, d]` output projection.
-    pub dense: Linear<B>,
+    pub dense: FalconLinear<B>,
     num_heads: usize,
     num_kv_heads: usize,
     head_dim: usize,
@@ -147,8 +135,8 @@ impl<B: FalconBackend> FalconAttention<B> {
     fn new(config: &FalconConfig, device: &B::Device) -> Self {
         let d = config.hidden_size;
         Self {
-            query_key_value: linear(d, config.qkv_dim(), device),
-            dense: linear(d, d, device),
+            query_key_value: FalconLinear::new(d, config.qkv_dim(), device),
+            dense: FalconLinear::new(d, d, device),
             num_heads: config.num_attention_heads,
             num_kv_heads: config.kv_heads(),
             head_dim: config.head_dim(),
@@ -214,7 +202,7 @@ impl<B: FalconBackend> FalconAttention<B> {
         dtype: FloatDType,
     ) -> Tensor<B, 3> {
         let [b, t, d] = x.dims();
-        let (q, k, v) = self.split_heads(matmul(x, &self.query_key_value, dtype));
+        let (q, k, v) = self.split_heads(self.query_key_value.forward(x, dtype));
         let q = apply_rotary(q.swap_dims(1, 2), cos, sin); // [B, nh, T, hd]
         let k = apply_rotary(k.swap_dims(1, 2), cos, sin); // [B, nkv, T, hd]
         let v = v.swap_dims(1, 2); // [B, nkv, T, hd]
@@ -228,7 +216,7 @@ impl<B: FalconBackend> FalconAttention<B> {
         };
         let y = causal_attention(q, self.repeat_kv(k), self.repeat_kv(v)); // [B, nh, T, hd]
         let y = y.swap_dims(1, 2).reshape([b, t, d]);
-        matmul(y, &self.dense, dtype)
+        self.dense.forward(y, dtype)
     }
 
     /// An empty cache for this layer.
@@ -254,24 +242,24 @@ impl<B: FalconBackend> FalconAttention<B> {
 #[derive(Module, Debug)]
 pub struct FalconMlp<B: Backend> {
     /// `[d, 4d]`.
-    pub dense_h_to_4h: Linear<B>,
+    pub dense_h_to_4h: FalconLinear<B>,
     /// `[4d, d]`.
-    pub dense_4h_to_h: Linear<B>,
+    pub dense_4h_to_h: FalconLinear<B>,
 }
 
 impl<B: Backend> FalconMlp<B> {
     fn new(config: &FalconConfig, device: &B::Device) -> Self {
         Self {
-            dense_h_to_4h: linear(config.hidden_size, config.ffn_hidden_size, device),
-            dense_4h_to_h: linear(config.ffn_hidden_size, config.hidden_size, device),
+            dense_h_to_4h: FalconLinear::new(config.hidden_size, config.ffn_hidden_size, device),
+            dense_4h_to_h: FalconLinear::new(config.ffn_hidden_size, config.hidden_size, device),
         }
     }
 
     /// # Shapes
     /// - x: `[B, T, d]` -> `[B, T, d]`
     pub fn forward(&self, x: Tensor<B, 3>, dtype: FloatDType) -> Tensor<B, 3> {
-        let h = gelu(matmul(x, &self.dense_h_to_4h, dtype)); // [B, T, 4d]
-        matmul(h, &self.dense_4h_to_h, dtype)
+        let h = gelu(self.dense_h_to_4h.forward(x, dtype)); // [B, T, 4d]
+        self.dense_4h_to_h.forward(h, dtype)
     }
 }
 
@@ -447,6 +435,21 @@ impl<B: FalconBackend> FalconForCausalLM<B> {
         to_dtype(logits, FloatDType::F32)
     }
 
+    /// Log-probability of each target, f32.
+    ///
+    /// # Shapes
+    /// - ids, targets: `[B, T]` -> `[B, T]`
+    fn target_logp(
+        &self,
+        ids: Tensor<B, 2, Int>,
+        targets: Tensor<B, 2, Int>,
+        dtype: FloatDType,
+    ) -> Tensor<B, 2> {
+        let logits = self.forward(ids, dtype); // [B, T, V]
+        let logp = log_softmax(logits, 2);
+        logp.gather(2, targets.unsqueeze_dim(2)).squeeze_dim(2) // [B, T]
+    }
+
     /// Mean next-token cross entropy (natural log), in f32.
     ///
     /// # Shapes
@@ -457,10 +460,26 @@ impl<B: FalconBackend> FalconForCausalLM<B> {
         targets: Tensor<B, 2, Int>,
         dtype: FloatDType,
     ) -> Tensor<B, 1> {
-        let logits = self.forward(ids, dtype); // [B, T, V]
-        let logp = log_softmax(logits, 2);
-        let picked = logp.gather(2, targets.unsqueeze_dim(2)); // [B, T, 1]
-        picked.mean().neg()
+        self.target_logp(ids, targets, dtype).mean().neg()
+    }
+
+    /// Cross entropy averaged over the targets where `mask` is 1 (fine-tuning trains on the
+    /// responses only).
+    ///
+    /// # Shapes
+    /// - ids, targets, mask: `[B, T]` -> `[1]`
+    pub fn masked_loss(
+        &self,
+        ids: Tensor<B, 2, Int>,
+        targets: Tensor<B, 2, Int>,
+        mask: Tensor<B, 2>,
+        dtype: FloatDType,
+    ) -> Tensor<B, 1> {
+        let count = mask.clone().sum();
+        (self.target_logp(ids, targets, dtype) * mask)
+            .sum()
+            .div(count)
+            .neg()
     }
 
     /// One KV cache per layer, empty.

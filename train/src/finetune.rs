@@ -1,0 +1,350 @@
+//! `falconry finetune`: LoRA or QLoRA on a HF Falcon checkpoint, from instruction / chat JSONL.
+//!
+//! The base is loaded, optionally quantized to NF4 (`quantize = "nf4"`), frozen; adapters go on
+//! the targeted projections; examples are rendered by the chat template, tokenized with the
+//! checkpoint's tokenizer, packed into rows of `seq_len + 1` and trained with a loss on the
+//! response tokens only (AdamW, warmup + cosine). The output folder is a PEFT adapter
+//! (`adapter_config.json`, `adapter_model.safetensors`) plus `finetune.toml` (the config, whose
+//! template `generate --chat` applies) and `metrics.jsonl`.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use burn::module::Module;
+use burn::optim::GradientsParams;
+use burn::tensor::{ElementConversion, Int, Tensor, TensorData};
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::attention::{FalconBackend, FalconTrainBackend};
+use crate::chat::{pack, read_examples, ChatTemplate, Packed};
+use crate::hf::load_hf;
+use crate::inference::load_tokenizer;
+use crate::lora::LoraConfig;
+use crate::model::FalconForCausalLM;
+use crate::optim::{AdamW, AdamWConfig, LrSchedule};
+use crate::peft::save_adapter;
+use crate::trainer::Precision;
+use crate::{write_atomic, Error};
+
+/// The config file `finetune.toml` beside an adapter.
+pub const FINETUNE_CONFIG: &str = "finetune.toml";
+
+/// How the frozen base is held.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Quantize {
+    /// f32 weights (LoRA).
+    #[default]
+    None,
+    /// 4-bit NormalFloat with double-quantized scales (QLoRA).
+    Nf4,
+}
+
+/// A fine-tuning run (`--config FILE`, TOML); defaults follow QLoRA's recipe where it has one.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FinetuneConfig {
+    /// The adapters.
+    pub lora: LoraConfig,
+    /// How conversations become text.
+    pub template: ChatTemplate,
+    /// How the frozen base is held.
+    pub quantize: Quantize,
+    /// Tokens per packed row.
+    pub seq_len: usize,
+    /// Rows per step.
+    pub batch_size: usize,
+    /// Optimizer steps.
+    pub steps: usize,
+    /// Learning rate over the steps.
+    pub schedule: LrSchedule,
+    /// AdamW (QLoRA: no weight decay, clip at 0.3, beta2 0.999).
+    pub optimizer: AdamWConfig,
+    /// Compute precision.
+    pub precision: Precision,
+    /// Seeds the adapters' init, dropout and the row order.
+    pub seed: u64,
+}
+
+impl Default for FinetuneConfig {
+    fn default() -> Self {
+        Self {
+            lora: LoraConfig::default(),
+            template: ChatTemplate::default(),
+            quantize: Quantize::None,
+            seq_len: 512,
+            batch_size: 16,
+            steps: 1000,
+            schedule: LrSchedule {
+                max_lr: 2e-4,
+                min_lr: 2e-5,
+                warmup_steps: 30,
+                decay_steps: 0,
+            },
+            optimizer: AdamWConfig {
+                beta2: 0.999,
+                weight_decay: 0.0,
+                grad_clip: 0.3,
+                ..AdamWConfig::default()
+            },
+            precision: Precision::Bf16,
+            seed: 0,
+        }
+    }
+}
+
+impl FinetuneConfig {
+    /// Reads and validates a TOML config.
+    pub fn from_toml_file(path: &Path) -> Result<Self, Error> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let bad = |message: String| Error::Config {
+            path: path.to_owned(),
+            message,
+        };
+        let config: Self = toml::from_str(&text).map_err(|e| bad(e.to_string()))?;
+        config.validate().map_err(bad)?;
+        Ok(config)
+    }
+
+    /// Checks the values; the message names the bad field.
+    pub fn validate(&self) -> Result<(), String> {
+        self.lora.validate()?;
+        self.template.validate()?;
+        if self.seq_len < 2 || self.batch_size == 0 || self.steps == 0 {
+            return Err("seq_len must be at least 2, batch_size and steps positive".into());
+        }
+        Ok(())
+    }
+}
+
+/// What a run needs.
+#[derive(Clone, Debug)]
+pub struct FinetuneOptions {
+    /// The run's config.
+    pub config: FinetuneConfig,
+    /// HF checkpoint folder of the base model.
+    pub checkpoint: PathBuf,
+    /// Instruction / chat JSONL.
+    pub data: PathBuf,
+    /// `tokenizer.json` (the checkpoint's own when `None`).
+    pub tokenizer: Option<PathBuf>,
+    /// Output folder (the adapter).
+    pub output: PathBuf,
+}
+
+/// One optimizer step, as `metrics.jsonl` records it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StepLog {
+    /// 1-based step.
+    pub step: usize,
+    /// Masked loss of the step's rows.
+    pub loss: f64,
+    /// Learning rate used.
+    pub lr: f64,
+    /// Gradient norm before clipping.
+    pub grad_norm: f64,
+}
+
+/// What a run did.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct FinetuneSummary {
+    /// Conversations read.
+    pub examples: usize,
+    /// Packed rows.
+    pub rows: usize,
+    /// Examples cut to fit a row.
+    pub truncated: usize,
+    /// Targets the loss counts, over all rows.
+    pub trained_tokens: usize,
+    /// Trainable (adapter) parameters.
+    pub adapter_params: usize,
+    /// Loss of the first and last steps.
+    pub first_loss: f64,
+    /// See `first_loss`.
+    pub last_loss: f64,
+}
+
+/// Falcon's end of text, which ends every assistant turn and pads rows.
+pub const EOS_TOKEN: &str = "<|endoftext|>";
+
+/// The id of [`EOS_TOKEN`] in `tokenizer`.
+pub fn eos_id(tokenizer: &tokenizers::Tokenizer, path: &Path) -> Result<u32, Error> {
+    tokenizer
+        .token_to_id(EOS_TOKEN)
+        .ok_or_else(|| Error::Tokenizer {
+            path: path.to_owned(),
+            message: format!("no {EOS_TOKEN} token"),
+        })
+}
+
+/// Reads, tokenizes and packs `data` as `config` says, with the tokenizer at `tokenizer`:
+/// (conversations read, packed rows).
+pub fn prepare_data(
+    config: &FinetuneConfig,
+    data: &Path,
+    tokenizer_path: &Path,
+) -> Result<(usize, Packed), Error> {
+    let examples = read_examples(data)?;
+    let tokenizer = load_tokenizer(tokenizer_path)?;
+    let eos = eos_id(&tokenizer, tokenizer_path)?;
+    let encoded = examples
+        .iter()
+        .map(|m| config.template.encode(&tokenizer, m, eos))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((examples.len(), pack(&encoded, config.seq_len, eos)))
+}
+
+/// Inputs, targets and loss mask of `rows` of `packed`.
+fn batch<B: FalconBackend>(
+    packed: &Packed,
+    rows: &[usize],
+    device: &B::Device,
+) -> (Tensor<B, 2, Int>, Tensor<B, 2, Int>, Tensor<B, 2>) {
+    let t = packed.rows[0].len() - 1;
+    let (mut ids, mut targets, mut mask) = (Vec::new(), Vec::new(), Vec::new());
+    for &r in rows {
+        let row = &packed.rows[r];
+        ids.extend(row[..t].iter().map(|&x| x as i64));
+        targets.extend(row[1..].iter().map(|&x| x as i64));
+        mask.extend(packed.masks[r].iter().map(|&m| m as u8 as f32));
+    }
+    let shape = [rows.len(), t];
+    (
+        Tensor::from_data(TensorData::new(ids, shape), device),
+        Tensor::from_data(TensorData::new(targets, shape), device),
+        Tensor::from_data(TensorData::new(mask, shape), device),
+    )
+}
+
+/// Mean masked loss of `model` over every row of `packed` (rows weighted by their trained
+/// targets), `batch_size` rows at a time.
+pub fn instruction_loss<B: FalconBackend>(
+    model: &FalconForCausalLM<B>,
+    packed: &Packed,
+    batch_size: usize,
+    precision: Precision,
+    device: &B::Device,
+) -> f64 {
+    let (mut sum, mut count) = (0.0, 0usize);
+    let all: Vec<usize> = (0..packed.rows.len()).collect();
+    for rows in all.chunks(batch_size.max(1)) {
+        let n: usize = rows
+            .iter()
+            .map(|&r| packed.masks[r].iter().filter(|&&m| m).count())
+            .sum();
+        let (ids, targets, mask) = batch::<B>(packed, rows, device);
+        let loss = model.masked_loss(ids, targets, mask, precision.dtype());
+        sum += loss.into_scalar().elem::<f64>() * n as f64;
+        count += n;
+    }
+    sum / count as f64
+}
+
+/// Runs a fine-tuning: loads, trains, saves the adapter into `opts.output`; `on_step` sees
+/// every step.
+pub fn finetune<B: FalconTrainBackend>(
+    opts: &FinetuneOptions,
+    device: &B::Device,
+    on_step: &mut dyn FnMut(&StepLog),
+) -> Result<FinetuneSummary, Error> {
+    let config = &opts.config;
+    config.validate().map_err(|message| Error::Config {
+        path: opts.output.join(FINETUNE_CONFIG),
+        message,
+    })?;
+    let tokenizer = opts
+        .tokenizer
+        .clone()
+        .unwrap_or_else(|| opts.checkpoint.join("tokenizer.json"));
+    let base = load_hf::<B>(&opts.checkpoint, device)?;
+    let (examples, packed) = prepare_data(config, &opts.data, &tokenizer)?;
+    if packed.rows.is_empty() {
+        return Err(Error::Data {
+            path: opts.data.clone(),
+            message: "no trainable tokens".into(),
+        });
+    }
+    let vocab = base.config().vocab_size;
+    if let Some(&t) = packed.rows.iter().flatten().find(|&&t| t as usize >= vocab) {
+        return Err(Error::Tokenizer {
+            path: tokenizer,
+            message: format!("token id {t} is outside the checkpoint's vocabulary of {vocab}"),
+        });
+    }
+
+    B::seed(device, config.seed);
+    let base = match config.quantize {
+        Quantize::None => base,
+        Quantize::Nf4 => base.quantize_nf4(),
+    };
+    let mut model = base.with_lora(&config.lora, device);
+    let adapter_params = {
+        let mut m = model.clone();
+        m.linears_mut()
+            .iter()
+            .filter_map(|(_, _, l)| l.lora.as_ref())
+            .map(|l| l.a.num_params() + l.b.num_params())
+            .sum()
+    };
+
+    std::fs::create_dir_all(&opts.output).map_err(|e| Error::io(&opts.output, e))?;
+    let metrics_path = opts.output.join("metrics.jsonl");
+    let mut metrics =
+        std::fs::File::create(&metrics_path).map_err(|e| Error::io(&metrics_path, e))?;
+    let mut optim = AdamW::<B>::new(config.optimizer.clone());
+    let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
+    let mut order: Vec<usize> = Vec::new();
+    let (mut first_loss, mut last_loss) = (f64::NAN, f64::NAN);
+    for step in 0..config.steps {
+        // Epochs of shuffled rows, refilled as they run out.
+        let mut rows = Vec::with_capacity(config.batch_size);
+        while rows.len() < config.batch_size {
+            if order.is_empty() {
+                order = (0..packed.rows.len()).collect();
+                order.shuffle(&mut rng);
+            }
+            rows.push(order.pop().expect("refilled"));
+        }
+        let (ids, targets, mask) = batch::<B>(&packed, &rows, device);
+        let loss = model.masked_loss(ids, targets, mask, config.precision.dtype());
+        let value = loss.clone().into_scalar().elem::<f64>();
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        let lr = config.schedule.lr(step, config.steps);
+        let (next, grad_norm) = optim.step(lr, model, grads);
+        model = next;
+        let log = StepLog {
+            step: step + 1,
+            loss: value,
+            lr,
+            grad_norm,
+        };
+        if step == 0 {
+            first_loss = value;
+        }
+        last_loss = value;
+        writeln!(metrics, "{}", serde_json::to_string(&log).expect("json"))
+            .map_err(|e| Error::io(&metrics_path, e))?;
+        on_step(&log);
+    }
+
+    save_adapter(
+        &model,
+        &config.lora,
+        &opts.checkpoint.to_string_lossy(),
+        &opts.output,
+    )?;
+    let toml = toml::to_string(config).expect("config serializes");
+    write_atomic(&opts.output.join(FINETUNE_CONFIG), toml.as_bytes())?;
+    Ok(FinetuneSummary {
+        examples,
+        rows: packed.rows.len(),
+        truncated: packed.truncated,
+        trained_tokens: packed.trained_tokens(),
+        adapter_params,
+        first_loss,
+        last_loss,
+    })
+}

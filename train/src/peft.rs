@@ -1,0 +1,256 @@
+//! PEFT adapter folders: `adapter_config.json` + `adapter_model.safetensors`, as HF `peft`
+//! (0.21) writes them for a LoRA on `FalconForCausalLM`, so `PeftModel.from_pretrained` loads
+//! ours and we load theirs.
+//!
+//! Tensors are named `base_model.model.{module}.lora_A.weight` (`[r, d_in]`) and
+//! `...lora_B.weight` (`[d_out, r]`), PyTorch's layout; ours are transposed on the way in and
+//! out. The config carries every key peft writes, with its defaults; reading accepts what we
+//! can compute (plain LoRA: no DoRA, rsLoRA, biases or per-module ranks) and says what not.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use burn::module::{Module, Param};
+use burn::tensor::{Tensor, TensorData};
+use safetensors::SafeTensors;
+use serde_json::{json, Value};
+
+use crate::attention::FalconBackend;
+use crate::hf::{serialize, to_f32, NamedTensors};
+use crate::lora::{Lora, LoraConfig};
+use crate::model::FalconForCausalLM;
+use crate::{write_atomic, Error};
+
+/// The adapter's config file.
+pub const ADAPTER_CONFIG: &str = "adapter_config.json";
+/// The adapter's weights.
+pub const ADAPTER_WEIGHTS: &str = "adapter_model.safetensors";
+
+fn tensor_name(module: &str, ab: &str) -> String {
+    format!("base_model.model.{module}.lora_{ab}.weight")
+}
+
+fn host<B: burn::tensor::backend::Backend>(t: Tensor<B, 2>) -> (Vec<usize>, Vec<f32>) {
+    let shape = t.dims().to_vec();
+    let data = t
+        .into_data()
+        .convert::<f32>()
+        .into_vec::<f32>()
+        .expect("f32");
+    (shape, data)
+}
+
+/// `adapter_config.json` as peft 0.21 writes it for `config` (keys sorted, as it sorts them).
+pub fn peft_config(config: &LoraConfig, base_model: &str) -> Value {
+    let mut targets = config.target_modules.clone();
+    targets.sort();
+    targets.dedup();
+    // peft writes an integral alpha as an integer (it is an int in its LoraConfig).
+    let alpha = if config.alpha.fract() == 0.0 && config.alpha.abs() < 1e15 {
+        json!(config.alpha as i64)
+    } else {
+        json!(config.alpha)
+    };
+    json!({
+        "alora_invocation_tokens": null,
+        "alpha_pattern": {},
+        "arrow_config": null,
+        "auto_mapping": null,
+        "base_model_name_or_path": base_model,
+        "bias": "none",
+        "corda_config": null,
+        "ensure_weight_tying": false,
+        "eva_config": null,
+        "exclude_modules": null,
+        "fan_in_fan_out": false,
+        "inference_mode": true,
+        "init_lora_weights": true,
+        "kasa_config": null,
+        "layer_replication": null,
+        "layers_pattern": null,
+        "layers_to_transform": null,
+        "loftq_config": {},
+        "lora_alpha": alpha,
+        "lora_bias": false,
+        "lora_dropout": config.dropout,
+        "lora_ga_config": null,
+        "megatron_config": null,
+        "megatron_core": "megatron.core",
+        "modules_to_save": null,
+        "monteclora_config": null,
+        "peft_type": "LORA",
+        "peft_version": "0.21.2",
+        "qalora_group_size": 16,
+        "r": config.r,
+        "rank_pattern": {},
+        "revision": null,
+        "target_modules": targets,
+        "target_parameters": null,
+        "task_type": "CAUSAL_LM",
+        "trainable_token_indices": null,
+        "use_bdlora": null,
+        "use_dora": false,
+        "use_qalora": false,
+        "use_rslora": false,
+        "velora_config": null
+    })
+}
+
+/// Saves `model`'s adapters (and `config`) as a PEFT folder; `base_model` goes into
+/// `base_model_name_or_path`.
+pub fn save_adapter<B: FalconBackend>(
+    model: &FalconForCausalLM<B>,
+    config: &LoraConfig,
+    base_model: &str,
+    dir: &Path,
+) -> Result<(), Error> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let mut model = model.clone();
+    let mut tensors = NamedTensors::new();
+    for (path, _, linear) in model.linears_mut() {
+        if let Some(lora) = &linear.lora {
+            tensors.insert(tensor_name(&path, "A"), host(lora.a.val().transpose()));
+            tensors.insert(tensor_name(&path, "B"), host(lora.b.val().transpose()));
+        }
+    }
+    if tensors.is_empty() {
+        return Err(Error::Unsupported(
+            "the model has no LoRA adapters to save".into(),
+        ));
+    }
+    let json = serde_json::to_vec_pretty(&peft_config(config, base_model)).expect("json");
+    write_atomic(&dir.join(ADAPTER_CONFIG), &json)?;
+    write_atomic(&dir.join(ADAPTER_WEIGHTS), &serialize(&tensors)?)
+}
+
+/// Reads a PEFT `adapter_config.json` into a [`LoraConfig`], refusing LoRA variants that
+/// compute something else.
+pub fn read_adapter_config(dir: &Path) -> Result<LoraConfig, Error> {
+    let path = dir.join(ADAPTER_CONFIG);
+    let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+    let bad = |message: String| Error::Config {
+        path: path.clone(),
+        message,
+    };
+    let v: Value = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
+    if v["peft_type"] != "LORA" {
+        return Err(bad(format!(
+            "peft_type is {}, not \"LORA\"",
+            v["peft_type"]
+        )));
+    }
+    for (key, plain) in [
+        ("use_dora", json!(false)),
+        ("use_rslora", json!(false)),
+        ("fan_in_fan_out", json!(false)),
+        ("bias", json!("none")),
+        ("rank_pattern", json!({})),
+        ("alpha_pattern", json!({})),
+        ("layers_to_transform", Value::Null),
+    ] {
+        if v.get(key).is_some_and(|x| *x != plain) {
+            return Err(bad(format!(
+                "{key} = {} is not supported (only {plain})",
+                v[key]
+            )));
+        }
+    }
+    let targets = match &v["target_modules"] {
+        Value::Array(a) => a
+            .iter()
+            .map(|t| t.as_str().map(str::to_string))
+            .collect::<Option<Vec<_>>>(),
+        _ => None,
+    }
+    .ok_or_else(|| bad("target_modules must be a list of module names".into()))?;
+    let config = LoraConfig {
+        r: v["r"].as_u64().ok_or_else(|| bad("r is missing".into()))? as usize,
+        alpha: v["lora_alpha"]
+            .as_f64()
+            .ok_or_else(|| bad("lora_alpha is missing".into()))?,
+        dropout: v["lora_dropout"].as_f64().unwrap_or(0.0),
+        target_modules: targets,
+    };
+    config.validate().map_err(bad)?;
+    Ok(config)
+}
+
+/// Loads a PEFT folder's adapters onto `model` (whose base is frozen); returns the model and
+/// the adapter's config. Every targeted projection must have its two tensors, and every tensor
+/// must belong to one.
+pub fn load_adapter<B: FalconBackend>(
+    model: FalconForCausalLM<B>,
+    dir: &Path,
+    device: &B::Device,
+) -> Result<(FalconForCausalLM<B>, LoraConfig), Error> {
+    let config = read_adapter_config(dir)?;
+    let path = dir.join(ADAPTER_WEIGHTS);
+    let buf = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+    let bad = |message: String| Error::Checkpoint {
+        path: path.clone(),
+        message,
+    };
+    let st = SafeTensors::deserialize(&buf).map_err(|e| bad(e.to_string()))?;
+    let mut unused: BTreeSet<String> = st.names().into_iter().map(str::to_string).collect();
+    let mut model = model.no_grad();
+    for (module, name, linear) in model.linears_mut() {
+        if !config.target_modules.iter().any(|t| t == name) {
+            continue;
+        }
+        let [d_in, d_out] = linear.dims();
+        let mut read = |ab: &str, want: [usize; 2]| -> Result<Param<Tensor<B, 2>>, Error> {
+            let key = tensor_name(&module, ab);
+            let view = st
+                .tensor(&key)
+                .map_err(|_| bad(format!("missing tensor `{key}`")))?;
+            let t = to_f32(&view, &key, &path)?;
+            if t.shape != want {
+                return Err(bad(format!(
+                    "`{key}` has shape {:?}, expected {want:?} (r = {})",
+                    t.shape, config.r
+                )));
+            }
+            unused.remove(&key);
+            let w = Tensor::<B, 2>::from_data(TensorData::new(t.data, want), device);
+            Ok(Param::from_tensor(w.transpose()))
+        };
+        let a = read("A", [config.r, d_in])?;
+        let b = read("B", [d_out, config.r])?;
+        linear.lora = Some(Lora::from_parts(a, b, &config));
+    }
+    if let Some(name) = unused.iter().next() {
+        return Err(bad(format!(
+            "tensor `{name}` belongs to no targeted Falcon projection"
+        )));
+    }
+    Ok((model, config))
+}
+
+/// Files of a HF checkpoint folder besides the weights that a merged folder keeps.
+const CHECKPOINT_EXTRAS: [&str; 4] = [
+    "generation_config.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+];
+
+/// `falconry merge`: the base checkpoint with the adapter folded in, saved as a full HF folder
+/// (`config.json`, `model.safetensors`, and the base's tokenizer and generation files).
+pub fn merge_adapter<B: FalconBackend>(
+    checkpoint: &Path,
+    adapter: &Path,
+    output: &Path,
+    device: &B::Device,
+) -> Result<(), Error> {
+    let base = crate::hf::load_hf::<B>(checkpoint, device)?;
+    let (model, _) = load_adapter(base, adapter, device)?;
+    crate::hf::save_hf(&model.merge_lora(), output)?;
+    for name in CHECKPOINT_EXTRAS {
+        let from = checkpoint.join(name);
+        if from.exists() {
+            let bytes = std::fs::read(&from).map_err(|e| Error::io(&from, e))?;
+            write_atomic(&output.join(name), &bytes)?;
+        }
+    }
+    Ok(())
+}

@@ -9,4 +9,5 @@ mod pipeline;
 mod readback;
 mod refine;
 mod runfolder;
+mod slurm;
 mod train;

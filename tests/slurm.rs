@@ -221,3 +221,66 @@ fn job_arrays_on_a_real_slurm_write_the_bytes_of_a_local_run() {
     slurm.wait(&run);
     assert_same_tree(&local, &run);
 }
+
+/// No Slurm needed: `--dry-run` prints the chained sbatch commands and writes the scripts and
+/// the manifest; flags and folders that make no run are clear errors.
+#[test]
+fn dry_run_prints_the_chain_and_bad_calls_say_why() {
+    let t = TestCommand::new();
+    let config = pipeline_config(&t, &falcon_tokenizer());
+    let input = data_dir().join("warc");
+    let run = t.path("run");
+    let out = t.assert_exit_code(
+        &[
+            "slurm",
+            "--config",
+            config.to_str().unwrap(),
+            "--partition",
+            "cpu",
+            "--tasks",
+            "2",
+            "--mem",
+            "4G",
+            "--input",
+            input.to_str().unwrap(),
+            "--output",
+            run.to_str().unwrap(),
+            "--dry-run",
+        ],
+        0,
+    );
+    let lines: Vec<String> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(String::from)
+        .collect();
+    assert_eq!(lines.len(), 9, "{lines:#?}");
+    assert!(lines[0].starts_with(
+        "sbatch --parsable --job-name=falconry-refine --partition=cpu --array=0-1%256"
+    ));
+    assert!(lines[0].contains("--mem=4G") && !lines[0].contains("--dependency"));
+    assert!(
+        lines[3].contains("--array=0%256")
+            && lines[3].contains("--dependency=afterok:<dedup-buckets>")
+    );
+    let script = std::fs::read_to_string(run.join("slurm/refine/job.sh")).unwrap();
+    assert!(script.contains(&format!(
+        "exec '{}' slurm-task",
+        env!("CARGO_BIN_EXE_falconry")
+    )));
+    assert!(manifest(&run)["slurm"]["jobs"][0]["job_ids"]
+        .as_array()
+        .unwrap()
+        .is_empty());
+
+    // A task index beyond the job's tasks, a job the run has none of, a folder with no run.
+    let run_s = run.to_str().unwrap();
+    let bad = t.assert_exit_code(&["slurm-task", run_s, "refine", "--task", "2"], 2);
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--task 2 must be below --tasks 2"));
+    let bad = t.assert_exit_code(&["slurm-task", run_s, "sort", "--task", "0"], 1);
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("no job `sort` in this run"));
+    let empty = t.path("empty");
+    let bad = t.assert_exit_code(&["status", empty.to_str().unwrap()], 1);
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("holds no Slurm run"));
+    t.assert_exit_code(&["slurm", "--config", config.to_str().unwrap()], 2);
+}

@@ -503,8 +503,7 @@ fn config_record(of: &str, path: &Path, text: &str) -> Result<ConfigRecord> {
 
 /// A file's size and xxh3-64, read in 1 MiB blocks.
 pub fn input_record(path: &Path) -> Result<InputRecord> {
-    let mut file =
-        std::fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut file = falconry_refine::remote::open(path)?;
     let mut hasher = xxhash_rust::xxh3::Xxh3::new();
     let mut buf = vec![0u8; 1 << 20];
     let mut size = 0u64;

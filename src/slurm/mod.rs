@@ -55,7 +55,12 @@ fn submit_new(args: &SlurmArgs) -> Result<()> {
             .input_files()?
             .iter()
             // Absolute, as given: the manifest names them as a local run's does.
-            .map(|p| std::path::absolute(p).with_context(|| format!("resolving {}", p.display())))
+            .map(|p| match falconry_refine::remote::is_url(p) {
+                true => Ok(p.clone()),
+                false => {
+                    std::path::absolute(p).with_context(|| format!("resolving {}", p.display()))
+                }
+            })
             .collect::<Result<Vec<_>>>()?
     } else {
         Vec::new()

@@ -93,7 +93,7 @@ impl RemoteFile {
             .timeout_connect(Duration::from_secs(30))
             .timeout_read(Duration::from_secs(60))
             .build();
-        let head = retry(&url, "HEAD", || agent.head(&url).call())?;
+        let head = retry(&url, "HEAD", || agent.head(&url).call().map_err(Box::new))?;
         let size = head
             .header("Content-Length")
             .and_then(|v| v.parse().ok())
@@ -116,6 +116,7 @@ impl RemoteFile {
                 0 => request.call(),
                 _ => request.set("Range", &format!("bytes={offset}-")).call(),
             }
+            .map_err(Box::new)
         })
         .map_err(std::io::Error::other)?;
         if offset > 0 && response.status() != 206 {
@@ -179,23 +180,26 @@ impl Read for RemoteFile {
 fn retry(
     url: &str,
     what: &str,
-    mut request: impl FnMut() -> std::result::Result<ureq::Response, ureq::Error>,
+    mut request: impl FnMut() -> std::result::Result<ureq::Response, Box<ureq::Error>>,
 ) -> Result<ureq::Response> {
     let mut wait = FIRST_BACKOFF;
     let mut attempt = 1;
     loop {
-        match request() {
+        let e = match request() {
             Ok(response) => return Ok(response),
-            Err(ureq::Error::Status(code, _)) if code < 500 && code != 408 && code != 429 => {
+            Err(e) => e,
+        };
+        match *e {
+            ureq::Error::Status(code, _) if code < 500 && code != 408 && code != 429 => {
                 return Err(failure(url, &format!("{what}: HTTP {code}")))
             }
-            Err(e) if attempt < ATTEMPTS => {
+            _ if attempt < ATTEMPTS => {
                 tracing::warn!("{url}: {what}: {e}; retry {attempt} in {wait:?}");
                 std::thread::sleep(wait);
                 wait *= 2;
                 attempt += 1;
             }
-            Err(e) => {
+            _ => {
                 return Err(failure(
                     url,
                     &format!("{what} failed {ATTEMPTS} times: {e}"),

@@ -90,9 +90,7 @@ pub fn expand_inputs_with(
                     message: "no input file in this listing (of the kinds this stage reads)".into(),
                 });
             }
-        } else if remote::is_url(pattern) {
-            files.push(pattern.clone());
-        } else if pattern.is_file() {
+        } else if remote::is_url(pattern) || pattern.is_file() {
             files.push(pattern.clone());
         } else if pattern.is_dir() {
             let before = files.len();

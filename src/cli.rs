@@ -26,6 +26,16 @@ pub enum Command {
         after_help = "Examples:\n  falconry run --config configs/pipeline.toml\n  falconry run --config configs/pipeline.toml --input 'crawl/*.warc.gz' --output runs/r1 --stages refine,dedup,tokenize,train"
     )]
     Run(RunArgs),
+    /// The pipeline as Slurm job arrays: one per stage (per dedup step), chained by afterok.
+    #[command(
+        after_help = "Examples:\n  falconry slurm --config configs/pipeline.toml --partition cpu --tasks 1000 --input 'crawl/*.warc.gz' --output runs/r1\n  falconry slurm --resume runs/r1      # resubmit the tasks without a completion marker\n  falconry status runs/r1"
+    )]
+    Slurm(SlurmArgs),
+    /// Per job array of a `falconry slurm` run: tasks done, running, failed; squeue/sacct.
+    Status(StatusArgs),
+    /// One task of a `falconry slurm` job array (what its job script runs).
+    #[command(hide = true)]
+    SlurmTask(SlurmTaskArgs),
     /// Read WARC (or JSONL/Parquet text), extract main text, filter; write Parquet + stats.json.
     #[command(
         after_help = "Example:\n  falconry refine --input 'crawl/*.warc.gz' --output runs/r1/refine --config configs/refinedweb.toml"
@@ -103,6 +113,65 @@ pub struct RunArgs {
     /// folder of the stage before it.
     #[arg(long, value_delimiter = ',', value_parser = ["refine", "dedup", "tokenize", "train"])]
     pub stages: Option<Vec<String>>,
+}
+
+#[derive(Debug, Args)]
+pub struct SlurmArgs {
+    /// Pipeline config (TOML; see configs/pipeline.toml), as `falconry run` reads it.
+    #[arg(long, short, required_unless_present = "resume")]
+    pub config: Option<PathBuf>,
+    /// Slurm partition the jobs run in.
+    #[arg(long, short, required_unless_present = "resume")]
+    pub partition: Option<String>,
+    /// Input files, folders or glob patterns (instead of the config's `[run] input`).
+    #[arg(long, short, num_args = 1.., conflicts_with = "resume")]
+    pub input: Vec<PathBuf>,
+    /// Run folder (instead of the config's `[run] output`).
+    #[arg(long, short, conflicts_with = "resume")]
+    pub output: Option<PathBuf>,
+    /// Stages to run, comma-separated (instead of the config's `[run] stages`).
+    #[arg(long, value_delimiter = ',', value_parser = ["refine", "dedup", "tokenize", "train"], conflicts_with = "resume")]
+    pub stages: Option<Vec<String>>,
+    /// Tasks per job array at most (a stage gets fewer when it has fewer units: input files,
+    /// dedup buckets or URL partitions; a global step gets one).
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..), conflicts_with = "resume")]
+    pub tasks: u32,
+    /// Tasks of one array running at once at most (`--array=...%MAX`).
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..), conflicts_with = "resume")]
+    pub max_running: u32,
+    /// CPUs per task (its threads); default 1, or the run's on --resume.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub cpus_per_task: Option<u32>,
+    /// Memory per node, as sbatch takes it (e.g. 8G).
+    #[arg(long)]
+    pub mem: Option<String>,
+    /// Time limit per task, as sbatch takes it (e.g. 2:00:00).
+    #[arg(long)]
+    pub time: Option<String>,
+    /// Write the job scripts and the manifest; print the sbatch commands instead of running them.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Resubmit, chained as before, only the tasks of RUN_DIR without a completion marker
+    /// (--cpus-per-task, --mem and --time replace the run's).
+    #[arg(long, value_name = "RUN_DIR")]
+    pub resume: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// The run folder of a `falconry slurm` run.
+    pub run_dir: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct SlurmTaskArgs {
+    /// The run folder; its manifest.json pins the binary, config, inputs and jobs.
+    pub run_dir: PathBuf,
+    /// The job array this task belongs to (`refine`, `dedup-signatures`, ..., `finish`).
+    pub job: String,
+    /// The task's index in the job.
+    #[arg(long, env = "SLURM_ARRAY_TASK_ID")]
+    pub task: usize,
 }
 
 /// Which share of the inputs a process of a job array takes.

@@ -13,6 +13,7 @@ mod plot;
 mod progress;
 mod refine;
 mod run;
+mod slurm;
 mod tokenize;
 mod train;
 
@@ -41,6 +42,9 @@ fn main() -> ExitCode {
     init_logging(cli.verbose, cli.quiet);
     let result = match cli.command {
         Command::Run(args) => run::run(args),
+        Command::Slurm(args) => slurm::run(args),
+        Command::Status(args) => slurm::status::run(&args.run_dir),
+        Command::SlurmTask(args) => slurm::task::run(args),
         Command::Refine(args) => refine::run(args),
         Command::Dedup(args) => dedup::run(args),
         Command::Extract(args) => extract::run(args),

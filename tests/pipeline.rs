@@ -10,7 +10,7 @@ use crate::util::{data_dir, repo, TestCommand};
 
 /// A pipeline config in the test's folder: the repository's stage configs, `tokenizer`, and
 /// shards small enough that a crawl of a few MB makes several.
-fn pipeline_config(t: &TestCommand, tokenizer: &Path) -> PathBuf {
+pub fn pipeline_config(t: &TestCommand, tokenizer: &Path) -> PathBuf {
     let configs = repo().join("configs");
     let text = format!(
         "[refine]\nconfig = {:?}\n[dedup]\nconfig = {:?}\n[tokenize]\ntokenizer = {:?}\nshard_tokens = 20000\nvalidation_fraction = 0.05\n",
@@ -23,7 +23,7 @@ fn pipeline_config(t: &TestCommand, tokenizer: &Path) -> PathBuf {
     path
 }
 
-fn falcon_tokenizer() -> PathBuf {
+pub fn falcon_tokenizer() -> PathBuf {
     data_dir().join("tokenizer/falcon/tokenizer.json")
 }
 
@@ -45,7 +45,7 @@ fn run_command(config: &Path, input: &Path, output: &Path, threads: usize) -> Co
 }
 
 /// Runs to the end; panics unless it exits 0.
-fn run_clean(config: &Path, input: &Path, output: &Path, threads: usize) -> String {
+pub fn run_clean(config: &Path, input: &Path, output: &Path, threads: usize) -> String {
     let out = run_command(config, input, output, threads)
         .output()
         .unwrap();
@@ -59,19 +59,21 @@ fn run_clean(config: &Path, input: &Path, output: &Path, threads: usize) -> Stri
 }
 
 /// Every file under `dir` by relative path, with its bytes; lock files (the holder's pid) are
-/// left out, and `manifest.json` without its timings.
+/// left out, and `manifest.json` without its timings; so is what `falconry slurm` adds to a
+/// run folder (`slurm/`, the manifest's `slurm`), checked by `tests/slurm.rs`.
 fn tree(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
     fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<PathBuf, Vec<u8>>) {
         for entry in std::fs::read_dir(dir).unwrap().flatten() {
             let path = entry.path();
             let rel = path.strip_prefix(root).unwrap().to_path_buf();
             if path.is_dir() {
-                if entry.file_name() != "_lock" {
+                if entry.file_name() != "_lock" && rel != Path::new("slurm") {
                     walk(root, &path, out);
                 }
             } else if rel == Path::new("manifest.json") {
                 let mut m: serde_json::Value =
                     serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+                m.as_object_mut().unwrap().remove("slurm");
                 for stage in m["stages"].as_array_mut().unwrap() {
                     stage.as_object_mut().unwrap().remove("seconds");
                     if let Some(train) = stage["stats"].as_object_mut() {
@@ -90,7 +92,7 @@ fn tree(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
 }
 
 /// Asserts two run folders hold the same files with the same bytes.
-fn assert_same_tree(want: &Path, got: &Path) {
+pub fn assert_same_tree(want: &Path, got: &Path) {
     let (a, b) = (tree(want), tree(got));
     let names = |t: &BTreeMap<PathBuf, Vec<u8>>| t.keys().cloned().collect::<Vec<_>>();
     assert_eq!(names(&a), names(&b), "the same files");

@@ -8,5 +8,7 @@ mod dedup;
 mod pipeline;
 mod readback;
 mod refine;
+mod remote;
 mod runfolder;
+mod slurm;
 mod train;

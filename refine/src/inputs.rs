@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::folder::write_atomic;
+use crate::remote;
 use crate::{Error, Result};
 
 /// The record of an output folder's inputs.
@@ -43,6 +44,13 @@ pub struct InputId {
 impl InputId {
     /// Path and size of `path`.
     pub fn stat(path: &Path) -> Result<InputId> {
+        if remote::is_url(path) {
+            return Ok(InputId {
+                path: path.into(),
+                size: remote::size(path)?,
+                head_xxh3: None,
+            });
+        }
         let abs = std::fs::canonicalize(path).map_err(|e| Error::io(path, e))?;
         let size = std::fs::metadata(&abs)
             .map_err(|e| Error::io(path, e))?
@@ -58,8 +66,9 @@ impl InputId {
     pub fn read(path: &Path) -> Result<InputId> {
         let mut id = InputId::stat(path)?;
         let mut head = Vec::with_capacity(HEAD_BYTES);
-        std::fs::File::open(&id.path)
-            .and_then(|f| f.take(HEAD_BYTES as u64).read_to_end(&mut head))
+        remote::open(&id.path)?
+            .take(HEAD_BYTES as u64)
+            .read_to_end(&mut head)
             .map_err(|e| Error::io(path, e))?;
         id.head_xxh3 = Some(format!("{:016x}", xxhash_rust::xxh3::xxh3_64(&head)));
         Ok(id)

@@ -18,6 +18,7 @@ pub mod funnel;
 pub mod inputs;
 pub mod lock;
 pub mod pipeline;
+pub mod remote;
 pub mod run;
 mod stage;
 pub mod warc;

@@ -28,6 +28,7 @@ use crate::folder::{
 use crate::inputs::InputId;
 use crate::lock::OutputLock;
 use crate::pipeline::Dropped;
+use crate::remote;
 use crate::{
     Document, Error, Pipeline, ReadItem, RefineConfig, Result, RunStats, StageStats, WarcReader,
 };
@@ -80,7 +81,16 @@ pub fn expand_inputs_with(
 ) -> Result<Vec<PathBuf>> {
     let mut files = Vec::new();
     for pattern in patterns {
-        if pattern.is_file() {
+        if remote::is_listing(pattern) {
+            let before = files.len();
+            files.extend(remote::listing(pattern)?.into_iter().filter(|p| keep(p)));
+            if files.len() == before {
+                return Err(Error::Input {
+                    path: pattern.clone(),
+                    message: "no input file in this listing (of the kinds this stage reads)".into(),
+                });
+            }
+        } else if remote::is_url(pattern) || pattern.is_file() {
             files.push(pattern.clone());
         } else if pattern.is_dir() {
             let before = files.len();
@@ -311,9 +321,7 @@ fn refine_file(
     unit: &str,
     opts: &RunOptions,
 ) -> Result<RunStats> {
-    let bytes_in = std::fs::metadata(path)
-        .map_err(|e| Error::io(path, e))?
-        .len();
+    let bytes_in = remote::size(path)?;
     let mut read = StageStats::new("read");
     let mut rows = pipeline.new_stats();
     let mut writer = ShardWriter::create(&part(opts.output, unit), &config.output)?;

@@ -54,12 +54,11 @@ mod input;
 mod tests;
 pub mod writer;
 
-use std::fs::File;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{Document, Error, Result};
+use crate::{Document, Result};
 use header::WarcHeader;
 use input::{Break, Input};
 
@@ -126,9 +125,8 @@ pub struct WarcReader {
 impl WarcReader {
     /// Opens a file; only failing to open it is an error.
     pub fn open(path: &Path, config: &ReadConfig) -> Result<Self> {
-        let file = File::open(path).map_err(|e| Error::io(path, e))?;
         let name = path.to_string_lossy();
-        let mut reader = Self::from_reader(Box::new(file), config);
+        let mut reader = Self::from_reader(crate::remote::open(path)?, config);
         reader.dump = header::dump_in(&name).unwrap_or_default().to_string();
         reader.segment = header::segment_in(&name).unwrap_or_default().to_string();
         Ok(reader)

@@ -139,15 +139,12 @@ impl DataParallel for crate::CudaTrainBackend {
             config.optimizer.clone(),
             config.recompute_activations,
         );
-        let made: Result<Box<dyn Fused<Self>>, Error> = if devices.len() > 1 || choice == "group"
-        {
+        let made: Result<Box<dyn Fused<Self>>, Error> = if devices.len() > 1 || choice == "group" {
             let ordinals: Vec<usize> = devices.iter().map(|d| d.index).collect();
-            crate::cuda::EngineGroup::new(model, batch, seq, optim, recompute, &ordinals).map(
-                |g| {
-                    tracing::info!("training with the CUDA engine on {} GPUs (NCCL)", g.ranks());
-                    Box::new(g) as Box<dyn Fused<Self>>
-                },
-            )
+            crate::cuda::EngineGroup::new(model, batch, seq, optim, recompute, &ordinals).map(|g| {
+                tracing::info!("training with the CUDA engine on {} GPUs (NCCL)", g.ranks());
+                Box::new(g) as Box<dyn Fused<Self>>
+            })
         } else {
             crate::cuda::Engine::new(model, batch, seq, optim, recompute, devices[0].index).map(
                 |e| {

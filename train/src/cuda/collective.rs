@@ -99,7 +99,10 @@ impl Collective {
     /// Ends every rank's communicator because of `why` (the first reason is kept).
     pub(crate) fn abort(&self, why: String) {
         let mut aborted = self.aborted.write().expect("abort lock");
-        self.failure.lock().expect("failure lock").get_or_insert(why);
+        self.failure
+            .lock()
+            .expect("failure lock")
+            .get_or_insert(why);
         if !*aborted {
             *aborted = true;
             for c in &self.comms {

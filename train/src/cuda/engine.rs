@@ -15,8 +15,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use burn::tensor::backend::Backend;
-use cudarc::driver::CudaStream;
 use burn::tensor::{Tensor, TensorData};
+use cudarc::driver::CudaStream;
 
 use super::collective::Collective;
 use super::device::{blocks, gpu_error, Arg, Buf, Gpu};

@@ -15,5 +15,5 @@ mod group;
 pub(crate) use collective::Collective;
 pub(crate) use engine::unsupported;
 pub use engine::Engine;
-pub use group::EngineGroup;
 pub(crate) use engine::State;
+pub use group::EngineGroup;

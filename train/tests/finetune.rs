@@ -195,11 +195,9 @@ fn lora_and_qlora_lower_the_response_loss_merge_and_generate() {
         .len();
     for t in &texts {
         let new = falconry_train::encode(&tokenizer, t).unwrap().len();
-        // Decoding and re-encoding may merge a token or two; the budget is 30 - prompt.
-        assert!(
-            new <= 30 - prompt_len + 2 && new + 4 >= 30 - prompt_len,
-            "{new} tokens: {t:?}"
-        );
+        // max_length counts the prompt: at most 30 - prompt new tokens (re-encoding the decoded
+        // text may split a token or two); a sample may stop earlier at EOS.
+        assert!(new <= 30 - prompt_len + 2, "{new} tokens: {t:?}");
     }
 }
 

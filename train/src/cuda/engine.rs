@@ -551,7 +551,7 @@ impl Engine {
     }
 
     /// The gradients of the last forward/backward, HF names and layouts.
-    pub fn gradients(&self) -> Result<BTreeMap<String, (Vec<usize>, Vec<f32>)>, Error> {
+    pub fn gradients(&self) -> Result<NamedTensors, Error> {
         self.named(&self.grads)
     }
 

@@ -11,6 +11,10 @@
 //! - the model: falconry's log-likelihoods on the first documents of every task are lm_eval's
 //!   within 1e-4 relative (the whole limit is `scripts/lm_eval_parity.py`'s job: CPU time).
 
+mod common;
+
+use common::test_data;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -23,13 +27,6 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 type B = CpuBackend;
-
-fn test_data() -> PathBuf {
-    match std::env::var_os("FALCONRY_TEST_DATA") {
-        Some(dir) if !dir.is_empty() => dir.into(),
-        _ => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data"),
-    }
-}
 
 fn fixture_dir(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

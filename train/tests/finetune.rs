@@ -4,7 +4,11 @@
 //! loss; the adapter merges into a checkpoint that computes the same logits; chat generation
 //! applies the template, counts the prompt in `max_length` and returns several sequences.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use common::{test_data, tokenizer_path};
+
+use std::path::Path;
 
 use burn::nn::Initializer;
 use burn::tensor::{FloatDType, Int, Tensor, TensorData};
@@ -15,17 +19,6 @@ use falconry_train::{
 };
 
 type B = CpuBackend;
-
-fn test_data() -> PathBuf {
-    match std::env::var_os("FALCONRY_TEST_DATA") {
-        Some(dir) => PathBuf::from(dir),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data"),
-    }
-}
-
-fn tokenizer_path() -> PathBuf {
-    test_data().join("tokenizer/falcon/tokenizer.json")
-}
 
 /// `{"prompt": "Title: <slug words>", "response": <the article's first eight words>}` per
 /// article with a usable slug, sorted, at most `n`.

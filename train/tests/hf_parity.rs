@@ -5,6 +5,10 @@
 //! Set `FALCONRY_HF_SAVE_DIR` to also keep the saved folders (with `falconry_logits.safetensors`)
 //! for `python scripts/falcon_fixture.py --check DIR/<arch>`.
 
+mod common;
+
+use common::max_abs_diff;
+
 use std::path::{Path, PathBuf};
 
 use burn::tensor::{FloatDType, Int, Tensor, TensorData};
@@ -50,14 +54,6 @@ fn logits_of(dir: &Path, ids: &[i64], shape: [usize; 2]) -> Vec<f32> {
         .into_data()
         .into_vec::<f32>()
         .unwrap()
-}
-
-fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
 }
 
 fn check(arch: &str) {

@@ -7,6 +7,10 @@
 //! `falconry_logits.safetensors`) for `python scripts/lora_fixture.py --check DIR/<name> --base
 //! train/tests/fixtures/<base>`.
 
+mod common;
+
+use common::max_abs_diff;
+
 use std::path::{Path, PathBuf};
 
 use burn::module::{Module, ModuleVisitor, Param};
@@ -60,14 +64,6 @@ fn logits<Bk: falconry_train::FalconBackend>(
         .into_data()
         .into_vec::<f32>()
         .unwrap()
-}
-
-fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
 }
 
 /// peft's adapter -> falconry: peft's logits; merged: peft's merged logits; written back out:

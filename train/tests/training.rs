@@ -2,23 +2,16 @@
 //! text (the extraction benchmark's ground-truth articles, Falcon tokenizer): loss falls,
 //! checkpoints resume exactly, the checkpoint evaluates and generates.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use common::{test_data, tokenizer_path};
+
+use std::path::Path;
 
 use falconry_train::{
     encode, eval_text, generate_text, latest_checkpoint, load_tokenizer, read_metrics, train,
     CpuBackend, CpuTrainBackend, LrSchedule, Precision, SampleOptions, TrainConfig, TrainOptions,
 };
-
-fn test_data() -> PathBuf {
-    match std::env::var_os("FALCONRY_TEST_DATA") {
-        Some(dir) => PathBuf::from(dir),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data"),
-    }
-}
-
-fn tokenizer_path() -> PathBuf {
-    test_data().join("tokenizer/falcon/tokenizer.json")
-}
 
 /// Shards in the tokenize stage's format: documents joined by EOS (11), two shards.
 fn make_shards(dir: &Path) -> usize {

@@ -29,6 +29,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 SHOTS = {"arc_challenge": 25, "arc_easy": 0, "hellaswag": 10, "mmlu": 5, "truthfulqa_mc1": 0, "truthfulqa_mc2": 0}
@@ -121,37 +122,43 @@ def model_folder(checkpoint, tokenizer_dir, out):
         shutil.copy(tokenizer_dir / name, out / name)
 
 
-def run_lm_eval(model, tasks_dir, tasks, limit, out, batch_size):
+def run_lm_eval(model, tasks_dir, tasks, limit, out, batch_size, device, dtype):
     env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
                TOKENIZERS_PARALLELISM="false")
     cmd = [sys.executable, "-m", "lm_eval", "--model", "hf",
-           "--model_args", f"pretrained={model},dtype=float32", "--device", "cpu",
+           "--model_args", f"pretrained={model},dtype={dtype}", "--device", device,
            "--include_path", str(tasks_dir), "--tasks", ",".join(tasks), "--limit", str(limit),
            "--batch_size", str(batch_size), "--log_samples", "--output_path", str(out)]
+    seconds = None
     if not list(out.rglob("results_*.json")):  # a kept --work folder reuses lm_eval's run
         print("+", " ".join(cmd), flush=True)
+        started = time.perf_counter()
         subprocess.run(cmd, check=True, env=env)
+        seconds = time.perf_counter() - started
     results = sorted(out.rglob("results_*.json"))[-1]
     samples = {}
     for f in out.rglob("samples_*.jsonl"):
         task = f.name[len("samples_"):].rsplit("_", 1)[0]
         with open(f) as fh:
             samples[task] = sorted((json.loads(line) for line in fh), key=lambda s: int(s["doc_id"]))
-    return json.loads(results.read_text()), samples
+    return json.loads(results.read_text()), samples, seconds
 
 
-def run_falconry(binary, checkpoint, data, tasks, limit, out):
+def run_falconry(binary, checkpoint, data, tasks, limit, out, precision):
     cmd = [str(binary), "eval-tasks", "--checkpoint", str(checkpoint), "--data", str(data),
            "--tasks", ",".join(f"{t}:{SHOTS[t]}" for t in tasks), "--limit", str(limit),
+           "--precision", precision,
            "--output", str(out / "results.json"), "--log-samples", str(out / "samples.jsonl")]
     print("+", " ".join(cmd), flush=True)
+    started = time.perf_counter()
     subprocess.run(cmd, check=True)
+    seconds = time.perf_counter() - started
     samples = {}
     with open(out / "samples.jsonl") as fh:
         for line in fh:
             s = json.loads(line)
             samples.setdefault(s["task"], []).append(s)
-    return json.loads((out / "results.json").read_text()), samples
+    return json.loads((out / "results.json").read_text()), samples, seconds
 
 
 def rel(a, b):
@@ -170,6 +177,12 @@ def main():
     ap.add_argument("--falconry", type=pathlib.Path, default=ROOT / "target" / "release" / "falconry")
     ap.add_argument("--work", type=pathlib.Path, help="keep lm_eval's and falconry's outputs here")
     ap.add_argument("--fixture", type=pathlib.Path, help="write lm_eval's per-item values here")
+    ap.add_argument("--device", default="cpu", help="lm_eval's --device (cuda for the GPU)")
+    ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"],
+                    help="lm_eval's dtype; falconry runs the same (f32 or bf16)")
+    ap.add_argument("--report-only", action="store_true",
+                    help="print the differences and the side-by-side table without failing "
+                         "(bf16: two implementations round differently)")
     args = ap.parse_args()
     data = args.data.resolve() / "eval"
     tasks = args.tasks.split(",")
@@ -182,14 +195,16 @@ def main():
     write_tasks(tasks_dir, data)
     model_folder(args.checkpoint.resolve(), args.data.resolve() / "tokenizer" / "falcon", model)
 
-    lm_results, lm_samples = {}, {}
+    lm_results, lm_samples, lm_seconds = {}, {}, 0.0
     for group, limit in [([t for t in tasks if t != "mmlu"], args.limit), (["mmlu"] if "mmlu" in tasks else [], args.mmlu_limit)]:
         if not group:
             continue
         out = work / f"lm_eval-{'mmlu' if group == ['mmlu'] else 'tasks'}"
-        res, smp = run_lm_eval(model, tasks_dir, [f"local_{t}" for t in group], limit, out, args.batch_size)
+        res, smp, secs = run_lm_eval(model, tasks_dir, [f"local_{t}" for t in group], limit, out,
+                                     args.batch_size, args.device, args.dtype)
         lm_results.update(res["results"])
         lm_samples.update(smp)
+        lm_seconds = None if secs is None or lm_seconds is None else lm_seconds + secs
 
     # lm_eval's values, the fixture: per item the prompt hash and each choice's log-likelihood,
     # per task and group the metrics. Written before falconry runs, so a failing falconry
@@ -217,13 +232,15 @@ def main():
 
     fal_out = work / "falconry"
     fal_out.mkdir(exist_ok=True)
-    fal_results, fal_samples = {}, {}
+    fal_results, fal_samples, fal_seconds = {}, {}, 0.0
+    precision = "bf16" if args.dtype == "bfloat16" else "f32"
     for group, limit in [([t for t in tasks if t != "mmlu"], args.limit), (["mmlu"] if "mmlu" in tasks else [], args.mmlu_limit)]:
         if not group:
             continue
-        res, smp = run_falconry(args.falconry, model, data, group, limit, fal_out)
+        res, smp, secs = run_falconry(args.falconry, model, data, group, limit, fal_out, precision)
         fal_results.update(res["results"])
         fal_samples.update(smp)
+        fal_seconds += secs
 
     # Compare per item, then per task.
     worst, failures = 0.0, []
@@ -255,9 +272,26 @@ def main():
             if not same:
                 failures.append(f"{task} {k}: falconry {got}, lm_eval {v}")
     n_items = sum(len(t.get("items", [])) for t in fixture["tasks"].values())
+    n_lls = sum(len(it["lls"]) for t in fixture["tasks"].values() for it in t.get("items", []))
     print(f"{len(fixture['tasks'])} tasks, {n_items} items, {compared} metric values, "
           f"worst relative ll difference {worst:.2e}")
-    if failures:
+    print(f"\nScores, {args.device} {args.dtype} (falconry --precision {precision}):\n")
+    print("| task | metric | falconry | lm_eval |\n|---|---|---:|---:|")
+    for task in [t for t in SHOTS if t in tasks]:
+        for k, v in fixture["tasks"].get(task, {}).get("metrics", {}).items():
+            if "stderr" not in k:
+                got = fal_results.get(task, {}).get(f"{k},none")
+                cell = f"{got:.4f}" if isinstance(got, float) else str(got)
+                print(f"| {task} | {k} | {cell} | {v:.4f} |")
+    if lm_seconds:
+        print(f"\nSpeed, same items ({n_items} documents, {n_lls} log-likelihoods), whole commands "
+              f"(start-up and model load included): falconry {fal_seconds:.1f} s "
+              f"({n_items / fal_seconds:.1f} documents/s), lm_eval hf {lm_seconds:.1f} s "
+              f"({n_items / lm_seconds:.1f} documents/s): {lm_seconds / fal_seconds:.2f}x")
+    if failures and args.report_only:
+        print(f"{len(failures)} differences past 1e-4 (report only); the first:")
+        print("\n".join(failures[:10]))
+    elif failures:
         print("\n".join(failures[:50]))
         sys.exit(f"{len(failures)} differences")
     print("falconry equals lm_eval: every log-likelihood within 1e-4 relative, every acc/acc_norm identical, mc2 within 1e-4")

@@ -99,7 +99,10 @@ fn report(bar: &ProgressBar, m: &Metrics) {
         let mfu = m
             .mfu
             .map_or(String::new(), |u| format!(" MFU {:.1}%", 100.0 * u));
-        bar.set_message(format!("loss {:.4}{tps}{mfu}", m.loss));
+        let loss = m.loss.unwrap_or(f64::NAN);
+        bar.set_message(format!("loss {loss:.4}{tps}{mfu}"));
+    } else if let (Some(task), Some(metric), Some(value)) = (&m.task, &m.metric, m.value) {
+        tracing::info!(step = m.step, task, metric, value, "eval_tasks");
     } else {
         tracing::info!(
             step = m.step,

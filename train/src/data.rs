@@ -176,6 +176,15 @@ pub struct TokenData {
 }
 
 impl TokenData {
+    /// The `tokenizer.json` that the (training) shards' `meta.json` names, as it was given to
+    /// `falconry tokenize`; `None` when it names none.
+    pub fn tokenizer(&self) -> Result<Option<PathBuf>, Error> {
+        let (meta, _) = &self.vocabularies[0];
+        let dir = meta.parent().unwrap_or(Path::new("."));
+        let name = open_shards(dir)?.meta().tokenizer.clone();
+        Ok((!name.is_empty()).then(|| PathBuf::from(name)))
+    }
+
     /// Opens `dir` (see the module docs for the two layouts) and checks both splits can hold a
     /// window of `seq_len + 1` tokens.
     pub fn open(dir: &Path, seq_len: usize) -> Result<Self, Error> {

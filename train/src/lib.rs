@@ -50,11 +50,14 @@ pub use checkpoint::{latest_checkpoint, load_checkpoint, save_checkpoint, Traine
 pub use config::{FalconConfig, QkvLayout};
 #[cfg(feature = "cuda")]
 pub use cuda::Engine as CudaEngine;
+#[cfg(feature = "cuda")]
+pub use cuda::EngineLosses;
 pub use data::{TokenData, TokenSplit, VALIDATION_FRACTION};
 pub use eval_tasks::{
     doc_metrics, eval_tasks, eval_tasks_checkpoint, group_result, load_benchmark, parse_tasks,
-    task_result, Benchmark, EvalTasksOptions, EvalTasksReport, ItemResult, McDoc, Score, Task,
-    TaskResult, TaskSpec, FEWSHOT_SEED,
+    task_result, Benchmark, Encoded, EvalTasksOptions, EvalTasksReport, ItemResult, McDoc,
+    ModelScorer, Score, Scorer, Task, TaskResult, TaskSpec, TokenLosses, WindowScorer,
+    FEWSHOT_SEED,
 };
 pub use finetune::{
     eos_id, finetune, instruction_loss, prepare_data, FinetuneConfig, FinetuneOptions,
@@ -80,8 +83,8 @@ pub use peft::{
 };
 pub use plot::{loss_curve, register_font};
 pub use trainer::{
-    flops_per_token, read_metrics, train, Metrics, Precision, TrainConfig, TrainOptions,
-    TrainSummary,
+    flops_per_token, read_metrics, train, EvalTasksConfig, Metrics, Precision, TrainConfig,
+    TrainOptions, TrainSummary,
 };
 
 /// The CPU backend: tests and small runs.

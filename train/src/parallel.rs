@@ -26,6 +26,8 @@ pub trait Fused<B: FalconTrainBackend> {
     fn step(&mut self, micro: &[Vec<u16>], lr: f64) -> Result<(f64, f64), Error>;
     /// The mean loss of one micro-batch, no gradients.
     fn loss(&mut self, windows: &[u16]) -> Result<f64, Error>;
+    /// Every position's loss over one micro-batch (`[batch, seq]`), no gradients.
+    fn token_losses(&mut self, windows: &[u16]) -> Result<Vec<f32>, Error>;
     /// Writes the weights and moments back into `model` and `optim`.
     fn store(
         &self,
@@ -171,6 +173,9 @@ impl<B: FalconTrainBackend> Fused<B> for crate::cuda::Engine {
     fn loss(&mut self, windows: &[u16]) -> Result<f64, Error> {
         crate::cuda::Engine::loss(self, windows)
     }
+    fn token_losses(&mut self, windows: &[u16]) -> Result<Vec<f32>, Error> {
+        crate::cuda::Engine::token_losses(self, windows)
+    }
     fn store(
         &self,
         model: &mut FalconForCausalLM<B>,
@@ -195,6 +200,9 @@ impl<B: FalconTrainBackend> Fused<B> for crate::cuda::EngineGroup {
     }
     fn loss(&mut self, windows: &[u16]) -> Result<f64, Error> {
         self.lead().loss(windows)
+    }
+    fn token_losses(&mut self, windows: &[u16]) -> Result<Vec<f32>, Error> {
+        self.lead().token_losses(windows)
     }
     fn store(
         &self,

@@ -40,8 +40,8 @@ fn draw(history: &[Metrics], path: &Path, text: bool) -> Result<(), String> {
     let series = |split: &str| -> Vec<(f64, f64)> {
         history
             .iter()
-            .filter(|m| m.split == split && m.loss.is_finite())
-            .map(|m| (m.step as f64, m.loss))
+            .filter(|m| m.split == split)
+            .filter_map(|m| m.loss.filter(|l| l.is_finite()).map(|l| (m.step as f64, l)))
             .collect()
     };
     let (train, val) = (series("train"), series("validation"));
@@ -124,17 +124,7 @@ mod tests {
     use super::*;
 
     fn metrics(step: usize, split: &str, loss: f64) -> Metrics {
-        Metrics {
-            step,
-            split: split.into(),
-            loss,
-            perplexity: None,
-            lr: None,
-            grad_norm: None,
-            tokens_per_sec: None,
-            mfu: None,
-            tokens: 0,
-        }
+        Metrics::loss_row(step, split, loss, 0)
     }
 
     /// The text is drawn with the embedded font (not the fallback without text), whatever

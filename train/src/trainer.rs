@@ -22,12 +22,17 @@ use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{ElementConversion, FloatDType, Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
+use crate::attention::FalconTrainBackend;
 use crate::checkpoint::{latest_checkpoint, load_checkpoint, save_checkpoint, TrainerState};
 use crate::config::FalconConfig;
 use crate::data::{TokenData, TokenSplit};
+use crate::eval_tasks::{
+    eval_tasks, load_benchmark, parse_tasks, EvalTasksOptions, EvalTasksReport, ModelScorer,
+    Scorer, TokenLosses, WindowScorer,
+};
 use crate::model::FalconForCausalLM;
 use crate::optim::{AdamW, AdamWConfig, LrSchedule};
-use crate::parallel::DataParallel;
+use crate::parallel::{DataParallel, Fused};
 use crate::{plot, write_atomic, Error};
 
 /// Compute precision of the forward and backward passes (weights stay f32).
@@ -86,6 +91,24 @@ pub struct TrainConfig {
     pub optimizer: AdamWConfig,
     /// Learning-rate schedule.
     pub schedule: LrSchedule,
+    /// Benchmarks scored at every evaluation (rows of `split = "eval_tasks"` in metrics.jsonl).
+    pub eval_tasks: EvalTasksConfig,
+}
+
+/// `[eval_tasks]` of a train config: `falconry eval-tasks` on the model being trained, at the
+/// validation interval (DCLM scores its core tasks so).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EvalTasksConfig {
+    /// As `falconry eval-tasks --tasks`: `arc_easy,hellaswag:10`, `leaderboard`, ...; empty
+    /// (the default) scores none.
+    pub tasks: String,
+    /// Documents per task at most (per MMLU subject), the first ones.
+    pub limit: Option<usize>,
+    /// The benchmark files (the folder of shared/data/eval), relative to the config's folder.
+    pub data: PathBuf,
+    /// The `tokenizer.json` of the token shards; default: the one their `meta.json` names.
+    pub tokenizer: Option<PathBuf>,
 }
 
 impl Default for TrainConfig {
@@ -105,6 +128,7 @@ impl Default for TrainConfig {
             recompute_activations: false,
             optimizer: AdamWConfig::default(),
             schedule: LrSchedule::default(),
+            eval_tasks: EvalTasksConfig::default(),
         }
     }
 }
@@ -117,10 +141,17 @@ impl TrainConfig {
             path: path.to_owned(),
             message: e.to_string(),
         })?;
-        // A model path is relative to the config file.
-        if config.model.ends_with(".toml") {
-            if let Some(parent) = path.parent() {
+        // Paths are relative to the config file.
+        if let Some(parent) = path.parent() {
+            if config.model.ends_with(".toml") {
                 config.model = parent.join(&config.model).to_string_lossy().into_owned();
+            }
+            let tasks = &mut config.eval_tasks;
+            if !tasks.tasks.is_empty() {
+                tasks.data = parent.join(&tasks.data);
+            }
+            if let Some(tokenizer) = &mut tasks.tokenizer {
+                *tokenizer = parent.join(&*tokenizer);
             }
         }
         config.validate().map_err(|message| Error::Config {
@@ -133,6 +164,13 @@ impl TrainConfig {
     fn validate(&self) -> Result<(), String> {
         if self.seq_len == 0 || self.micro_batch_size == 0 || self.grad_accum_steps == 0 {
             return Err("seq_len, micro_batch_size and grad_accum_steps must be positive".into());
+        }
+        if !self.eval_tasks.tasks.is_empty() {
+            crate::eval_tasks::parse_tasks(&self.eval_tasks.tasks, None)
+                .map_err(|e| format!("eval_tasks.tasks: {e}"))?;
+            if self.eval_tasks.limit == Some(0) {
+                return Err("eval_tasks.limit must be positive".into());
+            }
         }
         self.check_seq_len(&self.model_config()?)
     }
@@ -200,10 +238,11 @@ pub struct TrainOptions {
 pub struct Metrics {
     /// Optimizer updates done after this record.
     pub step: usize,
-    /// `"train"` or `"validation"`.
+    /// `"train"`, `"validation"` or `"eval_tasks"`.
     pub split: String,
-    /// Mean cross entropy (nats per token).
-    pub loss: f64,
+    /// Mean cross entropy (nats per token; train and validation).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub loss: Option<f64>,
     /// `exp(loss)` (validation only).
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub perplexity: Option<f64>,
@@ -221,6 +260,43 @@ pub struct Metrics {
     pub mfu: Option<f64>,
     /// Training tokens consumed so far.
     pub tokens: u64,
+    /// The benchmark (eval_tasks rows: as `falconry eval-tasks` prints them).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub task: Option<String>,
+    /// Its few-shot examples.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub shots: Option<usize>,
+    /// `acc`, `acc_norm`, ...
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub metric: Option<String>,
+    /// The metric's value.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub value: Option<f64>,
+    /// Its standard error.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub stderr: Option<f64>,
+}
+
+impl Metrics {
+    /// A train or validation row.
+    pub(crate) fn loss_row(step: usize, split: &str, loss: f64, tokens: u64) -> Self {
+        Self {
+            step,
+            split: split.into(),
+            loss: Some(loss),
+            perplexity: None,
+            lr: None,
+            grad_norm: None,
+            tokens_per_sec: None,
+            mfu: None,
+            tokens,
+            task: None,
+            shots: None,
+            metric: None,
+            value: None,
+            stderr: None,
+        }
+    }
 }
 
 /// What a finished run reports.
@@ -269,6 +345,99 @@ fn evaluate_split(
         sum += loss_of(&windows)?;
     }
     Ok(sum / config.eval_batches.max(1) as f64)
+}
+
+/// The `[eval_tasks]` of a run, read and ready to score.
+struct Benchmarks {
+    opts: EvalTasksOptions,
+    tokenizer: tokenizers::Tokenizer,
+}
+
+impl Benchmarks {
+    /// `None` when the config asks for no tasks. Loads the tokenizer and every benchmark file,
+    /// so that a missing one fails before the first step.
+    fn open(
+        config: &EvalTasksConfig,
+        data: &TokenData,
+        model: &FalconConfig,
+        dtype: FloatDType,
+    ) -> Result<Option<Self>, Error> {
+        if config.tasks.is_empty() {
+            return Ok(None);
+        }
+        let tasks = parse_tasks(&config.tasks, None).map_err(Error::Unsupported)?;
+        let tokenizer = match (config.tokenizer.clone(), data.tokenizer()?) {
+            (Some(path), _) | (None, Some(path)) => path,
+            (None, None) => {
+                return Err(Error::Unsupported(
+                    "eval_tasks needs a tokenizer: the shards' meta.json names none, set \
+                     eval_tasks.tokenizer"
+                        .into(),
+                ))
+            }
+        };
+        let path = tokenizer;
+        let tokenizer = crate::inference::load_tokenizer(&path)?;
+        // An id past the embedding would stop the run at its first evaluation.
+        let ids = tokenizer.get_vocab_size(true);
+        if ids > model.vocab_size {
+            return Err(Error::Unsupported(format!(
+                "eval_tasks: {} has {ids} ids, the model's vocab_size is {}",
+                path.display(),
+                model.vocab_size
+            )));
+        }
+        for spec in &tasks {
+            load_benchmark(spec.benchmark, &config.data)?;
+        }
+        Ok(Some(Self {
+            opts: EvalTasksOptions {
+                tasks,
+                limit: config.limit,
+                data: config.data.clone(),
+                dtype,
+            },
+            tokenizer,
+        }))
+    }
+
+    fn score(&self, scorer: &mut dyn Scorer) -> Result<EvalTasksReport, Error> {
+        eval_tasks(scorer, &self.tokenizer, &self.opts, &mut |_, _, _| {})
+    }
+
+    /// One metrics row per headline metric, as `falconry eval-tasks` prints them.
+    fn rows(report: &EvalTasksReport, step: usize, tokens: u64) -> Vec<Metrics> {
+        let mut rows = Vec::new();
+        for r in report.headline() {
+            for score in &r.scores {
+                rows.push(Metrics {
+                    loss: None,
+                    task: Some(r.name.clone()),
+                    shots: Some(r.shots),
+                    metric: Some(score.metric.clone()),
+                    value: Some(score.value),
+                    stderr: score.stderr,
+                    ..Metrics::loss_row(step, "eval_tasks", 0.0, tokens)
+                });
+            }
+        }
+        rows
+    }
+}
+
+/// The fused engine's forward pass as [`TokenLosses`]: windows of the run's own shape.
+struct FusedLosses<'a, B: FalconTrainBackend> {
+    engine: &'a mut dyn Fused<B>,
+    rows: usize,
+}
+
+impl<B: FalconTrainBackend> TokenLosses for FusedLosses<'_, B> {
+    fn rows(&self, _seq: usize) -> usize {
+        self.rows
+    }
+    fn losses(&mut self, _seq: usize, windows: &[u16]) -> Result<Vec<f32>, Error> {
+        self.engine.token_losses(windows)
+    }
 }
 
 /// Burn's loss of one micro-batch of windows, without autodiff.
@@ -388,6 +557,13 @@ pub fn train<B: DataParallel>(
     }
     let data = TokenData::open(&opts.data, config.seq_len)?;
     data.check_model(&model_config)?;
+    // Read before the first step: a missing file fails now, not at the first evaluation.
+    let benchmarks = Benchmarks::open(
+        &config.eval_tasks,
+        &data,
+        &model_config,
+        config.precision.dtype(),
+    )?;
     let ckpt_root = opts.output.join("checkpoints");
     std::fs::create_dir_all(&ckpt_root).map_err(|e| Error::io(&ckpt_root, e))?;
     let metrics_path = opts.output.join("metrics.jsonl");
@@ -515,15 +691,11 @@ pub fn train<B: DataParallel>(
             timed_tokens += tokens_per_step as u64;
         }
         let record = Metrics {
-            step: state.step,
-            split: "train".into(),
-            loss,
-            perplexity: None,
             lr: Some(lr),
             grad_norm: Some(grad_norm),
             tokens_per_sec: Some(tokens_per_step as f64 / secs),
             mfu: Some(flops_per_step / secs / peak_flops),
-            tokens: state.tokens,
+            ..Metrics::loss_row(state.step, "train", loss, state.tokens)
         };
         emit(record, &mut history)?;
 
@@ -538,17 +710,35 @@ pub fn train<B: DataParallel>(
             };
             val_loss = Some(loss);
             let record = Metrics {
-                step: state.step,
-                split: "validation".into(),
-                loss,
                 perplexity: Some(loss.exp()),
-                lr: None,
-                grad_norm: None,
-                tokens_per_sec: None,
-                mfu: None,
-                tokens: state.tokens,
+                ..Metrics::loss_row(state.step, "validation", loss, state.tokens)
             };
             emit(record, &mut history)?;
+            if let Some(bench) = &benchmarks {
+                let report = match fused.as_mut() {
+                    Some(engine) => {
+                        let losses = FusedLosses {
+                            engine: engine.as_mut(),
+                            rows: config.micro_batch_size,
+                        };
+                        let mut scorer =
+                            WindowScorer::new(losses, vec![config.seq_len], config.seq_len);
+                        bench.score(&mut scorer)?
+                    }
+                    None => {
+                        let valid = burn::module::AutodiffModule::valid(&lead.model);
+                        let mut scorer = ModelScorer {
+                            model: &valid,
+                            dtype: config.precision.dtype(),
+                            device: device.clone(),
+                        };
+                        bench.score(&mut scorer)?
+                    }
+                };
+                for row in Benchmarks::rows(&report, state.step, state.tokens) {
+                    emit(row, &mut history)?;
+                }
+            }
         }
         if due(config.checkpoint_interval) {
             if let Some(engine) = &fused {

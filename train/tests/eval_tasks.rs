@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use burn::tensor::FloatDType;
 use falconry_train::{
     doc_metrics, eval_tasks, group_result, load_benchmark, load_hf, load_tokenizer, task_result,
-    Benchmark, CpuBackend, EvalTasksOptions, ItemResult, TaskSpec,
+    Benchmark, CpuBackend, EvalTasksOptions, ItemResult, ModelScorer, TaskSpec,
 };
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
@@ -205,7 +205,12 @@ fn loglikelihoods_match(name: &str, n: usize, n_mmlu: usize) {
             data: test_data().join("eval"),
             dtype: FloatDType::F32,
         };
-        let report = eval_tasks(&model, &tokenizer, &opts, &device, &mut |_, _, _| {}).unwrap();
+        let mut scorer = ModelScorer {
+            model: &model,
+            dtype: FloatDType::F32,
+            device,
+        };
+        let report = eval_tasks(&mut scorer, &tokenizer, &opts, &mut |_, _, _| {}).unwrap();
         for item in &report.items {
             let want = &f.tasks[&item.task].items[item.doc];
             assert_eq!(want.doc, item.doc);

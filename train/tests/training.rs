@@ -9,8 +9,9 @@ use common::{test_data, tokenizer_path};
 use std::path::Path;
 
 use falconry_train::{
-    encode, eval_text, generate_text, latest_checkpoint, load_tokenizer, read_metrics, train,
-    CpuBackend, CpuTrainBackend, LrSchedule, Precision, SampleOptions, TrainConfig, TrainOptions,
+    encode, eval_tasks_checkpoint, eval_text, generate_text, latest_checkpoint, load_tokenizer,
+    parse_tasks, read_metrics, train, CpuBackend, CpuTrainBackend, EvalTasksConfig,
+    EvalTasksOptions, LrSchedule, Precision, SampleOptions, TrainConfig, TrainOptions,
 };
 
 /// Shards in the tokenize stage's format: documents joined by EOS (11), two shards.
@@ -102,7 +103,7 @@ fn tiny_model_learns_resumes_evaluates_and_generates() {
     let val: Vec<f64> = metrics
         .iter()
         .filter(|m| m.split == "validation")
-        .map(|m| m.loss)
+        .map(|m| m.loss.unwrap())
         .collect();
     assert_eq!(val.len(), 2);
     assert!(val[1] < val[0], "validation loss falls: {val:?}");
@@ -204,4 +205,76 @@ fn two_cpu_devices_are_refused() {
     let device = Default::default();
     let err = train::<CpuTrainBackend>(&opts, &[device, device], &mut |_| {}).unwrap_err();
     assert!(err.to_string().contains("needs the cuda build"), "{err}");
+}
+
+/// `[eval_tasks]` writes each benchmark's metrics into metrics.jsonl at the validation
+/// interval, the values `falconry eval-tasks` gives on the checkpoint of that step.
+#[test]
+fn eval_tasks_rows_equal_eval_tasks_on_the_checkpoint() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("shards");
+    make_shards(&data);
+    let device = Default::default();
+    let mut config = tiny_config(4);
+    config.eval_interval = 2;
+    config.checkpoint_interval = 2;
+    config.eval_tasks = EvalTasksConfig {
+        tasks: "arc_easy,truthfulqa_mc2".into(),
+        limit: Some(3),
+        data: test_data().join("eval"),
+        tokenizer: Some(tokenizer_path()),
+    };
+    let out = tmp.path().join("run");
+    let opts = TrainOptions {
+        config: config.clone(),
+        data,
+        output: out.clone(),
+        resume: false,
+    };
+    train::<CpuTrainBackend>(&opts, std::slice::from_ref(&device), &mut |_| {}).unwrap();
+    let rows: Vec<_> = read_metrics(&out.join("metrics.jsonl"))
+        .unwrap()
+        .into_iter()
+        .filter(|m| m.split == "eval_tasks")
+        .collect();
+    // Steps 2 and 4: arc_easy's acc and acc_norm, truthfulqa_mc2's acc.
+    let at = |step| rows.iter().filter(move |m| m.step == step);
+    assert_eq!(rows.len(), 6, "{rows:?}");
+    for step in [2, 4] {
+        let ckpt = out.join(format!("checkpoints/step-{step:06}"));
+        let tasks = parse_tasks(&config.eval_tasks.tasks, None).unwrap();
+        let want = eval_tasks_checkpoint::<CpuBackend>(
+            &ckpt,
+            &tokenizer_path(),
+            &EvalTasksOptions {
+                tasks,
+                limit: Some(3),
+                data: test_data().join("eval"),
+                dtype: burn::tensor::FloatDType::F32,
+            },
+            &device,
+            &mut |_, _, _| {},
+        )
+        .unwrap();
+        let want: Vec<(String, String, f64)> = want
+            .headline()
+            .iter()
+            .flat_map(|r| {
+                r.scores
+                    .iter()
+                    .map(|s| (r.name.clone(), s.metric.clone(), s.value))
+            })
+            .collect();
+        let got: Vec<(String, String, f64)> = at(step)
+            .map(|m| {
+                assert!(m.loss.is_none() && m.stderr.is_some());
+                (
+                    m.task.clone().unwrap(),
+                    m.metric.clone().unwrap(),
+                    m.value.unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(got, want, "step {step}");
+    }
 }

@@ -301,6 +301,37 @@ impl Engine {
         recompute: bool,
         ordinal: usize,
     ) -> Result<Self, Error> {
+        Self::build(config, batch, seq, optim, recompute, ordinal, true)
+    }
+
+    /// An engine for forward passes only ([`Engine::token_losses`], [`Engine::loss`]): one
+    /// block's activations, no gradients, no optimizer state.
+    pub fn inference(
+        config: &FalconConfig,
+        batch: usize,
+        seq: usize,
+        ordinal: usize,
+    ) -> Result<Self, Error> {
+        Self::build(
+            config,
+            batch,
+            seq,
+            AdamWConfig::default(),
+            true,
+            ordinal,
+            false,
+        )
+    }
+
+    fn build(
+        config: &FalconConfig,
+        batch: usize,
+        seq: usize,
+        optim: AdamWConfig,
+        recompute: bool,
+        ordinal: usize,
+        train: bool,
+    ) -> Result<Self, Error> {
         if let Some(why) = unsupported(config, seq) {
             return Err(Error::Unsupported(why));
         }
@@ -319,11 +350,13 @@ impl Engine {
             config.qkv_dim(),
         );
         let total = layout.total;
+        // Sizes of what only the backward and the optimizer use.
+        let backward = |len: usize| if train { len } else { 0 };
         let params = gpu.alloc::<f32>(total)?;
         let params16 = gpu.alloc::<u16>(total)?;
-        let grads = gpu.alloc::<f32>(total)?;
-        let exp_avg = gpu.alloc::<f32>(total)?;
-        let exp_avg_sq = gpu.alloc::<f32>(total)?;
+        let grads = gpu.alloc::<f32>(backward(total))?;
+        let exp_avg = gpu.alloc::<f32>(backward(total))?;
+        let exp_avg_sq = gpu.alloc::<f32>(backward(total))?;
         let two = config.two_layernorms();
         let xs = (0..=config.num_hidden_layers)
             .map(|_| gpu.alloc(n * d))
@@ -361,17 +394,21 @@ impl Engine {
             ln_f_stats: (gpu.alloc(n)?, gpu.alloc(n)?),
             logits: gpu.alloc(n * v)?,
             losses: gpu.alloc(n)?,
-            dres: gpu.alloc(n * d)?,
-            dres16: gpu.alloc(n * d)?,
-            dln: gpu.alloc(n * d)?,
-            dln2: if two { Some(gpu.alloc(n * d)?) } else { None },
-            dg: gpu.alloc(n * f)?,
-            dout: gpu.alloc(n * d)?,
-            dq: gpu.alloc(n * h * HEAD_DIM)?,
-            dk: gpu.alloc(n * kv * HEAD_DIM)?,
-            dv: gpu.alloc(n * kv * HEAD_DIM)?,
-            dqkv: gpu.alloc(n * qd)?,
-            delta: gpu.alloc(n * h)?,
+            dres: gpu.alloc(backward(n * d))?,
+            dres16: gpu.alloc(backward(n * d))?,
+            dln: gpu.alloc(backward(n * d))?,
+            dln2: if two {
+                Some(gpu.alloc(backward(n * d))?)
+            } else {
+                None
+            },
+            dg: gpu.alloc(backward(n * f))?,
+            dout: gpu.alloc(backward(n * d))?,
+            dq: gpu.alloc(backward(n * h * HEAD_DIM))?,
+            dk: gpu.alloc(backward(n * kv * HEAD_DIM))?,
+            dv: gpu.alloc(backward(n * kv * HEAD_DIM))?,
+            dqkv: gpu.alloc(backward(n * qd))?,
+            delta: gpu.alloc(backward(n * h))?,
             partial: gpu.alloc((LN_BLOCKS * 2 * d).max(1024))?,
             scalars: gpu.alloc(1024)?,
             cos: gpu.alloc(cos_h.len())?,
@@ -421,7 +458,8 @@ impl Engine {
     // --------------------------------------------------------------------------------------
 
     /// Copies HF-named weights into the parameter buffer and its bf16 copy.
-    fn upload_weights(&mut self, tensors: &NamedTensors) -> Result<(), Error> {
+    /// Takes the weights of `tensors` (HF names and shapes, as [`hf::named_tensors`] gives).
+    pub fn load_weights(&mut self, tensors: &NamedTensors) -> Result<(), Error> {
         let mut host = vec![0f32; self.layout.total];
         for (name, at, shape, _) in &self.layout.named {
             let (got, data) = &tensors[name];
@@ -451,7 +489,7 @@ impl Engine {
 
     /// Copies `model`'s weights onto the GPU; AdamW starts afresh.
     pub fn load_model<B: Backend>(&mut self, model: &FalconForCausalLM<B>) -> Result<(), Error> {
-        self.upload_weights(&hf::named_tensors(model)?)?;
+        self.load_weights(&hf::named_tensors(model)?)?;
         self.gpu.zero(&self.exp_avg, 0, self.layout.total)?;
         self.gpu.zero(&self.exp_avg_sq, 0, self.layout.total)?;
         self.optimizer_step = 0;
@@ -464,7 +502,7 @@ impl Engine {
         model: &FalconForCausalLM<B>,
         optim: &AdamW<B>,
     ) -> Result<(), Error> {
-        self.upload_weights(&hf::named_tensors(model)?)?;
+        self.load_weights(&hf::named_tensors(model)?)?;
         let mut m = vec![0f32; self.layout.total];
         let mut v = vec![0f32; self.layout.total];
         let mut model = model.clone();
@@ -1298,6 +1336,16 @@ impl Engine {
         let (loss, norm_sq) = self.read_loss(micro.len())?;
         self.check_group()?;
         Ok((loss, (norm_sq as f64).sqrt()))
+    }
+
+    /// Every position's cross-entropy over one micro-batch of windows (`[batch, seq]`), no
+    /// gradients: what log-likelihood scoring reads.
+    pub fn token_losses(&mut self, windows: &[u16]) -> Result<Vec<f32>, Error> {
+        self.gpu.bind()?;
+        self.check_windows(windows);
+        self.gpu.upload(windows, &mut self.s.win)?;
+        self.forward(0.0, 0)?;
+        self.gpu.download(&self.s.losses, self.batch * self.seq)
     }
 
     /// Mean loss of one micro-batch of windows, no gradients.

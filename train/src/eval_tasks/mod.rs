@@ -23,6 +23,7 @@ mod data;
 mod metrics;
 mod pyrandom;
 mod score;
+mod windows;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -38,7 +39,9 @@ use crate::Error;
 pub use data::{McDoc, MMLU_SUBJECTS};
 use metrics::{acc, acc_norm, mc2, mean, mean_stderr, pooled_stderr, weighted_mean};
 use pyrandom::PyRandom;
+pub use score::Encoded;
 use score::{loglikelihoods, Request};
+pub use windows::{TokenLosses, WindowScorer};
 
 /// lm-eval's `fewshot_random_seed` (`lm_eval/defaults.py`, `DEFAULT_OTHER_SEED`).
 pub const FEWSHOT_SEED: u64 = 1234;
@@ -522,12 +525,42 @@ impl EvalTasksReport {
     }
 }
 
-/// Scores `model` on the tasks of `opts`. `progress(task, done, total)` follows the documents.
-pub fn eval_tasks<B: FalconBackend>(
-    model: &FalconForCausalLM<B>,
+/// What turns documents into log-likelihoods.
+pub trait Scorer {
+    /// The log-likelihood of each continuation of each document, in order.
+    fn score(&mut self, docs: &[Encoded]) -> Result<Vec<Vec<f64>>, Error>;
+}
+
+/// Burn's model, one document at a time: its context's KV cache computed once and shared by
+/// the continuations.
+pub struct ModelScorer<'a, B: FalconBackend> {
+    /// The model.
+    pub model: &'a FalconForCausalLM<B>,
+    /// Compute precision.
+    pub dtype: FloatDType,
+    /// Where it runs.
+    pub device: B::Device,
+}
+
+impl<B: FalconBackend> Scorer for ModelScorer<'_, B> {
+    fn score(&mut self, docs: &[Encoded]) -> Result<Vec<Vec<f64>>, Error> {
+        Ok(docs
+            .iter()
+            .map(|enc| loglikelihoods(self.model, enc, self.dtype, &self.device))
+            .collect())
+    }
+}
+
+/// Documents per call of [`Scorer::score`]: enough to fill a batch, few enough for the
+/// progress bar to move.
+const DOCS_PER_CALL: usize = 64;
+
+/// Scores the tasks of `opts` (`opts.dtype` is the scorer's business). `progress(task, done,
+/// total)` follows the documents.
+pub fn eval_tasks(
+    scorer: &mut dyn Scorer,
     tokenizer: &tokenizers::Tokenizer,
     opts: &EvalTasksOptions,
-    device: &B::Device,
     progress: &mut dyn FnMut(&str, usize, usize),
 ) -> Result<EvalTasksReport, Error> {
     // Read every file first: a missing or malformed one fails before any scoring.
@@ -549,22 +582,32 @@ pub fn eval_tasks<B: FalconBackend>(
         let mut leaves = Vec::new();
         for task in tasks {
             let contexts = task.contexts(spec.shots, opts.limit)?;
-            let mut items = Vec::with_capacity(contexts.len());
-            for (i, context) in contexts.iter().enumerate() {
-                let doc = &task.eval_docs[i];
-                let req = Request {
-                    context,
-                    continuations: doc.choices.iter().map(|c| format!(" {c}")).collect(),
-                };
-                let enc = score::encode(tokenizer, &req)?;
-                let lls = loglikelihoods(model, &enc, opts.dtype, device);
-                items.push(ItemResult {
-                    task: task.name.clone(),
-                    doc: i,
-                    metrics: doc_metrics(task.benchmark, doc, &lls),
-                    lls,
-                });
-                done += 1;
+            let encoded = contexts
+                .iter()
+                .zip(&task.eval_docs)
+                .map(|(context, doc)| {
+                    score::encode(
+                        tokenizer,
+                        &Request {
+                            context,
+                            continuations: doc.choices.iter().map(|c| format!(" {c}")).collect(),
+                        },
+                    )
+                })
+                .collect::<Result<Vec<_>, Error>>()?;
+            let mut items = Vec::with_capacity(encoded.len());
+            for chunk in encoded.chunks(DOCS_PER_CALL) {
+                for lls in scorer.score(chunk)? {
+                    let i = items.len();
+                    let doc = &task.eval_docs[i];
+                    items.push(ItemResult {
+                        task: task.name.clone(),
+                        doc: i,
+                        metrics: doc_metrics(task.benchmark, doc, &lls),
+                        lls,
+                    });
+                }
+                done += chunk.len();
                 progress(spec.benchmark.name(), done, total);
             }
             leaves.push(task_result(task, spec.shots, &items));
@@ -592,7 +635,8 @@ pub fn eval_tasks<B: FalconBackend>(
 }
 
 /// `falconry eval-tasks`: loads the checkpoint (HF folder) and the tokenizer, then
-/// [`eval_tasks`].
+/// [`eval_tasks`] through the CUDA engine (bf16 on the cuda build, unless
+/// `FALCONRY_ENGINE=burn`) or Burn's model.
 pub fn eval_tasks_checkpoint<B: FalconBackend>(
     checkpoint: &Path,
     tokenizer: &Path,
@@ -602,7 +646,25 @@ pub fn eval_tasks_checkpoint<B: FalconBackend>(
 ) -> Result<EvalTasksReport, Error> {
     let model = crate::hf::load_hf::<B>(checkpoint, device)?;
     let tokenizer = crate::inference::load_tokenizer(tokenizer)?;
-    eval_tasks(&model, &tokenizer, opts, device, progress)
+    // bf16 on the cuda build: the training engine's forward pass, batched windows.
+    #[cfg(feature = "cuda")]
+    if opts.dtype == FloatDType::BF16 && std::env::var("FALCONRY_ENGINE").as_deref() != Ok("burn") {
+        match crate::cuda::EngineLosses::new(&model, 0) {
+            Ok(losses) => {
+                tracing::info!("scoring with the CUDA engine");
+                let (seqs, max_len) = (losses.seqs(), losses.max_len());
+                let mut scorer = WindowScorer::new(losses, seqs, max_len);
+                return eval_tasks(&mut scorer, &tokenizer, opts, progress);
+            }
+            Err(e) => tracing::info!("scoring with Burn's model: {e}"),
+        }
+    }
+    let mut scorer = ModelScorer {
+        model: &model,
+        dtype: opts.dtype,
+        device: device.clone(),
+    };
+    eval_tasks(&mut scorer, &tokenizer, opts, progress)
 }
 
 #[cfg(test)]

@@ -250,7 +250,10 @@ pub fn finetune<B: FalconTrainBackend>(
     device: &B::Device,
     on_step: &mut dyn FnMut(&StepLog),
 ) -> Result<FinetuneSummary, Error> {
-    let config = &opts.config;
+    let config = &FinetuneConfig {
+        precision: opts.config.precision.on::<B>(device),
+        ..opts.config.clone()
+    };
     config.validate().map_err(|message| Error::Config {
         path: opts.output.join(FINETUNE_CONFIG),
         message,

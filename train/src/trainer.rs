@@ -18,8 +18,8 @@ use std::time::Instant;
 
 use burn::module::Module;
 use burn::optim::{GradientsAccumulator, GradientsParams};
-use burn::tensor::backend::AutodiffBackend;
-use burn::tensor::{ElementConversion, FloatDType, Int, Tensor, TensorData};
+use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::{DType, ElementConversion, FloatDType, Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
 use crate::attention::FalconTrainBackend;
@@ -54,6 +54,27 @@ impl Precision {
             Precision::F32 => FloatDType::F32,
         }
     }
+
+    /// This precision where `B` computes in it on `device`, else f32 (with a warning): the CPU
+    /// build's NdArray has no bf16 arithmetic, and the weights are f32 either way.
+    pub fn on<B: Backend>(self, device: &B::Device) -> Self {
+        if compute_dtype::<B>(self.dtype(), device) == FloatDType::F32 {
+            Precision::F32
+        } else {
+            self
+        }
+    }
+}
+
+/// `dtype`, or f32 where `B` cannot compute in it on `device` (said once per call).
+pub fn compute_dtype<B: Backend>(dtype: FloatDType, device: &B::Device) -> FloatDType {
+    if dtype != FloatDType::F32 && !B::supports_dtype(device, DType::from(dtype)) {
+        tracing::warn!(
+            "{dtype:?} is not available on this backend (the CPU build): computing in f32"
+        );
+        return FloatDType::F32;
+    }
+    dtype
 }
 
 /// A training run's settings (`configs/train/*.toml`).
@@ -535,9 +556,12 @@ pub fn train<B: DataParallel>(
     devices: &[B::Device],
     progress: &mut dyn FnMut(&Metrics),
 ) -> Result<TrainSummary, Error> {
-    let config = &opts.config;
     let Some(device) = devices.first() else {
         return Err(Error::Unsupported("no device to train on".into()));
+    };
+    let config = &TrainConfig {
+        precision: opts.config.precision.on::<B>(device),
+        ..opts.config.clone()
     };
     let world = devices.len();
     let model_config = config
@@ -808,4 +832,23 @@ fn write_metrics(path: &Path, records: &[Metrics]) -> Result<(), Error> {
         text.push('\n');
     }
     write_atomic(path, text.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::CpuBackend;
+
+    /// The CPU build has no bf16 arithmetic: a bf16 config computes in f32 instead of
+    /// panicking inside NdArray (what `falconry finetune`'s bf16 default did on CPU).
+    #[test]
+    fn bf16_falls_back_to_f32_where_the_backend_lacks_it() {
+        let device = Default::default();
+        assert_eq!(Precision::Bf16.on::<CpuBackend>(&device), Precision::F32);
+        assert_eq!(Precision::F32.on::<CpuBackend>(&device), Precision::F32);
+        assert_eq!(
+            compute_dtype::<CpuBackend>(FloatDType::BF16, &device),
+            FloatDType::F32
+        );
+    }
 }

@@ -661,7 +661,7 @@ pub fn eval_tasks_checkpoint<B: FalconBackend>(
     }
     let mut scorer = ModelScorer {
         model: &model,
-        dtype: opts.dtype,
+        dtype: crate::trainer::compute_dtype::<B>(opts.dtype, device),
         device: device.clone(),
     };
     eval_tasks(&mut scorer, &tokenizer, opts, progress)

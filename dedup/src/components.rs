@@ -179,7 +179,10 @@ pub fn star_round(large: bool, edges: &mut Merge<Edge>, out: &mut RunWriter<Edge
 }
 
 /// A converged round's input: each node's root (itself for a root).
-pub fn roots(edges: &mut Merge<Edge>, mut f: impl FnMut(DocRef, DocRef) -> Result<()>) -> Result<()> {
+pub fn roots(
+    edges: &mut Merge<Edge>,
+    mut f: impl FnMut(DocRef, DocRef) -> Result<()>,
+) -> Result<()> {
     for_each_node(edges, |u, nbrs| f(u, nbrs[0].min(u)))
 }
 

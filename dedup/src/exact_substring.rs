@@ -165,7 +165,9 @@ impl ExactSubstring {
         while k < starts_cut.len() {
             let d = self.starts.partition_point(|&s| s <= starts_cut[k]) - 1;
             let mut j = k;
-            while j < starts_cut.len() && starts_cut[j] < self.starts.get(d + 1).copied().unwrap_or(n) {
+            while j < starts_cut.len()
+                && starts_cut[j] < self.starts.get(d + 1).copied().unwrap_or(n)
+            {
                 j += 1;
             }
             let local: Vec<u32> = starts_cut[k..j]

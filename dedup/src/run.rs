@@ -47,15 +47,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::components::{keep_first, push_both, roots, star_round, Dropped, Edge, Member};
 use crate::config::{DedupConfig, PARALLEL_UNITS};
-use crate::exact_substring::{
-    apply_cuts, for_each_window, merge_windows, Cut, Cuts, Window,
-};
+use crate::exact_substring::{apply_cuts, for_each_window, merge_windows, Cut, Cuts, Window};
+use crate::lsh::DocRef;
 use crate::lsh::{bucket_pairs, doc_ref, for_each_pair, split_ref, write_pairs, BucketWriter};
-use crate::sorted_runs::{key_range, merge_range, run_files, Record, RunWriter};
 use crate::meta::{read_meta, Meta, MetaWriter};
 use crate::minhash::{MinHasher, Scratch};
+use crate::sorted_runs::{key_range, merge_range, run_files, RunWriter};
 use crate::url_dedup::{url_duplicates, UrlRecord};
-use crate::lsh::DocRef;
 use crate::{Error, Result};
 
 /// One step of the run, in the order they run.
@@ -363,7 +361,7 @@ impl<'a> Run<'a> {
             Ok(())
         };
         let mine: Vec<usize> = task.units(n).collect();
-        let rest: Vec<usize> = (1..n)
+        let rest: Vec<usize> = (0..n)
             .map(|k| (task.index + k) % n)
             .filter(|u| !task.owns(*u))
             .collect();

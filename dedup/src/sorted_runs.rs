@@ -51,7 +51,10 @@ impl<R: Record> RunWriter<R> {
     pub fn create(dir: &Path, prefix: &str, budget: usize) -> Result<Self> {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         let stale = format!("{prefix}-");
-        for entry in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?.flatten() {
+        for entry in std::fs::read_dir(dir)
+            .map_err(|e| Error::io(dir, e))?
+            .flatten()
+        {
             if entry.file_name().to_string_lossy().starts_with(&stale) {
                 let p = entry.path();
                 std::fs::remove_file(&p).map_err(|e| Error::io(&p, e))?;

@@ -64,7 +64,11 @@ fn jsonl(path: PathBuf) -> Vec<serde_json::Value> {
 
 /// What the single-task path decides: union-find over the pair files, then per cluster the
 /// earliest timestamp, then smallest id, then first document.
-fn reference_removed(out: &Path, shards: &[Vec<Document>], buckets: usize) -> Vec<Vec<(u32, String)>> {
+fn reference_removed(
+    out: &Path,
+    shards: &[Vec<Document>],
+    buckets: usize,
+) -> Vec<Vec<(u32, String)>> {
     let files: Vec<PathBuf> = (0..buckets)
         .map(|b| out.join(format!("buckets/pairs-{b:05}.bin")))
         .collect();

@@ -187,7 +187,8 @@ pub fn roots(
 }
 
 /// A clustered document with its root and the facts that decide which one a cluster keeps,
-/// sorted by root, then keep order.
+/// sorted by root, then keep order: earliest timestamp, then smallest id, then smallest
+/// document (RefinedWeb keeps one per cluster; the choice is ours, and deterministic).
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Member {
     /// The smallest document of the cluster.

@@ -45,14 +45,14 @@ use rayon::prelude::*;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::components::{keep_first, push_both, roots, star_round, Dropped, Edge, Member};
+use crate::components::{keep_first, push_both, roots, star_round, Dropped, Member};
 use crate::config::{DedupConfig, PARALLEL_UNITS};
 use crate::exact_substring::{apply_cuts, for_each_window, merge_windows, Cut, Cuts, Window};
 use crate::lsh::DocRef;
 use crate::lsh::{bucket_pairs, doc_ref, for_each_pair, split_ref, write_pairs, BucketWriter};
 use crate::meta::{read_meta, Meta, MetaWriter};
 use crate::minhash::{MinHasher, Scratch};
-use crate::sorted_runs::{key_range, merge_range, run_files, RunWriter};
+use crate::sorted_runs::{key_range, merge_range, run_files, Record, RunWriter};
 use crate::url_dedup::{url_duplicates, UrlRecord};
 use crate::{Error, Result};
 
@@ -526,6 +526,11 @@ impl<'a> Run<'a> {
         key_range(shard, n, (n as u128) << 32)
     }
 
+    /// The sorted runs of unit `u` of a phase, in `dir`.
+    fn unit_writer<R: Record>(&self, dir: &Path, u: usize) -> Result<RunWriter<R>> {
+        RunWriter::create(dir, &format!("unit-{u:05}"), self.config.run_budget())
+    }
+
     /// The run files of a phase `dir/unit-NNNNN-KKKKK.run` from its units' records.
     fn phase_runs(dir: &Path, records: &[RunsRecord]) -> Vec<PathBuf> {
         records
@@ -537,14 +542,12 @@ impl<'a> Run<'a> {
 
     fn components(&self, task: Task) -> Result<()> {
         let work = self.out.join("components");
-        let budget = self.config.run_budget();
         let shards = self.shards.len();
         let round_dir = |r: usize| work.join(format!("round-{r:03}"));
-        let writer = |dir: &Path, u: usize| RunWriter::create(dir, &format!("unit-{u:05}"), budget);
         // Round 0: the pair files, each edge in both directions.
         let buckets = self.config.minhash.buckets;
         let recs = self.phase("components-r000", buckets, task, |b| {
-            let mut w = writer(&round_dir(0), b)?;
+            let mut w = self.unit_writer(&round_dir(0), b)?;
             let mut failed = Ok(());
             for_each_pair(&self.pairs_file(b), |x, y| {
                 if failed.is_ok() {
@@ -564,7 +567,7 @@ impl<'a> Run<'a> {
             let dir = round_dir(round);
             let recs = self.phase(&format!("components-r{round:03}"), shards, task, |u| {
                 let (lo, hi) = self.doc_range(u);
-                let mut w = writer(&dir, u)?;
+                let mut w = self.unit_writer(&dir, u)?;
                 let star = star_round(large, &mut merge_range(&input, lo, hi)?, &mut w)?;
                 Ok(RunsRecord {
                     runs: w.finish()?,
@@ -590,7 +593,7 @@ impl<'a> Run<'a> {
         let recs = self.phase("components-members", shards, task, |u| {
             let (lo, hi) = self.doc_range(u);
             let meta = self.meta(u)?;
-            let mut w = writer(&members_dir, u)?;
+            let mut w = self.unit_writer(&members_dir, u)?;
             roots(&mut merge_range(&input, lo, hi)?, |doc, root| {
                 let row = split_ref(doc).1 as usize;
                 let m = meta.get(row).ok_or_else(|| Error::WorkFile {
@@ -616,7 +619,7 @@ impl<'a> Run<'a> {
         let dropped_dir = work.join("dropped");
         let kept = self.phase("components-keep", shards, task, |u| {
             let (lo, hi) = self.doc_range(u);
-            let mut w = writer(&dropped_dir, u)?;
+            let mut w = self.unit_writer(&dropped_dir, u)?;
             let sizes = keep_first(&mut merge_range(&members, lo, hi)?, &mut w)?;
             Ok(RunsRecord {
                 runs: w.finish()?,
@@ -676,13 +679,11 @@ impl<'a> Run<'a> {
     fn exact_substring(&self, task: Task) -> Result<()> {
         let cfg = &self.config.exact_substring;
         let shards = self.shards.len();
-        let budget = self.config.run_budget();
         let work = self.out.join("exact").join("work");
         let (windows_dir, cuts_dir) = (work.join("windows"), work.join("cuts"));
-        let writer = |dir: &Path, u: usize| RunWriter::create(dir, &format!("unit-{u:05}"), budget);
         // Per shard: every window of the documents MinHash kept.
         let recs = self.phase("exact_substring-windows", shards, task, |u| {
-            let mut w = writer(&windows_dir, u)?;
+            let mut w = self.unit_writer(&windows_dir, u)?;
             if cfg.enabled {
                 let removed = self.minhash_removed(u)?;
                 for (row, doc) in self.read_docs(u)?.enumerate() {
@@ -709,7 +710,7 @@ impl<'a> Run<'a> {
         // Per hash range: every window after the first of its content is cut.
         let recs = self.phase("exact_substring-repeats", shards, task, |u| {
             let (lo, hi) = key_range(u, shards, 1u128 << 64);
-            let mut w = writer(&cuts_dir, u)?;
+            let mut w = self.unit_writer(&cuts_dir, u)?;
             let mut m = merge_range::<Window>(&windows, lo, hi)?;
             let mut first: Option<u64> = None;
             while let Some(win) = m.next_record()? {

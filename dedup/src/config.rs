@@ -214,7 +214,7 @@ impl DedupConfig {
 
     /// Checks values that TOML types cannot: ranges.
     pub fn validate(&self) -> std::result::Result<(), String> {
-        if !(self.memory_limit_gb > 0.0) {
+        if self.memory_limit_gb.is_nan() || self.memory_limit_gb <= 0.0 {
             return Err(format!(
                 "memory_limit_gb must be above 0, got {}",
                 self.memory_limit_gb

@@ -140,8 +140,8 @@ struct RangeReader {
 
 impl RangeReader {
     fn open(path: &Path, lo: u64, hi: u64) -> Result<Self> {
-        let index = std::fs::read(path.with_extension("idx"))
-            .map_err(|e| Error::io(&path.with_extension("idx"), e))?;
+        let idx = path.with_extension("idx");
+        let index = std::fs::read(&idx).map_err(|e| Error::io(&idx, e))?;
         let entries: Vec<(u64, u64)> = index
             .chunks_exact(16)
             .map(|c| {

@@ -16,6 +16,9 @@ use falconry_refine::folder::Task;
 use falconry_refine::Document;
 use util::{articles, write_shard};
 
+/// An `exact/shard-S.jsonl` line: row and cuts.
+type PlanLine = (u32, Vec<(u32, u32)>);
+
 /// 1,500 synthetic documents (30% edited copies) in 4 shards, with timestamps and ids that
 /// tie and cross so the kept document is not simply the first.
 fn corpus(dir: &Path) -> Vec<Vec<Document>> {
@@ -144,14 +147,14 @@ fn bounded_task_arrays_match_union_find_and_the_suffix_array() {
             }
         }
     }
-    let mut want_cuts: Vec<Vec<(u32, Vec<(u32, u32)>)>> = vec![Vec::new(); shards.len()];
+    let mut want_cuts: Vec<Vec<PlanLine>> = vec![Vec::new(); shards.len()];
     for (d, cuts) in sa.repeated_spans().unwrap() {
         let (s, row) = split_ref(d);
         want_cuts[s].push((row, cuts));
     }
     let mut crossing = 0;
     for (s, want) in want_cuts.iter().enumerate() {
-        let got: Vec<(u32, Vec<(u32, u32)>)> = jsonl(out.join(format!("exact/shard-{s:05}.jsonl")))
+        let got: Vec<PlanLine> = jsonl(out.join(format!("exact/shard-{s:05}.jsonl")))
             .iter()
             .map(|v| {
                 (
@@ -169,7 +172,7 @@ fn bounded_task_arrays_match_union_find_and_the_suffix_array() {
     // One task, the default memory: the same bytes.
     let single = tmp.path().join("single");
     run_dedup(
-        &[input.clone()],
+        std::slice::from_ref(&input),
         &single,
         &DedupConfig::default(),
         &RunOptions::default(),

@@ -181,7 +181,7 @@ pub fn read_parquet(path: &Path) -> Result<impl Iterator<Item = Result<Document>
         path: path.into(),
         source: e,
     };
-    let file = File::open(path).map_err(|e| Error::io(path, e))?;
+    let file = crate::remote::RandomAccess::open(path)?;
     let reader = ParquetRecordBatchReaderBuilder::try_new(file)
         .map_err(perr)?
         .build()
@@ -385,7 +385,7 @@ pub enum JsonlItem {
 /// inflate (or its CRC) one `corrupt_gzip`, and a failing read of a plain file one
 /// `read_error`. Reading stops at the damage, after every whole line before it.
 pub fn read_jsonl(path: &Path) -> Result<impl Iterator<Item = Result<JsonlItem>>> {
-    let file = File::open(path).map_err(|e| Error::io(path, e))?;
+    let file = crate::remote::open(path)?;
     let gz = path.extension().is_some_and(|e| e == "gz");
     let reader: Box<dyn BufRead + Send> = if gz {
         Box::new(BufReader::new(flate2::read::MultiGzDecoder::new(file)))

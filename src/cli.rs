@@ -121,7 +121,11 @@ pub struct FetchCcArgs {
     pub output: PathBuf,
     /// Where the crawl is served: crawl-data/CRAWL/KIND.paths.gz and the files it lists are
     /// read from under this URL.
-    #[arg(long, value_name = "URL", default_value = "https://data.commoncrawl.org")]
+    #[arg(
+        long,
+        value_name = "URL",
+        default_value = "https://data.commoncrawl.org"
+    )]
     pub base_url: String,
     /// Which files: WARC (raw HTTP responses) or WET (extracted text).
     #[arg(long, value_enum, default_value_t = CrawlKind::Warc)]

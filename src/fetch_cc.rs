@@ -193,7 +193,9 @@ fn download(url: &str, dest: &Path) -> Result<u64> {
     let mut body = remote::open_at(Path::new(url), have)?;
     let mut buf = vec![0u8; 1 << 20];
     loop {
-        let n = body.read(&mut buf).with_context(|| format!("reading {url}"))?;
+        let n = body
+            .read(&mut buf)
+            .with_context(|| format!("reading {url}"))?;
         if n == 0 {
             break;
         }
@@ -215,7 +217,12 @@ mod tests {
     #[test]
     fn crawl_names() {
         assert!(is_crawl_name("CC-MAIN-2024-10"));
-        for bad in ["CC-MAIN-2024-1", "CC-MAIN-2024_10", "2024-10", "CC-MAIN-abcd-10"] {
+        for bad in [
+            "CC-MAIN-2024-1",
+            "CC-MAIN-2024_10",
+            "2024-10",
+            "CC-MAIN-abcd-10",
+        ] {
             assert!(!is_crawl_name(bad), "{bad}");
         }
     }

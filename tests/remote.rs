@@ -188,7 +188,14 @@ fn urls_and_listings_stream_through_dropped_connections_to_the_local_bytes() {
     t.assert_exit_code(&urls, 0);
     let text_files = t.path("text-files").to_string_lossy().into_owned();
     t.assert_exit_code(
-        &["-q", "refine", "--input", &text_arg, "--output", &text_files],
+        &[
+            "-q",
+            "refine",
+            "--input",
+            &text_arg,
+            "--output",
+            &text_files,
+        ],
         0,
     );
     assert_eq!(t.stats("text-urls"), t.stats("text-files"));
@@ -275,7 +282,8 @@ fn fetch_cc_downloads_whole_segments_resumably() {
     let served = t.path("served");
     let mut entries = Vec::new();
     for (i, file) in local.iter().enumerate() {
-        let segment = ["1700000000000.11", "1700000000000.22", "1700000000000.33"][i * 3 / local.len()];
+        let segment =
+            ["1700000000000.11", "1700000000000.22", "1700000000000.33"][i * 3 / local.len()];
         let rel = format!(
             "crawl-data/{crawl}/segments/{segment}/warc/{}",
             file.file_name().unwrap().to_string_lossy()
@@ -301,7 +309,10 @@ fn fetch_cc_downloads_whole_segments_resumably() {
     };
 
     fetch(&[]);
-    let wanted: Vec<_> = entries.iter().filter(|(_, _, s)| !s.ends_with("33")).collect();
+    let wanted: Vec<_> = entries
+        .iter()
+        .filter(|(_, _, s)| !s.ends_with("33"))
+        .collect();
     assert!(wanted.len() >= 2 && wanted.len() < entries.len());
     for (rel, file, _) in &entries {
         let got = std::fs::read(t.path("out").join(rel)).ok();
@@ -312,7 +323,10 @@ fn fetch_cc_downloads_whole_segments_resumably() {
     }
     let manifest: serde_json::Value =
         serde_json::from_slice(&std::fs::read(t.path("out/_manifest.json")).unwrap()).unwrap();
-    assert_eq!(manifest["segments"], serde_json::json!(["1700000000000.11", "1700000000000.22"]));
+    assert_eq!(
+        manifest["segments"],
+        serde_json::json!(["1700000000000.11", "1700000000000.22"])
+    );
     let files = manifest["files"].as_array().unwrap();
     assert_eq!(files.len(), wanted.len());
     for (f, (rel, file, _)) in files.iter().zip(&wanted) {
@@ -344,10 +358,33 @@ fn fetch_cc_downloads_whole_segments_resumably() {
 
     // One file per segment; a malformed crawl name is a usage error.
     let one = t.path("one").to_string_lossy().into_owned();
-    let args = ["-q", "fetch-cc", "--crawl", crawl, "--segments", "3", "--files-per-segment", "1"];
-    t.assert_exit_code(&[&args[..], &["--output", &one, "--base-url", &base]].concat(), 0);
+    let args = [
+        "-q",
+        "fetch-cc",
+        "--crawl",
+        crawl,
+        "--segments",
+        "3",
+        "--files-per-segment",
+        "1",
+    ];
+    t.assert_exit_code(
+        &[&args[..], &["--output", &one, "--base-url", &base]].concat(),
+        0,
+    );
     let manifest: serde_json::Value =
         serde_json::from_slice(&std::fs::read(t.path("one/_manifest.json")).unwrap()).unwrap();
     assert_eq!(manifest["files"].as_array().unwrap().len(), 3);
-    t.assert_exit_code(&["fetch-cc", "--crawl", "CC-MAIN-24", "--segments", "1", "--output", &one], 2);
+    t.assert_exit_code(
+        &[
+            "fetch-cc",
+            "--crawl",
+            "CC-MAIN-24",
+            "--segments",
+            "1",
+            "--output",
+            &one,
+        ],
+        2,
+    );
 }

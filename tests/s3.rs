@@ -101,7 +101,8 @@ impl Proxy {
                 let Ok(server) = TcpStream::connect(("127.0.0.1", to)) else {
                     continue;
                 };
-                let (mut c_in, mut s_out) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+                let (mut c_in, mut s_out) =
+                    (client.try_clone().unwrap(), server.try_clone().unwrap());
                 std::thread::spawn(move || {
                     let _ = std::io::copy(&mut c_in, &mut s_out);
                 });
@@ -183,22 +184,42 @@ fn s3_objects_prefixes_and_listings_refine_into_the_local_bytes() {
 
     // The local runs: the WARCs, and text inputs made from what they refine into.
     let warc = root.join("warc").to_string_lossy().into_owned();
-    t.assert_exit_code(&["-q", "refine", "--input", &warc, "--output", &path("files")], 0);
+    t.assert_exit_code(
+        &["-q", "refine", "--input", &warc, "--output", &path("files")],
+        0,
+    );
     let text = text_inputs(&t.path("files"), &t.path("text"));
     let text_arg = t.path("text").to_string_lossy().into_owned();
-    t.assert_exit_code(&["-q", "refine", "--input", &text_arg, "--output", &path("text-files")], 0);
+    t.assert_exit_code(
+        &[
+            "-q",
+            "refine",
+            "--input",
+            &text_arg,
+            "--output",
+            &path("text-files"),
+        ],
+        0,
+    );
 
     // The bucket: every WARC under its path in shared/data, the text inputs under text/, and
     // CommonCrawl's kind of listing (keys relative to the bucket) under listings/.
     let mut objects: Vec<(String, PathBuf)> = Vec::new();
     let mut keys = Vec::new();
     for file in &local {
-        let key = file.strip_prefix(&root).unwrap().to_string_lossy().into_owned();
+        let key = file
+            .strip_prefix(&root)
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
         keys.push(key.clone());
         objects.push((key, file.clone()));
     }
     for file in &text {
-        objects.push((format!("text/{}", file.file_name().unwrap().to_string_lossy()), file.clone()));
+        objects.push((
+            format!("text/{}", file.file_name().unwrap().to_string_lossy()),
+            file.clone(),
+        ));
     }
     let listing = t.path("warc.paths.gz");
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
@@ -212,7 +233,18 @@ fn s3_objects_prefixes_and_listings_refine_into_the_local_bytes() {
     let s3 = |key: &str| format!("s3://{BUCKET}/{key}");
 
     // A prefix: each WARC's part has the bytes of the local file's part.
-    falconry(proxy.port, &["-q", "refine", "--input", &s3("warc/"), "--output", &path("prefix")], 0);
+    falconry(
+        proxy.port,
+        &[
+            "-q",
+            "refine",
+            "--input",
+            &s3("warc/"),
+            "--output",
+            &path("prefix"),
+        ],
+        0,
+    );
     assert_eq!(t.stats("prefix"), t.stats("files"), "{}", moto.log());
     for (file, key) in local.iter().zip(&keys) {
         assert!(
@@ -221,11 +253,25 @@ fn s3_objects_prefixes_and_listings_refine_into_the_local_bytes() {
             file.display()
         );
     }
-    assert!(proxy.cuts.load(Ordering::SeqCst) > 0, "no connection was cut");
+    assert!(
+        proxy.cuts.load(Ordering::SeqCst) > 0,
+        "no connection was cut"
+    );
 
     // The listing names the same objects: the same folder.
     let listing = s3("listings/warc.paths.gz");
-    falconry(proxy.port, &["-q", "refine", "--input", &listing, "--output", &path("listing")], 0);
+    falconry(
+        proxy.port,
+        &[
+            "-q",
+            "refine",
+            "--input",
+            &listing,
+            "--output",
+            &path("listing"),
+        ],
+        0,
+    );
     crate::pipeline::assert_same_tree(&t.path("prefix"), &t.path("listing"));
 
     // `falconry run` takes the listing the same way.
@@ -233,26 +279,62 @@ fn s3_objects_prefixes_and_listings_refine_into_the_local_bytes() {
     let config = config.to_string_lossy();
     falconry(
         proxy.port,
-        &["-q", "run", "--config", &config, "--input", &listing, "--output", &path("run"), "--stages", "refine"],
+        &[
+            "-q",
+            "run",
+            "--config",
+            &config,
+            "--input",
+            &listing,
+            "--output",
+            &path("run"),
+            "--stages",
+            "refine",
+        ],
         0,
     );
     assert_eq!(t.stats("run/refine"), t.stats("files"));
     for key in &keys {
         let url = s3(key);
-        assert!(part(&t.path("run/refine"), Path::new(&url)) == part(&t.path("listing"), Path::new(&url)), "{url}");
+        assert!(
+            part(&t.path("run/refine"), Path::new(&url))
+                == part(&t.path("listing"), Path::new(&url)),
+            "{url}"
+        );
     }
 
     // JSONL (streamed) and Parquet (ranged reads of blocks) objects.
-    falconry(proxy.port, &["-q", "refine", "--input", &s3("text/"), "--output", &path("text-s3")], 0);
+    falconry(
+        proxy.port,
+        &[
+            "-q",
+            "refine",
+            "--input",
+            &s3("text/"),
+            "--output",
+            &path("text-s3"),
+        ],
+        0,
+    );
     assert_eq!(t.stats("text-s3"), t.stats("text-files"));
     for file in &text {
-        let url = s3(&format!("text/{}", file.file_name().unwrap().to_string_lossy()));
-        assert!(part(&t.path("text-s3"), Path::new(&url)) == part(&t.path("text-files"), file), "{url}");
+        let url = s3(&format!(
+            "text/{}",
+            file.file_name().unwrap().to_string_lossy()
+        ));
+        assert!(
+            part(&t.path("text-s3"), Path::new(&url)) == part(&t.path("text-files"), file),
+            "{url}"
+        );
     }
 
     // A key that is not there is an error that names it.
     let missing = s3("warc/none.warc.gz");
-    let out = falconry(proxy.port, &["refine", "--input", &missing, "--output", &path("none")], 1);
+    let out = falconry(
+        proxy.port,
+        &["refine", "--input", &missing, "--output", &path("none")],
+        1,
+    );
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains(&missing), "{err}");
 }

@@ -94,7 +94,11 @@ pub fn expand_inputs_with(
             }
         } else if remote::is_prefix(pattern) {
             let before = files.len();
-            files.extend(remote::list_prefix(pattern)?.into_iter().filter(|p| keep(p)));
+            files.extend(
+                remote::list_prefix(pattern)?
+                    .into_iter()
+                    .filter(|p| keep(p)),
+            );
             if files.len() == before {
                 return Err(Error::Input {
                     path: pattern.clone(),

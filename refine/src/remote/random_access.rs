@@ -72,8 +72,13 @@ impl Blocks {
         }
         let (first, last) = (start / BLOCK, (end - 1) / BLOCK);
         let mut blocks: Vec<Option<Bytes>> = {
-            let kept = self.kept.lock().expect("no thread panics holding the blocks");
-            (first..=last).map(|b| kept.blocks.get(&b).cloned()).collect()
+            let kept = self
+                .kept
+                .lock()
+                .expect("no thread panics holding the blocks");
+            (first..=last)
+                .map(|b| kept.blocks.get(&b).cloned())
+                .collect()
         };
         let mut fetched = Vec::new();
         let mut i = 0;
@@ -99,7 +104,10 @@ impl Blocks {
             i = run.end;
         }
         if !fetched.is_empty() {
-            let mut kept = self.kept.lock().expect("no thread panics holding the blocks");
+            let mut kept = self
+                .kept
+                .lock()
+                .expect("no thread panics holding the blocks");
             for (b, block) in fetched {
                 if kept.blocks.insert(b, block).is_none() {
                     kept.order.push_back(b);

@@ -88,9 +88,9 @@ pub(super) fn list(url: &str) -> Result<Vec<PathBuf>> {
     let prefix = prefix.trim_end_matches('/');
     let prefix = match prefix.is_empty() {
         true => None,
-        false => Some(
-            Key::parse(prefix).map_err(|e| failure(url, &format!("not a key prefix: {e}")))?,
-        ),
+        false => {
+            Some(Key::parse(prefix).map_err(|e| failure(url, &format!("not a key prefix: {e}")))?)
+        }
     };
     let store = store(url, bucket)?;
     let metas: Vec<ObjectMeta> = runtime()

@@ -166,7 +166,8 @@ fn to_batch(docs: &[Document]) -> std::result::Result<RecordBatch, arrow::error:
     RecordBatch::try_new(schema(), columns)
 }
 
-/// Reads every document of a Parquet file, in order, a row group at a time.
+/// Reads every document of a Parquet file (or URL: by ranged reads, [`crate::remote`]), in
+/// order, a row group at a time.
 ///
 /// Reads what the field publishes, with any codec (snappy, gzip, brotli, lz4, zstd, none): the
 /// text column is `content` (RefinedWeb) or `text` (FineWeb, datatrove), as `string`,
@@ -377,7 +378,8 @@ pub enum JsonlItem {
     Skip(&'static str),
 }
 
-/// Reads JSONL (`.jsonl`, `.jsonl.gz`, `.json.gz`): one `{"text", "url", ...}` object a line.
+/// Reads JSONL (`.jsonl`, `.jsonl.gz`, `.json.gz`; a file or a URL, streamed): one
+/// `{"text", "url", ...}` object a line.
 /// `timestamp` may be seconds since the epoch or an RFC 3339 string.
 ///
 /// Damage is a counted skip, never an error: a line that is not a JSON object with a text

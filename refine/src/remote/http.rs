@@ -59,7 +59,8 @@ impl Object for HttpObject {
             .map_err(Box::new)
         })
         .map_err(std::io::Error::other)?;
-        if !whole && response.status() != 206 {
+        // A 200 to a range from byte 0 is the whole file, of which the caller reads its range.
+        if !whole && response.status() != 206 && !(range.start == 0 && response.status() == 200) {
             return Err(std::io::Error::other(format!(
                 "{url}: the server answered a range request with {}: cannot read from byte {}",
                 response.status(),

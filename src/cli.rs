@@ -113,7 +113,7 @@ pub struct FetchCcArgs {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub segments: u64,
     /// Only the first N files of each segment (default: all; a 2024 segment holds about 900
-    /// WARC files of 1 GB each, or as many WET files of 150 MB).
+    /// files of each kind, a WARC file about 1 GB).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub files_per_segment: Option<u64>,
     /// Output folder: the files under their listing paths, and _manifest.json.

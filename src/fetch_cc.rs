@@ -4,8 +4,8 @@
 //! The crawl's listing (`crawl-data/CC-MAIN-YYYY-WW/warc.paths.gz`, or `wet.paths.gz`) names
 //! every file as `crawl-data/CRAWL/segments/SEGMENT/KIND/NAME`, in segment order. The slice is
 //! the first `--segments` segments of the listing (optionally the first
-//! `--files-per-segment` files of each: a segment of a 2024 crawl is about 900 WARC files of
-//! 1 GB). Each file is read through the reader `--input` uses ([`falconry_refine::remote`]:
+//! `--files-per-segment` files of each: a segment of a 2024 crawl holds about 900 files of
+//! each kind, a WARC file about 1 GB). Each file is read through the reader `--input` uses ([`falconry_refine::remote`]:
 //! retries, backoff, resumption by range) into `DIR/<its listing path>.tmp`, then renamed;
 //! a re-run skips the files already there at their full size and continues a `.tmp` from
 //! its end. `DIR/_manifest.json` lists what was fetched (URL, path, size, xxh3); its name

@@ -93,9 +93,62 @@ pub enum Command {
         after_help = "Example:\n  falconry merge --checkpoint falcon-7b --adapter runs/ft --output falcon-7b-ft"
     )]
     Merge(MergeArgs),
+    /// Download the first segments of a CommonCrawl crawl (WARC or WET) to a folder, resumably.
+    #[command(
+        after_help = "Examples:\n  falconry fetch-cc --crawl CC-MAIN-2024-10 --segments 1 --files-per-segment 4 --output crawl/\n  falconry refine --input crawl/ --output runs/r1/refine\n\nFiles land under DIR as the listing names them (crawl-data/CRAWL/segments/ID/warc/NAME), with\nDIR/_manifest.json (URL, path, size, xxh3 of each). A re-run skips complete files and\ncontinues partial ones (NAME.tmp) where they stopped."
+    )]
+    FetchCc(FetchCcArgs),
     /// Run only the main-text extractor on saved HTML files; prints JSON lines {"path","text"}.
     #[command(after_help = "Example:\n  falconry extract page.html other.html.gz | jq -r .text")]
     Extract(ExtractArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct FetchCcArgs {
+    /// The crawl, as CommonCrawl names it: CC-MAIN-YYYY-WW.
+    #[arg(long, value_name = "CC-MAIN-YYYY-WW")]
+    pub crawl: String,
+    /// Segments to fetch: the first N of the crawl's listing (a segment is the
+    /// `segments/<id>/` part of each path).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub segments: u64,
+    /// Only the first N files of each segment (default: all; a 2024 segment holds about 900
+    /// files of each kind, a WARC file about 1 GB).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub files_per_segment: Option<u64>,
+    /// Output folder: the files under their listing paths, and _manifest.json.
+    #[arg(long, value_name = "DIR")]
+    pub output: PathBuf,
+    /// Where the crawl is served: crawl-data/CRAWL/KIND.paths.gz and the files it lists are
+    /// read from under this URL.
+    #[arg(
+        long,
+        value_name = "URL",
+        default_value = "https://data.commoncrawl.org"
+    )]
+    pub base_url: String,
+    /// Which files: WARC (raw HTTP responses) or WET (extracted text).
+    #[arg(long, value_enum, default_value_t = CrawlKind::Warc)]
+    pub kind: CrawlKind,
+}
+
+/// The file kinds a crawl publishes that refine reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum CrawlKind {
+    /// `warc.paths.gz`: the raw responses.
+    Warc,
+    /// `wet.paths.gz`: CommonCrawl's extracted text.
+    Wet,
+}
+
+impl CrawlKind {
+    /// The listing's stem.
+    pub fn name(self) -> &'static str {
+        match self {
+            CrawlKind::Warc => "warc",
+            CrawlKind::Wet => "wet",
+        }
+    }
 }
 
 #[derive(Debug, Args)]

@@ -7,6 +7,7 @@ mod cli;
 mod dedup;
 mod eval_tasks;
 mod extract;
+mod fetch_cc;
 mod finetune;
 mod interrupt;
 mod plot;
@@ -48,6 +49,7 @@ fn main() -> ExitCode {
         Command::Refine(args) => refine::run(args),
         Command::Dedup(args) => dedup::run(args),
         Command::Extract(args) => extract::run(args),
+        Command::FetchCc(args) => fetch_cc::run(args),
         Command::Tokenize(args) => tokenize::run(args),
         Command::Export(args) => tokenize::run_export(args),
         Command::Publish(args) => tokenize::run_publish(args),

@@ -10,5 +10,6 @@ mod readback;
 mod refine;
 mod remote;
 mod runfolder;
+mod s3;
 mod slurm;
 mod train;

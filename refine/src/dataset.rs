@@ -166,7 +166,8 @@ fn to_batch(docs: &[Document]) -> std::result::Result<RecordBatch, arrow::error:
     RecordBatch::try_new(schema(), columns)
 }
 
-/// Reads every document of a Parquet file, in order, a row group at a time.
+/// Reads every document of a Parquet file (or URL: by ranged reads, [`crate::remote`]), in
+/// order, a row group at a time.
 ///
 /// Reads what the field publishes, with any codec (snappy, gzip, brotli, lz4, zstd, none): the
 /// text column is `content` (RefinedWeb) or `text` (FineWeb, datatrove), as `string`,
@@ -181,7 +182,7 @@ pub fn read_parquet(path: &Path) -> Result<impl Iterator<Item = Result<Document>
         path: path.into(),
         source: e,
     };
-    let file = File::open(path).map_err(|e| Error::io(path, e))?;
+    let file = crate::remote::RandomAccess::open(path)?;
     let reader = ParquetRecordBatchReaderBuilder::try_new(file)
         .map_err(perr)?
         .build()
@@ -377,7 +378,8 @@ pub enum JsonlItem {
     Skip(&'static str),
 }
 
-/// Reads JSONL (`.jsonl`, `.jsonl.gz`, `.json.gz`): one `{"text", "url", ...}` object a line.
+/// Reads JSONL (`.jsonl`, `.jsonl.gz`, `.json.gz`; a file or a URL, streamed): one
+/// `{"text", "url", ...}` object a line.
 /// `timestamp` may be seconds since the epoch or an RFC 3339 string.
 ///
 /// Damage is a counted skip, never an error: a line that is not a JSON object with a text
@@ -385,7 +387,7 @@ pub enum JsonlItem {
 /// inflate (or its CRC) one `corrupt_gzip`, and a failing read of a plain file one
 /// `read_error`. Reading stops at the damage, after every whole line before it.
 pub fn read_jsonl(path: &Path) -> Result<impl Iterator<Item = Result<JsonlItem>>> {
-    let file = File::open(path).map_err(|e| Error::io(path, e))?;
+    let file = crate::remote::open(path)?;
     let gz = path.extension().is_some_and(|e| e == "gz");
     let reader: Box<dyn BufRead + Send> = if gz {
         Box::new(BufReader::new(flate2::read::MultiGzDecoder::new(file)))

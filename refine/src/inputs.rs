@@ -12,7 +12,6 @@
 //! dedup the whole list, so a marker from other inputs never counts as done.
 
 use std::collections::BTreeMap;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -65,11 +64,7 @@ impl InputId {
     /// Path, size and the hash of the head of `path`.
     pub fn read(path: &Path) -> Result<InputId> {
         let mut id = InputId::stat(path)?;
-        let mut head = Vec::with_capacity(HEAD_BYTES);
-        remote::open(&id.path)?
-            .take(HEAD_BYTES as u64)
-            .read_to_end(&mut head)
-            .map_err(|e| Error::io(path, e))?;
+        let head = remote::head(&id.path, HEAD_BYTES as u64)?;
         id.head_xxh3 = Some(format!("{:016x}", xxhash_rust::xxh3::xxh3_64(&head)));
         Ok(id)
     }

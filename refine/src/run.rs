@@ -73,7 +73,9 @@ pub fn expand_inputs(patterns: &[PathBuf]) -> Result<Vec<PathBuf>> {
 /// Expands files, folders and glob patterns into a sorted, de-duplicated list; every stage
 /// finds its inputs through this. Folders are walked recursively for the files `keep`
 /// accepts, skipping names that start with `_` or `.` (a run's bookkeeping: `_done/`,
-/// `_explain/`, temporary files). A path that matches nothing, and a folder that holds no
+/// `_explain/`, temporary files). URLs (`http(s)://`, `s3://bucket/key`) are taken as they
+/// are, `s3://bucket/prefix/` for the objects under it, and `.paths.gz` listings for their
+/// entries ([`remote`]). A path that matches nothing, and a folder that holds no
 /// input file, are errors, so typos and wrong folders don't pass as a run over nothing.
 pub fn expand_inputs_with(
     patterns: &[PathBuf],
@@ -88,6 +90,20 @@ pub fn expand_inputs_with(
                 return Err(Error::Input {
                     path: pattern.clone(),
                     message: "no input file in this listing (of the kinds this stage reads)".into(),
+                });
+            }
+        } else if remote::is_prefix(pattern) {
+            let before = files.len();
+            files.extend(
+                remote::list_prefix(pattern)?
+                    .into_iter()
+                    .filter(|p| keep(p)),
+            );
+            if files.len() == before {
+                return Err(Error::Input {
+                    path: pattern.clone(),
+                    message: "no input file under this prefix (of the kinds this stage reads)"
+                        .into(),
                 });
             }
         } else if remote::is_url(pattern) || pattern.is_file() {

@@ -588,6 +588,24 @@ mod tests {
         );
     }
 
+    /// Issue 12: a line nesting 1,000,000 arrays is `bad_json` (serde_json's recursion
+    /// limit, no stack overflow), and the next line is read.
+    #[test]
+    fn jsonl_line_1_000_000_deep_is_a_skip() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("deep.jsonl");
+        let deep = "[".repeat(1_000_000) + &"]".repeat(1_000_000);
+        std::fs::write(
+            &path,
+            format!("{{\"text\":{deep}}}\n{{\"text\":\"after\"}}\n"),
+        )
+        .unwrap();
+        let items: Vec<JsonlItem> = read_jsonl(&path).unwrap().map(|r| r.unwrap()).collect();
+        assert_eq!(items.len(), 2);
+        assert!(matches!(items[0], JsonlItem::Skip("bad_json")));
+        assert!(matches!(&items[1], JsonlItem::Doc(d) if d.content == "after"));
+    }
+
     #[test]
     fn jsonl_reads_text_and_skips_bad_lines() {
         let dir = tempfile::tempdir().unwrap();

@@ -242,16 +242,25 @@ impl TokenShards {
     pub fn open(dir: &Path) -> Result<Self> {
         let meta = TokenMeta::load(dir)?;
         for shard in &meta.shards {
+            // A shard is a file of this folder: `meta.json` cannot send the reader elsewhere.
+            if Path::new(&shard.file).file_name() != Some(shard.file.as_ref()) {
+                return Err(Error::Shards {
+                    path: dir.join(META_FILE),
+                    message: format!("shard {:?} is not a file name", shard.file),
+                });
+            }
             let path = dir.join(&shard.file);
             let len = std::fs::metadata(&path)
                 .map_err(|e| Error::io(&path, e))?
                 .len();
-            let expected = shard.tokens * meta.dtype.width() as u64;
-            if len != expected {
+            // Checked: a huge count must not wrap around to the size of a short file.
+            let expected = shard.tokens.checked_mul(meta.dtype.width() as u64);
+            if expected != Some(len) {
+                let bytes = expected.map_or("over 2^64".into(), |e| e.to_string());
                 return Err(Error::Shards {
                     path,
                     message: format!(
-                        "{len} bytes, meta.json says {} tokens ({expected} bytes)",
+                        "{len} bytes, meta.json says {} tokens ({bytes} bytes)",
                         shard.tokens
                     ),
                 });
@@ -396,6 +405,44 @@ mod tests {
         let err = Dtype::Uint16.check_vocab(65_537).unwrap_err().to_string();
         assert!(err.contains("65537") && err.contains("uint32"), "{err}");
         assert!(Dtype::Uint32.check_vocab(100_000).is_ok());
+    }
+
+    fn folder_with(meta: &str) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(META_FILE), meta).unwrap();
+        std::fs::write(dir.path().join("shard-0.bin"), b"").unwrap();
+        dir
+    }
+
+    /// Fuzzing (issue 12): `tokens` times the id width wrapped around, so a `meta.json`
+    /// claiming 2^63 tokens passed the size check on an empty file.
+    #[test]
+    fn token_count_past_u64_bytes_is_refused() {
+        let dir = folder_with(
+            r#"{"vocab_size":65024,"eos_id":11,"shards":[{"file":"shard-0.bin","tokens":9223372036854775808}]}"#,
+        );
+        let err = TokenShards::open(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("9223372036854775808 tokens"), "{err}");
+    }
+
+    /// A shard is a file of the folder: `meta.json` naming a path elsewhere is refused.
+    #[test]
+    fn shard_outside_the_folder_is_refused() {
+        for file in [
+            "../shard-0.bin",
+            "/etc/hostname",
+            "a/../../shard-0.bin",
+            "",
+            ".",
+        ] {
+            let meta = format!(
+                r#"{{"vocab_size":65024,"eos_id":11,"shards":[{{"file":{file:?},"tokens":0}}]}}"#
+            );
+            let err = TokenShards::open(folder_with(&meta).path())
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("not a file name"), "{file}: {err}");
+        }
     }
 
     #[test]

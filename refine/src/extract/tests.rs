@@ -172,6 +172,26 @@ fn hostile_inputs_are_bounded() {
     }
 }
 
+/// Issue 12: a tree 1,000,000 elements deep is too large for the default bound, and with the
+/// bounds raised it is flattened at `max_depth` (nothing recurses, so no stack overflow).
+#[test]
+fn tree_of_1_000_000_levels_is_flattened() {
+    let para = "<p>Some real words in a paragraph, long enough to be scored as text.</p>";
+    let deep = "<div>".repeat(1_000_000) + para + &"</div>".repeat(1_000_000);
+    let default = Extractor::new(&ExtractionConfig::default());
+    assert_eq!(default.try_extract(&deep), Err("too_large"));
+    let raised = Extractor::new(&ExtractionConfig {
+        max_html_bytes: deep.len(),
+        max_elements: 2_000_000,
+        ..Default::default()
+    });
+    let out = raised.try_extract(&deep).expect("within the raised bounds");
+    assert_eq!(
+        out.text,
+        "Some real words in a paragraph, long enough to be scored as text."
+    );
+}
+
 fn read_gz(path: &std::path::Path) -> String {
     use std::io::Read;
     let raw = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));

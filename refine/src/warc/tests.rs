@@ -688,6 +688,64 @@ fn oversized_payload_streams_past_without_buffering() {
     assert!(reader.next().is_none());
 }
 
+/// Issue 12: a 200 MB page streams past as `too_large` (never held: the block stays small)
+/// and the record after it is still read.
+#[test]
+fn page_of_200_mb_is_skipped_without_holding_it() {
+    /// A plain WARC made on the fly: a response of 200 MB of HTML, then a small page.
+    struct Huge {
+        head: std::io::Cursor<Vec<u8>>,
+        body_left: u64,
+        tail: std::io::Cursor<Vec<u8>>,
+    }
+    impl Read for Huge {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let n = self.head.read(buf)?;
+            if n > 0 || buf.is_empty() {
+                return Ok(n);
+            }
+            if self.body_left > 0 {
+                let n = buf.len().min(self.body_left as usize);
+                buf[..n].fill(b'x');
+                self.body_left -= n as u64;
+                return Ok(n);
+            }
+            self.tail.read(buf)
+        }
+    }
+    let page: u64 = 200 << 20;
+    let http = b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\n\r\n<html>";
+    let head = format!(
+        "WARC/1.0\r\nWARC-Type: response\r\nWARC-Target-URI: http://a/huge\r\n\
+         Content-Type: application/http; msgtype=response\r\nContent-Length: {}\r\n\r\n",
+        http.len() as u64 + page
+    );
+    let mut tail = b"\r\n\r\n".to_vec();
+    let mut w = WarcWriter::plain(&mut tail);
+    w.response(
+        "http://a/small",
+        0,
+        200,
+        &[("Content-Type", "text/html")],
+        b"<html>",
+    )
+    .expect("w");
+    w.finish().expect("in memory");
+    let huge = Huge {
+        head: std::io::Cursor::new([head.as_bytes(), &http[..]].concat()),
+        body_left: page,
+        tail: std::io::Cursor::new(tail),
+    };
+    let mut reader = WarcReader::from_reader(Box::new(huge), &ReadConfig::default());
+    assert!(matches!(reader.next(), Some(ReadItem::Skip("too_large"))));
+    assert!(matches!(reader.next(), Some(ReadItem::Doc(d)) if d.url == "http://a/small"));
+    assert!(reader.next().is_none());
+    assert!(
+        reader.block.capacity() < 1 << 20,
+        "block buffer stayed small"
+    );
+}
+
 /// A tiny deterministic generator for the damage test (no extra dependency).
 struct XorShift(u64);
 impl XorShift {

@@ -294,7 +294,8 @@ def main():
     elif failures:
         print("\n".join(failures[:50]))
         sys.exit(f"{len(failures)} differences")
-    print("falconry equals lm_eval: every log-likelihood within 1e-4 relative, every acc/acc_norm identical, mc2 within 1e-4")
+    else:
+        print("falconry equals lm_eval: every log-likelihood within 1e-4 relative, every acc/acc_norm identical, mc2 within 1e-4")
 
 
 if __name__ == "__main__":

@@ -529,6 +529,11 @@ impl EvalTasksReport {
 pub trait Scorer {
     /// The log-likelihood of each continuation of each document, in order.
     fn score(&mut self, docs: &[Encoded]) -> Result<Vec<Vec<f64>>, Error>;
+    /// Documents per call of [`Scorer::score`]: one for a scorer that takes them one at a time
+    /// (the progress bar moves with each), many for one that batches them.
+    fn docs_per_call(&self) -> usize {
+        1
+    }
 }
 
 /// Burn's model, one document at a time: its context's KV cache computed once and shared by
@@ -550,10 +555,6 @@ impl<B: FalconBackend> Scorer for ModelScorer<'_, B> {
             .collect())
     }
 }
-
-/// Documents per call of [`Scorer::score`]: enough to fill a batch, few enough for the
-/// progress bar to move.
-const DOCS_PER_CALL: usize = 64;
 
 /// Scores the tasks of `opts` (`opts.dtype` is the scorer's business). `progress(task, done,
 /// total)` follows the documents.
@@ -578,38 +579,41 @@ pub fn eval_tasks(
                     .map_or(t.eval_docs.len(), |l| l.min(t.eval_docs.len()))
             })
             .sum();
-        let mut done = 0;
-        let mut leaves = Vec::new();
+        // Every document of the benchmark (all MMLU subjects) in one list: a batching scorer
+        // fills its batches across tasks.
+        let mut encoded = Vec::new();
         for task in tasks {
             let contexts = task.contexts(spec.shots, opts.limit)?;
-            let encoded = contexts
-                .iter()
-                .zip(&task.eval_docs)
-                .map(|(context, doc)| {
-                    score::encode(
-                        tokenizer,
-                        &Request {
-                            context,
-                            continuations: doc.choices.iter().map(|c| format!(" {c}")).collect(),
-                        },
-                    )
-                })
-                .collect::<Result<Vec<_>, Error>>()?;
-            let mut items = Vec::with_capacity(encoded.len());
-            for chunk in encoded.chunks(DOCS_PER_CALL) {
-                for lls in scorer.score(chunk)? {
-                    let i = items.len();
-                    let doc = &task.eval_docs[i];
-                    items.push(ItemResult {
-                        task: task.name.clone(),
-                        doc: i,
-                        metrics: doc_metrics(task.benchmark, doc, &lls),
-                        lls,
-                    });
-                }
-                done += chunk.len();
-                progress(spec.benchmark.name(), done, total);
+            for (context, doc) in contexts.iter().zip(&task.eval_docs) {
+                let req = Request {
+                    context,
+                    continuations: doc.choices.iter().map(|c| format!(" {c}")).collect(),
+                };
+                encoded.push(score::encode(tokenizer, &req)?);
             }
+        }
+        let mut lls = Vec::with_capacity(encoded.len());
+        for chunk in encoded.chunks(scorer.docs_per_call()) {
+            lls.extend(scorer.score(chunk)?);
+            progress(spec.benchmark.name(), lls.len(), total);
+        }
+        let mut lls = lls.into_iter();
+        let mut leaves = Vec::new();
+        for task in tasks {
+            let n = opts
+                .limit
+                .map_or(task.eval_docs.len(), |l| l.min(task.eval_docs.len()));
+            let items: Vec<ItemResult> = task.eval_docs[..n]
+                .iter()
+                .zip(lls.by_ref())
+                .enumerate()
+                .map(|(i, (doc, lls))| ItemResult {
+                    task: task.name.clone(),
+                    doc: i,
+                    metrics: doc_metrics(task.benchmark, doc, &lls),
+                    lls,
+                })
+                .collect();
             leaves.push(task_result(task, spec.shots, &items));
             report.items.extend(items);
         }

@@ -55,7 +55,15 @@ impl<L: TokenLosses> WindowScorer<L> {
     }
 }
 
+/// Documents per call: enough that every window length fills its batches (the engine is
+/// made once per length and call).
+const DOCS_PER_CALL: usize = 4096;
+
 impl<L: TokenLosses> Scorer for WindowScorer<L> {
+    fn docs_per_call(&self) -> usize {
+        DOCS_PER_CALL
+    }
+
     fn score(&mut self, docs: &[Encoded]) -> Result<Vec<Vec<f64>>, Error> {
         let mut pieces = Vec::new();
         for (doc, enc) in docs.iter().enumerate() {

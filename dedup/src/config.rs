@@ -12,9 +12,12 @@ use serde::{Deserialize, Serialize};
 use crate::{Error, Result};
 
 /// Everything `falconry dedup` can be told by `--config`.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DedupConfig {
+    /// Memory one task of the global steps (`components`, `exact_substring`) may use, in GB
+    /// (2^30 bytes): the budget of its sorted runs, whatever the corpus size.
+    pub memory_limit_gb: f64,
     /// The `minhash` stage: fuzzy dedup by MinHash LSH, global over all shards.
     pub minhash: MinhashConfig,
     /// The `exact_substring` stage: repeated spans removed by suffix array.
@@ -23,6 +26,29 @@ pub struct DedupConfig {
     pub url_dedup: UrlDedupConfig,
     /// How the deduplicated Parquet shards are written (same keys as refine's `[output]`).
     pub output: OutputConfig,
+}
+
+impl Default for DedupConfig {
+    fn default() -> Self {
+        DedupConfig {
+            memory_limit_gb: 8.0,
+            minhash: MinhashConfig::default(),
+            exact_substring: ExactSubstringConfig::default(),
+            url_dedup: UrlDedupConfig::default(),
+            output: OutputConfig::default(),
+        }
+    }
+}
+
+/// Sorted-run units a task runs at once (each with its own buffer).
+pub const PARALLEL_UNITS: usize = 4;
+
+impl DedupConfig {
+    /// Bytes of records one unit buffers before writing a sorted run: an eighth of the
+    /// memory limit, so [`PARALLEL_UNITS`] units sorting at once stay under half of it.
+    pub fn run_budget(&self) -> usize {
+        (self.memory_limit_gb * (1u64 << 30) as f64 / 8.0) as usize
+    }
 }
 
 /// Named MinHash LSH settings of the peers. P(dup) = 1 - (1 - J^rows)^bands.
@@ -188,6 +214,12 @@ impl DedupConfig {
 
     /// Checks values that TOML types cannot: ranges.
     pub fn validate(&self) -> std::result::Result<(), String> {
+        if self.memory_limit_gb.is_nan() || self.memory_limit_gb <= 0.0 {
+            return Err(format!(
+                "memory_limit_gb must be above 0, got {}",
+                self.memory_limit_gb
+            ));
+        }
         let (bands, rows) = self.minhash.bands_rows();
         if bands == 0 || rows == 0 || bands > u16::MAX as usize {
             return Err(format!(

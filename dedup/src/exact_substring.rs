@@ -4,27 +4,37 @@
 //!
 //! Units are whitespace-separated words of the original text or UTF-8 bytes
 //! ([`SpanUnit`]); RefinedWeb counts 50 Falcon tokens, which will become a third unit once the
-//! tokenizer crate is wired in. The corpus is streamed in, one symbol per unit (words get
-//! dense ids, bytes are `1 + byte`), documents separated by symbol 0; libsais builds the
-//! suffix array and LCP array over it. Adjacent suffixes whose common prefix, cut at the
-//! document's end, reaches `min_span` form runs; in each run the suffix that starts first in
-//! the corpus keeps its text and every other one loses its first `min_span` units. The union
-//! of those windows is exactly "every repeated span of >= `min_span` units, except its first
-//! occurrence".
+//! tokenizer crate is wired in.
+//!
+//! A repeated span of >= L units is exactly a run of repeated L-unit windows, so the
+//! `exact_substring` step works on windows, in bounded memory and as a task array: per shard
+//! every L-unit window inside a document is hashed (xxh3-64 of its units) into sorted runs
+//! ([`Window`]); per hash range the windows are merged and every one whose content occurred
+//! at an earlier `(document, position)` is marked ([`Cut`]); per shard the marked windows
+//! merge into cuts ([`merge_windows`]). The first occurrence of a span stays, wherever the
+//! copies are: a repeat across shards or task ranges is cut in the later document. A 64-bit
+//! hash collision can only add a cut, with probability about windows^2 / 2^64.
+//!
+//! [`ExactSubstring`] is the single-node form: suffix and LCP arrays by libsais over the whole
+//! corpus (one symbol per unit, documents separated by symbol 0, 16 bytes per unit, up to
+//! 2^31 units). Adjacent suffixes whose common prefix, cut at the document's end, reaches
+//! `min_span` form runs; in each run the suffix that starts first in the corpus keeps its
+//! text and every other one loses its first `min_span` units: the same cuts as the windows,
+//! which the tests hold it to.
 //!
 //! Policy, and where we differ: Lee et al.'s tool removes *all* copies of a repeated span;
 //! we keep the first, so a quotation's source keeps it and the corpus loses no unique text.
-//! Memory is 16 bytes per unit (text, suffix array, PLCP, LCP as `i32`) plus the word
-//! vocabulary: about 2.5x the corpus bytes for words, 16x for bytes. Up to 2^31 units per
-//! node; beyond that, the README's plan shards by hash range of `min_span`-grams.
 
 use std::collections::HashMap;
 
 use libsais::suffix_array::AlphabetSize;
 use libsais::SuffixArrayConstruction;
 
+use xxhash_rust::xxh3::xxh3_64;
+
 use crate::config::{ExactSubstringConfig, SpanUnit};
 use crate::lsh::DocRef;
+use crate::sorted_runs::Record;
 use crate::{Error, Result};
 
 /// A corpus collected for the suffix array.
@@ -150,27 +160,112 @@ impl ExactSubstring {
         }
         starts_cut.sort_unstable();
 
-        // Merge windows [p, p + span) into per-document ranges of unit indices.
         let mut out: Vec<(DocRef, Cuts)> = Vec::new();
         let mut k = 0;
         while k < starts_cut.len() {
-            let (begin, mut end) = (starts_cut[k], starts_cut[k] + span);
-            k += 1;
-            while k < starts_cut.len() && starts_cut[k] <= end {
-                end = end.max(starts_cut[k] + span);
-                k += 1;
+            let d = self.starts.partition_point(|&s| s <= starts_cut[k]) - 1;
+            let mut j = k;
+            while j < starts_cut.len()
+                && starts_cut[j] < self.starts.get(d + 1).copied().unwrap_or(n)
+            {
+                j += 1;
             }
-            let d = self.starts.partition_point(|&s| s <= begin) - 1;
-            let (s, e) = (
-                (begin - self.starts[d]) as u32,
-                (end - self.starts[d]) as u32,
-            );
-            match out.last_mut() {
-                Some((doc, cuts)) if *doc == self.docs[d] => cuts.push((s, e)),
-                _ => out.push((self.docs[d], vec![(s, e)])),
-            }
+            let local: Vec<u32> = starts_cut[k..j]
+                .iter()
+                .map(|&p| (p - self.starts[d]) as u32)
+                .collect();
+            out.push((self.docs[d], merge_windows(&local, span as u32)));
+            k = j;
         }
         Ok(out)
+    }
+}
+
+/// Windows `[p, p + span)` starting at the sorted positions `starts` of one document, merged
+/// into disjoint ranges (touching windows join).
+pub fn merge_windows(starts: &[u32], span: u32) -> Cuts {
+    let mut cuts: Cuts = Vec::new();
+    for &p in starts {
+        match cuts.last_mut() {
+            Some((_, end)) if p <= *end => *end = (*end).max(p + span),
+            _ => cuts.push((p, p + span)),
+        }
+    }
+    cuts
+}
+
+/// Calls `f(position, hash)` for every window of `span` units of `content`, in order.
+pub fn for_each_window(content: &str, unit: SpanUnit, span: usize, mut f: impl FnMut(u32, u64)) {
+    match unit {
+        SpanUnit::Bytes => {
+            for (p, w) in content.as_bytes().windows(span).enumerate() {
+                f(p as u32, xxh3_64(w));
+            }
+        }
+        SpanUnit::Words => {
+            let words: Vec<u8> = content
+                .split_whitespace()
+                .flat_map(|w| xxh3_64(w.as_bytes()).to_le_bytes())
+                .collect();
+            let n = words.len() / 8;
+            for p in 0..(n + 1).saturating_sub(span) {
+                f(p as u32, xxh3_64(&words[p * 8..(p + span) * 8]));
+            }
+        }
+    }
+}
+
+/// An L-unit window of a document: its content hash, then corpus order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Window {
+    /// xxh3-64 of the window's units.
+    pub hash: u64,
+    /// The document.
+    pub doc: DocRef,
+    /// The window's first unit.
+    pub pos: u32,
+}
+
+impl Record for Window {
+    fn key(&self) -> u64 {
+        self.hash
+    }
+    fn encode(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.hash.to_le_bytes());
+        out.extend_from_slice(&self.doc.to_le_bytes());
+        out.extend_from_slice(&self.pos.to_le_bytes());
+    }
+    fn decode(b: &[u8]) -> Option<Self> {
+        Some(Window {
+            hash: u64::from_le_bytes(b.get(..8)?.try_into().ok()?),
+            doc: u64::from_le_bytes(b.get(8..16)?.try_into().ok()?),
+            pos: u32::from_le_bytes(b.get(16..20)?.try_into().ok()?),
+        })
+    }
+}
+
+/// A window whose content occurred earlier: it is cut. Sorted by document, then position.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Cut {
+    /// The document.
+    pub doc: DocRef,
+    /// The window's first unit.
+    pub pos: u32,
+}
+
+impl Record for Cut {
+    fn key(&self) -> u64 {
+        self.doc
+    }
+    fn encode(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.doc.to_le_bytes());
+        out.extend_from_slice(&self.pos.to_le_bytes());
+    }
+    fn decode(b: &[u8]) -> Option<Self> {
+        Some(Cut {
+            doc: u64::from_le_bytes(b.get(..8)?.try_into().ok()?),
+            pos: u32::from_le_bytes(b.get(8..12)?.try_into().ok()?),
+        })
     }
 }
 

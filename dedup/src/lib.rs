@@ -34,6 +34,7 @@ pub mod minhash;
 pub mod near_duplicates;
 pub mod normalize;
 mod run;
+pub mod sorted_runs;
 pub mod url_dedup;
 
 pub use config::{

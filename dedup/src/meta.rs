@@ -36,12 +36,6 @@ impl Meta {
             dump: doc.dump.clone(),
         }
     }
-
-    /// The order in which a cluster picks the document it keeps: earliest timestamp, then
-    /// smallest id (RefinedWeb keeps one per cluster; the choice is ours, and deterministic).
-    pub fn keep_order(&self) -> (i64, &str) {
-        (self.timestamp, &self.id)
-    }
 }
 
 /// Writes a shard's meta file (temporary name until `finish`).

@@ -4,10 +4,16 @@
 //! |---|---|---|
 //! | `signatures` | input shard | `signatures/shard-S/{meta.bin,bucket-B.bin}` |
 //! | `buckets` | key-range bucket | `buckets/pairs-B.bin` |
-//! | `components` | global (task 0) | `clusters/shard-S.jsonl`, `clusters/sizes.json` |
-//! | `exact_substring` | global (task 0) | `exact/shard-S.jsonl` |
+//! | `components` | pair file, then key range of documents (= shard), in rounds | `components/`, `clusters/shard-S.jsonl`, `clusters/sizes.json` |
+//! | `exact_substring` | shard, then window-hash range, then shard | `exact/work/`, `exact/shard-S.jsonl` |
 //! | `url_dedup` | URL hash partition | `urls/partition-P.jsonl` |
 //! | `filter` | input shard | `part-S.parquet`, `stats/shard-S.json`, `explain/shard-S.jsonl` |
+//!
+//! `components` and `exact_substring` are sorts on disk ([`crate::sorted_runs`]): a phase's
+//! units write sorted runs that the next phase's units read by key range, so a task holds
+//! the `memory_limit_gb` budget whatever the corpus size. A task runs its own units of a
+//! phase, then any unit still unfinished (so a phase never waits on a task that is not
+//! running; tasks running together duplicate at most their last units), then the next phase.
 //!
 //! The folder follows the run-folder convention ([`falconry_refine::folder`]): a unit's
 //! marker `_done/<step>-NNNNN.json` (`_done/<step>.json` for a global step), holding the hash
@@ -36,14 +42,17 @@ use falconry_refine::lock::OutputLock;
 use falconry_refine::run::upstream_stats;
 use falconry_refine::{Document, RunStats, StageStats};
 use rayon::prelude::*;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::components::connected_components;
-use crate::config::DedupConfig;
-use crate::exact_substring::{apply_cuts, Cuts, ExactSubstring};
-use crate::lsh::{bucket_pairs, doc_ref, split_ref, write_pairs, BucketWriter, DocRef};
+use crate::components::{keep_first, push_both, roots, star_round, Dropped, Member};
+use crate::config::{DedupConfig, PARALLEL_UNITS};
+use crate::exact_substring::{apply_cuts, for_each_window, merge_windows, Cut, Cuts, Window};
+use crate::lsh::DocRef;
+use crate::lsh::{bucket_pairs, doc_ref, for_each_pair, split_ref, write_pairs, BucketWriter};
 use crate::meta::{read_meta, Meta, MetaWriter};
 use crate::minhash::{MinHasher, Scratch};
+use crate::sorted_runs::{key_range, merge_range, run_files, Record, RunWriter};
 use crate::url_dedup::{url_duplicates, UrlRecord};
 use crate::{Error, Result};
 
@@ -54,9 +63,9 @@ pub enum Step {
     Signatures,
     /// Candidate pairs per key-range bucket.
     Buckets,
-    /// Connected components; one kept document per cluster.
+    /// Connected components in rounds over sorted runs; one kept document per cluster.
     Components,
-    /// Suffix-array exact substring plan.
+    /// Exact substring plan from hashed windows sorted on disk.
     ExactSubstring,
     /// URL duplicates per hash partition.
     UrlDedup,
@@ -91,7 +100,34 @@ impl Step {
     pub fn from_name(name: &str) -> Option<Step> {
         Step::ALL.into_iter().find(|s| s.name() == name)
     }
+
+    /// The most units any phase of the step has over `shards` input shards: the size of a
+    /// task array that leaves no task idle.
+    pub fn units(self, config: &DedupConfig, shards: usize) -> usize {
+        match self {
+            Step::Signatures | Step::ExactSubstring | Step::Filter => shards,
+            Step::Buckets => config.minhash.buckets,
+            Step::Components => config.minhash.buckets.max(shards),
+            Step::UrlDedup => config.url_dedup.partitions,
+        }
+    }
 }
+
+/// What a unit that wrote sorted runs records in its marker.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+struct RunsRecord {
+    /// Run files written (`PREFIX-00000.run` ...).
+    runs: usize,
+    /// Large-star rounds: whether this range's input was a forest of stars.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    star: bool,
+    /// The keep phase: cluster size -> clusters in this range.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    sizes: BTreeMap<u64, u64>,
+}
+
+/// A phase gives up past this many rounds (large-star/small-star needs O(log^2 n)).
+const MAX_ROUNDS: usize = 200;
 
 /// How to run: all steps locally, or one step's share of a task array.
 #[derive(Clone, Debug, Default)]
@@ -287,36 +323,70 @@ impl<'a> Run<'a> {
         Ok(self.markers.is_done(unit, &self.inputs)?)
     }
 
-    /// Units of work of a sharded step; `None` for a global one.
-    fn units(&self, step: Step) -> Option<usize> {
+    /// Units of a step's last phase: their markers say the step is done.
+    fn units(&self, step: Step) -> usize {
         match step {
-            Step::Signatures | Step::Filter => Some(self.shards.len()),
-            Step::Buckets => Some(self.config.minhash.buckets),
-            Step::UrlDedup => Some(self.config.url_dedup.partitions),
-            Step::Components | Step::ExactSubstring => None,
+            Step::Components => self.shards.len(),
+            _ => step.units(self.config, self.shards.len()),
         }
     }
 
-    /// The name of a unit's marker: `<step>-NNNNN`, or `<step>` for a global step.
-    fn unit_name(step: Step, unit: Option<usize>) -> String {
-        match unit {
-            Some(u) => format!("{}-{u:05}", step.name()),
-            None => step.name().to_string(),
-        }
+    /// The name of a unit's marker: `<step>-NNNNN`.
+    fn unit_name(step: &str, unit: usize) -> String {
+        format!("{step}-{unit:05}")
     }
 
     fn step_done(&self, step: Step) -> Result<bool> {
-        match self.units(step) {
-            Some(n) => {
-                for u in 0..n {
-                    if !self.done(&Self::unit_name(step, Some(u)))? {
-                        return Ok(false);
-                    }
-                }
-                Ok(true)
+        for u in 0..self.units(step) {
+            if !self.done(&Self::unit_name(step.name(), u))? {
+                return Ok(false);
             }
-            None => self.done(&Self::unit_name(step, None)),
         }
+        Ok(true)
+    }
+
+    /// Runs the units `0..n` of one phase (markers `<name>-NNNNN`): this task's, then any
+    /// still unfinished; returns every unit's record, in unit order.
+    fn phase<T, F>(&self, name: &str, n: usize, task: Task, work: F) -> Result<Vec<T>>
+    where
+        T: Serialize + DeserializeOwned + Send,
+        F: Fn(usize) -> Result<T> + Sync,
+    {
+        let run = |u: usize| -> Result<()> {
+            let unit = Self::unit_name(name, u);
+            if !self.done(&unit)? {
+                let record = work(u)?;
+                self.markers.write(&unit, &self.inputs, &record)?;
+            }
+            Ok(())
+        };
+        let mine: Vec<usize> = task.units(n).collect();
+        let rest: Vec<usize> = (0..n)
+            .map(|k| (task.index + k) % n)
+            .filter(|u| !task.owns(*u))
+            .collect();
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(PARALLEL_UNITS.min(rayon::current_num_threads()))
+            .build()
+            .map_err(|e| Error::WorkFile {
+                path: self.out.clone(),
+                message: format!("thread pool: {e}"),
+            })?;
+        pool.install(|| {
+            mine.into_par_iter().try_for_each(run)?;
+            rest.into_par_iter().try_for_each(run)
+        })?;
+        (0..n)
+            .map(|u| {
+                let unit = Self::unit_name(name, u);
+                self.markers
+                    .done::<T>(&unit, &self.inputs)?
+                    .ok_or_else(|| Error::WorkFile {
+                        path: self.markers.path(&unit),
+                        message: "unit not finished".into(),
+                    })
+            })
+            .collect()
     }
 
     fn require(&self, step: Step, before: &[Step]) -> Result<()> {
@@ -334,34 +404,29 @@ impl<'a> Run<'a> {
     fn step(&self, step: Step, task: Task) -> Result<()> {
         let prior: Vec<Step> = Step::ALL.into_iter().take_while(|&s| s != step).collect();
         self.require(step, &prior)?;
-        let work = |unit: Option<usize>| -> Result<()> {
-            let name = Self::unit_name(step, unit);
+        let work = |unit: usize| -> Result<()> {
+            let name = Self::unit_name(step.name(), unit);
             if self.done(&name)? {
                 return Ok(());
             }
-            match (step, unit) {
-                (Step::Signatures, Some(s)) => self.signatures(s)?,
-                (Step::Buckets, Some(b)) => self.buckets(b)?,
-                (Step::Components, None) => self.components()?,
-                (Step::ExactSubstring, None) => self.exact_substring()?,
-                (Step::UrlDedup, Some(p)) => self.url_dedup(p)?,
-                (Step::Filter, Some(s)) => self.filter(s)?,
-                _ => unreachable!("units() decides which steps are sharded"),
+            match step {
+                Step::Signatures => self.signatures(unit)?,
+                Step::Buckets => self.buckets(unit)?,
+                Step::UrlDedup => self.url_dedup(unit)?,
+                Step::Filter => self.filter(unit)?,
+                Step::Components | Step::ExactSubstring => {
+                    unreachable!("phased steps write their own markers")
+                }
             }
             Ok(self.markers.write(&name, &self.inputs, &())?)
         };
-        match self.units(step) {
-            None if task.index == 0 => work(None)?,
-            None => tracing::info!("global step `{}` runs in task 0 only", step.name()),
-            Some(n) => {
-                let mine: Vec<usize> = task.units(n).collect();
-                // Shards parallelise inside (batches of documents); buckets and partitions across.
-                if matches!(step, Step::Signatures) {
-                    mine.into_iter().try_for_each(|u| work(Some(u)))?;
-                } else {
-                    mine.into_par_iter().try_for_each(|u| work(Some(u)))?;
-                }
-            }
+        let mine: Vec<usize> = task.units(self.units(step)).collect();
+        match step {
+            Step::Components => self.components(task)?,
+            Step::ExactSubstring => self.exact_substring(task)?,
+            // Shards parallelise inside (batches of documents); buckets and partitions across.
+            Step::Signatures => mine.into_iter().try_for_each(work)?,
+            _ => mine.into_par_iter().try_for_each(work)?,
         }
         if step == Step::Filter && self.step_done(Step::Filter)? {
             self.merge()?;
@@ -455,66 +520,148 @@ impl<'a> Run<'a> {
 
     // --- step 3: components -------------------------------------------------------------
 
-    fn components(&self) -> Result<()> {
-        let files: Vec<PathBuf> = (0..self.config.minhash.buckets)
-            .map(|b| self.pairs_file(b))
-            .collect();
-        let pairs: u64 = files
+    /// The key range of shard `s`'s documents (`s << 32 ..`); the last reaches `u64::MAX`.
+    fn doc_range(&self, shard: usize) -> (u64, u64) {
+        let n = self.shards.len().max(1);
+        key_range(shard, n, (n as u128) << 32)
+    }
+
+    /// The sorted runs of unit `u` of a phase, in `dir`.
+    fn unit_writer<R: Record>(&self, dir: &Path, u: usize) -> Result<RunWriter<R>> {
+        RunWriter::create(dir, &format!("unit-{u:05}"), self.config.run_budget())
+    }
+
+    /// The run files of a phase `dir/unit-NNNNN-KKKKK.run` from its units' records.
+    fn phase_runs(dir: &Path, records: &[RunsRecord]) -> Vec<PathBuf> {
+        records
             .iter()
-            .map(|f| f.metadata().map_or(0, |m| m.len() / 16))
-            .sum();
-        let clusters = connected_components(&files)?;
-        // Keep facts of clustered documents only, shard by shard (nodes are sorted).
-        let mut facts: Vec<Meta> = Vec::with_capacity(clusters.nodes.len());
-        let mut i = 0;
-        while i < clusters.nodes.len() {
-            let (shard, _) = split_ref(clusters.nodes[i]);
-            let meta = self.meta(shard)?;
-            while i < clusters.nodes.len() && split_ref(clusters.nodes[i]).0 == shard {
-                let row = split_ref(clusters.nodes[i]).1 as usize;
-                let m = meta.get(row).cloned().ok_or_else(|| Error::WorkFile {
-                    path: self.shard_dir(shard).join("meta.bin"),
-                    message: format!("no row {row}"),
-                })?;
-                facts.push(m);
-                i += 1;
+            .enumerate()
+            .flat_map(|(u, r)| run_files(dir, &format!("unit-{u:05}"), r.runs))
+            .collect()
+    }
+
+    fn components(&self, task: Task) -> Result<()> {
+        let work = self.out.join("components");
+        let shards = self.shards.len();
+        let round_dir = |r: usize| work.join(format!("round-{r:03}"));
+        // Round 0: the pair files, each edge in both directions.
+        let buckets = self.config.minhash.buckets;
+        let recs = self.phase("components-r000", buckets, task, |b| {
+            let mut w = self.unit_writer(&round_dir(0), b)?;
+            let mut failed = Ok(());
+            for_each_pair(&self.pairs_file(b), |x, y| {
+                if failed.is_ok() {
+                    failed = push_both(&mut w, x, y);
+                }
+            })?;
+            failed?;
+            Ok(RunsRecord {
+                runs: w.finish()?,
+                ..Default::default()
+            })
+        })?;
+        let mut input = Self::phase_runs(&round_dir(0), &recs);
+        let mut round = 1;
+        loop {
+            let large = round % 2 == 1;
+            let dir = round_dir(round);
+            let recs = self.phase(&format!("components-r{round:03}"), shards, task, |u| {
+                let (lo, hi) = self.doc_range(u);
+                let mut w = self.unit_writer(&dir, u)?;
+                let star = star_round(large, &mut merge_range(&input, lo, hi)?, &mut w)?;
+                Ok(RunsRecord {
+                    runs: w.finish()?,
+                    star,
+                    ..Default::default()
+                })
+            })?;
+            // A large-star round whose input was all stars changed nothing: it is the answer.
+            if large && recs.iter().all(|r| r.star) {
+                break;
             }
-        }
-        // The kept document of each cluster, by index of its root.
-        let mut best: HashMap<u32, u32> = HashMap::new();
-        let mut sizes: HashMap<u32, u64> = HashMap::new();
-        for (i, &r) in clusters.root.iter().enumerate() {
-            *sizes.entry(r).or_default() += 1;
-            let b = best.entry(r).or_insert(i as u32);
-            if facts[i].keep_order() < facts[*b as usize].keep_order() {
-                *b = i as u32;
-            }
-        }
-        let mut removed: BTreeMap<usize, Vec<Removed>> = BTreeMap::new();
-        for (i, &r) in clusters.root.iter().enumerate() {
-            let keep = best[&r] as usize;
-            if keep != i {
-                let (shard, row) = split_ref(clusters.nodes[i]);
-                removed.entry(shard).or_default().push(Removed {
-                    row,
-                    duplicate_of: facts[keep].id.clone(),
+            input = Self::phase_runs(&dir, &recs);
+            round += 1;
+            if round > MAX_ROUNDS {
+                return Err(Error::WorkFile {
+                    path: work,
+                    message: format!("components did not converge in {MAX_ROUNDS} rounds"),
                 });
             }
         }
+        // Each clustered document's root, joined with its facts, sorted by root.
+        let members_dir = work.join("members");
+        let recs = self.phase("components-members", shards, task, |u| {
+            let (lo, hi) = self.doc_range(u);
+            let meta = self.meta(u)?;
+            let mut w = self.unit_writer(&members_dir, u)?;
+            roots(&mut merge_range(&input, lo, hi)?, |doc, root| {
+                let row = split_ref(doc).1 as usize;
+                let m = meta.get(row).ok_or_else(|| Error::WorkFile {
+                    path: self.shard_dir(u).join("meta.bin"),
+                    message: format!("no row {row}"),
+                })?;
+                let len = 24 + m.id.len();
+                let member = Member {
+                    root,
+                    timestamp: m.timestamp,
+                    id: m.id.clone(),
+                    doc,
+                };
+                w.push(member, len)
+            })?;
+            Ok(RunsRecord {
+                runs: w.finish()?,
+                ..Default::default()
+            })
+        })?;
+        let members = Self::phase_runs(&members_dir, &recs);
+        // Per root range: the first of each cluster in keep order stays.
+        let dropped_dir = work.join("dropped");
+        let kept = self.phase("components-keep", shards, task, |u| {
+            let (lo, hi) = self.doc_range(u);
+            let mut w = self.unit_writer(&dropped_dir, u)?;
+            let sizes = keep_first(&mut merge_range(&members, lo, hi)?, &mut w)?;
+            Ok(RunsRecord {
+                runs: w.finish()?,
+                sizes,
+                ..Default::default()
+            })
+        })?;
+        let dropped = Self::phase_runs(&dropped_dir, &kept);
+        // Per shard: its removed rows.
+        self.phase("components", shards, task, |u| {
+            let (lo, hi) = self.doc_range(u);
+            let mut lines = Vec::new();
+            let mut m = merge_range::<Dropped>(&dropped, lo, hi)?;
+            while let Some(d) = m.next_record()? {
+                lines.push(Removed {
+                    row: split_ref(d.doc).1,
+                    duplicate_of: d.kept,
+                });
+            }
+            write_jsonl(&self.shard_file("clusters", u, "jsonl"), &lines)?;
+            if u == 0 {
+                self.cluster_report(&kept)?;
+            }
+            Ok(())
+        })?;
+        Ok(())
+    }
+
+    /// `clusters/sizes.json` from the keep phase's histograms.
+    fn cluster_report(&self, kept: &[RunsRecord]) -> Result<()> {
         let mut report = ClusterReport {
-            clusters: sizes.len() as u64,
-            documents: facts.len() as u64,
-            pairs,
+            pairs: (0..self.config.minhash.buckets)
+                .map(|b| self.pairs_file(b).metadata().map_or(0, |m| m.len() / 16))
+                .sum(),
             ..Default::default()
         };
-        for &s in sizes.values() {
-            *report.sizes.entry(s).or_default() += 1;
+        for (&size, &n) in kept.iter().flat_map(|r| &r.sizes) {
+            *report.sizes.entry(size).or_default() += n;
+            report.clusters += n;
+            report.documents += size * n;
         }
         report.removed = report.documents - report.clusters;
-        for shard in 0..self.shards.len() {
-            let lines = removed.remove(&shard).unwrap_or_default();
-            write_jsonl(&self.shard_file("clusters", shard, "jsonl"), &lines)?;
-        }
         let json = serde_json::to_vec_pretty(&report).unwrap_or_default();
         Ok(write_atomic(
             &self.out.join("clusters").join("sizes.json"),
@@ -529,34 +676,79 @@ impl<'a> Run<'a> {
 
     // --- step 4: exact substring --------------------------------------------------------
 
-    fn exact_substring(&self) -> Result<()> {
+    fn exact_substring(&self, task: Task) -> Result<()> {
         let cfg = &self.config.exact_substring;
-        let mut plans: Vec<Vec<ExactPlan>> = (0..self.shards.len()).map(|_| Vec::new()).collect();
-        if cfg.enabled {
-            let mut corpus = ExactSubstring::new(cfg);
-            for shard in 0..self.shards.len() {
-                let removed = self.minhash_removed(shard)?;
-                for (row, doc) in self.read_docs(shard)?.enumerate() {
+        let shards = self.shards.len();
+        let work = self.out.join("exact").join("work");
+        let (windows_dir, cuts_dir) = (work.join("windows"), work.join("cuts"));
+        // Per shard: every window of the documents MinHash kept.
+        let recs = self.phase("exact_substring-windows", shards, task, |u| {
+            let mut w = self.unit_writer(&windows_dir, u)?;
+            if cfg.enabled {
+                let removed = self.minhash_removed(u)?;
+                for (row, doc) in self.read_docs(u)?.enumerate() {
                     let doc = doc?;
-                    if !removed.contains_key(&(row as u32)) {
-                        corpus.add(doc_ref(shard, row as u32), &doc.content);
+                    if removed.contains_key(&(row as u32)) {
+                        continue;
                     }
+                    let d = doc_ref(u, row as u32);
+                    let mut failed = Ok(());
+                    for_each_window(&doc.content, cfg.unit, cfg.min_span, |pos, hash| {
+                        if failed.is_ok() {
+                            failed = w.push(Window { hash, doc: d, pos }, 20);
+                        }
+                    });
+                    failed?;
                 }
             }
-            tracing::info!(units = corpus.len(), "suffix array");
-            let mut cuts: BTreeMap<DocRef, Cuts> = corpus.repeated_spans()?.into_iter().collect();
-            for (shard, plan) in plans.iter_mut().enumerate() {
-                let removed = self.minhash_removed(shard)?;
-                for (row, doc) in self.read_docs(shard)?.enumerate() {
+            Ok(RunsRecord {
+                runs: w.finish()?,
+                ..Default::default()
+            })
+        })?;
+        let windows = Self::phase_runs(&windows_dir, &recs);
+        // Per hash range: every window after the first of its content is cut.
+        let recs = self.phase("exact_substring-repeats", shards, task, |u| {
+            let (lo, hi) = key_range(u, shards, 1u128 << 64);
+            let mut w = self.unit_writer(&cuts_dir, u)?;
+            let mut m = merge_range::<Window>(&windows, lo, hi)?;
+            let mut first: Option<u64> = None;
+            while let Some(win) = m.next_record()? {
+                if first == Some(win.hash) {
+                    w.push(
+                        Cut {
+                            doc: win.doc,
+                            pos: win.pos,
+                        },
+                        12,
+                    )?;
+                }
+                first = Some(win.hash);
+            }
+            Ok(RunsRecord {
+                runs: w.finish()?,
+                ..Default::default()
+            })
+        })?;
+        let cuts = Self::phase_runs(&cuts_dir, &recs);
+        // Per shard: cut windows merged into ranges; documents left too short dropped.
+        self.phase("exact_substring", shards, task, |u| {
+            let (lo, hi) = self.doc_range(u);
+            let mut by_doc: BTreeMap<DocRef, Vec<u32>> = BTreeMap::new();
+            let mut m = merge_range::<Cut>(&cuts, lo, hi)?;
+            while let Some(c) = m.next_record()? {
+                by_doc.entry(c.doc).or_default().push(c.pos);
+            }
+            let mut plan = Vec::new();
+            if !by_doc.is_empty() {
+                for (row, doc) in self.read_docs(u)?.enumerate() {
                     let doc = doc?;
                     let row = row as u32;
-                    if removed.contains_key(&row) {
-                        continue;
-                    }
-                    // Only a document that lost text can be "left" too short.
-                    let Some(c) = cuts.remove(&doc_ref(shard, row)) else {
+                    let Some(starts) = by_doc.remove(&doc_ref(u, row)) else {
                         continue;
                     };
+                    let c = merge_windows(&starts, cfg.min_span as u32);
+                    // Only a document that lost text can be "left" too short.
                     let drop = apply_cuts(&doc.content, cfg.unit, &c)
                         .trim()
                         .chars()
@@ -565,10 +757,9 @@ impl<'a> Run<'a> {
                     plan.push(ExactPlan { row, cuts: c, drop });
                 }
             }
-        }
-        for (shard, lines) in plans.iter().enumerate() {
-            write_jsonl(&self.shard_file("exact", shard, "jsonl"), lines)?;
-        }
+            write_jsonl(&self.shard_file("exact", u, "jsonl"), &plan)?;
+            Ok(())
+        })?;
         Ok(())
     }
 

@@ -105,7 +105,8 @@ impl SlurmRecord {
 
 /// The job arrays of `pipeline` on `files`, each of at most `max_tasks` tasks: as many as the
 /// stage has units (an input file for refine and tokenize and for dedup's per-shard steps, a
-/// bucket or a URL partition, one for a global step), so no task idles.
+/// bucket or a URL partition; the phases of `components` and `exact_substring` run over
+/// buckets and shards: [`Step::units`]), so no task idles.
 pub fn jobs(pipeline: &Pipeline, files: usize, max_tasks: usize) -> Result<Vec<JobRecord>> {
     let mut jobs = Vec::new();
     for stage in &pipeline.stages {
@@ -114,12 +115,7 @@ pub fn jobs(pipeline: &Pipeline, files: usize, max_tasks: usize) -> Result<Vec<J
             "dedup" => {
                 let config = pipeline.dedup_config()?;
                 for step in Step::ALL {
-                    let units = match step {
-                        Step::Signatures | Step::Filter => files,
-                        Step::Buckets => config.minhash.buckets,
-                        Step::UrlDedup => config.url_dedup.partitions,
-                        Step::Components | Step::ExactSubstring => 1,
-                    };
+                    let units = step.units(&config, files);
                     jobs.push(JobRecord::new(stage, Some(step), units.min(max_tasks)));
                 }
             }

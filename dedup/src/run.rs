@@ -34,7 +34,9 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs::File;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
+use falconry_refine::claim::Claims;
 use falconry_refine::dataset::{read_parquet, ShardWriter};
 use falconry_refine::folder::{write_atomic, Markers, Task};
 use falconry_refine::inputs::{check_inputs, list_hash, InputId};
@@ -237,6 +239,7 @@ pub fn run_dedup(
         config,
         options.explain,
         upstream,
+        task,
     )?;
     if !change.is_empty() {
         run.remove_parts_beyond_inputs()?;
@@ -257,6 +260,8 @@ struct Run<'a> {
     config: &'a DedupConfig,
     explain: bool,
     markers: Markers,
+    /// Which running task does which unit of a phase.
+    claims: Claims,
     /// The funnel rows of the inputs' `stats.json`, which dedup's continue.
     upstream: RunStats,
 }
@@ -269,6 +274,7 @@ impl<'a> Run<'a> {
         config: &'a DedupConfig,
         explain: bool,
         upstream: RunStats,
+        task: Task,
     ) -> Result<Self> {
         for dir in [
             "signatures",
@@ -289,6 +295,7 @@ impl<'a> Run<'a> {
             config,
             explain,
             markers: Markers::open(out)?,
+            claims: Claims::open(out, task)?,
             upstream,
         })
     }
@@ -345,8 +352,11 @@ impl<'a> Run<'a> {
         Ok(true)
     }
 
-    /// Runs the units `0..n` of one phase (markers `<name>-NNNNN`): this task's, then any
-    /// still unfinished; returns every unit's record, in unit order.
+    /// Runs the units `0..n` of one phase (markers `<name>-NNNNN`) and returns every unit's
+    /// record, in unit order, once all are marked. A unit is done only under its claim
+    /// ([`Claims`]): this task's units first, then any other unit no running task has claimed
+    /// (so a phase never waits on a task that is not running); a unit another task holds is
+    /// left to it, and read only after its marker appears.
     fn phase<T, F>(&self, name: &str, n: usize, task: Task, work: F) -> Result<Vec<T>>
     where
         T: Serialize + DeserializeOwned + Send,
@@ -354,10 +364,18 @@ impl<'a> Run<'a> {
     {
         let run = |u: usize| -> Result<()> {
             let unit = Self::unit_name(name, u);
+            if self.done(&unit)? {
+                return Ok(());
+            }
+            let Some(claim) = self.claims.try_claim(&unit)? else {
+                return Ok(());
+            };
+            // The claimant before may have marked it between the check and the claim.
             if !self.done(&unit)? {
                 let record = work(u)?;
                 self.markers.write(&unit, &self.inputs, &record)?;
             }
+            drop(claim);
             Ok(())
         };
         let mine: Vec<usize> = task.units(n).collect();
@@ -374,17 +392,40 @@ impl<'a> Run<'a> {
             })?;
         pool.install(|| {
             mine.into_par_iter().try_for_each(run)?;
-            rest.into_par_iter().try_for_each(run)
+            rest.par_iter().try_for_each(|&u| run(u))
         })?;
+        // Units other tasks hold: wait for their markers; take over a claim whose task ended.
+        let mut left: Vec<usize> = (0..n).map(|k| (task.index + k) % n).collect();
+        let mut pause = Duration::from_millis(10);
+        loop {
+            let mut open = Vec::new();
+            for u in left {
+                if !self.done(&Self::unit_name(name, u))? {
+                    open.push(u);
+                }
+            }
+            left = open;
+            if left.is_empty() {
+                break;
+            }
+            tracing::debug!("{name}: waiting on {} units of other tasks", left.len());
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_secs(2));
+            pool.install(|| left.par_iter().try_for_each(|&u| run(u)))?;
+        }
         (0..n)
             .map(|u| {
                 let unit = Self::unit_name(name, u);
-                self.markers
+                let record = self
+                    .markers
                     .done::<T>(&unit, &self.inputs)?
                     .ok_or_else(|| Error::WorkFile {
                         path: self.markers.path(&unit),
                         message: "unit not finished".into(),
-                    })
+                    })?;
+                // A claimant that ended after marking left its claim: nobody needs it now.
+                self.claims.clear(&unit)?;
+                Ok(record)
             })
             .collect()
     }

@@ -199,3 +199,105 @@ fn bounded_task_arrays_match_union_find_and_the_suffix_array() {
         .sum();
     assert!(kept < 1500 - removed_total + 1);
 }
+
+/// Set in a process this test binary starts as one task of an array: `STEP INDEX COUNT IN OUT`.
+const TASK_ENV: &str = "FALCONRY_DEDUP_SCALE_TASK";
+
+/// 32 KB: units write several runs each, and the race has files to lose.
+fn together_config() -> DedupConfig {
+    DedupConfig {
+        memory_limit_gb: 32e3 / (1u64 << 30) as f64,
+        ..Default::default()
+    }
+}
+
+/// Issue 12's Slurm failure without Slurm: the tasks of each step's array start at once on one
+/// folder, each in its own process as under Slurm. Before claims, a task redid a unit another
+/// was still writing and removed its run files (`components/round-000/unit-00005-00000.idx:
+/// No such file`). Every task must succeed, and the folder must hold the bytes of one task's
+/// run, with no claim left.
+#[test]
+fn tasks_of_one_array_started_together_share_the_phases() {
+    if let Ok(spec) = std::env::var(TASK_ENV) {
+        let f: Vec<&str> = spec.split('\t').collect();
+        let o = RunOptions {
+            step: Step::from_name(f[0]),
+            task: Some(Task {
+                index: f[1].parse().unwrap(),
+                count: f[2].parse().unwrap(),
+            }),
+            ..Default::default()
+        };
+        run_dedup(
+            &[PathBuf::from(f[3])],
+            Path::new(f[4]),
+            &together_config(),
+            &o,
+        )
+        .unwrap();
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("in");
+    let shards = corpus(&input);
+    let config = together_config();
+    let single = tmp.path().join("single");
+    run_tasks(&input, &single, &config, 1);
+    let tasks = 4;
+    for attempt in 0..2 {
+        let out = tmp.path().join(format!("together-{attempt}"));
+        for step in Step::ALL {
+            let children: Vec<_> = (0..tasks)
+                .map(|index| {
+                    let spec = format!(
+                        "{}\t{index}\t{tasks}\t{}\t{}",
+                        step.name(),
+                        input.display(),
+                        out.display()
+                    );
+                    std::process::Command::new(std::env::current_exe().unwrap())
+                        .args([
+                            "--exact",
+                            "tasks_of_one_array_started_together_share_the_phases",
+                            "--nocapture",
+                            "--test-threads=1",
+                        ])
+                        .env(TASK_ENV, spec)
+                        .stdout(std::process::Stdio::null())
+                        .stderr(std::process::Stdio::piped())
+                        .spawn()
+                        .unwrap()
+                })
+                .collect();
+            for (i, child) in children.into_iter().enumerate() {
+                let done = child.wait_with_output().unwrap();
+                assert!(
+                    done.status.success(),
+                    "{} task {i}: {}",
+                    step.name(),
+                    String::from_utf8_lossy(&done.stderr)
+                );
+            }
+        }
+        for s in 0..shards.len() {
+            for f in [
+                format!("clusters/shard-{s:05}.jsonl"),
+                format!("exact/shard-{s:05}.jsonl"),
+                format!("part-{s:05}.parquet"),
+            ] {
+                assert!(
+                    std::fs::read(out.join(&f)).unwrap() == std::fs::read(single.join(&f)).unwrap(),
+                    "{f} differs"
+                );
+            }
+        }
+        for f in ["clusters/sizes.json", "stats.json"] {
+            assert!(
+                std::fs::read(out.join(f)).unwrap() == std::fs::read(single.join(f)).unwrap(),
+                "{f} differs"
+            );
+        }
+        let claims = std::fs::read_dir(out.join("_claims")).unwrap().count();
+        assert_eq!(claims, 0, "claims left");
+    }
+}

@@ -7,6 +7,7 @@
 //! counts what it keeps and why it drops the rest ([`StageStats`]); the rows make the funnel.
 #![deny(missing_docs)]
 
+pub mod claim;
 mod config;
 pub mod dataset;
 mod document;

@@ -248,7 +248,7 @@ pub fn hostname() -> String {
 }
 
 /// Whether process `pid` exists on this host (Linux: `/proc/PID`; elsewhere assumed alive).
-fn pid_alive(pid: u32) -> bool {
+pub fn pid_alive(pid: u32) -> bool {
     if cfg!(target_os = "linux") {
         Path::new("/proc").join(pid.to_string()).exists()
     } else {

@@ -260,7 +260,8 @@ fn dry_run_prints_the_chain_and_bad_calls_say_why() {
     ));
     assert!(lines[0].contains("--mem=4G") && !lines[0].contains("--dependency"));
     assert!(
-        lines[3].contains("--array=0%256")
+        lines[3].contains("--job-name=falconry-dedup-components")
+            && lines[3].contains("--array=0-1%256")
             && lines[3].contains("--dependency=afterok:<dedup-buckets>")
     );
     let script = std::fs::read_to_string(run.join("slurm/refine/job.sh")).unwrap();

@@ -25,14 +25,19 @@ runuser -u munge -- munged --force --key-file="$dir/munge/munge.key" \
     --log-file="$dir/munge/munged.log" --seed-file="$dir/munge/munged.seed"
 cp "$dir/munge/munged.pid" "$dir/munged.pid"
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+# Two distinct free ports, both bound at once (two separate picks can return the same port:
+# "slurmctld is talking with itself").
+read -r ctld_port slurmd_port < <(python3 -c 'import socket
+a, b = socket.socket(), socket.socket()
+a.bind(("127.0.0.1", 0)); b.bind(("127.0.0.1", 0))
+print(a.getsockname()[1], b.getsockname()[1])')
 host=$(hostname -s)
 cpus=$(nproc)
 cat >"$dir/slurm.conf" <<CONF
 ClusterName=falconry-test
 SlurmctldHost=$host(127.0.0.1)
-SlurmctldPort=$(free_port)
-SlurmdPort=$(free_port)
+SlurmctldPort=$ctld_port
+SlurmdPort=$slurmd_port
 SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge

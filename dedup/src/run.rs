@@ -11,9 +11,12 @@
 //!
 //! `components` and `exact_substring` are sorts on disk ([`crate::sorted_runs`]): a phase's
 //! units write sorted runs that the next phase's units read by key range, so a task holds
-//! the `memory_limit_gb` budget whatever the corpus size. A task runs its own units of a
-//! phase, then any unit still unfinished (so a phase never waits on a task that is not
-//! running; tasks running together duplicate at most their last units), then the next phase.
+//! the `memory_limit_gb` budget whatever the corpus size. Every task of the array runs every
+//! phase; a unit is done only under its claim ([`falconry_refine::claim`]): a task takes its
+//! own units, then any unit no running task has claimed (so a phase never waits on a task
+//! that is not running), waits for the markers of the units other tasks hold, and only then
+//! reads the phase's runs for the next phase. No unit is written by two tasks at once, and
+//! none is read before its marker.
 //!
 //! The folder follows the run-folder convention ([`falconry_refine::folder`]): a unit's
 //! marker `_done/<step>-NNNNN.json` (`_done/<step>.json` for a global step), holding the hash

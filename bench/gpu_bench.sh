@@ -13,7 +13,8 @@
 # Run from the repository root on the GPU machine with the cuda build at $FALCONRY and the
 # engine_check example at $ENGINE_CHECK (`cargo build --release --features cuda`, and
 # `--example engine_check`); CUDA's libraries in /usr/local/cuda/lib64. STEPS (30) sets the
-# training steps per run, CHECKS the models whose gradients are checked (MODEL[:recompute]).
+# training steps per run, CHECKS the models whose gradients are checked (MODEL[:recompute];
+# set and empty: none).
 set -uo pipefail
 out=${1:?usage: gpu_bench.sh OUT_DIR [MODEL[:MICRO:ACCUM] ...]}
 shift
@@ -32,7 +33,7 @@ timeout 240 python3 bench/kernels.py --out "$out/kernels.json" || status=1
 
 echo "== engine gradients against transformers"
 printf 'vocab_size = 4096\nhidden_size = 256\nnum_hidden_layers = 2\nnum_attention_heads = 4\nnum_kv_heads = 4\nmulti_query = false\nffn_hidden_size = 1024\n' > /tmp/falcon-rw-small.toml
-for m in ${CHECKS:-falcon-124m falcon-350m /tmp/falcon-rw-small.toml falcon-124m:recompute}; do
+for m in ${CHECKS-falcon-124m falcon-350m /tmp/falcon-rw-small.toml falcon-124m:recompute}; do
     IFS=: read -r model mode <<< "$m"
     name=$(basename "$model" .toml)${mode:+-$mode}
     dir=/tmp/engine_check/$name

@@ -134,17 +134,18 @@ def check_attention(B, H, KV, T):
     sdpa_bwd = lambda: torch.autograd.grad(out, (qs, ks, vs), g, retain_graph=True)
     sdpa_bwd_ms = time_ms(sdpa_bwd)
     delta = torch.full((B, H, T), float("nan"), device=dev)
-    dq = torch.full_like(q, float("nan"))
+    dq = torch.empty(q.shape, device=dev)
     dk = torch.empty(k.shape, device=dev)
     dv = torch.empty(v.shape, device=dev)
+    args = [q, k, v, dout, lse, delta]
 
     def bwd():
         launch("attn_bwd_delta", ((B * T * H + 7) // 8,), 256, [o, dout, delta, B, H, T])
-        args = [q, k, v, dout, lse, delta]
-        launch("attn_bwd_dq", (T // 64, H, B), 128, args + [dq, H, KV, T, scale])
+        dq.zero_()
         dk.zero_()
         dv.zero_()
-        launch("attn_bwd_dkdv", (T // 64, H, B), 128, args + [dk, dv, H, KV, T, scale])
+        launch("attn_bwd", (T // 64, H, B), 128, args + [dq, dk, dv, H, KV, T, scale],
+               shared=6 * 64 * 72 * 2 + 4 * 64 * 4)
 
     bwd()
     torch.cuda.synchronize()
@@ -274,7 +275,7 @@ def check_rope(B, T, H, KV, layout):
     ap = lambda t: t * c + rot(t) * s
     rq, rk, rv = ap(rq.transpose(1, 2)), ap(rk.transpose(1, 2)), rv.transpose(1, 2)
     err = max(rel(q, rq), rel(k, rk), rel(v, rv))
-    dq, dk, dv = torch.randn_like(q), torch.randn_like(k, dtype=torch.float32), torch.randn_like(v, dtype=torch.float32)
+    dq, dk, dv = (torch.randn_like(x, dtype=torch.float32) for x in (q, k, v))
     dqkv = torch.full_like(qkv, float("nan"))
     g = lambda: launch("rope_merge", ((n_thr + 255) // 256,), 256, [dq, dk, dv, dqkv, cos, sin, B, T, H, KV, layout])
     g()

@@ -41,6 +41,10 @@ pub trait Fused<B: FalconTrainBackend> {
     fn ranks(&self) -> usize {
         1
     }
+    /// GPU time per operation over the steps taken, where profiling is on.
+    fn profile(&self) -> Option<String> {
+        None
+    }
 }
 
 /// A training backend, with or without collective communication across its devices.
@@ -186,6 +190,9 @@ impl<B: FalconTrainBackend> Fused<B> for crate::cuda::Engine {
     }
     fn optimizer_step(&self) -> usize {
         crate::cuda::Engine::optimizer_step(self)
+    }
+    fn profile(&self) -> Option<String> {
+        crate::cuda::Engine::profile(self)
     }
 }
 

@@ -788,6 +788,9 @@ pub fn train<B: DataParallel>(
     if burn_world > 1 {
         B::stop(devices);
     }
+    if let Some(table) = fused.as_ref().and_then(|e| e.profile()) {
+        tracing::info!("GPU time per operation (FALCONRY_PROFILE):\n{table}");
+    }
     if let Err(e) = plot::loss_curve(&history, &opts.output.join("loss.png")) {
         tracing::warn!("loss.png not written: {e}");
     }

@@ -5,13 +5,13 @@
 //! buffers: a buffer is an allocation plus its `CUdeviceptr`, and kernels take pointers.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use cudarc::driver::sys::CUfunction_attribute;
 use cudarc::driver::{
-    CudaContext, CudaFunction, CudaSlice, CudaStream, DevicePtr, DeviceRepr, LaunchConfig,
-    PushKernelArg, ValidAsZeroBits,
+    CudaContext, CudaEvent, CudaFunction, CudaSlice, CudaStream, DevicePtr, DeviceRepr,
+    LaunchConfig, PushKernelArg, ValidAsZeroBits,
 };
 
 use crate::Error;
@@ -23,8 +23,7 @@ const KERNELS: &[&str] = &[
     "attn_fwd",
     "attn_fwd2",
     "attn_bwd_delta",
-    "attn_bwd_dq",
-    "attn_bwd_dkdv",
+    "attn_bwd",
     "rope_split",
     "rope_merge",
     "embed_fwd",
@@ -81,6 +80,21 @@ pub(crate) struct Gpu {
     /// Seconds NVRTC and the driver took to build the kernels.
     pub(crate) compile_secs: f64,
     allocated: usize,
+    /// Set by `FALCONRY_PROFILE=1`.
+    profile: Option<Mutex<Profile>>,
+}
+
+/// GPU time per kernel, product and copy, from a pair of events around each (so time the GPU
+/// spends waiting between operations is nobody's), against the time from a step's first event
+/// to its last.
+#[derive(Default)]
+struct Profile {
+    begin: Option<CudaEvent>,
+    ops: Vec<(String, CudaEvent, CudaEvent)>,
+    /// Name -> (milliseconds, calls).
+    totals: HashMap<String, (f64, usize)>,
+    step_ms: f64,
+    steps: usize,
 }
 
 impl Gpu {
@@ -131,7 +145,98 @@ impl Gpu {
             name,
             compile_secs: began.elapsed().as_secs_f64(),
             allocated: 0,
+            profile: std::env::var_os("FALCONRY_PROFILE").map(|_| Mutex::default()),
         })
+    }
+
+    /// A timing event now on the stream, when profiling.
+    fn event(&self) -> Result<Option<CudaEvent>, Error> {
+        if self.profile.is_none() {
+            return Ok(None);
+        }
+        self.stream
+            .record_event(Some(cudarc::driver::sys::CUevent_flags::CU_EVENT_DEFAULT))
+            .map(Some)
+            .map_err(|e| gpu_error("profile event", e))
+    }
+
+    /// Before an operation: its first event when profiling (see [`Gpu::op_end`]).
+    pub(crate) fn op_begin(&self) -> Result<Option<CudaEvent>, Error> {
+        self.event()
+    }
+
+    /// After an operation: records it under `name` when profiling.
+    pub(crate) fn op_end(
+        &self,
+        begin: Option<CudaEvent>,
+        name: impl FnOnce() -> String,
+    ) -> Result<(), Error> {
+        if let (Some(p), Some(begin)) = (&self.profile, begin) {
+            let end = self.event()?.expect("profiling");
+            p.lock().unwrap().ops.push((name(), begin, end));
+        }
+        Ok(())
+    }
+
+    /// Starts a profiled step.
+    pub(crate) fn profile_start(&self) -> Result<(), Error> {
+        let begin = self.event()?;
+        if let Some(p) = &self.profile {
+            let mut p = p.lock().unwrap();
+            p.begin = begin;
+            p.ops.clear();
+        }
+        Ok(())
+    }
+
+    /// Ends a profiled step (after its wait): its operations into the totals.
+    pub(crate) fn profile_end(&self) -> Result<(), Error> {
+        let Some(end) = self.event()? else {
+            return Ok(());
+        };
+        let ms = |a: &CudaEvent, b: &CudaEvent| {
+            a.elapsed_ms(b)
+                .map(f64::from)
+                .map_err(|e| gpu_error("profile event", e))
+        };
+        let mut p = self.profile.as_ref().expect("profiling").lock().unwrap();
+        if let Some(begin) = p.begin.take() {
+            p.step_ms += ms(&begin, &end)?;
+        }
+        for (name, a, b) in std::mem::take(&mut p.ops) {
+            let t = ms(&a, &b)?;
+            let total = p.totals.entry(name).or_default();
+            total.0 += t;
+            total.1 += 1;
+        }
+        p.steps += 1;
+        Ok(())
+    }
+
+    /// The profiled steps' time per operation, largest first, as a Markdown table.
+    pub(crate) fn profile_table(&self) -> Option<String> {
+        let p = self.profile.as_ref()?.lock().unwrap();
+        let steps = p.steps.max(1) as f64;
+        let total: f64 = p.totals.values().map(|t| t.0).sum();
+        let mut rows: Vec<_> = p.totals.iter().collect();
+        rows.sort_by(|a, b| b.1 .0.total_cmp(&a.1 .0));
+        let mut out = format!(
+            "{}, {} profiled steps: {:.2} ms per step on the GPU, {:.2} ms of it in operations \
+             (the rest between them)\n| operation | calls per step | ms per step | share of the step |\n|---|---:|---:|---:|\n",
+            self.name,
+            p.steps,
+            p.step_ms / steps,
+            total / steps
+        );
+        for (name, (ms, calls)) in rows {
+            out += &format!(
+                "| {name} | {:.0} | {:.3} | {:.1}% |\n",
+                *calls as f64 / steps,
+                ms / steps,
+                100.0 * ms / p.step_ms.max(1e-9)
+            );
+        }
+        Some(out)
     }
 
     /// Makes this GPU's context the calling thread's (raw driver and cuBLASLt calls use it).
@@ -181,9 +286,11 @@ impl Gpu {
     pub(crate) fn upload<T: DeviceRepr>(&self, host: &[T], buf: &mut Buf<T>) -> Result<(), Error> {
         assert!(host.len() <= buf.len, "upload larger than its buffer");
         let mut view = buf.slice.slice_mut(0..host.len());
+        let begin = self.op_begin()?;
         self.stream
             .memcpy_htod(host, &mut view)
-            .map_err(|e| gpu_error("copy to the GPU", e))
+            .map_err(|e| gpu_error("copy to the GPU", e))?;
+        self.op_end(begin, || "copy to the GPU".into())
     }
 
     /// The first `len` elements of `buf` (waits for the stream).
@@ -202,10 +309,12 @@ impl Gpu {
     /// Sets `len` elements from `at` to zero bytes.
     pub(crate) fn zero<T>(&self, buf: &Buf<T>, at: usize, len: usize) -> Result<(), Error> {
         let bytes = len * std::mem::size_of::<T>();
+        let begin = self.op_begin()?;
         unsafe {
             cudarc::driver::result::memset_d8_async(buf.at(at), 0, bytes, self.stream.cu_stream())
         }
-        .map_err(|e| gpu_error("memset", e))
+        .map_err(|e| gpu_error("memset", e))?;
+        self.op_end(begin, || "memset".into())
     }
 
     /// Launches `kernel` on `grid` blocks of `block` threads.
@@ -232,9 +341,9 @@ impl Gpu {
             block_dim: (block, 1, 1),
             shared_mem_bytes: shared,
         };
-        unsafe { b.launch(cfg) }
-            .map(|_| ())
-            .map_err(|e| gpu_error(kernel, e))
+        let begin = self.op_begin()?;
+        unsafe { b.launch(cfg) }.map_err(|e| gpu_error(kernel, e))?;
+        self.op_end(begin, || kernel.to_string())
     }
 
     /// Waits for everything issued so far; reports a kernel fault as an error.

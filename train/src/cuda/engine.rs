@@ -36,6 +36,9 @@ pub(crate) const SEQ_MULTIPLE: usize = 64;
 pub(crate) const MAX_VOCAB: usize = 8 * 8 * 1024;
 /// Blocks of `layernorm_bwd` (each writes a partial weight gradient).
 const LN_BLOCKS: usize = 264;
+/// Dynamic shared memory of `attn_bwd` (kernels.cu's ATTN_BWD_SMEM: six 64 x 72 bf16 tiles and
+/// four rows of 64 f32).
+const ATTN_BWD_SMEM: u32 = 6 * 64 * 72 * 2 + 4 * 64 * 4;
 
 /// Why the engine cannot run `config` at `seq_len`, if it cannot.
 pub(crate) fn unsupported(config: &FalconConfig, seq_len: usize) -> Option<String> {
@@ -214,7 +217,8 @@ struct Scratch {
     dln2: Option<Buf<f32>>,
     dg: Bf16Buf,
     dout: Bf16Buf,
-    dq: Bf16Buf,
+    /// f32: the fused backward adds every key tile's share into it.
+    dq: Buf<f32>,
     /// f32: every query head of a group adds into its K/V head.
     dk: Buf<f32>,
     dv: Buf<f32>,
@@ -386,6 +390,7 @@ impl Engine {
             });
         }
         gpu.allow_shared("layernorm_bwd", 2 * d * 4)?;
+        gpu.allow_shared("attn_bwd", ATTN_BWD_SMEM as usize)?;
         let (cos_h, sin_h) = rope_tables(config, seq);
         let mut s = Scratch {
             win: gpu.alloc(batch * (seq + 1))?,
@@ -932,8 +937,6 @@ impl Engine {
         self.sum(self.s.losses.ptr, n, false, slot)
     }
 
-    /// The backward pass of the last forward: weight gradients into `grads` (overwritten when
-    /// `first`, else added: gradient accumulation).
     /// The backward of the micro-batch in flight; gradients are overwritten on the `first`
     /// micro-batch and accumulated after; on the `last`, averaged over the group if any.
     fn backward(&mut self, first: bool, last: bool) -> Result<(), Error> {
@@ -1071,47 +1074,30 @@ impl Engine {
                     Arg::I(seq as i32),
                 ],
             )?;
-            let common = [
+            gpu.zero(&s.dq, 0, s.dq.len)?;
+            gpu.zero(&s.dk, 0, s.dk.len)?;
+            gpu.zero(&s.dv, 0, s.dv.len)?;
+            let args = [
                 Arg::P(sv.q.ptr),
                 Arg::P(sv.k.ptr),
                 Arg::P(sv.v.ptr),
                 Arg::P(s.dout.ptr),
                 Arg::P(sv.lse.ptr),
                 Arg::P(s.delta.ptr),
-            ];
-            let tail = [
+                Arg::P(s.dq.ptr),
+                Arg::P(s.dk.ptr),
+                Arg::P(s.dv.ptr),
                 Arg::I(h as i32),
                 Arg::I(kv as i32),
                 Arg::I(seq as i32),
                 Arg::F(scale),
             ];
-            let dq_args: Vec<Arg> = common
-                .iter()
-                .copied()
-                .chain([Arg::P(s.dq.ptr)])
-                .chain(tail)
-                .collect();
             gpu.launch(
-                "attn_bwd_dq",
+                "attn_bwd",
                 ((seq / 64) as u32, h as u32, b as u32),
                 128,
-                0,
-                &dq_args,
-            )?;
-            gpu.zero(&s.dk, 0, s.dk.len)?;
-            gpu.zero(&s.dv, 0, s.dv.len)?;
-            let dkdv_args: Vec<Arg> = common
-                .iter()
-                .copied()
-                .chain([Arg::P(s.dk.ptr), Arg::P(s.dv.ptr)])
-                .chain(tail)
-                .collect();
-            gpu.launch(
-                "attn_bwd_dkdv",
-                ((seq / 64) as u32, h as u32, b as u32),
-                128,
-                0,
-                &dkdv_args,
+                ATTN_BWD_SMEM,
+                &args,
             )?;
             gpu.launch(
                 "rope_merge",
@@ -1297,6 +1283,7 @@ impl Engine {
     /// One optimizer step: forward and backward of `micro`, clipping by the global gradient
     /// norm, AdamW at `lr`. Returns the mean loss and the norm before clipping (one wait).
     pub fn step(&mut self, micro: &[Vec<u16>], lr: f64) -> Result<(f64, f64), Error> {
+        self.gpu.profile_start()?;
         self.accumulate(micro)?;
         let norm_slot = micro.len();
         self.sum(self.grads.ptr, self.layout.total, true, norm_slot)?;
@@ -1334,8 +1321,14 @@ impl Engine {
             )?;
         }
         let (loss, norm_sq) = self.read_loss(micro.len())?;
+        self.gpu.profile_end()?;
         self.check_group()?;
         Ok((loss, (norm_sq as f64).sqrt()))
+    }
+
+    /// With `FALCONRY_PROFILE` set: GPU time per kernel and product over the steps taken.
+    pub fn profile(&self) -> Option<String> {
+        self.gpu.profile_table()
     }
 
     /// Every position's cross-entropy over one micro-batch of windows (`[batch, seq]`), no

@@ -144,8 +144,7 @@ def check_attention(B, H, KV, T):
         dq.zero_()
         dk.zero_()
         dv.zero_()
-        launch("attn_bwd", (T // 64, H, B), 128, args + [dq, dk, dv, H, KV, T, scale],
-               shared=6 * 64 * 72 * 2 + 4 * 64 * 4)
+        launch("attn_bwd", (T // 64, H, B), 128, args + [dq, dk, dv, H, KV, T, scale])
 
     bwd()
     torch.cuda.synchronize()

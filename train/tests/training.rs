@@ -106,7 +106,13 @@ fn tiny_model_learns_resumes_evaluates_and_generates() {
         .map(|m| m.loss.unwrap())
         .collect();
     assert_eq!(val.len(), 2);
-    assert!(val[1] < val[0], "validation loss falls: {val:?}");
+    // Well below the start, not ordered: at this learning rate the CPU backend's parallel
+    // sums make runs differ in the last bits, and step 20's validation sometimes sits on a
+    // spike above step 10's (6.1 -> 7.4 seen once, against 11.1 at the start).
+    assert!(
+        val.iter().all(|&v| v < first - 2.0),
+        "validation loss falls: {first} -> {val:?}"
+    );
     assert_eq!(metrics.iter().filter(|m| m.split == "train").count(), 20);
     assert!(out.join("loss.png").is_file());
     let (step, ckpt) = latest_checkpoint(&out.join("checkpoints")).unwrap();

@@ -36,9 +36,6 @@ pub(crate) const SEQ_MULTIPLE: usize = 64;
 pub(crate) const MAX_VOCAB: usize = 8 * 8 * 1024;
 /// Blocks of `layernorm_bwd` (each writes a partial weight gradient).
 const LN_BLOCKS: usize = 264;
-/// Dynamic shared memory of `attn_bwd` (kernels.cu's ATTN_BWD_SMEM: six 64 x 72 bf16 tiles and
-/// four rows of 64 f32).
-const ATTN_BWD_SMEM: u32 = 6 * 64 * 72 * 2 + 4 * 64 * 4;
 
 /// Why the engine cannot run `config` at `seq_len`, if it cannot.
 pub(crate) fn unsupported(config: &FalconConfig, seq_len: usize) -> Option<String> {
@@ -390,7 +387,6 @@ impl Engine {
             });
         }
         gpu.allow_shared("layernorm_bwd", 2 * d * 4)?;
-        gpu.allow_shared("attn_bwd", ATTN_BWD_SMEM as usize)?;
         let (cos_h, sin_h) = rope_tables(config, seq);
         let mut s = Scratch {
             win: gpu.alloc(batch * (seq + 1))?,
@@ -1096,7 +1092,7 @@ impl Engine {
                 "attn_bwd",
                 ((seq / 64) as u32, h as u32, b as u32),
                 128,
-                ATTN_BWD_SMEM,
+                0,
                 &args,
             )?;
             gpu.launch(

@@ -3,28 +3,20 @@
 //! Callers think row-major: `D[m, n] = op(A) op(B) + beta C` with `op(A)` `[m, k]` and `op(B)`
 //! `[k, n]`, each operand stored as it is or transposed. cuBLASLt is column-major, where a
 //! row-major `X` reads as `Xᵀ`, so the call computes `Dᵀ = op(B)ᵀ op(A)ᵀ`: operands swapped,
-//! `m` and `n` swapped, each transpose flag kept. On a shape's first product its descriptors are
-//! made and cuBLASLt's heuristic proposes up to [`CANDIDATES`] algorithms, each timed on the
-//! product's own operands (into a scratch result); the fastest is cached with the descriptors.
-//! The heuristic's first choice is not always the best: the log names each shape where another
-//! candidate was more than 5% faster.
+//! `m` and `n` swapped, each transpose flag kept. cuBLASLt's heuristic picks an algorithm once
+//! per shape; descriptors and the choice are cached.
 
 use std::collections::HashMap;
 use std::ffi::c_void;
 
 use cudarc::cublaslt::result as lt;
 use cudarc::cublaslt::sys;
-use cudarc::driver::sys::CUevent_flags;
-use cudarc::driver::DevicePtr;
 
 use super::device::{gpu_error, Buf, Gpu};
 use crate::Error;
 
 /// cuBLASLt's scratch space (its recommendation for Hopper).
 const WORKSPACE: usize = 32 << 20;
-
-/// Heuristic candidates timed per shape.
-const CANDIDATES: usize = 8;
 
 /// The element type of a product's result (and of `C`).
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
@@ -88,8 +80,8 @@ impl Gemm {
         })
     }
 
-    /// Descriptors for shape `s` and the heuristic's candidates, best guess first.
-    fn make_plan(&self, s: Shape) -> Result<(Plan, Vec<sys::cublasLtMatmulAlgo_t>), Error> {
+    /// Descriptors for shape `s` and the heuristic's algorithm.
+    fn make_plan(&self, s: Shape) -> Result<Plan, Error> {
         use sys::cudaDataType_t::{CUDA_R_16BF, CUDA_R_32F};
         // cublasOperation_t: CUBLAS_OP_N = 0, CUBLAS_OP_T = 1.
         let op = |trans: bool| trans as i32;
@@ -141,49 +133,24 @@ impl Gemm {
                 std::mem::size_of::<u64>(),
             )
             .map_err(|e| cublas("workspace preference", e))?;
-            let mut results: [sys::cublasLtMatmulHeuristicResult_t; CANDIDATES] =
-                std::mem::zeroed();
-            let mut found = 0;
-            let status = sys::cublasLtMatmulAlgoGetHeuristic(
-                self.handle,
-                desc,
-                a,
-                b,
-                c,
-                c,
-                pref,
-                CANDIDATES as i32,
-                results.as_mut_ptr(),
-                &mut found,
-            );
+            let h = lt::get_matmul_algo_heuristic(self.handle, desc, a, b, c, c, pref);
             lt::destroy_matmul_pref(pref).map_err(|e| cublas("preference", e))?;
-            if status != sys::cublasStatus_t::CUBLAS_STATUS_SUCCESS || found == 0 {
-                return Err(Error::Gpu(format!(
-                    "cuBLASLt has no algorithm for {s:?} ({status:?})"
-                )));
-            }
-            results[..found as usize]
-                .iter()
-                .map(|r| r.algo)
-                .collect::<Vec<_>>()
+            h.map_err(|e| cublas(&format!("no algorithm for {s:?}"), e))?
         };
-        let plan = Plan {
+        Ok(Plan {
             desc,
             a,
             b,
             c,
-            algo: heuristic[0],
-        };
-        Ok((plan, heuristic))
+            algo: heuristic.algo,
+        })
     }
 
-    /// `D = A B + beta C` with `plan`'s descriptors and `algo` (cuBLASLt's operand order).
-    #[allow(clippy::too_many_arguments)]
+    /// `D = A B + beta C` with `plan` (cuBLASLt's operand order: see the module comment).
     fn run(
         &self,
         gpu: &Gpu,
         plan: &Plan,
-        algo: &sys::cublasLtMatmulAlgo_t,
         (a, b, c, d): (u64, u64, u64, u64),
         beta: f32,
     ) -> Result<(), lt::CublasError> {
@@ -202,78 +169,12 @@ impl Gemm {
                 plan.c,
                 d as *mut c_void,
                 plan.c,
-                algo,
+                &plan.algo,
                 self.workspace.ptr as *mut c_void,
                 self.workspace.len,
                 gpu.stream.cu_stream() as sys::cudaStream_t,
             )
         }
-    }
-
-    /// The fastest of `candidates` on these operands, results written to a scratch buffer
-    /// (`D` and `C` untouched). Keeps the heuristic's first choice when the scratch buffer
-    /// cannot be had.
-    fn fastest(
-        &self,
-        gpu: &Gpu,
-        plan: &Plan,
-        candidates: &[sys::cublasLtMatmulAlgo_t],
-        (a, b, c): (u64, u64, u64),
-        beta: f32,
-        s: Shape,
-    ) -> Result<sys::cublasLtMatmulAlgo_t, Error> {
-        let elem = match s.out {
-            Out::Bf16 => 2,
-            Out::F32 => 4,
-        };
-        if candidates.len() == 1 {
-            return Ok(candidates[0]);
-        }
-        let Ok(scratch) = gpu.stream.alloc_zeros::<u8>(s.m * s.n * elem) else {
-            return Ok(candidates[0]);
-        };
-        let d = {
-            let (ptr, _guard) = scratch.device_ptr(&gpu.stream);
-            ptr
-        };
-        let timing = || {
-            gpu.stream
-                .record_event(Some(CUevent_flags::CU_EVENT_DEFAULT))
-                .map_err(|e| gpu_error("timing event", e))
-        };
-        let mut times = Vec::new();
-        for algo in candidates {
-            // A candidate that fails to launch is passed over.
-            if self.run(gpu, plan, algo, (a, b, c, d), beta).is_err() {
-                times.push(f32::INFINITY);
-                continue;
-            }
-            let start = timing()?;
-            for _ in 0..3 {
-                self.run(gpu, plan, algo, (a, b, c, d), beta)
-                    .map_err(|e| cublas(&format!("matmul {s:?}"), e))?;
-            }
-            let end = timing()?;
-            times.push(
-                start
-                    .elapsed_ms(&end)
-                    .map_err(|e| gpu_error("timing event", e))?
-                    / 3.0,
-            );
-        }
-        let best = (0..times.len())
-            .min_by(|&i, &j| times[i].total_cmp(&times[j]))
-            .unwrap_or(0);
-        if times[best] < 0.95 * times[0] {
-            tracing::info!(
-                "cuBLASLt {}: candidate {best} of {} takes {:.4} ms, the heuristic's first {:.4} ms",
-                s.name(),
-                times.len(),
-                times[best],
-                times[0]
-            );
-        }
-        Ok(candidates[best])
     }
 
     /// `D[m, n] = op(A) op(B) + beta C` (row-major; `C` defaults to `D`, used only when `beta`
@@ -300,13 +201,12 @@ impl Gemm {
         };
         let c = c.unwrap_or(d);
         if !self.plans.contains_key(&shape) {
-            let (mut plan, candidates) = self.make_plan(shape)?;
-            plan.algo = self.fastest(gpu, &plan, &candidates, (a.ptr, b.ptr, c), beta, shape)?;
+            let plan = self.make_plan(shape)?;
             self.plans.insert(shape, plan);
         }
         let plan = &self.plans[&shape];
         let begin = gpu.op_begin()?;
-        self.run(gpu, plan, &plan.algo, (a.ptr, b.ptr, c, d), beta)
+        self.run(gpu, plan, (a.ptr, b.ptr, c, d), beta)
             .map_err(|e| cublas(&format!("matmul {shape:?}"), e))?;
         gpu.op_end(begin, || shape.name())
     }

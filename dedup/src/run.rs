@@ -55,7 +55,7 @@ use crate::config::{DedupConfig, PARALLEL_UNITS};
 use crate::exact_substring::{apply_cuts, for_each_window, merge_windows, Cut, Cuts, Window};
 use crate::lsh::DocRef;
 use crate::lsh::{bucket_pairs, doc_ref, for_each_pair, split_ref, write_pairs, BucketWriter};
-use crate::meta::{read_meta, Meta, MetaWriter};
+use crate::meta::{for_each_meta, read_meta, Meta, MetaWriter};
 use crate::minhash::{MinHasher, Scratch};
 use crate::sorted_runs::{key_range, merge_range, run_files, Record, RunWriter};
 use crate::url_dedup::{url_duplicates, url_partitions, UrlRecord};
@@ -554,6 +554,20 @@ impl<'a> Run<'a> {
         read_meta(&self.shard_dir(shard).join("meta.bin"))
     }
 
+    /// Calls `f(row, meta)` on every row of a shard's meta, one row in memory at a time.
+    fn for_each_meta(
+        &self,
+        shard: usize,
+        mut f: impl FnMut(u32, Meta) -> Result<()>,
+    ) -> Result<()> {
+        let mut row = 0u32;
+        for_each_meta(&self.shard_dir(shard).join("meta.bin"), |m| {
+            f(row, m)?;
+            row += 1;
+            Ok(())
+        })
+    }
+
     // --- step 2: buckets ----------------------------------------------------------------
 
     fn pairs_file(&self, bucket: usize) -> PathBuf {
@@ -845,8 +859,8 @@ impl<'a> Run<'a> {
         url_partitions(self.config, self.meta_bytes())
     }
 
-    /// Task `partition`: the URL records of this partition, streamed one shard's meta at a
-    /// time, and the ids of the kept documents re-read from only the shards they are in.
+    /// Task `partition`: the URL records of this partition, streamed row by row from each
+    /// shard's meta, and the ids of the kept documents re-read from only the shards they are in.
     fn url_dedup(&self, partition: usize) -> Result<()> {
         let parts = self.url_parts() as u64;
         let mut lines = Vec::new();
@@ -854,11 +868,12 @@ impl<'a> Run<'a> {
             // Pass 1: the dump names of every document, for their ranks.
             let mut dumps = BTreeSet::new();
             for s in 0..self.shards.len() {
-                for m in self.meta(s)? {
+                self.for_each_meta(s, |_, m| {
                     if !dumps.contains(&m.dump) {
                         dumps.insert(m.dump);
                     }
-                }
+                    Ok(())
+                })?;
             }
             let rank: HashMap<String, u32> = dumps
                 .into_iter()
@@ -868,11 +883,9 @@ impl<'a> Run<'a> {
             // Pass 2: this partition's surviving records; one shard's meta at a time.
             let mut records = Vec::new();
             for shard in 0..self.shards.len() {
-                let meta = self.meta(shard)?;
                 let gone = self.minhash_removed(shard)?;
                 let exact = self.exact_plan(shard)?;
-                for (row, m) in meta.iter().enumerate() {
-                    let row = row as u32;
+                self.for_each_meta(shard, |row, m| {
                     let dropped =
                         gone.contains_key(&row) || exact.get(&row).is_some_and(|p| p.drop);
                     if m.url_key != 0 && m.url_key % parts == partition as u64 && !dropped {
@@ -882,7 +895,8 @@ impl<'a> Run<'a> {
                             doc: doc_ref(shard, row),
                         });
                     }
-                }
+                    Ok(())
+                })?;
             }
             drop(rank);
             let pairs = url_duplicates(&mut records);
@@ -895,10 +909,12 @@ impl<'a> Run<'a> {
             }
             let mut ids: HashMap<DocRef, String> = HashMap::new();
             for (shard, rows) in kept {
-                let meta = self.meta(shard)?;
-                for row in rows {
-                    ids.insert(doc_ref(shard, row), meta[row as usize].id.clone());
-                }
+                self.for_each_meta(shard, |row, m| {
+                    if rows.contains(&row) {
+                        ids.insert(doc_ref(shard, row), m.id);
+                    }
+                    Ok(())
+                })?;
             }
             for (dropped, kept) in pairs {
                 let (shard, row) = split_ref(dropped);

@@ -4,7 +4,7 @@
 //! `id` and `dump` as `u16` length + UTF-8 bytes; little-endian.
 
 use std::fs::File;
-use std::io::{BufWriter, Write};
+use std::io::{BufRead, BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
 use falconry_refine::folder::{commit_tmp, create_tmp};
@@ -83,35 +83,56 @@ impl MetaWriter {
 
 /// Reads every row of a meta file, in row order.
 pub fn read_meta(path: &Path) -> Result<Vec<Meta>> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let mut out = Vec::new();
+    for_each_meta(path, |m| {
+        out.push(m);
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+/// Calls `f` on every row of a meta file, in row order, reading it through a buffer: one
+/// row in memory at a time, not the file.
+pub fn for_each_meta(path: &Path, mut f: impl FnMut(Meta) -> Result<()>) -> Result<()> {
+    let file = File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut input = BufReader::with_capacity(1 << 16, file);
     let bad = || Error::WorkFile {
         path: path.into(),
         message: "truncated meta record".into(),
     };
-    let mut out = Vec::new();
-    let mut at = 0;
-    let take = |at: &mut usize, n: usize| -> Result<&[u8]> {
-        let s = bytes.get(*at..*at + n).ok_or_else(bad)?;
-        *at += n;
-        Ok(s)
-    };
-    while at < bytes.len() {
-        let timestamp = i64::from_le_bytes(take(&mut at, 8)?.try_into().map_err(|_| bad())?);
-        let url_key = u64::from_le_bytes(take(&mut at, 8)?.try_into().map_err(|_| bad())?);
+    let io = |e| Error::io(path, e);
+    loop {
+        if input.fill_buf().map_err(io)?.is_empty() {
+            return Ok(());
+        }
+        let mut fixed = [0u8; 16];
+        read_all(&mut input, &mut fixed, path).map_err(|_| bad())?;
+        let timestamp = i64::from_le_bytes(fixed[..8].try_into().expect("8 bytes"));
+        let url_key = u64::from_le_bytes(fixed[8..].try_into().expect("8 bytes"));
         let mut strings = [String::new(), String::new()];
         for s in &mut strings {
-            let len = u16::from_le_bytes(take(&mut at, 2)?.try_into().map_err(|_| bad())?) as usize;
-            *s = String::from_utf8_lossy(take(&mut at, len)?).into_owned();
+            let mut len = [0u8; 2];
+            read_all(&mut input, &mut len, path).map_err(|_| bad())?;
+            let mut bytes = vec![0u8; u16::from_le_bytes(len) as usize];
+            read_all(&mut input, &mut bytes, path).map_err(|_| bad())?;
+            *s = match String::from_utf8(bytes) {
+                Ok(s) => s,
+                Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+            };
         }
         let [id, dump] = strings;
-        out.push(Meta {
+        f(Meta {
             timestamp,
             url_key,
             id,
             dump,
-        });
+        })?;
     }
-    Ok(out)
+}
+
+/// `read_exact`, an I/O error naming `path`.
+fn read_all(input: &mut impl Read, buf: &mut [u8], path: &Path) -> Result<()> {
+    input.read_exact(buf).map_err(|e| Error::io(path, e))
 }
 
 #[cfg(test)]
@@ -140,6 +161,13 @@ mod tests {
         rows.iter().for_each(|m| w.add(m).unwrap());
         w.finish().unwrap();
         assert_eq!(read_meta(&path).unwrap(), rows);
+        let mut streamed = Vec::new();
+        for_each_meta(&path, |m| {
+            streamed.push(m);
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(streamed, rows);
         std::fs::write(&path, [1u8, 2, 3]).unwrap();
         assert!(read_meta(&path).is_err());
     }

@@ -55,10 +55,10 @@ use crate::config::{DedupConfig, PARALLEL_UNITS};
 use crate::exact_substring::{apply_cuts, for_each_window, merge_windows, Cut, Cuts, Window};
 use crate::lsh::DocRef;
 use crate::lsh::{bucket_pairs, doc_ref, for_each_pair, split_ref, write_pairs, BucketWriter};
-use crate::meta::{read_meta, Meta, MetaWriter};
+use crate::meta::{for_each_meta, read_meta, Meta, MetaWriter};
 use crate::minhash::{MinHasher, Scratch};
 use crate::sorted_runs::{key_range, merge_range, run_files, Record, RunWriter};
-use crate::url_dedup::{url_duplicates, UrlRecord};
+use crate::url_dedup::{url_duplicates, url_partitions, UrlRecord};
 use crate::{Error, Result};
 
 /// One step of the run, in the order they run.
@@ -113,7 +113,9 @@ impl Step {
             Step::Signatures | Step::ExactSubstring | Step::Filter => shards,
             Step::Buckets => config.minhash.buckets,
             Step::Components => config.minhash.buckets.max(shards),
-            Step::UrlDedup => config.url_dedup.partitions,
+            // The meta the count grows with is not written yet: the configured count, a
+            // lower bound; a task of `N` takes every `N`-th of the run's partitions.
+            Step::UrlDedup => url_partitions(config, 0),
         }
     }
 }
@@ -337,6 +339,7 @@ impl<'a> Run<'a> {
     fn units(&self, step: Step) -> usize {
         match step {
             Step::Components => self.shards.len(),
+            Step::UrlDedup => self.url_parts(),
             _ => step.units(self.config, self.shards.len()),
         }
     }
@@ -468,8 +471,17 @@ impl<'a> Run<'a> {
         match step {
             Step::Components => self.components(task)?,
             Step::ExactSubstring => self.exact_substring(task)?,
-            // Shards parallelise inside (batches of documents); buckets and partitions across.
+            // Shards parallelise inside (batches of documents); buckets and partitions across,
+            // partitions at most `PARALLEL_UNITS` at once (each within `run_budget`).
             Step::Signatures => mine.into_iter().try_for_each(work)?,
+            Step::UrlDedup => rayon::ThreadPoolBuilder::new()
+                .num_threads(PARALLEL_UNITS.min(rayon::current_num_threads()))
+                .build()
+                .map_err(|e| Error::WorkFile {
+                    path: self.out.clone(),
+                    message: format!("thread pool: {e}"),
+                })?
+                .install(|| mine.into_par_iter().try_for_each(work))?,
             _ => mine.into_par_iter().try_for_each(work)?,
         }
         if step == Step::Filter && self.step_done(Step::Filter)? {
@@ -540,6 +552,20 @@ impl<'a> Run<'a> {
 
     fn meta(&self, shard: usize) -> Result<Vec<Meta>> {
         read_meta(&self.shard_dir(shard).join("meta.bin"))
+    }
+
+    /// Calls `f(row, meta)` on every row of a shard's meta, one row in memory at a time.
+    fn for_each_meta(
+        &self,
+        shard: usize,
+        mut f: impl FnMut(u32, Meta) -> Result<()>,
+    ) -> Result<()> {
+        let mut row = 0u32;
+        for_each_meta(&self.shard_dir(shard).join("meta.bin"), |m| {
+            f(row, m)?;
+            row += 1;
+            Ok(())
+        })
     }
 
     // --- step 2: buckets ----------------------------------------------------------------
@@ -820,25 +846,46 @@ impl<'a> Run<'a> {
             .join(format!("partition-{partition:05}.jsonl"))
     }
 
+    /// Bytes of every shard's `meta.bin` (0 for one not written yet): the input of
+    /// [`url_partitions`], a stat per shard, the same in every task.
+    fn meta_bytes(&self) -> u64 {
+        (0..self.shards.len())
+            .map(|s| std::fs::metadata(self.shard_dir(s).join("meta.bin")).map_or(0, |m| m.len()))
+            .sum()
+    }
+
+    /// The URL partitions of this run: [`url_partitions`] of the meta written by `signatures`.
+    fn url_parts(&self) -> usize {
+        url_partitions(self.config, self.meta_bytes())
+    }
+
+    /// Task `partition`: the URL records of this partition, streamed row by row from each
+    /// shard's meta, and the ids of the kept documents re-read from only the shards they are in.
     fn url_dedup(&self, partition: usize) -> Result<()> {
-        let parts = self.config.url_dedup.partitions as u64;
+        let parts = self.url_parts() as u64;
         let mut lines = Vec::new();
         if self.config.url_dedup.enabled {
-            let metas: Vec<Vec<Meta>> = (0..self.shards.len())
-                .map(|s| self.meta(s))
-                .collect::<Result<_>>()?;
-            let dumps: BTreeSet<&str> = metas.iter().flatten().map(|m| m.dump.as_str()).collect();
-            let rank: HashMap<&str, u32> = dumps
+            // Pass 1: the dump names of every document, for their ranks.
+            let mut dumps = BTreeSet::new();
+            for s in 0..self.shards.len() {
+                self.for_each_meta(s, |_, m| {
+                    if !dumps.contains(&m.dump) {
+                        dumps.insert(m.dump);
+                    }
+                    Ok(())
+                })?;
+            }
+            let rank: HashMap<String, u32> = dumps
                 .into_iter()
                 .enumerate()
                 .map(|(i, d)| (d, i as u32))
                 .collect();
+            // Pass 2: this partition's surviving records; one shard's meta at a time.
             let mut records = Vec::new();
-            for (shard, meta) in metas.iter().enumerate() {
+            for shard in 0..self.shards.len() {
                 let gone = self.minhash_removed(shard)?;
                 let exact = self.exact_plan(shard)?;
-                for (row, m) in meta.iter().enumerate() {
-                    let row = row as u32;
+                self.for_each_meta(shard, |row, m| {
                     let dropped =
                         gone.contains_key(&row) || exact.get(&row).is_some_and(|p| p.drop);
                     if m.url_key != 0 && m.url_key % parts == partition as u64 && !dropped {
@@ -848,15 +895,33 @@ impl<'a> Run<'a> {
                             doc: doc_ref(shard, row),
                         });
                     }
-                }
+                    Ok(())
+                })?;
             }
-            for (dropped, kept) in url_duplicates(&mut records) {
+            drop(rank);
+            let pairs = url_duplicates(&mut records);
+            drop(records);
+            // The kept documents' ids, from the shards they are in.
+            let mut kept: BTreeMap<usize, BTreeSet<u32>> = BTreeMap::new();
+            for &(_, k) in &pairs {
+                let (shard, row) = split_ref(k);
+                kept.entry(shard).or_default().insert(row);
+            }
+            let mut ids: HashMap<DocRef, String> = HashMap::new();
+            for (shard, rows) in kept {
+                self.for_each_meta(shard, |row, m| {
+                    if rows.contains(&row) {
+                        ids.insert(doc_ref(shard, row), m.id);
+                    }
+                    Ok(())
+                })?;
+            }
+            for (dropped, kept) in pairs {
                 let (shard, row) = split_ref(dropped);
-                let (ks, kr) = split_ref(kept);
                 lines.push(UrlRemoved {
                     shard,
                     row,
-                    duplicate_of: metas[ks][kr as usize].id.clone(),
+                    duplicate_of: ids[&kept].clone(),
                 });
             }
         }
@@ -865,7 +930,7 @@ impl<'a> Run<'a> {
 
     fn url_removed(&self, shard: usize) -> Result<HashMap<u32, String>> {
         let mut out = HashMap::new();
-        for p in 0..self.config.url_dedup.partitions {
+        for p in 0..self.url_parts() {
             let lines: Vec<UrlRemoved> = read_jsonl(&self.url_file(p))?;
             out.extend(
                 lines

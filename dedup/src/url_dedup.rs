@@ -6,10 +6,12 @@
 //! `(dump, shard, row)`: dumps sort by name (`CC-MAIN-YYYY-WW` is chronological), shards in
 //! input order. Documents without a URL are never URL duplicates. The step is sharded by
 //! hash range of the URL key: task `p` of `P` owns keys with `key % P == p`, so each holds
-//! about `docs / P` records of 24 bytes.
+//! about `docs / P` records of 24 bytes. `P` grows with the corpus ([`url_partitions`]) so a
+//! partition's records stay within its share of `memory_limit_gb`.
 
 use xxhash_rust::xxh3::xxh3_64;
 
+use crate::config::DedupConfig;
 use crate::lsh::DocRef;
 
 /// The comparable form of a URL: lowercase scheme and host, no `#fragment`.
@@ -33,6 +35,28 @@ pub fn normalize_url(url: &str) -> String {
 pub fn url_key(url: &str) -> Option<u64> {
     let norm = normalize_url(url);
     (!norm.is_empty()).then(|| xxh3_64(norm.as_bytes()))
+}
+
+/// Bytes a partition holds per URL record, worst case: the record (24 B), its
+/// `(dropped, kept)` pair (16 B) and the dropped line with the kept document's id (~88 B).
+pub const URL_RECORD_BYTES: u64 = 128;
+
+/// The fewest bytes of a `meta.bin` record (timestamp, URL key, two string lengths): `meta
+/// bytes / this` bounds the documents, so the records, from above.
+pub const MIN_META_RECORD_BYTES: u64 = 20;
+
+/// URL partitions for a run whose shards' `meta.bin` files hold `meta_bytes` in all: at least
+/// `url_dedup.partitions`, and enough that a partition's records (at most `meta_bytes /`
+/// [`MIN_META_RECORD_BYTES`] over all partitions, [`URL_RECORD_BYTES`] each) fit in
+/// [`DedupConfig::run_budget`], the share of `memory_limit_gb` one of the
+/// [`PARALLEL_UNITS`](crate::config::PARALLEL_UNITS) units a task runs at once may use.
+/// Every task and every reader of the partitions computes it from the same files; before
+/// `signatures` (0 bytes, as the Slurm planner sees it) it is the configured count.
+pub fn url_partitions(config: &DedupConfig, meta_bytes: u64) -> usize {
+    let records = meta_bytes / MIN_META_RECORD_BYTES;
+    let budget = config.run_budget().max(1) as u128;
+    let need = (records as u128 * URL_RECORD_BYTES as u128).div_ceil(budget);
+    config.url_dedup.partitions.max(need as usize)
 }
 
 /// One surviving document's URL: its key, its dump's rank among the run's dumps, itself.
@@ -72,6 +96,17 @@ mod tests {
         assert_eq!(url_key(""), None);
         assert_eq!(url_key("http://A.org/x#1"), url_key("http://a.org/x"));
         assert_ne!(url_key("http://a.org/X"), url_key("http://a.org/x"));
+    }
+
+    #[test]
+    fn partitions_grow_with_the_meta_and_shrink_the_limit() {
+        let mut config = DedupConfig::default();
+        assert_eq!(url_partitions(&config, 0), 16);
+        // 8 GB limit: 1 GiB per unit holds 8Mi records of 128 B: 160 MiB of meta.
+        assert_eq!(url_partitions(&config, 160 << 20), 16);
+        assert_eq!(url_partitions(&config, 40 << 30), 256);
+        config.memory_limit_gb = 0.5;
+        assert_eq!(url_partitions(&config, 40 << 30), 4096);
     }
 
     #[test]

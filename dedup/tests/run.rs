@@ -322,3 +322,74 @@ fn a_changed_input_list_is_refused_then_redone_when_allowed() {
     assert!(!out.join("part-00002.parquet").exists());
     assert_eq!(ids(&out), before);
 }
+
+/// Issue 12: a small `memory_limit_gb` splits the URLs into more partitions than the
+/// configured count (each task's records within its share of the limit), with the same
+/// output: the same documents dropped, the same `duplicate_of`.
+#[test]
+fn a_small_memory_limit_gives_more_url_partitions_and_the_same_output() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("in");
+    std::fs::create_dir_all(&input).unwrap();
+    corpus(&input);
+    let inputs = vec![input];
+    let default = DedupConfig::default();
+    let wide = tmp.path().join("default");
+    let explain = RunOptions {
+        explain: true,
+        ..Default::default()
+    };
+    run_dedup(&inputs, &wide, &default, &explain).unwrap();
+    let small = DedupConfig {
+        memory_limit_gb: 1e-6,
+        ..DedupConfig::default()
+    };
+    let narrow = tmp.path().join("small");
+    for step in Step::ALL {
+        for task in 0..2 {
+            let o = RunOptions {
+                step: Some(step),
+                task: Some(Task {
+                    index: task,
+                    count: 2,
+                }),
+                ..explain.clone()
+            };
+            run_dedup(&inputs, &narrow, &small, &o).unwrap();
+        }
+    }
+    let partitions = |dir: &Path| std::fs::read_dir(dir.join("urls")).unwrap().count();
+    assert_eq!(partitions(&wide), default.url_dedup.partitions);
+    assert!(
+        partitions(&narrow) > default.url_dedup.partitions,
+        "{}",
+        partitions(&narrow)
+    );
+    // The same URL drops, with the same kept document, over all partitions.
+    let url_lines = |dir: &Path| {
+        let mut lines: Vec<String> = files(&dir.join("urls"))
+            .into_iter()
+            .flat_map(|(_, b)| {
+                String::from_utf8(b)
+                    .unwrap()
+                    .lines()
+                    .map(String::from)
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        lines.sort();
+        lines
+    };
+    assert!(!url_lines(&wide).is_empty());
+    assert_eq!(url_lines(&wide), url_lines(&narrow));
+    assert_eq!(ids(&wide), ids(&narrow));
+    for name in [
+        "explain.jsonl",
+        "stats.json",
+        "part-00000.parquet",
+        "part-00001.parquet",
+    ] {
+        let read = |d: &Path| std::fs::read(d.join(name)).unwrap();
+        assert!(read(&wide) == read(&narrow), "{name} differs");
+    }
+}

@@ -246,22 +246,40 @@ impl Record for Dropped {
     }
 }
 
-/// Reads one root range of [`Member`]s: the first of each cluster stays, the others go to
-/// `out`; returns the cluster-size histogram of the range.
-pub fn keep_first(
-    members: &mut Merge<Member>,
+/// A record of a group (the records sharing a [`Record::key`]), sorted within the group in
+/// keep order: the first of each group stays, the others are removed in its favour.
+pub trait Grouped: Record + Clone {
+    /// The document.
+    fn doc(&self) -> DocRef;
+    /// The document's id.
+    fn id(&self) -> &str;
+}
+
+impl Grouped for Member {
+    fn doc(&self) -> DocRef {
+        self.doc
+    }
+    fn id(&self) -> &str {
+        &self.id
+    }
+}
+
+/// Reads one key range of grouped records: the first of each group stays, the others go to
+/// `out`; returns the group-size histogram of the range.
+pub fn keep_first<R: Grouped>(
+    records: &mut Merge<R>,
     out: &mut RunWriter<Dropped>,
 ) -> Result<std::collections::BTreeMap<u64, u64>> {
     let mut sizes = std::collections::BTreeMap::new();
-    let mut kept: Option<Member> = None;
+    let mut kept: Option<R> = None;
     let mut size = 0u64;
-    while let Some(m) = members.next_record()? {
+    while let Some(r) = records.next_record()? {
         match &kept {
-            Some(k) if k.root == m.root => {
+            Some(k) if k.key() == r.key() => {
                 size += 1;
                 let d = Dropped {
-                    doc: m.doc,
-                    kept: k.id.clone(),
+                    doc: r.doc(),
+                    kept: k.id().to_string(),
                 };
                 let len = 8 + d.kept.len();
                 out.push(d, len)?;
@@ -270,7 +288,7 @@ pub fn keep_first(
                 if kept.is_some() {
                     *sizes.entry(size).or_default() += 1;
                 }
-                kept = Some(m);
+                kept = Some(r);
                 size = 1;
             }
         }

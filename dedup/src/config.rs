@@ -179,7 +179,8 @@ impl Default for ExactSubstringConfig {
 pub struct UrlDedupConfig {
     /// Run the stage.
     pub enabled: bool,
-    /// Hash-range partitions of the URLs: one `url_dedup` task each.
+    /// URL-key ranges of `url_dedup`'s keep phase (at least one per shard): units of work,
+    /// not memory, which the sorted runs bound.
     pub partitions: usize,
 }
 

@@ -6,10 +6,10 @@
 //! | `buckets` | key-range bucket | `buckets/pairs-B.bin` |
 //! | `components` | pair file, then key range of documents (= shard), in rounds | `components/`, `clusters/shard-S.jsonl`, `clusters/sizes.json` |
 //! | `exact_substring` | shard, then window-hash range, then shard | `exact/work/`, `exact/shard-S.jsonl` |
-//! | `url_dedup` | URL hash partition | `urls/partition-P.jsonl` |
+//! | `url_dedup` | shard, then URL-key range, then shard | `urls/work/`, `urls/shard-S.jsonl` |
 //! | `filter` | input shard | `part-S.parquet`, `stats/shard-S.json`, `explain/shard-S.jsonl` |
 //!
-//! `components` and `exact_substring` are sorts on disk ([`crate::sorted_runs`]): a phase's
+//! `components`, `exact_substring` and `url_dedup` are sorts on disk ([`crate::sorted_runs`]): a phase's
 //! units write sorted runs that the next phase's units read by key range, so a task holds
 //! the `memory_limit_gb` budget whatever the corpus size. Every task of the array runs every
 //! phase; a unit is done only under its claim ([`falconry_refine::claim`]): a task takes its
@@ -33,7 +33,7 @@
 //! stale (they record the old list's hash): the whole run is redone, and parts beyond the new
 //! input count are removed.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -58,7 +58,7 @@ use crate::lsh::{bucket_pairs, doc_ref, for_each_pair, split_ref, write_pairs, B
 use crate::meta::{for_each_meta, read_meta, Meta, MetaWriter};
 use crate::minhash::{MinHasher, Scratch};
 use crate::sorted_runs::{key_range, merge_range, run_files, Record, RunWriter};
-use crate::url_dedup::{url_duplicates, url_partitions, UrlRecord};
+use crate::url_dedup::UrlRecord;
 use crate::{Error, Result};
 
 /// One step of the run, in the order they run.
@@ -113,9 +113,7 @@ impl Step {
             Step::Signatures | Step::ExactSubstring | Step::Filter => shards,
             Step::Buckets => config.minhash.buckets,
             Step::Components => config.minhash.buckets.max(shards),
-            // The meta the count grows with is not written yet: the configured count, a
-            // lower bound; a task of `N` takes every `N`-th of the run's partitions.
-            Step::UrlDedup => url_partitions(config, 0),
+            Step::UrlDedup => config.url_dedup.partitions.max(shards),
         }
     }
 }
@@ -191,13 +189,6 @@ struct ExactPlan {
     row: u32,
     cuts: Cuts,
     drop: bool,
-}
-
-#[derive(Serialize, Deserialize)]
-struct UrlRemoved {
-    shard: usize,
-    row: u32,
-    duplicate_of: String,
 }
 
 /// The input shards of a run: files, folders (their `*.parquet`, recursively) and globs,
@@ -338,8 +329,7 @@ impl<'a> Run<'a> {
     /// Units of a step's last phase: their markers say the step is done.
     fn units(&self, step: Step) -> usize {
         match step {
-            Step::Components => self.shards.len(),
-            Step::UrlDedup => self.url_parts(),
+            Step::Components | Step::UrlDedup => self.shards.len(),
             _ => step.units(self.config, self.shards.len()),
         }
     }
@@ -459,9 +449,8 @@ impl<'a> Run<'a> {
             match step {
                 Step::Signatures => self.signatures(unit)?,
                 Step::Buckets => self.buckets(unit)?,
-                Step::UrlDedup => self.url_dedup(unit)?,
                 Step::Filter => self.filter(unit)?,
-                Step::Components | Step::ExactSubstring => {
+                Step::Components | Step::ExactSubstring | Step::UrlDedup => {
                     unreachable!("phased steps write their own markers")
                 }
             }
@@ -471,17 +460,9 @@ impl<'a> Run<'a> {
         match step {
             Step::Components => self.components(task)?,
             Step::ExactSubstring => self.exact_substring(task)?,
-            // Shards parallelise inside (batches of documents); buckets and partitions across,
-            // partitions at most `PARALLEL_UNITS` at once (each within `run_budget`).
+            Step::UrlDedup => self.url_dedup(task)?,
+            // Shards parallelise inside (batches of documents); buckets and filters across.
             Step::Signatures => mine.into_iter().try_for_each(work)?,
-            Step::UrlDedup => rayon::ThreadPoolBuilder::new()
-                .num_threads(PARALLEL_UNITS.min(rayon::current_num_threads()))
-                .build()
-                .map_err(|e| Error::WorkFile {
-                    path: self.out.clone(),
-                    message: format!("thread pool: {e}"),
-                })?
-                .install(|| mine.into_par_iter().try_for_each(work))?,
             _ => mine.into_par_iter().try_for_each(work)?,
         }
         if step == Step::Filter && self.step_done(Step::Filter)? {
@@ -690,7 +671,7 @@ impl<'a> Run<'a> {
         let kept = self.phase("components-keep", shards, task, |u| {
             let (lo, hi) = self.doc_range(u);
             let mut w = self.unit_writer(&dropped_dir, u)?;
-            let sizes = keep_first(&mut merge_range(&members, lo, hi)?, &mut w)?;
+            let sizes = keep_first(&mut merge_range::<Member>(&members, lo, hi)?, &mut w)?;
             Ok(RunsRecord {
                 runs: w.finish()?,
                 sizes,
@@ -700,16 +681,7 @@ impl<'a> Run<'a> {
         let dropped = Self::phase_runs(&dropped_dir, &kept);
         // Per shard: its removed rows.
         self.phase("components", shards, task, |u| {
-            let (lo, hi) = self.doc_range(u);
-            let mut lines = Vec::new();
-            let mut m = merge_range::<Dropped>(&dropped, lo, hi)?;
-            while let Some(d) = m.next_record()? {
-                lines.push(Removed {
-                    row: split_ref(d.doc).1,
-                    duplicate_of: d.kept,
-                });
-            }
-            write_jsonl(&self.shard_file("clusters", u, "jsonl"), &lines)?;
+            self.write_removed(&dropped, u, "clusters")?;
             if u == 0 {
                 self.cluster_report(&kept)?;
             }
@@ -739,9 +711,29 @@ impl<'a> Run<'a> {
         )?)
     }
 
-    fn minhash_removed(&self, shard: usize) -> Result<HashMap<u32, String>> {
-        let lines: Vec<Removed> = read_jsonl(&self.shard_file("clusters", shard, "jsonl"))?;
+    /// `DIR/shard-S.jsonl`: the rows of shard `S` among the [`Dropped`] runs, with the ids
+    /// they were removed in favour of.
+    fn write_removed(&self, dropped: &[PathBuf], shard: usize, dir: &str) -> Result<()> {
+        let (lo, hi) = self.doc_range(shard);
+        let mut lines = Vec::new();
+        let mut m = merge_range::<Dropped>(dropped, lo, hi)?;
+        while let Some(d) = m.next_record()? {
+            lines.push(Removed {
+                row: split_ref(d.doc).1,
+                duplicate_of: d.kept,
+            });
+        }
+        write_jsonl(&self.shard_file(dir, shard, "jsonl"), &lines)
+    }
+
+    /// The rows [`Self::write_removed`] wrote for a shard.
+    fn removed(&self, shard: usize, dir: &str) -> Result<HashMap<u32, String>> {
+        let lines: Vec<Removed> = read_jsonl(&self.shard_file(dir, shard, "jsonl"))?;
         Ok(lines.into_iter().map(|r| (r.row, r.duplicate_of)).collect())
+    }
+
+    fn minhash_removed(&self, shard: usize) -> Result<HashMap<u32, String>> {
+        self.removed(shard, "clusters")
     }
 
     // --- step 4: exact substring --------------------------------------------------------
@@ -840,106 +832,54 @@ impl<'a> Run<'a> {
 
     // --- step 5: URL dedup --------------------------------------------------------------
 
-    fn url_file(&self, partition: usize) -> PathBuf {
-        self.out
-            .join("urls")
-            .join(format!("partition-{partition:05}.jsonl"))
-    }
-
-    /// Bytes of every shard's `meta.bin` (0 for one not written yet): the input of
-    /// [`url_partitions`], a stat per shard, the same in every task.
-    fn meta_bytes(&self) -> u64 {
-        (0..self.shards.len())
-            .map(|s| std::fs::metadata(self.shard_dir(s).join("meta.bin")).map_or(0, |m| m.len()))
-            .sum()
-    }
-
-    /// The URL partitions of this run: [`url_partitions`] of the meta written by `signatures`.
-    fn url_parts(&self) -> usize {
-        url_partitions(self.config, self.meta_bytes())
-    }
-
-    /// Task `partition`: the URL records of this partition, streamed row by row from each
-    /// shard's meta, and the ids of the kept documents re-read from only the shards they are in.
-    fn url_dedup(&self, partition: usize) -> Result<()> {
-        let parts = self.url_parts() as u64;
-        let mut lines = Vec::new();
-        if self.config.url_dedup.enabled {
-            // Pass 1: the dump names of every document, for their ranks.
-            let mut dumps = BTreeSet::new();
-            for s in 0..self.shards.len() {
-                self.for_each_meta(s, |_, m| {
-                    if !dumps.contains(&m.dump) {
-                        dumps.insert(m.dump);
-                    }
-                    Ok(())
-                })?;
-            }
-            let rank: HashMap<String, u32> = dumps
-                .into_iter()
-                .enumerate()
-                .map(|(i, d)| (d, i as u32))
-                .collect();
-            // Pass 2: this partition's surviving records; one shard's meta at a time.
-            let mut records = Vec::new();
-            for shard in 0..self.shards.len() {
-                let gone = self.minhash_removed(shard)?;
-                let exact = self.exact_plan(shard)?;
-                self.for_each_meta(shard, |row, m| {
+    /// Sorted on disk like `exact_substring`: per shard its surviving documents' URLs, per
+    /// range of URL keys the first of each URL in keep order, per shard its removed rows.
+    fn url_dedup(&self, task: Task) -> Result<()> {
+        let shards = self.shards.len();
+        let ranges = self.config.url_dedup.partitions.max(shards);
+        let work = self.out.join("urls").join("work");
+        let (urls_dir, dropped_dir) = (work.join("urls"), work.join("dropped"));
+        let recs = self.phase("url_dedup-urls", shards, task, |u| {
+            let mut w = self.unit_writer(&urls_dir, u)?;
+            if self.config.url_dedup.enabled {
+                let gone = self.minhash_removed(u)?;
+                let exact = self.exact_plan(u)?;
+                self.for_each_meta(u, |row, m| {
                     let dropped =
                         gone.contains_key(&row) || exact.get(&row).is_some_and(|p| p.drop);
-                    if m.url_key != 0 && m.url_key % parts == partition as u64 && !dropped {
-                        records.push(UrlRecord {
-                            key: m.url_key,
-                            dump_rank: rank[m.dump.as_str()],
-                            doc: doc_ref(shard, row),
-                        });
+                    if m.url_key == 0 || dropped {
+                        return Ok(());
                     }
-                    Ok(())
+                    let rec = UrlRecord {
+                        key: m.url_key,
+                        dump: m.dump,
+                        doc: doc_ref(u, row),
+                        id: m.id,
+                    };
+                    let len = rec.encoded_len();
+                    w.push(rec, len)
                 })?;
             }
-            drop(rank);
-            let pairs = url_duplicates(&mut records);
-            drop(records);
-            // The kept documents' ids, from the shards they are in.
-            let mut kept: BTreeMap<usize, BTreeSet<u32>> = BTreeMap::new();
-            for &(_, k) in &pairs {
-                let (shard, row) = split_ref(k);
-                kept.entry(shard).or_default().insert(row);
-            }
-            let mut ids: HashMap<DocRef, String> = HashMap::new();
-            for (shard, rows) in kept {
-                self.for_each_meta(shard, |row, m| {
-                    if rows.contains(&row) {
-                        ids.insert(doc_ref(shard, row), m.id);
-                    }
-                    Ok(())
-                })?;
-            }
-            for (dropped, kept) in pairs {
-                let (shard, row) = split_ref(dropped);
-                lines.push(UrlRemoved {
-                    shard,
-                    row,
-                    duplicate_of: ids[&kept].clone(),
-                });
-            }
-        }
-        write_jsonl(&self.url_file(partition), &lines)
-    }
-
-    fn url_removed(&self, shard: usize) -> Result<HashMap<u32, String>> {
-        let mut out = HashMap::new();
-        for p in 0..self.url_parts() {
-            let lines: Vec<UrlRemoved> = read_jsonl(&self.url_file(p))?;
-            out.extend(
-                lines
-                    .into_iter()
-                    .filter(|l| l.shard == shard)
-                    .map(|l| (l.row, l.duplicate_of)),
-            );
-        }
-        Ok(out)
+            Ok(RunsRecord {
+                runs: w.finish()?,
+                ..Default::default()
+            })
+        })?;
+        let urls = Self::phase_runs(&urls_dir, &recs);
+        let recs = self.phase("url_dedup-keep", ranges, task, |u| {
+            let (lo, hi) = key_range(u, ranges, 1u128 << 64);
+            let mut w = self.unit_writer(&dropped_dir, u)?;
+            keep_first(&mut merge_range::<UrlRecord>(&urls, lo, hi)?, &mut w)?;
+            Ok(RunsRecord {
+                runs: w.finish()?,
+                ..Default::default()
+            })
+        })?;
+        let dropped = Self::phase_runs(&dropped_dir, &recs);
+        self.phase("url_dedup", shards, task, |u| {
+            self.write_removed(&dropped, u, "urls")
+        })?;
+        Ok(())
     }
 
     // --- step 6: filter -----------------------------------------------------------------
@@ -948,7 +888,7 @@ impl<'a> Run<'a> {
         let cfg = self.config;
         let minhash = self.minhash_removed(shard)?;
         let exact = self.exact_plan(shard)?;
-        let urls = self.url_removed(shard)?;
+        let urls = self.removed(shard, "urls")?;
         let mut rows = [
             StageStats::new("minhash"),
             StageStats::new("exact_substring"),

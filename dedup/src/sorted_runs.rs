@@ -181,7 +181,8 @@ impl RangeReader {
                 message: "malformed run record".into(),
             })?;
             let key = rec.key();
-            if key >= self.hi {
+            // `hi == u64::MAX` is the last range: it keeps the key `u64::MAX` too.
+            if key >= self.hi && self.hi != u64::MAX {
                 return Ok(None);
             }
             if key >= lo {
@@ -191,8 +192,8 @@ impl RangeReader {
     }
 }
 
-/// Merges the records with `lo <= key < hi` of sorted runs into one sorted stream; a record
-/// present in several runs comes once.
+/// Merges the records with `lo <= key < hi` (`<= u64::MAX` when `hi` is `u64::MAX`) of
+/// sorted runs into one sorted stream; a record present in several runs comes once.
 pub struct Merge<R> {
     readers: Vec<RangeReader>,
     heap: BinaryHeap<Reverse<(R, usize)>>,

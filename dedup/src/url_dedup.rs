@@ -4,15 +4,17 @@
 //! URLs compare after [`normalize_url`]: scheme and host lowercased, fragment stripped (path
 //! and query are case-sensitive on the web and stay). "Earlier" is the order
 //! `(dump, shard, row)`: dumps sort by name (`CC-MAIN-YYYY-WW` is chronological), shards in
-//! input order. Documents without a URL are never URL duplicates. The step is sharded by
-//! hash range of the URL key: task `p` of `P` owns keys with `key % P == p`, so each holds
-//! about `docs / P` records of 24 bytes. `P` grows with the corpus ([`url_partitions`]) so a
-//! partition's records stay within its share of `memory_limit_gb`.
+//! input order. Documents without a URL are never URL duplicates. The step is a sort on disk
+//! like the others ([`crate::sorted_runs`]): each shard writes its surviving documents as
+//! [`UrlRecord`]s, each range of URL keys keeps the first of every URL
+//! ([`keep_first`](crate::components::keep_first)), and each shard reads back its removed
+//! rows; no task reads more than its own share of the records.
 
 use xxhash_rust::xxh3::xxh3_64;
 
-use crate::config::DedupConfig;
+use crate::components::Grouped;
 use crate::lsh::DocRef;
+use crate::sorted_runs::Record;
 
 /// The comparable form of a URL: lowercase scheme and host, no `#fragment`.
 pub fn normalize_url(url: &str) -> String {
@@ -37,54 +39,64 @@ pub fn url_key(url: &str) -> Option<u64> {
     (!norm.is_empty()).then(|| xxh3_64(norm.as_bytes()))
 }
 
-/// Bytes a partition holds per URL record, worst case: the record (24 B), its
-/// `(dropped, kept)` pair (16 B) and the dropped line with the kept document's id (~88 B).
-pub const URL_RECORD_BYTES: u64 = 128;
-
-/// The fewest bytes of a `meta.bin` record (timestamp, URL key, two string lengths): `meta
-/// bytes / this` bounds the documents, so the records, from above.
-pub const MIN_META_RECORD_BYTES: u64 = 20;
-
-/// URL partitions for a run whose shards' `meta.bin` files hold `meta_bytes` in all: at least
-/// `url_dedup.partitions`, and enough that a partition's records (at most `meta_bytes /`
-/// [`MIN_META_RECORD_BYTES`] over all partitions, [`URL_RECORD_BYTES`] each) fit in
-/// [`DedupConfig::run_budget`], the share of `memory_limit_gb` one of the
-/// [`PARALLEL_UNITS`](crate::config::PARALLEL_UNITS) units a task runs at once may use.
-/// Every task and every reader of the partitions computes it from the same files; before
-/// `signatures` (0 bytes, as the Slurm planner sees it) it is the configured count.
-pub fn url_partitions(config: &DedupConfig, meta_bytes: u64) -> usize {
-    let records = meta_bytes / MIN_META_RECORD_BYTES;
-    let budget = config.run_budget().max(1) as u128;
-    let need = (records as u128 * URL_RECORD_BYTES as u128).div_ceil(budget);
-    config.url_dedup.partitions.max(need as usize)
-}
-
-/// One surviving document's URL: its key, its dump's rank among the run's dumps, itself.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+/// A surviving document with a URL, sorted by URL key, then keep order: earliest dump by
+/// name, then document (shard, row).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct UrlRecord {
     /// [`url_key`] of the URL.
     pub key: u64,
-    /// Rank of the document's dump in sorted order of the dump names.
-    pub dump_rank: u32,
+    /// The document's dump.
+    pub dump: String,
     /// The document.
     pub doc: DocRef,
+    /// The document's id, named by the documents removed in its favour.
+    pub id: String,
 }
 
-/// Sorts `records` and returns `(dropped, kept)` for every URL duplicate: each record after
-/// the first of its key, paired with that first one.
-pub fn url_duplicates(records: &mut [UrlRecord]) -> Vec<(DocRef, DocRef)> {
-    records.sort_unstable();
-    let mut out = Vec::new();
-    for group in records.chunk_by(|a, b| a.key == b.key) {
-        out.extend(group[1..].iter().map(|r| (r.doc, group[0].doc)));
+impl UrlRecord {
+    /// Bytes of the encoding.
+    pub fn encoded_len(&self) -> usize {
+        18 + self.dump.len() + self.id.len()
     }
-    out.sort_unstable();
-    out
+}
+
+impl Record for UrlRecord {
+    fn key(&self) -> u64 {
+        self.key
+    }
+    fn encode(&self, out: &mut Vec<u8>) {
+        let dump = &self.dump.as_bytes()[..self.dump.len().min(u16::MAX as usize)];
+        out.extend_from_slice(&self.key.to_le_bytes());
+        out.extend_from_slice(&self.doc.to_le_bytes());
+        out.extend_from_slice(&(dump.len() as u16).to_le_bytes());
+        out.extend_from_slice(dump);
+        out.extend_from_slice(self.id.as_bytes());
+    }
+    fn decode(b: &[u8]) -> Option<Self> {
+        let dump_len = u16::from_le_bytes(b.get(16..18)?.try_into().ok()?) as usize;
+        Some(UrlRecord {
+            key: u64::from_le_bytes(b.get(..8)?.try_into().ok()?),
+            doc: u64::from_le_bytes(b.get(8..16)?.try_into().ok()?),
+            dump: String::from_utf8(b.get(18..18 + dump_len)?.to_vec()).ok()?,
+            id: String::from_utf8(b.get(18 + dump_len..)?.to_vec()).ok()?,
+        })
+    }
+}
+
+impl Grouped for UrlRecord {
+    fn doc(&self) -> DocRef {
+        self.doc
+    }
+    fn id(&self) -> &str {
+        &self.id
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::components::{keep_first, Dropped};
+    use crate::sorted_runs::{merge_range, run_files, RunWriter};
 
     #[test]
     fn normalises_scheme_host_and_fragment_only() {
@@ -99,24 +111,45 @@ mod tests {
     }
 
     #[test]
-    fn partitions_grow_with_the_meta_and_shrink_the_limit() {
-        let mut config = DedupConfig::default();
-        assert_eq!(url_partitions(&config, 0), 16);
-        // 8 GB limit: 1 GiB per unit holds 8Mi records of 128 B: 160 MiB of meta.
-        assert_eq!(url_partitions(&config, 160 << 20), 16);
-        assert_eq!(url_partitions(&config, 40 << 30), 256);
-        config.memory_limit_gb = 0.5;
-        assert_eq!(url_partitions(&config, 40 << 30), 4096);
-    }
-
-    #[test]
-    fn earliest_dump_then_part_wins() {
-        let r = |key, dump_rank, doc| UrlRecord {
+    fn earliest_dump_then_part_wins_and_records_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = |key, dump: &str, doc, id: &str| UrlRecord {
             key,
-            dump_rank,
+            dump: dump.into(),
             doc,
+            id: id.into(),
         };
-        let mut recs = vec![r(7, 1, 1), r(7, 0, 50), r(7, 1, 0), r(9, 0, 3)];
-        assert_eq!(url_duplicates(&mut recs), vec![(0, 50), (1, 50)]);
+        let recs = [
+            r(7, "CC-MAIN-2021-04", 1, "b"),
+            r(7, "CC-MAIN-2020-50", 50, "kept"),
+            r(7, "CC-MAIN-2021-04", 0, "a"),
+            r(9, "CC-MAIN-2021-04", 3, "alone"),
+            r(u64::MAX, "", 4, ""),
+        ];
+        let mut buf = Vec::new();
+        recs[1].encode(&mut buf);
+        assert_eq!(buf.len(), recs[1].encoded_len());
+        assert_eq!(UrlRecord::decode(&buf), Some(recs[1].clone()));
+        // Two runs, as two shards write them; one merge over every key.
+        let mut w = RunWriter::create(dir.path(), "u", 1).unwrap();
+        for rec in recs {
+            let len = rec.encoded_len();
+            w.push(rec, len).unwrap();
+        }
+        let runs = run_files(dir.path(), "u", w.finish().unwrap());
+        let mut out = RunWriter::<Dropped>::create(dir.path(), "d", 1 << 20).unwrap();
+        let sizes = keep_first(
+            &mut merge_range::<UrlRecord>(&runs, 0, u64::MAX).unwrap(),
+            &mut out,
+        )
+        .unwrap();
+        assert_eq!(sizes, [(1, 2), (3, 1)].into_iter().collect());
+        let dropped = run_files(dir.path(), "d", out.finish().unwrap());
+        let mut m = merge_range::<Dropped>(&dropped, 0, u64::MAX).unwrap();
+        let mut got = Vec::new();
+        while let Some(d) = m.next_record().unwrap() {
+            got.push((d.doc, d.kept));
+        }
+        assert_eq!(got, vec![(0, "kept".into()), (1, "kept".into())]);
     }
 }

@@ -323,11 +323,11 @@ fn a_changed_input_list_is_refused_then_redone_when_allowed() {
     assert_eq!(ids(&out), before);
 }
 
-/// Issue 12: a small `memory_limit_gb` splits the URLs into more partitions than the
-/// configured count (each task's records within its share of the limit), with the same
-/// output: the same documents dropped, the same `duplicate_of`.
+/// Issue 12: URL dedup is a sort on disk: a small `memory_limit_gb` spills the URL records
+/// into many sorted runs per shard (a task holds one record per run, not a partition), with
+/// the same output: the same documents dropped, the same `duplicate_of`.
 #[test]
-fn a_small_memory_limit_gives_more_url_partitions_and_the_same_output() {
+fn a_small_memory_limit_spills_url_records_into_runs_with_the_same_output() {
     let tmp = tempfile::tempdir().unwrap();
     let input = tmp.path().join("in");
     std::fs::create_dir_all(&input).unwrap();
@@ -358,17 +358,19 @@ fn a_small_memory_limit_gives_more_url_partitions_and_the_same_output() {
             run_dedup(&inputs, &narrow, &small, &o).unwrap();
         }
     }
-    let partitions = |dir: &Path| std::fs::read_dir(dir.join("urls")).unwrap().count();
-    assert_eq!(partitions(&wide), default.url_dedup.partitions);
-    assert!(
-        partitions(&narrow) > default.url_dedup.partitions,
-        "{}",
-        partitions(&narrow)
-    );
-    // The same URL drops, with the same kept document, over all partitions.
+    let runs = |dir: &Path| {
+        files(&dir.join("urls/work/urls"))
+            .iter()
+            .filter(|(p, _)| p.extension().is_some_and(|e| e == "run"))
+            .count()
+    };
+    assert!(runs(&wide) <= 2, "at most one run per shard: {}", runs(&wide));
+    assert!(runs(&narrow) > runs(&wide) + 2, "{}", runs(&narrow));
+    // The same URL drops, with the same kept document.
     let url_lines = |dir: &Path| {
         let mut lines: Vec<String> = files(&dir.join("urls"))
             .into_iter()
+            .filter(|(p, _)| p.extension().is_some_and(|e| e == "jsonl"))
             .flat_map(|(_, b)| {
                 String::from_utf8(b)
                     .unwrap()

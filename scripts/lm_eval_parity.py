@@ -14,7 +14,8 @@ writes what lm_eval computed (per-item log-likelihoods, metrics) as the JSON tha
 
 The checkpoint folder is copied to a temporary one with the tokenizer files of
 `shared/data/tokenizer` beside the weights (lm_eval's `hf` model needs them); nothing is
-fetched. Shots: arc_challenge 25, arc_easy 0, hellaswag 10, mmlu 5, truthfulqa 0.
+fetched. Shots: arc_challenge 25, arc_easy 0, hellaswag 10, mmlu 5, truthfulqa 0 (`--shots` sets
+others).
 HellaSwag runs on the derived validation dump, few-shot examples drawn from it (lm_eval's rule
 when a task has no training split): exact against lm_eval on that data, approximate against
 the real benchmark (EVAL-SPEC.md §9).
@@ -173,6 +174,9 @@ def main():
     ap.add_argument("--limit", type=int, default=200)
     ap.add_argument("--mmlu-limit", type=int, default=200, help="per subject, as lm_eval's --limit")
     ap.add_argument("--tasks", default="arc_challenge,arc_easy,hellaswag,mmlu,truthfulqa_mc1,truthfulqa_mc2")
+    ap.add_argument("--shots", default="",
+                    help="task:N overrides of the shots above, e.g. arc_challenge:5,mmlu:0 "
+                         "(TruthfulQA is 0-shot with its fixed prompt)")
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--falconry", type=pathlib.Path, default=ROOT / "target" / "release" / "falconry")
     ap.add_argument("--work", type=pathlib.Path, help="keep lm_eval's and falconry's outputs here")
@@ -184,6 +188,11 @@ def main():
                     help="print the differences and the side-by-side table without failing "
                          "(bf16: two implementations round differently)")
     args = ap.parse_args()
+    for override in filter(None, args.shots.split(",")):
+        task, n = override.split(":")
+        if task not in SHOTS or task.startswith("truthfulqa"):
+            sys.exit(f"--shots: no shot count to set for `{task}`")
+        SHOTS[task] = int(n)
     data = args.data.resolve() / "eval"
     tasks = args.tasks.split(",")
     work = args.work or pathlib.Path(tempfile.mkdtemp(prefix="lm_eval_parity."))
@@ -276,13 +285,13 @@ def main():
     print(f"{len(fixture['tasks'])} tasks, {n_items} items, {compared} metric values, "
           f"worst relative ll difference {worst:.2e}")
     print(f"\nScores, {args.device} {args.dtype} (falconry --precision {precision}):\n")
-    print("| task | metric | falconry | lm_eval |\n|---|---|---:|---:|")
+    print("| task | shots | metric | falconry | lm_eval |\n|---|---:|---|---:|---:|")
     for task in [t for t in SHOTS if t in tasks]:
         for k, v in fixture["tasks"].get(task, {}).get("metrics", {}).items():
             if "stderr" not in k:
                 got = fal_results.get(task, {}).get(f"{k},none")
                 cell = f"{got:.4f}" if isinstance(got, float) else str(got)
-                print(f"| {task} | {k} | {cell} | {v:.4f} |")
+                print(f"| {task} | {SHOTS[task]} | {k} | {cell} | {v:.4f} |")
     if lm_seconds:
         print(f"\nSpeed, same items ({n_items} documents, {n_lls} log-likelihoods), whole commands "
               f"(start-up and model load included): falconry {fal_seconds:.1f} s "

@@ -186,7 +186,7 @@ pub struct SlurmArgs {
     #[arg(long, value_delimiter = ',', value_parser = ["refine", "dedup", "tokenize", "train"], conflicts_with = "resume")]
     pub stages: Option<Vec<String>>,
     /// Tasks per job array at most (a stage gets fewer when it has fewer units: input files,
-    /// dedup buckets, URL partitions or the phases of components and exact_substring).
+    /// dedup buckets or the phases of components, exact_substring and url_dedup).
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..), conflicts_with = "resume")]
     pub tasks: u32,
     /// Tasks of one array running at once at most (`--array=...%MAX`).

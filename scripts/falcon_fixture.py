@@ -1,8 +1,9 @@
 """HF-parity fixtures for falconry's Falcon (train/tests/fixtures/falcon-*).
 
 Makes tiny random `FalconForCausalLM`s with HF transformers (CPU, f32) for the three fused-QKV
-layouts, saves each as a HF folder (config.json + model.safetensors) with input ids and the
-logits transformers computes. `train/tests/hf_parity.rs` loads them and must match within 1e-4.
+layouts, saves each as a HF folder (config.json + model.safetensors; the 40b style a second
+time in 100 KB shards + model.safetensors.index.json) with input ids and the logits
+transformers computes. `train/tests/hf_parity.rs` loads them and must match within 1e-4.
 
     python scripts/falcon_fixture.py                 # (re)write the fixtures
     python scripts/falcon_fixture.py --check DIR     # a folder falconry saved: load it in
@@ -75,11 +76,11 @@ def make_eval(name, kw, seed):
     print(f"{name}: {sum(p.numel() for p in model.parameters())} params (bf16)")
 
 
-def make(name, kw, seed):
+def make(name, kw, seed, max_shard_size="5GB"):
     config, model = random_model(kw, seed)
     out = FIXTURES / name
     out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out, safe_serialization=True)
+    model.save_pretrained(out, safe_serialization=True, max_shard_size=max_shard_size)
     ids = torch.randint(0, config.vocab_size, (2, 11), generator=torch.Generator().manual_seed(seed + 1))
     with torch.no_grad():
         logits = model(ids).logits.float()
@@ -115,6 +116,8 @@ def main():
         return
     for i, (name, kw) in enumerate(ARCHS.items()):
         make(name, kw, seed=1234 + 10 * i)
+    # The 40b-style model again, in transformers' shards + index (as the hub's Falcon-7B/40B).
+    make("falcon-40b-style-sharded", ARCHS["falcon-40b-style"], seed=1234 + 10, max_shard_size="100KB")
 
 
 if __name__ == "__main__":

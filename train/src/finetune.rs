@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::attention::{FalconBackend, FalconTrainBackend};
 use crate::chat::{pack, read_examples, ChatTemplate, Packed};
-use crate::hf::load_hf;
+use crate::hf::load_hf_as;
 use crate::inference::load_tokenizer;
 use crate::lora::LoraConfig;
 use crate::model::FalconForCausalLM;
@@ -262,7 +262,7 @@ pub fn finetune<B: FalconTrainBackend>(
         .tokenizer
         .clone()
         .unwrap_or_else(|| opts.checkpoint.join("tokenizer.json"));
-    let base = load_hf::<B>(&opts.checkpoint, device)?;
+    let base = load_hf_as::<B>(&opts.checkpoint, config.quantize, device)?;
     let (examples, packed) = prepare_data(config, &opts.data, &tokenizer)?;
     if packed.rows.is_empty() {
         return Err(Error::Data {
@@ -279,10 +279,6 @@ pub fn finetune<B: FalconTrainBackend>(
     }
 
     B::seed(device, config.seed);
-    let base = match config.quantize {
-        Quantize::None => base,
-        Quantize::Nf4 => base.quantize_nf4(),
-    };
     let mut model = base.with_lora(&config.lora, device);
     let adapter_params = {
         let mut m = model.clone();

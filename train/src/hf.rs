@@ -1,4 +1,6 @@
-//! HF checkpoint folders: `config.json` + `model.safetensors` with transformers' tensor names.
+//! HF checkpoint folders: `config.json` + `model.safetensors` (or transformers' shards,
+//! `model-0000N-of-0000M.safetensors` + `model.safetensors.index.json`) with transformers'
+//! tensor names.
 //!
 //! `FalconForCausalLM.save_pretrained` writes `transformer.word_embeddings.weight`,
 //! `transformer.h.{i}.self_attention.query_key_value.weight` (fused, `[qkv_dim, d]`),
@@ -10,7 +12,7 @@
 //! does). Weights load from f32, bf16 or f16 and are saved as f32.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use burn::module::{Param, ParamId};
 use burn::tensor::backend::Backend;
@@ -19,8 +21,10 @@ use safetensors::{Dtype, SafeTensors};
 
 use crate::attention::FalconBackend;
 use crate::config::FalconConfig;
+use crate::finetune::Quantize;
 use crate::lora::layer_linears;
 use crate::model::FalconForCausalLM;
+use crate::nf4::{Nf4Tensor, Nf4Weight};
 use crate::{write_atomic, Error};
 
 /// Tensors by name: shape and f32 values.
@@ -194,41 +198,157 @@ pub fn save_hf<B: FalconBackend>(model: &FalconForCausalLM<B>, dir: &Path) -> Re
     write_atomic(&dir.join("model.safetensors"), &bytes)
 }
 
-/// Loads a HF Falcon folder (`config.json` + `model.safetensors`) onto `device`.
+/// Loads a HF Falcon folder (`config.json` + `model.safetensors`, or the shards of
+/// `model.safetensors.index.json`) onto `device`.
 pub fn load_hf<B: FalconBackend>(
     dir: &Path,
     device: &B::Device,
 ) -> Result<FalconForCausalLM<B>, Error> {
+    load_hf_as(dir, Quantize::None, device)
+}
+
+/// [`load_hf`], the projections held as `quantize` says. With [`Quantize::Nf4`] each one is
+/// quantized on the host as it is read, so its f32 weight never reaches the device (QLoRA's
+/// frozen base: Falcon-7B's projections take 3.7 GB instead of 26). Tensors are read one
+/// weight file at a time; parameters are not drawn before they are set (Burn's lazy init).
+pub fn load_hf_as<B: FalconBackend>(
+    dir: &Path,
+    quantize: Quantize,
+    device: &B::Device,
+) -> Result<FalconForCausalLM<B>, Error> {
     let config = FalconConfig::from_hf_json(&dir.join("config.json"))?;
-    let path = dir.join("model.safetensors");
-    let buf = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
-    let st = SafeTensors::deserialize(&buf).map_err(|e| Error::Checkpoint {
-        path: path.clone(),
-        message: e.to_string(),
-    })?;
     let mut model = config.init::<B>(device);
-    let mut tensors = NamedTensors::new();
-    for (name, _) in slots(&mut model) {
-        // FalconModel checkpoints (no LM head) name tensors without the `transformer.` prefix.
-        let bare = name.strip_prefix("transformer.").unwrap_or(&name);
-        let view =
-            st.tensor(&name)
-                .or_else(|_| st.tensor(bare))
-                .map_err(|_| Error::Checkpoint {
+    let mut nf4: BTreeMap<String, Nf4Tensor> = BTreeMap::new();
+    let files = weight_files(dir)?;
+    {
+        let mut open: BTreeMap<String, Slot<'_, B>> = slots(&mut model).into_iter().collect();
+        for path in &files {
+            let buf = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+            let st = SafeTensors::deserialize(&buf).map_err(|e| Error::Checkpoint {
+                path: path.clone(),
+                message: e.to_string(),
+            })?;
+            for (name, view) in st.tensors() {
+                // FalconModel checkpoints (no LM head) name tensors without `transformer.`.
+                let key = if open.contains_key(&name) {
+                    name.clone()
+                } else {
+                    format!("transformer.{name}")
+                };
+                let Some(slot) = open.remove(&key) else {
+                    continue; // lm_head.weight (tied) and anything else the model lacks
+                };
+                let t = to_f32(&view, &name, path)?;
+                let bad = |message| Error::Checkpoint {
                     path: path.clone(),
-                    message: format!("missing tensor `{name}`"),
-                })?;
-        let t = to_f32(&view, &name, &path)?;
-        tensors.insert(name, (t.shape, t.data));
+                    message,
+                };
+                match slot {
+                    Slot::Linear(p) if quantize == Quantize::Nf4 => {
+                        let [d_in, d_out] = p.lazy_shape().dims::<2>();
+                        check_shape(&key, &t.shape, &[d_out, d_in]).map_err(bad)?;
+                        nf4.insert(key, Nf4Tensor::quantize(&t.data, &t.shape));
+                    }
+                    slot => set_slot(slot, &key, &t.shape, t.data, device).map_err(bad)?,
+                }
+            }
+        }
+        if let Some(name) = open.keys().next() {
+            return Err(Error::Checkpoint {
+                path: files[0].clone(),
+                message: format!("missing tensor `{name}`"),
+            });
+        }
     }
-    set_named_tensors(&mut model, &tensors, device).map_err(|message| Error::Checkpoint {
-        path: path.clone(),
-        message,
-    })?;
+    for (path, _, linear) in model.linears_mut() {
+        if let Some(q) = nf4.remove(&format!("{path}.weight")) {
+            linear.weight = None;
+            linear.nf4 = Some(Nf4Weight::new(&q, device));
+        }
+    }
     Ok(model)
 }
 
+/// The weight files of a HF folder: `model.safetensors`, else the shards that
+/// `model.safetensors.index.json` maps tensor names to (transformers shards a model past
+/// 5 GB so; the hub's Falcon-7B and -40B come that way).
+fn weight_files(dir: &Path) -> Result<Vec<PathBuf>, Error> {
+    let single = dir.join("model.safetensors");
+    if single.exists() {
+        return Ok(vec![single]);
+    }
+    let index = dir.join("model.safetensors.index.json");
+    let text = match std::fs::read_to_string(&index) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(Error::Checkpoint {
+                path: single,
+                message: "no model.safetensors or model.safetensors.index.json in the folder \
+                          (falconry reads safetensors: transformers' save_pretrained writes them)"
+                    .into(),
+            })
+        }
+        Err(e) => return Err(Error::io(&index, e)),
+    };
+    let bad = |message: String| Error::Checkpoint {
+        path: index.clone(),
+        message,
+    };
+    let map: serde_json::Value = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
+    let Some(weight_map) = map.get("weight_map").and_then(|m| m.as_object()) else {
+        return Err(bad("no `weight_map` object".into()));
+    };
+    let mut files = std::collections::BTreeSet::new();
+    for file in weight_map.values() {
+        let file = file.as_str().unwrap_or_default();
+        // A shard is a file beside the index, nothing else.
+        if file.is_empty() || Path::new(file).file_name() != Some(std::ffi::OsStr::new(file)) {
+            return Err(bad(format!("`{file}` is not a file name in the folder")));
+        }
+        files.insert(dir.join(file));
+    }
+    Ok(files.into_iter().collect())
+}
+
+fn check_shape(name: &str, got: &[usize], want: &[usize]) -> Result<(), String> {
+    if got == want {
+        Ok(())
+    } else {
+        Err(format!("`{name}` has shape {got:?}, config says {want:?}"))
+    }
+}
+
+/// Sets one parameter from its HF-laid-out f32 tensor.
+fn set_slot<B: Backend>(
+    slot: Slot<'_, B>,
+    name: &str,
+    shape: &[usize],
+    data: Vec<f32>,
+    device: &B::Device,
+) -> Result<(), String> {
+    match slot {
+        Slot::Linear(p) => {
+            let [d_in, d_out] = p.lazy_shape().dims::<2>();
+            check_shape(name, shape, &[d_out, d_in])?;
+            let w = Tensor::<B, 2>::from_data(TensorData::new(data, [d_out, d_in]), device);
+            *p = Param::from_tensor(w.transpose());
+        }
+        Slot::Matrix(p) => {
+            let dims = p.lazy_shape().dims::<2>();
+            check_shape(name, shape, &dims)?;
+            *p = Param::from_tensor(Tensor::from_data(TensorData::new(data, dims), device));
+        }
+        Slot::Vector(p) => {
+            let dims = p.lazy_shape().dims::<1>();
+            check_shape(name, shape, &dims)?;
+            *p = Param::from_tensor(Tensor::from_data(TensorData::new(data, dims), device));
+        }
+    }
+    Ok(())
+}
+
 /// Sets every parameter of `model` from HF-named, HF-laid-out f32 tensors.
+#[cfg(feature = "cuda")]
 pub(crate) fn set_named_tensors<B: Backend>(
     model: &mut FalconForCausalLM<B>,
     tensors: &NamedTensors,
@@ -238,34 +358,7 @@ pub(crate) fn set_named_tensors<B: Backend>(
         let Some((shape, data)) = tensors.get(&name) else {
             return Err(format!("missing tensor `{name}`"));
         };
-        let expect = |want: Vec<usize>| -> Result<(), String> {
-            if *shape == want {
-                Ok(())
-            } else {
-                Err(format!(
-                    "`{name}` has shape {shape:?}, config says {want:?}"
-                ))
-            }
-        };
-        let data = data.clone();
-        match slot {
-            Slot::Linear(p) => {
-                let [d_in, d_out] = p.dims();
-                expect(vec![d_out, d_in])?;
-                let w = Tensor::<B, 2>::from_data(TensorData::new(data, [d_out, d_in]), device);
-                *p = Param::from_tensor(w.transpose());
-            }
-            Slot::Matrix(p) => {
-                let dims = p.dims();
-                expect(dims.to_vec())?;
-                *p = Param::from_tensor(Tensor::from_data(TensorData::new(data, dims), device));
-            }
-            Slot::Vector(p) => {
-                let dims = p.dims();
-                expect(dims.to_vec())?;
-                *p = Param::from_tensor(Tensor::from_data(TensorData::new(data, dims), device));
-            }
-        }
+        set_slot(slot, &name, shape, data.clone(), device)?;
     }
     Ok(())
 }

@@ -1,6 +1,6 @@
 //! HF parity: falconry's logits on the fixtures of `scripts/falcon_fixture.py` (transformers'
-//! `FalconForCausalLM`, f32) match within 1e-4, for all three fused-QKV layouts; a folder
-//! falconry saves loads back to the same logits.
+//! `FalconForCausalLM`, f32) match within 1e-4, for all three fused-QKV layouts and for
+//! transformers' sharded folders; a folder falconry saves loads back to the same logits.
 //!
 //! Set `FALCONRY_HF_SAVE_DIR` to also keep the saved folders (with `falconry_logits.safetensors`)
 //! for `python scripts/falcon_fixture.py --check DIR/<arch>`.
@@ -12,7 +12,7 @@ use common::max_abs_diff;
 use std::path::{Path, PathBuf};
 
 use burn::tensor::{FloatDType, Int, Tensor, TensorData};
-use falconry_train::{load_hf, save_hf, CpuBackend};
+use falconry_train::{load_hf, load_hf_as, save_hf, CpuBackend, Quantize};
 use safetensors::{Dtype, SafeTensors};
 
 type B = CpuBackend;
@@ -112,6 +112,50 @@ fn falcon_40b_style_matches_transformers() {
 #[test]
 fn falcon_rw_style_matches_transformers() {
     check("falcon-rw-style");
+}
+
+/// transformers' sharded form (`model-0000N-of-00005.safetensors` + the index), as the hub's
+/// Falcon-7B and -40B are stored; and NF4 on load (QLoRA's base never on the device in f32)
+/// computes what quantizing the loaded f32 model does.
+#[test]
+fn sharded_checkpoint_matches_transformers_and_loads_into_nf4() {
+    let dir = fixture("falcon-40b-style-sharded");
+    assert!(!dir.join("model.safetensors").exists());
+    check("falcon-40b-style-sharded");
+
+    let device = Default::default();
+    let (ids, shape, _, _) = expected(&dir);
+    let ids = Tensor::<B, 2, Int>::from_data(TensorData::new(ids, shape), &device);
+    let logits = |m: falconry_train::FalconForCausalLM<B>| {
+        m.forward(ids.clone(), FloatDType::F32)
+            .into_data()
+            .into_vec::<f32>()
+            .unwrap()
+    };
+    let mut on_load = load_hf_as::<B>(&dir, Quantize::Nf4, &device).unwrap();
+    assert!(on_load
+        .linears_mut()
+        .iter()
+        .all(|(_, _, l)| l.weight.is_none() && l.nf4.is_some()));
+    let after = load_hf::<B>(&dir, &device).unwrap().quantize_nf4();
+    let (a, b) = (logits(on_load), logits(after));
+    assert_eq!(max_abs_diff(&a, &b), 0.0);
+    let plain = logits(load_hf::<B>(&dir, &device).unwrap());
+    assert!(max_abs_diff(&a, &plain) > 1e-3, "NF4 changes the logits");
+
+    // A shard the index names but the folder lacks is an error naming it.
+    let tmp = tempfile::tempdir().unwrap();
+    for e in std::fs::read_dir(&dir).unwrap() {
+        let p = e.unwrap().path();
+        if !p.ends_with("model-00003-of-00005.safetensors") {
+            std::fs::copy(&p, tmp.path().join(p.file_name().unwrap())).unwrap();
+        }
+    }
+    let err = load_hf::<B>(tmp.path(), &device).unwrap_err().to_string();
+    assert!(err.contains("model-00003-of-00005.safetensors"), "{err}");
+    std::fs::remove_file(tmp.path().join("model.safetensors.index.json")).unwrap();
+    let err = load_hf::<B>(tmp.path(), &device).unwrap_err().to_string();
+    assert!(err.contains("model.safetensors.index.json"), "{err}");
 }
 
 /// Greedy decoding through the KV cache picks what a full forward pass over the whole

@@ -364,7 +364,11 @@ fn a_small_memory_limit_spills_url_records_into_runs_with_the_same_output() {
             .filter(|(p, _)| p.extension().is_some_and(|e| e == "run"))
             .count()
     };
-    assert!(runs(&wide) <= 2, "at most one run per shard: {}", runs(&wide));
+    assert!(
+        runs(&wide) <= 2,
+        "at most one run per shard: {}",
+        runs(&wide)
+    );
     assert!(runs(&narrow) > runs(&wide) + 2, "{}", runs(&narrow));
     // The same URL drops, with the same kept document.
     let url_lines = |dir: &Path| {

@@ -16,6 +16,8 @@ use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::ops::{AttentionModuleOptions, FloatTensor};
 use burn::tensor::{Bool, FloatDType, Tensor, TensorPrimitive};
 
+use crate::nf4::Nf4Parts;
+
 /// A backend that can run Falcon's attention: its own kernel, or with autodiff, the operation
 /// below.
 pub trait FalconBackend: Backend {
@@ -29,6 +31,13 @@ pub trait FalconBackend: Backend {
         k: FloatTensor<Self>,
         v: FloatTensor<Self>,
     ) -> FloatTensor<Self>;
+
+    /// `x Wᵀ` for a frozen NF4 weight, in `x`'s dtype; with autodiff the backward dequantizes
+    /// `W` again rather than keeping it ([`crate::nf4`]).
+    ///
+    /// # Shapes
+    /// - x: `[B, T, d_in]`, W: `[d_out, d_in]` -> `[B, T, d_out]`
+    fn nf4_matmul(x: FloatTensor<Self>, w: Nf4Parts<Self>) -> FloatTensor<Self>;
 }
 
 /// A backend Falcon trains on: autodiff over a [`FalconBackend`], itself one.
@@ -71,6 +80,10 @@ macro_rules! native_attention {
             ) -> FloatTensor<Self> {
                 native::<Self>(q, k, v)
             }
+
+            fn nf4_matmul(x: FloatTensor<Self>, w: Nf4Parts<Self>) -> FloatTensor<Self> {
+                crate::nf4::nf4_matmul::<Self>(x, &w)
+            }
         }
     };
 }
@@ -80,6 +93,10 @@ native_attention!(crate::CpuBackend);
 native_attention!(crate::CudaBackend);
 
 impl<B: Backend, C: CheckpointStrategy> FalconBackend for Autodiff<B, C> {
+    fn nf4_matmul(x: FloatTensor<Self>, w: Nf4Parts<Self>) -> FloatTensor<Self> {
+        crate::nf4::nf4_matmul_autodiff::<B, C>(x, w)
+    }
+
     fn causal_attention(
         q: FloatTensor<Self>,
         k: FloatTensor<Self>,

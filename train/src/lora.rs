@@ -11,7 +11,7 @@
 use burn::module::{Module, Param};
 use burn::nn::{Dropout, DropoutConfig, Initializer};
 use burn::tensor::backend::Backend;
-use burn::tensor::{FloatDType, Tensor};
+use burn::tensor::{FloatDType, Tensor, TensorPrimitive};
 use serde::{Deserialize, Serialize};
 
 use crate::attention::FalconBackend;
@@ -169,15 +169,23 @@ impl<B: Backend> FalconLinear<B> {
             (None, None) => unreachable!("a projection has a base weight"),
         }
     }
+}
 
+impl<B: FalconBackend> FalconLinear<B> {
     /// `x W (+ dropout(x) A B * scale)` in `dtype`.
     ///
     /// # Shapes
     /// - x: `[B, T, d_in]` -> `[B, T, d_out]`
     pub fn forward(&self, x: Tensor<B, 3>, dtype: FloatDType) -> Tensor<B, 3> {
-        let base = x
-            .clone()
-            .matmul(to_dtype(self.base_weight(), dtype).unsqueeze());
+        let base = match (&self.weight, &self.nf4) {
+            (None, Some(q)) => Tensor::from_primitive(TensorPrimitive::Float(B::nf4_matmul(
+                x.clone().into_primitive().tensor(),
+                q.parts(),
+            ))),
+            _ => x
+                .clone()
+                .matmul(to_dtype(self.base_weight(), dtype).unsqueeze()),
+        };
         match &self.lora {
             None => base,
             Some(lora) => {

@@ -247,7 +247,7 @@ pub struct FalconMlp<B: Backend> {
     pub dense_4h_to_h: FalconLinear<B>,
 }
 
-impl<B: Backend> FalconMlp<B> {
+impl<B: FalconBackend> FalconMlp<B> {
     fn new(config: &FalconConfig, device: &B::Device) -> Self {
         Self {
             dense_h_to_4h: FalconLinear::new(config.hidden_size, config.ffn_hidden_size, device),

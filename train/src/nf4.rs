@@ -11,11 +11,21 @@
 //!   0.127 bits per weight of scales instead of 0.5.
 //!
 //! [`Nf4Tensor`] holds the packed form on the host; [`Nf4Weight`] holds it on a device and
-//! dequantizes there, for a matmul at a time (`lora.rs`).
+//! dequantizes there, for a matmul at a time (`lora.rs`), and again for that matmul's
+//! backward ([`nf4_matmul_autodiff`]) instead of keeping the dequantized weight.
 
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::Autodiff;
 use burn::module::Module;
 use burn::tensor::backend::Backend;
-use burn::tensor::{ElementConversion, Int, Tensor, TensorData};
+use burn::tensor::ops::{FloatTensor, IntTensor};
+use burn::tensor::{ElementConversion, FloatDType, Int, Tensor, TensorData, TensorPrimitive};
+
+#[cfg(doc)]
+use crate::attention::FalconBackend;
 
 /// The 16 NF4 levels, as bitsandbytes hard-codes them (`get_4bit_type("nf4")`).
 #[allow(clippy::excessive_precision)]
@@ -257,41 +267,131 @@ impl<B: Backend> Nf4Weight<B> {
 
     /// The dequantized matrix, f32.
     pub fn dequantize(&self) -> Tensor<B, 2> {
-        let device = self.words.device();
-        let table =
-            |v: &[f32]| Tensor::<B, 1>::from_data(TensorData::new(v.to_vec(), [v.len()]), &device);
-        let [n_words] = self.words.dims();
-        let [n_scales] = self.scales.dims();
-        let blocks = n_words * 8 / BLOCK;
+        dequantize(&self.parts())
+    }
 
-        let absmax = table(&dynamic_code()[..])
-            .select(0, self.scales.clone())
-            .reshape([n_scales / SCALE_BLOCK, SCALE_BLOCK])
-            .mul(self.scale_absmax.clone().unsqueeze_dim(1))
-            .add_scalar(self.offset)
-            .reshape([n_scales])
-            .narrow(0, 0, blocks); // [blocks]
-        let codes = Tensor::stack::<2>(
-            (0..8)
-                .map(|k| {
-                    self.words
-                        .clone()
-                        .bitwise_right_shift_scalar((4 * k).elem())
-                        .bitwise_and_scalar(0xF.elem())
-                })
-                .collect(),
-            1,
-        )
-        .reshape([n_words * 8]); // [words, 8] row-major: value 8w + k
-        let values = table(&NF4_CODE[..])
-            .select(0, codes)
-            .reshape([blocks, BLOCK])
-            .mul(absmax.unsqueeze_dim(1));
-        let [rows, cols] = self.shape;
-        values
-            .reshape([blocks * BLOCK])
-            .narrow(0, 0, rows * cols)
-            .reshape([rows, cols])
+    /// The device tensors as backend primitives, for [`FalconBackend::nf4_matmul`].
+    pub fn parts(&self) -> Nf4Parts<B> {
+        Nf4Parts {
+            words: self.words.clone().into_primitive(),
+            scales: self.scales.clone().into_primitive(),
+            scale_absmax: self.scale_absmax.clone().into_primitive().tensor(),
+            offset: self.offset,
+            shape: self.shape,
+        }
+    }
+}
+
+/// An [`Nf4Weight`] as backend primitives: what an autodiff operation can keep as its state
+/// (handles to the packed tensors, no copy).
+#[derive(Clone, Debug)]
+pub struct Nf4Parts<B: Backend> {
+    words: IntTensor<B>,
+    scales: IntTensor<B>,
+    scale_absmax: FloatTensor<B>,
+    offset: f32,
+    shape: [usize; 2],
+}
+
+/// The dequantized matrix `[d_out, d_in]`, f32.
+fn dequantize<B: Backend>(w: &Nf4Parts<B>) -> Tensor<B, 2> {
+    let words = Tensor::<B, 1, Int>::from_primitive(w.words.clone());
+    let scales = Tensor::<B, 1, Int>::from_primitive(w.scales.clone());
+    let scale_absmax =
+        Tensor::<B, 1>::from_primitive(TensorPrimitive::Float(w.scale_absmax.clone()));
+    let device = words.device();
+    let table =
+        |v: &[f32]| Tensor::<B, 1>::from_data(TensorData::new(v.to_vec(), [v.len()]), &device);
+    let [n_words] = words.dims();
+    let [n_scales] = scales.dims();
+    let blocks = n_words * 8 / BLOCK;
+
+    let absmax = table(&dynamic_code()[..])
+        .select(0, scales)
+        .reshape([n_scales / SCALE_BLOCK, SCALE_BLOCK])
+        .mul(scale_absmax.unsqueeze_dim(1))
+        .add_scalar(w.offset)
+        .reshape([n_scales])
+        .narrow(0, 0, blocks); // [blocks]
+    let codes = Tensor::stack::<2>(
+        (0..8)
+            .map(|k| {
+                words
+                    .clone()
+                    .bitwise_right_shift_scalar((4 * k).elem())
+                    .bitwise_and_scalar(0xF.elem())
+            })
+            .collect(),
+        1,
+    )
+    .reshape([n_words * 8]); // [words, 8] row-major: value 8w + k
+    let values = table(&NF4_CODE[..])
+        .select(0, codes)
+        .reshape([blocks, BLOCK])
+        .mul(absmax.unsqueeze_dim(1));
+    let [rows, cols] = w.shape;
+    values
+        .reshape([blocks * BLOCK])
+        .narrow(0, 0, rows * cols)
+        .reshape([rows, cols])
+}
+
+/// `x Wᵀ`, `W` dequantized and cast to `x`'s dtype.
+///
+/// # Shapes
+/// - x: `[B, T, d_in]`, W: `[d_out, d_in]` -> `[B, T, d_out]`
+pub(crate) fn nf4_matmul<B: Backend>(x: FloatTensor<B>, w: &Nf4Parts<B>) -> FloatTensor<B> {
+    let x = Tensor::<B, 3>::from_primitive(TensorPrimitive::Float(x));
+    let weight = dequantize(w).cast(FloatDType::from(x.dtype()));
+    x.matmul(weight.transpose().unsqueeze())
+        .into_primitive()
+        .tensor()
+}
+
+/// [`nf4_matmul`] as one autodiff operation whose state is the packed weight: the backward
+/// (`dx = dy W`) dequantizes it again, so between forward and backward a frozen projection
+/// costs its 4 bits a weight, not a dequantized copy (QLoRA's memory; Burn's own matmul would
+/// keep `W` for `dx`). The weight gets no gradient: it is frozen.
+pub(crate) fn nf4_matmul_autodiff<B: Backend, C: CheckpointStrategy>(
+    x: FloatTensor<Autodiff<B, C>>,
+    w: Nf4Parts<Autodiff<B, C>>,
+) -> FloatTensor<Autodiff<B, C>> {
+    #[derive(Debug)]
+    struct Nf4Matmul;
+
+    impl<B: Backend> Backward<B, 1> for Nf4Matmul {
+        type State = Nf4Parts<B>;
+
+        fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+            let grad_out = Tensor::<B, 3>::from_primitive(TensorPrimitive::Float(
+                grads.consume::<B>(&ops.node),
+            ));
+            let weight = dequantize(&ops.state).cast(FloatDType::from(grad_out.dtype()));
+            let [parent] = ops.parents;
+            if let Some(node) = parent {
+                let grad_x = grad_out.matmul(weight.unsqueeze());
+                grads.register::<B>(node.id, grad_x.into_primitive().tensor());
+            }
+        }
+    }
+
+    let inner = Nf4Parts::<B> {
+        words: w.words,
+        scales: w.scales,
+        scale_absmax: w.scale_absmax.primitive,
+        offset: w.offset,
+        shape: w.shape,
+    };
+    match Nf4Matmul
+        .prepare::<C>([x.node.clone()])
+        .compute_bound()
+        .stateful()
+    {
+        OpsKind::Tracked(prep) => {
+            let out = nf4_matmul::<B>(x.primitive, &inner);
+            prep.finish(inner, out)
+        }
+        OpsKind::UnTracked(prep) => prep.finish(nf4_matmul::<B>(x.primitive, &inner)),
     }
 }
 
@@ -300,6 +400,8 @@ mod tests {
     use super::*;
 
     use serde_json::Value;
+
+    use crate::attention::FalconBackend;
 
     fn hex(s: &str) -> Vec<u8> {
         (0..s.len())
@@ -428,5 +530,35 @@ mod tests {
         let w = Nf4Weight::<B>::new(&q, &Default::default());
         let got = w.dequantize().into_data().into_vec::<f32>().unwrap();
         assert_eq!(got, q.dequantize());
+    }
+
+    /// The NF4 operation computes Burn's matmul on the dequantized weight, and the same input
+    /// gradient, without keeping that weight.
+    #[test]
+    fn nf4_matmul_and_its_gradient_equal_the_dequantized_matmul() {
+        type A = Autodiff<crate::CpuBackend>;
+        let device = Default::default();
+        let (d_in, d_out) = (96, 40);
+        let q = Nf4Tensor::quantize(&draw(d_out, d_in, 7), &[d_out, d_in]);
+        let w = Nf4Weight::<A>::new(&q, &device);
+        let tensor = |rows, cols, seed| {
+            Tensor::<A, 3>::from_data(
+                TensorData::new(draw(rows, cols, seed), [2, 5, cols]),
+                &device,
+            )
+        };
+        let (x, r) = (tensor(10, d_in, 8).require_grad(), tensor(10, d_out, 9));
+        let y = Tensor::<A, 3>::from_primitive(TensorPrimitive::Float(A::nf4_matmul(
+            x.clone().into_primitive().tensor(),
+            w.parts(),
+        )));
+        let grads = (y.clone() * r.clone()).sum().backward();
+        let x2 = x.clone().detach().require_grad();
+        let y2 = x2.clone().matmul(w.dequantize().transpose().unsqueeze());
+        let grads2 = (y2.clone() * r).sum().backward();
+        let vec = |t: Tensor<crate::CpuBackend, 3>| t.into_data().into_vec::<f32>().unwrap();
+        assert_eq!(vec(y.inner()), vec(y2.inner()));
+        let (gx, gx2) = (x.grad(&grads).unwrap(), x2.grad(&grads2).unwrap());
+        assert!(max_diff(&vec(gx), &vec(gx2)) < 1e-5);
     }
 }

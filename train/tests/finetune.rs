@@ -13,9 +13,9 @@ use std::path::Path;
 use burn::nn::Initializer;
 use burn::tensor::{FloatDType, Int, Tensor, TensorData};
 use falconry_train::{
-    finetune, generate, generate_text, instruction_loss, load_adapter, load_hf, merge_adapter, prepare_data,
-    save_hf, CpuBackend, CpuTrainBackend, FalconConfig, FinetuneConfig, FinetuneOptions,
-    LoraConfig, LrSchedule, Precision, Quantize, SampleOptions,
+    finetune, generate, generate_text, instruction_loss, load_adapter, load_hf, merge_adapter,
+    prepare_data, save_hf, CpuBackend, CpuTrainBackend, FalconConfig, FinetuneConfig,
+    FinetuneOptions, LoraConfig, LrSchedule, Precision, Quantize, SampleOptions,
 };
 
 type B = CpuBackend;

@@ -23,7 +23,10 @@ pub fn run_finetune(args: FinetuneArgs) -> Result<()> {
     let bar = crate::progress::count_bar(config.steps as u64, "finetune");
     let mut progress = |s: &StepLog| {
         bar.set_position(s.step as u64);
-        bar.set_message(format!("loss {:.4}", s.loss));
+        bar.set_message(format!(
+            "loss {:.4}, {:.0} tokens/s",
+            s.loss, s.tokens_per_sec
+        ));
     };
     let opts = FinetuneOptions {
         config,

@@ -146,6 +146,9 @@ pub struct StepLog {
     pub lr: f64,
     /// Gradient norm before clipping.
     pub grad_norm: f64,
+    /// Row tokens (`batch_size x seq_len`, padding included) per second over the step, update
+    /// included.
+    pub tokens_per_sec: f64,
 }
 
 /// What a run did.
@@ -307,7 +310,9 @@ pub fn finetune<B: FalconTrainBackend>(
             }
             rows.push(order.pop().expect("refilled"));
         }
+        let started = std::time::Instant::now();
         let (ids, targets, mask) = batch::<B>(&packed, &rows, device);
+        let row_tokens = ids.dims().iter().product::<usize>();
         let loss = model.masked_loss(ids, targets, mask, config.precision.dtype());
         let value = loss.clone().into_scalar().elem::<f64>();
         let grads = GradientsParams::from_grads(loss.backward(), &model);
@@ -319,6 +324,7 @@ pub fn finetune<B: FalconTrainBackend>(
             loss: value,
             lr,
             grad_norm,
+            tokens_per_sec: row_tokens as f64 / started.elapsed().as_secs_f64(),
         };
         if step == 0 {
             first_loss = value;

@@ -327,7 +327,7 @@ pub struct TrainArgs {
 
 #[derive(Debug, Args)]
 pub struct EvalArgs {
-    /// HF checkpoint folder (config.json + model.safetensors).
+    /// HF checkpoint folder (config.json + model.safetensors or its shards).
     #[arg(long)]
     pub checkpoint: PathBuf,
     /// Plain text to score.
@@ -340,7 +340,7 @@ pub struct EvalArgs {
 
 #[derive(Debug, Args)]
 pub struct EvalTasksArgs {
-    /// HF checkpoint folder (config.json + model.safetensors, tokenizer.json).
+    /// HF checkpoint folder (config.json + model.safetensors or its shards, tokenizer.json).
     #[arg(long)]
     pub checkpoint: PathBuf,
     /// Comma-separated: arc_challenge, arc_easy, hellaswag, mmlu, truthfulqa_mc1,
@@ -378,7 +378,7 @@ pub struct EvalTasksArgs {
 
 #[derive(Debug, Args)]
 pub struct FinetuneArgs {
-    /// HF checkpoint folder of the base model (config.json, model.safetensors, tokenizer.json).
+    /// HF checkpoint folder of the base model (config.json, model.safetensors or its shards, tokenizer.json).
     #[arg(long)]
     pub checkpoint: PathBuf,
     /// Instruction / chat JSONL.
@@ -416,7 +416,7 @@ pub struct MergeArgs {
 
 #[derive(Debug, Args)]
 pub struct GenerateArgs {
-    /// HF checkpoint folder (config.json + model.safetensors).
+    /// HF checkpoint folder (config.json + model.safetensors or its shards).
     #[arg(long)]
     pub checkpoint: PathBuf,
     /// PEFT adapter folder to apply (not merged).

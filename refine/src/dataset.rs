@@ -19,6 +19,7 @@ use arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef, TimeUnit};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::metadata::ParquetMetaData;
 use parquet::file::properties::WriterProperties;
 
 use crate::folder::{commit_tmp, create_tmp};
@@ -183,10 +184,9 @@ pub fn read_parquet(path: &Path) -> Result<impl Iterator<Item = Result<Document>
         source: e,
     };
     let file = crate::remote::RandomAccess::open(path)?;
-    let reader = ParquetRecordBatchReaderBuilder::try_new(file)
-        .map_err(perr)?
-        .build()
-        .map_err(perr)?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(perr)?;
+    check_column_chunks(builder.metadata(), path)?;
+    let reader = builder.build().map_err(perr)?;
     let owned = path.to_path_buf();
     Ok(reader.flat_map(move |batch| match batch {
         Ok(batch) => match from_batch(&batch, &owned) {
@@ -198,6 +198,30 @@ pub fn read_parquet(path: &Path) -> Result<impl Iterator<Item = Result<Document>
             source: e,
         })],
     }))
+}
+
+/// The parquet crate asserts (a panic) that a column chunk's start and length are not
+/// negative when it reads the chunk; a footer that says otherwise is an error naming the file.
+/// (Found by the `parquet` fuzz target.)
+fn check_column_chunks(meta: &ParquetMetaData, path: &Path) -> Result<()> {
+    for (g, group) in meta.row_groups().iter().enumerate() {
+        for col in group.columns() {
+            let start = col
+                .dictionary_page_offset()
+                .unwrap_or(col.data_page_offset());
+            if start < 0 || col.compressed_size() < 0 {
+                return Err(Error::Input {
+                    path: path.into(),
+                    message: format!(
+                        "damaged footer: row group {g}, column `{}` starts at {start} with {} bytes",
+                        col.column_path(),
+                        col.compressed_size()
+                    ),
+                });
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The column `name` of a batch, at the top level or as a field of its `metadata` struct.
@@ -463,6 +487,56 @@ mod tests {
             language_score: (i % 2 == 1).then_some(0.9),
             ..Default::default()
         }
+    }
+
+    /// Fuzzing found a footer with a negative column chunk length: the parquet crate panicked
+    /// reading it; now it is an error naming the file.
+    #[test]
+    fn a_footer_with_a_negative_chunk_length_is_an_error_not_a_panic() {
+        use parquet::file::metadata::{ParquetMetaDataReader, ParquetMetaDataWriter};
+        let dir = tempfile::tempdir().unwrap();
+        let good = dir.path().join("good.parquet");
+        let mut w = ShardWriter::create(&good, &OutputConfig::default()).unwrap();
+        w.write(doc(1)).unwrap();
+        w.finish().unwrap();
+        let bytes = std::fs::read(&good).unwrap();
+        let meta = ParquetMetaDataReader::new()
+            .parse_and_finish(&bytes::Bytes::from(bytes.clone()))
+            .unwrap();
+        let footer_len = u32::from_le_bytes(bytes[bytes.len() - 8..][..4].try_into().unwrap());
+        let data_end = bytes.len() - 8 - footer_len as usize;
+        let mut builder = meta.into_builder();
+        let groups = builder
+            .take_row_groups()
+            .into_iter()
+            .map(|g| {
+                let mut cols = g.columns().to_vec();
+                cols[0] = cols[0]
+                    .clone()
+                    .into_builder()
+                    .set_total_compressed_size(-5)
+                    .build()
+                    .unwrap();
+                g.into_builder().set_column_metadata(cols).build().unwrap()
+            })
+            .collect();
+        let meta = builder.set_row_groups(groups).build();
+        let mut out = bytes[..data_end].to_vec();
+        let mut footer = Vec::new();
+        ParquetMetaDataWriter::new(&mut footer, &meta)
+            .finish()
+            .unwrap();
+        out.extend_from_slice(&footer);
+        let bad = dir.path().join("bad.parquet");
+        std::fs::write(&bad, &out).unwrap();
+        let err = match read_parquet(&bad) {
+            Err(e) => e.to_string(),
+            Ok(docs) => format!("{:?}", docs.collect::<Vec<_>>().len()),
+        };
+        assert!(
+            err.contains("damaged footer") && err.contains("bad.parquet"),
+            "{err}"
+        );
     }
 
     #[test]

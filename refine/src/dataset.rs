@@ -16,6 +16,7 @@ use arrow::array::{
 };
 use arrow::compute::cast;
 use arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef, TimeUnit};
+use arrow::error::ArrowError;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
@@ -188,7 +189,7 @@ pub fn read_parquet(path: &Path) -> Result<impl Iterator<Item = Result<Document>
     check_column_chunks(builder.metadata(), path)?;
     let reader = builder.build().map_err(perr)?;
     let owned = path.to_path_buf();
-    Ok(reader.flat_map(move |batch| match batch {
+    Ok(unwind_guarded(reader).flat_map(move |batch| match batch {
         Ok(batch) => match from_batch(&batch, &owned) {
             Ok(docs) => docs.into_iter().map(Ok).collect::<Vec<_>>(),
             Err(e) => vec![Err(e)],
@@ -198,6 +199,37 @@ pub fn read_parquet(path: &Path) -> Result<impl Iterator<Item = Result<Document>
             source: e,
         })],
     }))
+}
+
+/// The batches of `reader`, a panic inside it (the parquet crate 60.1 divides by a page's value
+/// count, which a damaged page can give as 0; found by the `parquet` fuzz target) becoming an
+/// error that ends the file instead of a crash of the whole run.
+fn unwind_guarded<I>(
+    mut reader: I,
+) -> impl Iterator<Item = std::result::Result<RecordBatch, ArrowError>>
+where
+    I: Iterator<Item = std::result::Result<RecordBatch, ArrowError>>,
+{
+    let mut failed = false;
+    std::iter::from_fn(move || {
+        if failed {
+            return None;
+        }
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| reader.next())) {
+            Ok(next) => next,
+            Err(panic) => {
+                failed = true;
+                let why = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                Some(Err(ArrowError::ParquetError(format!(
+                    "damaged data: the parquet reader failed ({why})"
+                ))))
+            }
+        }
+    })
 }
 
 /// The parquet crate asserts (a panic) that a column chunk's start and length are not
@@ -487,6 +519,26 @@ mod tests {
             language_score: (i % 2 == 1).then_some(0.9),
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn a_panic_inside_the_reader_ends_the_file_with_an_error() {
+        let mut n = 0;
+        let batches = std::iter::from_fn(move || {
+            n += 1;
+            match n {
+                1 => Some(Ok(RecordBatch::new_empty(Arc::new(Schema::empty())))),
+                _ => panic!("attempt to divide by zero"),
+            }
+        });
+        let got: Vec<_> = unwind_guarded(batches).collect();
+        assert_eq!(got.len(), 2);
+        assert!(got[0].is_ok());
+        let err = got[1].as_ref().unwrap_err().to_string();
+        assert!(
+            err.contains("damaged data") && err.contains("divide by zero"),
+            "{err}"
+        );
     }
 
     /// Fuzzing found a footer with a negative column chunk length: the parquet crate panicked

@@ -131,6 +131,16 @@ struct RunsRecord {
     sizes: BTreeMap<u64, u64>,
 }
 
+impl RunsRecord {
+    /// The record of a unit that wrote its runs with `w` and nothing else.
+    fn written<R: Record>(w: RunWriter<R>) -> Result<Self> {
+        Ok(RunsRecord {
+            runs: w.finish()?,
+            ..Default::default()
+        })
+    }
+}
+
 /// A phase gives up past this many rounds (large-star/small-star needs O(log^2 n)).
 const MAX_ROUNDS: usize = 200;
 
@@ -606,10 +616,7 @@ impl<'a> Run<'a> {
                 }
             })?;
             failed?;
-            Ok(RunsRecord {
-                runs: w.finish()?,
-                ..Default::default()
-            })
+            RunsRecord::written(w)
         })?;
         let mut input = Self::phase_runs(&round_dir(0), &recs);
         let mut round = 1;
@@ -660,10 +667,7 @@ impl<'a> Run<'a> {
                 };
                 w.push(member, len)
             })?;
-            Ok(RunsRecord {
-                runs: w.finish()?,
-                ..Default::default()
-            })
+            RunsRecord::written(w)
         })?;
         let members = Self::phase_runs(&members_dir, &recs);
         // Per root range: the first of each cluster in keep order stays.
@@ -763,10 +767,7 @@ impl<'a> Run<'a> {
                     failed?;
                 }
             }
-            Ok(RunsRecord {
-                runs: w.finish()?,
-                ..Default::default()
-            })
+            RunsRecord::written(w)
         })?;
         let windows = Self::phase_runs(&windows_dir, &recs);
         // Per hash range: every window after the first of its content is cut.
@@ -787,10 +788,7 @@ impl<'a> Run<'a> {
                 }
                 first = Some(win.hash);
             }
-            Ok(RunsRecord {
-                runs: w.finish()?,
-                ..Default::default()
-            })
+            RunsRecord::written(w)
         })?;
         let cuts = Self::phase_runs(&cuts_dir, &recs);
         // Per shard: cut windows merged into ranges; documents left too short dropped.
@@ -860,20 +858,14 @@ impl<'a> Run<'a> {
                     w.push(rec, len)
                 })?;
             }
-            Ok(RunsRecord {
-                runs: w.finish()?,
-                ..Default::default()
-            })
+            RunsRecord::written(w)
         })?;
         let urls = Self::phase_runs(&urls_dir, &recs);
         let recs = self.phase("url_dedup-keep", ranges, task, |u| {
             let (lo, hi) = key_range(u, ranges, 1u128 << 64);
             let mut w = self.unit_writer(&dropped_dir, u)?;
             keep_first(&mut merge_range::<UrlRecord>(&urls, lo, hi)?, &mut w)?;
-            Ok(RunsRecord {
-                runs: w.finish()?,
-                ..Default::default()
-            })
+            RunsRecord::written(w)
         })?;
         let dropped = Self::phase_runs(&dropped_dir, &recs);
         self.phase("url_dedup", shards, task, |u| {

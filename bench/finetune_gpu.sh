@@ -7,12 +7,14 @@
 #
 #   bench/finetune_gpu.sh OUT        (repo root; .device/falconry.gz = the cuda build,
 #                                     .device/data.tar.gz = tokenizer, .device/inst.jsonl = data)
-# env: STEPS (12), BATCH (1), RUNS ("falconry-nf4 falconry-bf16 peft-bf16 peft-nf4")
+# env: STEPS (12), BATCH (1), RUNS ("falconry-nf4 falconry-bf16 peft-bf16 peft-nf4"), TIMEOUT
+# (seconds a run may take, 420)
 set -u
 out=${1:?output folder}
 steps=${STEPS:-12}
 batch=${BATCH:-1}
 runs=${RUNS:-falconry-nf4 falconry-bf16 peft-bf16 peft-nf4}
+limit=${TIMEOUT:-420}
 mkdir -p /tmp/bin "$out"
 zcat .device/falconry.gz > /tmp/bin/falconry && chmod +x /tmp/bin/falconry
 export LD_LIBRARY_PATH=/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}
@@ -47,7 +49,7 @@ for run in $runs; do
       q=(); [ $run = falconry-nf4 ] && q=(--quantize nf4)
       [ $run = falconry-bf16 ] && sed -i 's/^quantize = .*/quantize = "none"/' /tmp/ft.toml
       rm -rf /tmp/ft-$run
-      peak $run timeout 420 /tmp/bin/falconry finetune --checkpoint /tmp/f7b --data .device/inst.jsonl \
+      peak $run timeout $limit /tmp/bin/falconry finetune --checkpoint /tmp/f7b --data .device/inst.jsonl \
         --output /tmp/ft-$run --config /tmp/ft.toml "${q[@]}" --steps "$steps"
       cp /tmp/ft-$run/metrics.jsonl "$out/$run.metrics.jsonl" 2>/dev/null
       python3 - "$out/$run.metrics.jsonl" <<'PY'
@@ -59,7 +61,7 @@ PY
       ;;
     peft-bf16|peft-nf4)
       q=(); [ $run = peft-nf4 ] && q=(--quantize nf4)
-      peak $run timeout 420 python3 bench/peft_finetune.py train --checkpoint /tmp/f7b \
+      peak $run timeout $limit python3 bench/peft_finetune.py train --checkpoint /tmp/f7b \
         --steps "$steps" --batch "$batch" "${q[@]}"
       ;;
   esac

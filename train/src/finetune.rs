@@ -265,7 +265,14 @@ pub fn finetune<B: FalconTrainBackend>(
         .tokenizer
         .clone()
         .unwrap_or_else(|| opts.checkpoint.join("tokenizer.json"));
+    let start = std::time::Instant::now();
     let base = load_hf_as::<B>(&opts.checkpoint, config.quantize, device)?;
+    tracing::info!(
+        "loaded {} ({:?} base) in {:.1} s",
+        opts.checkpoint.display(),
+        config.quantize,
+        start.elapsed().as_secs_f64()
+    );
     let (examples, packed) = prepare_data(config, &opts.data, &tokenizer)?;
     if packed.rows.is_empty() {
         return Err(Error::Data {

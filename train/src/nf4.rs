@@ -23,6 +23,7 @@ use burn::module::Module;
 use burn::tensor::backend::Backend;
 use burn::tensor::ops::{FloatTensor, IntTensor};
 use burn::tensor::{ElementConversion, FloatDType, Int, Tensor, TensorData, TensorPrimitive};
+use rayon::prelude::*;
 
 #[cfg(doc)]
 use crate::attention::FalconBackend;
@@ -125,26 +126,36 @@ impl Nf4Tensor {
             shape.iter().product::<usize>(),
             "values vs shape"
         );
-        let n = values.len();
-        let full = n - n % BLOCK;
         // bucketize against the midpoints: ties go to the lower level.
         let mids: Vec<f32> = NF4_CODE.windows(2).map(|w| (w[0] + w[1]) / 2.0).collect();
-        let mut codes = Vec::with_capacity(n + 1);
-        let mut absmax = Vec::with_capacity(n.div_ceil(BLOCK));
-        for (b, block) in values.chunks(BLOCK).enumerate() {
-            let am = block.iter().fold(0.0f32, |m, x| m.max(x.abs())).max(1e-38);
-            absmax.push(am);
-            // bitsandbytes multiplies full blocks by the reciprocal, divides the short last one.
-            let inv = 1.0 / am;
-            codes.extend(block.iter().map(|&x| {
-                let s = if b * BLOCK < full { x * inv } else { x / am };
-                mids.partition_point(|&m| m < s.clamp(-1.0, 1.0)) as u8
-            }));
-        }
-        if n % 2 == 1 {
-            codes.push(ZERO_CODE);
-        }
-        let packed = codes.chunks(2).map(|p| (p[0] << 4) | p[1]).collect();
+        // Whole blocks per task (a 7B model is 6.5e9 values); BLOCK is even, so only the last
+        // task can end on half a byte.
+        let parts: Vec<(Vec<u8>, Vec<f32>)> = values
+            .par_chunks(BLOCK * 4096)
+            .map(|chunk| {
+                let mut codes = Vec::with_capacity(chunk.len() + 1);
+                let mut absmax = Vec::with_capacity(chunk.len().div_ceil(BLOCK));
+                for block in chunk.chunks(BLOCK) {
+                    let am = block.iter().fold(0.0f32, |m, x| m.max(x.abs())).max(1e-38);
+                    absmax.push(am);
+                    // bitsandbytes multiplies full blocks by the reciprocal, divides the short
+                    // last one.
+                    let inv = 1.0 / am;
+                    let full = block.len() == BLOCK;
+                    codes.extend(block.iter().map(|&x| {
+                        let s = if full { x * inv } else { x / am };
+                        mids.partition_point(|&m| m < s.clamp(-1.0, 1.0)) as u8
+                    }));
+                }
+                if codes.len() % 2 == 1 {
+                    codes.push(ZERO_CODE);
+                }
+                let packed = codes.chunks(2).map(|p| (p[0] << 4) | p[1]).collect();
+                (packed, absmax)
+            })
+            .collect();
+        let packed: Vec<u8> = parts.iter().flat_map(|(p, _)| p).copied().collect();
+        let absmax: Vec<f32> = parts.iter().flat_map(|(_, a)| a).copied().collect();
 
         // Double quantization: center, then 8-bit dynamic map per block of 256.
         let offset = (absmax.iter().map(|&a| a as f64).sum::<f64>() / absmax.len() as f64) as f32;
@@ -520,6 +531,21 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn codes_do_not_depend_on_how_the_blocks_are_shared_out() {
+        // Past one task's 4096 blocks, ending on half a byte (the fixture cases are one task).
+        let (rows, cols) = (2 * 4096 + 3, BLOCK + 1);
+        let x = draw(rows, cols, 11);
+        let whole = Nf4Tensor::quantize(&x, &[rows, cols]);
+        let split = BLOCK * 4096;
+        let mut packed = Vec::new();
+        for part in x.chunks(split) {
+            packed.extend(Nf4Tensor::quantize(part, &[part.len()]).packed);
+        }
+        assert_eq!(x.len() % 2, 1);
+        assert_eq!(whole.packed, packed);
     }
 
     #[test]

@@ -110,7 +110,7 @@ pub fn load_checkpoint<B: FalconTrainBackend>(
     })?;
 
     let path = dir.join("optimizer.safetensors");
-    let buf = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+    let buf = hf::map_file(&path)?;
     let st = SafeTensors::deserialize(&buf).map_err(|e| Error::Checkpoint {
         path: path.clone(),
         message: e.to_string(),

@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 use burn::module::{Param, ParamId};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
+use memmap2::Mmap;
 use safetensors::{Dtype, SafeTensors};
 
 use crate::attention::FalconBackend;
@@ -87,6 +88,14 @@ pub(crate) fn slots<B: Backend>(model: &mut FalconForCausalLM<B>) -> Vec<(String
         out.push(("transformer.ln_f.bias".into(), Slot::Vector(beta)));
     }
     out
+}
+
+/// A safetensors file's bytes, mapped rather than read into memory (Falcon-7B is 14 GB).
+pub(crate) fn map_file(path: &Path) -> Result<Mmap, Error> {
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    // SAFETY: as transformers and candle map them: a checkpoint is not rewritten while a model
+    // loads from it (falconry writes its own through a temporary file and a rename).
+    unsafe { Mmap::map(&file) }.map_err(|e| Error::io(path, e))
 }
 
 /// A tensor read from safetensors, as f32.
@@ -217,13 +226,13 @@ pub fn load_hf_as<B: FalconBackend>(
     device: &B::Device,
 ) -> Result<FalconForCausalLM<B>, Error> {
     let config = FalconConfig::from_hf_json(&dir.join("config.json"))?;
-    let mut model = config.init::<B>(device);
+    let mut model = config.undrawn::<B>(device);
     let mut nf4: BTreeMap<String, Nf4Tensor> = BTreeMap::new();
     let files = weight_files(dir)?;
     {
         let mut open: BTreeMap<String, Slot<'_, B>> = slots(&mut model).into_iter().collect();
         for path in &files {
-            let buf = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+            let buf = map_file(path)?;
             let st = SafeTensors::deserialize(&buf).map_err(|e| Error::Checkpoint {
                 path: path.clone(),
                 message: e.to_string(),

@@ -1,14 +1,18 @@
 #!/usr/bin/env bash
-# Issue 14 on one GPU, one call: falcon-7b (random init in HF layout, transformers' 5 GB shards)
+# Issue 14 on one GPU, one call: falcon-7b (random init in HF layout, as transformers saves it)
 # fine-tuned at seq 512 by `falconry finetune` with QLoRA (NF4 base) and with LoRA (bf16 base),
 # then PyTorch + peft on the same config in the same call (LoRA bf16; QLoRA where bitsandbytes
 # imports). Per run: the GPU's peak used memory over the process (nvidia-smi every 100 ms, less
-# the idle reading before it) and tokens/s after two warm-up steps.
+# the idle reading before it), what falconry's allocator held for live tensors after the forward
+# (metrics.jsonl) and tokens/s after two warm-up steps. LIMIT_GB=24 runs the fine-tunes under an
+# MPS pinned-memory limit (a 24 GB card's memory; CubeCL sizes its pools from the free memory,
+# vendor/cubecl-cuda/PATCHES.md); the daemon is stopped at the end.
 #
 #   bench/finetune_gpu.sh OUT        (repo root; .device/falconry.gz = the cuda build,
 #                                     .device/data.tar.gz = tokenizer, .device/inst.jsonl = data)
 # env: STEPS (12), BATCH (1), RUNS ("falconry-nf4 falconry-bf16 peft-bf16 peft-nf4"), TIMEOUT
-# (seconds a run may take, 420)
+# (seconds a run may take, 420), LIMIT_GB. The first cold run spends minutes in CubeCL's autotune
+# (target/autotune/: carry it to the next call).
 set -u
 out=${1:?output folder}
 steps=${STEPS:-12}
@@ -28,6 +32,14 @@ if [ ! -f /tmp/f7b/config.json ]; then
 fi
 sed -e "s/^batch_size = .*/batch_size = $batch/" configs/finetune/falcon-7b-qlora.toml > /tmp/ft.toml
 
+if [ -n "${LIMIT_GB:-}" ]; then
+  export CUDA_MPS_PIPE_DIRECTORY=/tmp/mps/pipe CUDA_MPS_LOG_DIRECTORY=/tmp/mps/log
+  mkdir -p $CUDA_MPS_PIPE_DIRECTORY $CUDA_MPS_LOG_DIRECTORY
+  nvidia-cuda-mps-control -d || exit 1
+  trap 'echo quit | nvidia-cuda-mps-control' EXIT
+  export CUDA_MPS_PINNED_DEVICE_MEM_LIMIT=0=${LIMIT_GB}G
+  python3 -c "import torch; f, t = torch.cuda.mem_get_info(); print(f'MPS limit ${LIMIT_GB}G: {f >> 20} MiB free')"
+fi
 idle=$(nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits | head -1)
 # peak NAME CMD...: runs CMD with the GPU's used memory sampled; one summary line.
 peak() {
@@ -54,9 +66,16 @@ for run in $runs; do
       cp /tmp/ft-$run/metrics.jsonl "$out/$run.metrics.jsonl" 2>/dev/null
       python3 - "$out/$run.metrics.jsonl" <<'PY'
 import json, statistics, sys
-rows = [json.loads(l) for l in open(sys.argv[1])]
+try:
+    rows = [json.loads(l) for l in open(sys.argv[1])]
+except FileNotFoundError:
+    rows = []
+if not rows:
+    sys.exit(print("  no step finished"))
 t = [r["tokens_per_sec"] for r in rows[2:]] or [r["tokens_per_sec"] for r in rows]
-print(f"  tokens/s median {statistics.median(t):.0f} over {len(t)} steps, loss {rows[0]['loss']:.3f} -> {rows[-1]['loss']:.3f}")
+mem = max((r.get("memory_in_use_mib", 0) for r in rows), default=0)
+print(f"  tokens/s median {statistics.median(t):.0f} over {len(t)} steps, loss {rows[0]['loss']:.3f} -> {rows[-1]['loss']:.3f},"
+      f" live tensors after the forward {mem:.0f} MiB (reserved {max(r.get('memory_reserved_mib', 0) for r in rows):.0f})")
 PY
       ;;
     peft-bf16|peft-nf4)

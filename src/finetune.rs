@@ -23,8 +23,12 @@ pub fn run_finetune(args: FinetuneArgs) -> Result<()> {
     let bar = crate::progress::count_bar(config.steps as u64, "finetune");
     let mut progress = |s: &StepLog| {
         bar.set_position(s.step as u64);
+        let memory = s
+            .memory_in_use_mib
+            .map(|m| format!(", {:.1} GiB on the GPU", m / 1024.0))
+            .unwrap_or_default();
         bar.set_message(format!(
-            "loss {:.4}, {:.0} tokens/s",
+            "loss {:.4}, {:.0} tokens/s{memory}",
             s.loss, s.tokens_per_sec
         ));
     };

@@ -38,6 +38,21 @@ pub trait FalconBackend: Backend {
     /// # Shapes
     /// - x: `[B, T, d_in]`, W: `[d_out, d_in]` -> `[B, T, d_out]`
     fn nf4_matmul(x: FloatTensor<Self>, w: Nf4Parts<Self>) -> FloatTensor<Self>;
+
+    /// What the device allocator holds, where the backend tells (CubeCL on CUDA; its pool keeps
+    /// freed pages, so the GPU's own used-memory figure says little about the working set).
+    fn memory(_device: &Self::Device) -> Option<DeviceMemory> {
+        None
+    }
+}
+
+/// Bytes of device memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DeviceMemory {
+    /// Held by live tensors.
+    pub in_use: u64,
+    /// Taken from the device by the allocator, free pages included.
+    pub reserved: u64,
 }
 
 /// A backend Falcon trains on: autodiff over a [`FalconBackend`], itself one.
@@ -71,7 +86,7 @@ fn native<B: Backend>(q: FloatTensor<B>, k: FloatTensor<B>, v: FloatTensor<B>) -
 
 /// Backends without autodiff run their own kernel.
 macro_rules! native_attention {
-    ($backend:ty) => {
+    ($backend:ty $(, $extra:item)*) => {
         impl FalconBackend for $backend {
             fn causal_attention(
                 q: FloatTensor<Self>,
@@ -84,15 +99,32 @@ macro_rules! native_attention {
             fn nf4_matmul(x: FloatTensor<Self>, w: Nf4Parts<Self>) -> FloatTensor<Self> {
                 crate::nf4::nf4_matmul::<Self>(x, &w)
             }
+
+            $($extra)*
         }
     };
 }
 
 native_attention!(crate::CpuBackend);
 #[cfg(feature = "cuda")]
-native_attention!(crate::CudaBackend);
+native_attention!(
+    crate::CudaBackend,
+    fn memory(device: &Self::Device) -> Option<DeviceMemory> {
+        use burn::cubecl::{cuda::CudaRuntime, Runtime};
+        // The calling thread's stream: the one the training step's operations run on.
+        let usage = CudaRuntime::client(device).memory_usage().ok()?;
+        Some(DeviceMemory {
+            in_use: usage.bytes_in_use,
+            reserved: usage.bytes_reserved,
+        })
+    }
+);
 
-impl<B: Backend, C: CheckpointStrategy> FalconBackend for Autodiff<B, C> {
+impl<B: FalconBackend, C: CheckpointStrategy> FalconBackend for Autodiff<B, C> {
+    fn memory(device: &Self::Device) -> Option<DeviceMemory> {
+        B::memory(device)
+    }
+
     fn nf4_matmul(x: FloatTensor<Self>, w: Nf4Parts<Self>) -> FloatTensor<Self> {
         crate::nf4::nf4_matmul_autodiff::<B, C>(x, w)
     }

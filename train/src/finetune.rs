@@ -32,6 +32,8 @@ use crate::{write_atomic, Error};
 /// The config file `finetune.toml` beside an adapter.
 pub const FINETUNE_CONFIG: &str = "finetune.toml";
 
+const MIB: f64 = (1 << 20) as f64;
+
 /// How the frozen base is held.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -149,6 +151,14 @@ pub struct StepLog {
     /// Row tokens (`batch_size x seq_len`, padding included) per second over the step, update
     /// included.
     pub tokens_per_sec: f64,
+    /// Device memory held by live tensors after the forward pass (weights, optimizer state and
+    /// the activations the backward keeps: the step's high point but for transients), MiB;
+    /// where the backend tells (CUDA).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_in_use_mib: Option<f64>,
+    /// What the allocator had reserved from the device by then, MiB.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_reserved_mib: Option<f64>,
 }
 
 /// What a run did.
@@ -321,7 +331,8 @@ pub fn finetune<B: FalconTrainBackend>(
         let (ids, targets, mask) = batch::<B>(&packed, &rows, device);
         let row_tokens = ids.dims().iter().product::<usize>();
         let loss = model.masked_loss(ids, targets, mask, config.precision.dtype());
-        let value = loss.clone().into_scalar().elem::<f64>();
+        let value = loss.clone().into_scalar().elem::<f64>(); // runs the forward
+        let memory = B::memory(device);
         let grads = GradientsParams::from_grads(loss.backward(), &model);
         let lr = config.schedule.lr(step, config.steps);
         let (next, grad_norm) = optim.step(lr, model, grads);
@@ -332,6 +343,8 @@ pub fn finetune<B: FalconTrainBackend>(
             lr,
             grad_norm,
             tokens_per_sec: row_tokens as f64 / started.elapsed().as_secs_f64(),
+            memory_in_use_mib: memory.map(|m| m.in_use as f64 / MIB),
+            memory_reserved_mib: memory.map(|m| m.reserved as f64 / MIB),
         };
         if step == 0 {
             first_loss = value;

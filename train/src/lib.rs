@@ -44,7 +44,7 @@ mod trainer;
 
 use std::path::{Path, PathBuf};
 
-pub use attention::{causal_attention, FalconBackend, FalconTrainBackend};
+pub use attention::{causal_attention, DeviceMemory, FalconBackend, FalconTrainBackend};
 pub use chat::{pack, read_examples, ChatTemplate, Message, Packed, Role};
 pub use checkpoint::{latest_checkpoint, load_checkpoint, save_checkpoint, TrainerState};
 pub use config::{FalconConfig, QkvLayout};

@@ -317,6 +317,10 @@ pub fn finetune<B: FalconTrainBackend>(
     let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
     let mut order: Vec<usize> = Vec::new();
     let (mut first_loss, mut last_loss) = (f64::NAN, f64::NAN);
+    tracing::info!(
+        "{adapter_params} adapter parameters, {} rows; on CUDA the first step also compiles and autotunes the kernels (minutes on a cold cache)",
+        packed.rows.len()
+    );
     for step in 0..config.steps {
         // Epochs of shuffled rows, refilled as they run out.
         let mut rows = Vec::with_capacity(config.batch_size);
@@ -348,6 +352,13 @@ pub fn finetune<B: FalconTrainBackend>(
         };
         if step == 0 {
             first_loss = value;
+            // On CUDA the first step compiles and autotunes CubeCL's kernels for every shape
+            // (minutes for a 7B model on a machine's first run; cached beside the nearest
+            // Cargo.toml's target/, else in the user cache folder).
+            tracing::info!(
+                "step 1 took {:.1} s (on CUDA, with compiling and autotuning the kernels)",
+                started.elapsed().as_secs_f64()
+            );
         }
         last_loss = value;
         writeln!(metrics, "{}", serde_json::to_string(&log).expect("json"))

@@ -79,3 +79,41 @@ pub fn install() {
 
 #[cfg(not(unix))]
 pub fn install() {}
+
+/// A failed CUDA allocation panics inside CubeCL's device thread, and the run then ends in a
+/// cascade of panics from every task that waited on it. This ends it at the first, in one line
+/// that says what to change, with the temporary files removed (exit 1, a failure).
+pub fn exit_on_gpu_out_of_memory() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if let Some(bytes) = info.payload_as_str().and_then(gpu_allocation_failed) {
+            let removed = clean_up();
+            eprintln!(
+                "falconry: out of GPU memory (an allocation of {bytes} bytes failed); a smaller batch_size or seq_len, or --quantize nf4 for fine-tuning, needs less; removed {removed} temporary file(s)"
+            );
+            std::process::exit(1);
+        }
+        default(info);
+    }));
+}
+
+/// The size in CubeCL's allocation failure (`can't allocate buffer of size: N`), if `message`
+/// is one.
+fn gpu_allocation_failed(message: &str) -> Option<&str> {
+    let (_, rest) = message.split_once("can't allocate buffer of size: ")?;
+    rest.split(|c: char| !c.is_ascii_digit()).next()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cubecl_allocation_failures_are_recognised() {
+        // As CubeCL 0.10's CUDA server panics (seen on an H100 under a 24 GB MPS limit).
+        let seen =
+            "called `Result::unwrap()` on an `Err` value: can't allocate buffer of size: 335020032";
+        assert_eq!(gpu_allocation_failed(seen), Some("335020032"));
+        assert_eq!(gpu_allocation_failed("index out of bounds"), None);
+    }
+}

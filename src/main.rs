@@ -38,6 +38,7 @@ pub fn say(text: &str) {
 fn main() -> ExitCode {
     // First, before any other thread starts: they all inherit the blocked signals.
     interrupt::install();
+    interrupt::exit_on_gpu_out_of_memory();
     let cli = Cli::parse();
     QUIET.store(cli.quiet, Ordering::Relaxed);
     init_logging(cli.verbose, cli.quiet);

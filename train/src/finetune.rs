@@ -276,7 +276,11 @@ pub fn finetune<B: FalconTrainBackend>(
         .clone()
         .unwrap_or_else(|| opts.checkpoint.join("tokenizer.json"));
     let start = std::time::Instant::now();
-    let base = load_hf_as::<B>(&opts.checkpoint, config.quantize, device)?;
+    let base = load_hf_as::<B>(&opts.checkpoint, config.quantize, device)?
+        .base_in(config.precision.dtype());
+    // The casts run, then the allocator gives back the pages it kept for the f32 weights.
+    B::sync(device).map_err(|e| Error::Gpu(format!("{e:?}")))?;
+    B::memory_cleanup(device);
     tracing::info!(
         "loaded {} ({:?} base) in {:.1} s",
         opts.checkpoint.display(),

@@ -164,7 +164,7 @@ impl<B: Backend> FalconLinear<B> {
     /// The base weight `[d_in, d_out]`, f32 (dequantized from NF4 if need be).
     pub fn base_weight(&self) -> Tensor<B, 2> {
         match (&self.weight, &self.nf4) {
-            (Some(w), _) => w.val(),
+            (Some(w), _) => to_dtype(w.val(), FloatDType::F32),
             (None, Some(q)) => q.dequantize().transpose(),
             (None, None) => unreachable!("a projection has a base weight"),
         }
@@ -178,13 +178,12 @@ impl<B: FalconBackend> FalconLinear<B> {
     /// - x: `[B, T, d_in]` -> `[B, T, d_out]`
     pub fn forward(&self, x: Tensor<B, 3>, dtype: FloatDType) -> Tensor<B, 3> {
         let base = match (&self.weight, &self.nf4) {
+            (Some(w), _) => x.clone().matmul(to_dtype(w.val(), dtype).unsqueeze()),
             (None, Some(q)) => Tensor::from_primitive(TensorPrimitive::Float(B::nf4_matmul(
                 x.clone().into_primitive().tensor(),
                 q.parts(),
             ))),
-            _ => x
-                .clone()
-                .matmul(to_dtype(self.base_weight(), dtype).unsqueeze()),
+            (None, None) => unreachable!("a projection has a base weight"),
         };
         match &self.lora {
             None => base,
@@ -236,6 +235,20 @@ impl<B: FalconBackend> FalconForCausalLM<B> {
             }
         }
         model
+    }
+
+    /// Holds every projection weight in `dtype`: LoRA on a bf16 base, as peft loads one (half
+    /// of f32's memory; the forward computes in bf16 anyway). For a frozen base: the weights
+    /// become new parameters.
+    pub fn base_in(mut self, dtype: FloatDType) -> Self {
+        for (_, _, linear) in self.linears_mut() {
+            if let Some(w) = linear.weight.as_mut() {
+                if w.val().dtype() != dtype.into() {
+                    *w = Param::from_tensor(w.val().cast(dtype).detach());
+                }
+            }
+        }
+        self
     }
 
     /// Replaces every f32 projection weight by its NF4 form (QLoRA: the frozen base in 4 bits,

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::optim::GradientsParams;
-use burn::tensor::{FloatDType, Int, Tensor, TensorData};
+use burn::tensor::{DType, FloatDType, Int, Tensor, TensorData};
 use falconry_train::{
     load_adapter, load_hf, save_adapter, CpuBackend, CpuTrainBackend, FalconForCausalLM,
     LoraConfig, Nf4Tensor, ADAPTER_CONFIG, ADAPTER_WEIGHTS,
@@ -197,6 +197,29 @@ fn nf4_base_computes_its_dequantized_weights() {
     println!("nf4 base: max |on the fly - host round trip| = {diff:.2e}; vs the f32 base {off:.3}");
     assert!(diff < 1e-4, "nf4: {diff}");
     assert!(off > 1e-3, "4 bits are not f32");
+}
+
+/// LoRA's frozen base held in a dtype other than f32 (bf16 on the GPU; f64 here: the CPU
+/// backend has no bf16) computes the same logits, merged or not.
+#[test]
+fn base_held_in_another_dtype_computes_the_same() {
+    let dir = fixture("lora/peft-7b-style");
+    let device = Default::default();
+    let (ids, _, _) = expected(&dir);
+    let base = load_hf::<B>(&fixture("falcon-7b-style"), &device).unwrap();
+    let (plain, _) = load_adapter(base.clone(), &dir, &device).unwrap();
+    let (held, _) = load_adapter(base.base_in(FloatDType::F64), &dir, &device).unwrap();
+    let mut probe = held.clone();
+    for (_, _, linear) in probe.linears_mut() {
+        assert_eq!(linear.weight.as_ref().unwrap().val().dtype(), DType::F64);
+    }
+    let diff = max_abs_diff(&logits(&held, ids.clone()), &logits(&plain, ids.clone()));
+    let merged = max_abs_diff(
+        &logits(&held.merge_lora(), ids.clone()),
+        &logits(&plain.merge_lora(), ids),
+    );
+    println!("base in f64: max |logits - f32 base's| = {diff:.2e}, merged {merged:.2e}");
+    assert!(diff < 1e-5 && merged < 1e-5, "{diff} {merged}");
 }
 
 /// With adapters on, a backward pass gives gradients to the adapters and to nothing else.

@@ -226,7 +226,7 @@ def check_cross_entropy(B, T, V):
     scale = 1.0 / N
 
     # Timed on its own output (finite logits too): one read and one write of [N, V] bf16.
-    f = lambda: launch("cross_entropy", (N,), 1024, [logits, win, loss, T, V, scale])
+    f = lambda: launch("cross_entropy", (N,), 1024, [logits, win, np.uint64(0), loss, T, V, scale])
     f()
     torch.cuda.synchronize()
     targets = win[:, 1:].to(torch.int64).reshape(-1) & 0xFFFF

@@ -44,6 +44,11 @@ pub trait FalconBackend: Backend {
     fn memory(_device: &Self::Device) -> Option<DeviceMemory> {
         None
     }
+
+    /// The CUDA device's ordinal, where `device` is one (the fused engine can run there).
+    fn cuda_ordinal(_device: &Self::Device) -> Option<usize> {
+        None
+    }
 }
 
 /// Bytes of device memory.
@@ -117,12 +122,19 @@ native_attention!(
             in_use: usage.bytes_in_use,
             reserved: usage.bytes_reserved,
         })
+    },
+    fn cuda_ordinal(device: &Self::Device) -> Option<usize> {
+        Some(device.index)
     }
 );
 
 impl<B: FalconBackend, C: CheckpointStrategy> FalconBackend for Autodiff<B, C> {
     fn memory(device: &Self::Device) -> Option<DeviceMemory> {
         B::memory(device)
+    }
+
+    fn cuda_ordinal(device: &Self::Device) -> Option<usize> {
+        B::cuda_ordinal(device)
     }
 
     fn nf4_matmul(x: FloatTensor<Self>, w: Nf4Parts<Self>) -> FloatTensor<Self> {

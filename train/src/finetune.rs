@@ -10,22 +10,21 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use burn::module::Module;
 use burn::optim::GradientsParams;
-use burn::tensor::{ElementConversion, Int, Tensor, TensorData};
+use burn::tensor::{ElementConversion, FloatDType, Int, Tensor, TensorData};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::attention::{FalconBackend, FalconTrainBackend};
+use crate::attention::{DeviceMemory, FalconBackend, FalconTrainBackend};
 use crate::chat::{pack, read_examples, ChatTemplate, Packed};
-use crate::hf::load_hf_as;
+use crate::hf::{load_hf_as, NamedTensors};
 use crate::inference::load_tokenizer;
 use crate::lora::LoraConfig;
 use crate::model::FalconForCausalLM;
 use crate::optim::{AdamW, AdamWConfig, LrSchedule};
-use crate::peft::save_adapter;
+use crate::peft::{adapter_tensors, write_adapter};
 use crate::trainer::Precision;
 use crate::{write_atomic, Error};
 
@@ -256,6 +255,222 @@ pub fn instruction_loss<B: FalconBackend>(
     sum / count as f64
 }
 
+/// Takes fine-tuning steps: Burn's autodiff over the adapted model, or the CUDA engine.
+trait AdapterTrainer {
+    /// Trainable (adapter) parameters.
+    fn adapter_params(&self) -> usize;
+    /// One optimizer step on `rows` of `packed` at `lr`: the masked loss and the gradient norm
+    /// before clipping.
+    fn step(&mut self, packed: &Packed, rows: &[usize], lr: f64) -> Result<(f64, f64), Error>;
+    /// Device memory held after the last step's forward pass, where known.
+    fn memory(&self) -> Option<DeviceMemory>;
+    /// The adapters, PEFT names and layouts.
+    fn adapters(&self) -> Result<NamedTensors, Error>;
+}
+
+/// Burn's autodiff step on the adapted model (every backend; the reference).
+struct BurnTrainer<B: FalconTrainBackend> {
+    /// Taken by each update and put back.
+    model: Option<FalconForCausalLM<B>>,
+    optim: AdamW<B>,
+    device: B::Device,
+    dtype: FloatDType,
+    memory: Option<DeviceMemory>,
+}
+
+impl<B: FalconTrainBackend> BurnTrainer<B> {
+    fn load(
+        opts: &FinetuneOptions,
+        config: &FinetuneConfig,
+        device: &B::Device,
+    ) -> Result<Self, Error> {
+        let start = std::time::Instant::now();
+        let base = load_hf_as::<B>(&opts.checkpoint, config.quantize, device)?
+            .base_in(config.precision.dtype());
+        // The casts run, then the allocator gives back the pages it kept for the f32 weights.
+        B::sync(device).map_err(|e| Error::Gpu(format!("{e:?}")))?;
+        B::memory_cleanup(device);
+        tracing::info!(
+            "loaded {} ({:?} base) in {:.1} s; on CUDA the first step also compiles and autotunes \
+             the kernels (minutes on a cold cache)",
+            opts.checkpoint.display(),
+            config.quantize,
+            start.elapsed().as_secs_f64()
+        );
+        B::seed(device, config.seed);
+        Ok(Self {
+            model: Some(base.with_lora(&config.lora, device)),
+            optim: AdamW::new(config.optimizer.clone()),
+            device: device.clone(),
+            dtype: config.precision.dtype(),
+            memory: None,
+        })
+    }
+
+    fn model(&self) -> &FalconForCausalLM<B> {
+        self.model.as_ref().expect("put back after each step")
+    }
+}
+
+impl<B: FalconTrainBackend> AdapterTrainer for BurnTrainer<B> {
+    fn adapter_params(&self) -> usize {
+        adapter_tensors(self.model())
+            .values()
+            .map(|(shape, _)| shape.iter().product::<usize>())
+            .sum()
+    }
+
+    fn step(&mut self, packed: &Packed, rows: &[usize], lr: f64) -> Result<(f64, f64), Error> {
+        let model = self.model.take().expect("put back after each step");
+        let (ids, targets, mask) = batch::<B>(packed, rows, &self.device);
+        let loss = model.masked_loss(ids, targets, mask, self.dtype);
+        let value = loss.clone().into_scalar().elem::<f64>(); // runs the forward
+        self.memory = B::memory(&self.device);
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        let (next, grad_norm) = self.optim.step(lr, model, grads);
+        self.model = Some(next);
+        Ok((value, grad_norm))
+    }
+
+    fn memory(&self) -> Option<DeviceMemory> {
+        self.memory
+    }
+
+    fn adapters(&self) -> Result<NamedTensors, Error> {
+        Ok(adapter_tensors(self.model()))
+    }
+}
+
+/// The CUDA engine's step: frozen base in bf16 or NF4, adapters, cuBLASLt products and the
+/// engine's fused kernels (no CubeCL compilation or autotuning).
+#[cfg(feature = "cuda")]
+struct EngineTrainer {
+    engine: crate::cuda::Engine,
+    adapter_params: usize,
+}
+
+#[cfg(feature = "cuda")]
+impl EngineTrainer {
+    /// The engine for this run on GPU `ordinal`, or why it does not apply.
+    fn start(
+        opts: &FinetuneOptions,
+        config: &FinetuneConfig,
+        model: &crate::config::FalconConfig,
+        ordinal: usize,
+    ) -> Result<Result<Self, String>, Error> {
+        if std::env::var("FALCONRY_ENGINE").is_ok_and(|v| v == "burn") {
+            return Ok(Err("FALCONRY_ENGINE=burn".into()));
+        }
+        if config.precision != Precision::Bf16 {
+            return Ok(Err("precision f32 (the engine computes in bf16)".into()));
+        }
+        if let Some(why) = crate::cuda::unsupported(model, config.seq_len) {
+            return Ok(Err(why));
+        }
+        let start = std::time::Instant::now();
+        let mut engine = match crate::cuda::Engine::finetune(
+            model,
+            &config.lora,
+            config.quantize,
+            config.batch_size,
+            config.seq_len,
+            config.optimizer.clone(),
+            false,
+            ordinal,
+        ) {
+            Ok(engine) => engine,
+            Err(e) => return Ok(Err(format!("the CUDA engine could not start ({e})"))),
+        };
+        engine.load_base(&opts.checkpoint)?;
+        let fresh = fresh_adapters(&engine.adapter_shapes()?, config.seed);
+        let adapter_params = fresh.values().map(|(_, d)| d.len()).sum();
+        engine.set_adapters(&fresh)?;
+        tracing::info!(
+            "loaded {} ({:?} base) into the CUDA engine in {:.1} s: {}",
+            opts.checkpoint.display(),
+            config.quantize,
+            start.elapsed().as_secs_f64(),
+            engine.describe()
+        );
+        Ok(Ok(Self {
+            engine,
+            adapter_params,
+        }))
+    }
+}
+
+#[cfg(feature = "cuda")]
+impl AdapterTrainer for EngineTrainer {
+    fn adapter_params(&self) -> usize {
+        self.adapter_params
+    }
+
+    fn step(&mut self, packed: &Packed, rows: &[usize], lr: f64) -> Result<(f64, f64), Error> {
+        // Token ids fit u16: the engine checks the vocabulary (at most 65,536) at start.
+        let windows: Vec<u16> = rows
+            .iter()
+            .flat_map(|&r| packed.rows[r].iter().map(|&t| t as u16))
+            .collect();
+        let mask: Vec<f32> = rows
+            .iter()
+            .flat_map(|&r| packed.masks[r].iter().map(|&m| m as u8 as f32))
+            .collect();
+        self.engine.finetune_step(&[windows], &[mask], lr)
+    }
+
+    fn memory(&self) -> Option<DeviceMemory> {
+        // Everything is allocated at start: live and reserved are the same bytes.
+        let bytes = self.engine.allocated() as u64;
+        Some(DeviceMemory {
+            in_use: bytes,
+            reserved: bytes,
+        })
+    }
+
+    fn adapters(&self) -> Result<NamedTensors, Error> {
+        self.engine.adapters()
+    }
+}
+
+/// Fresh adapters of the given PEFT names and shapes, as PEFT draws them: `lora_A` uniform in
+/// +-1/sqrt(d_in), `lora_B` zero (so a fresh adapter changes nothing); seeded by `seed`.
+#[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+fn fresh_adapters(shapes: &[(String, Vec<usize>)], seed: u64) -> NamedTensors {
+    use rand::Rng;
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    shapes
+        .iter()
+        .map(|(name, shape)| {
+            let len = shape.iter().product();
+            let data = if name.contains(".lora_A.") {
+                let bound = 1.0 / (shape[1] as f32).sqrt();
+                (0..len).map(|_| rng.random_range(-bound..bound)).collect()
+            } else {
+                vec![0.0; len]
+            };
+            (name.clone(), (shape.clone(), data))
+        })
+        .collect()
+}
+
+/// The step for this run: the CUDA engine where it applies, else Burn's.
+fn trainer<B: FalconTrainBackend>(
+    opts: &FinetuneOptions,
+    config: &FinetuneConfig,
+    device: &B::Device,
+) -> Result<Box<dyn AdapterTrainer>, Error> {
+    #[cfg(feature = "cuda")]
+    if let Some(ordinal) = B::cuda_ordinal(device) {
+        let model =
+            crate::config::FalconConfig::from_hf_json(&opts.checkpoint.join("config.json"))?;
+        match EngineTrainer::start(opts, config, &model, ordinal)? {
+            Ok(engine) => return Ok(Box::new(engine)),
+            Err(why) => tracing::info!("fine-tuning with Burn's autodiff step: {why}"),
+        }
+    }
+    Ok(Box::new(BurnTrainer::<B>::load(opts, config, device)?))
+}
+
 /// Runs a fine-tuning: loads, trains, saves the adapter into `opts.output`; `on_step` sees
 /// every step.
 pub fn finetune<B: FalconTrainBackend>(
@@ -275,18 +490,7 @@ pub fn finetune<B: FalconTrainBackend>(
         .tokenizer
         .clone()
         .unwrap_or_else(|| opts.checkpoint.join("tokenizer.json"));
-    let start = std::time::Instant::now();
-    let base = load_hf_as::<B>(&opts.checkpoint, config.quantize, device)?
-        .base_in(config.precision.dtype());
-    // The casts run, then the allocator gives back the pages it kept for the f32 weights.
-    B::sync(device).map_err(|e| Error::Gpu(format!("{e:?}")))?;
-    B::memory_cleanup(device);
-    tracing::info!(
-        "loaded {} ({:?} base) in {:.1} s",
-        opts.checkpoint.display(),
-        config.quantize,
-        start.elapsed().as_secs_f64()
-    );
+    // The data first: a bad file fails before minutes of loading.
     let (examples, packed) = prepare_data(config, &opts.data, &tokenizer)?;
     if packed.rows.is_empty() {
         return Err(Error::Data {
@@ -294,35 +498,26 @@ pub fn finetune<B: FalconTrainBackend>(
             message: "no trainable tokens".into(),
         });
     }
-    let vocab = base.config().vocab_size;
+    let hf_config = opts.checkpoint.join("config.json");
+    let vocab = crate::config::FalconConfig::from_hf_json(&hf_config)?.vocab_size;
     if let Some(&t) = packed.rows.iter().flatten().find(|&&t| t as usize >= vocab) {
         return Err(Error::Tokenizer {
             path: tokenizer,
             message: format!("token id {t} is outside the checkpoint's vocabulary of {vocab}"),
         });
     }
-
-    B::seed(device, config.seed);
-    let mut model = base.with_lora(&config.lora, device);
-    let adapter_params = {
-        let mut m = model.clone();
-        m.linears_mut()
-            .iter()
-            .filter_map(|(_, _, l)| l.lora.as_ref())
-            .map(|l| l.a.num_params() + l.b.num_params())
-            .sum()
-    };
+    let mut trainer = trainer::<B>(opts, config, device)?;
+    let adapter_params = trainer.adapter_params();
 
     std::fs::create_dir_all(&opts.output).map_err(|e| Error::io(&opts.output, e))?;
     let metrics_path = opts.output.join("metrics.jsonl");
     let mut metrics =
         std::fs::File::create(&metrics_path).map_err(|e| Error::io(&metrics_path, e))?;
-    let mut optim = AdamW::<B>::new(config.optimizer.clone());
     let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
     let mut order: Vec<usize> = Vec::new();
     let (mut first_loss, mut last_loss) = (f64::NAN, f64::NAN);
     tracing::info!(
-        "{adapter_params} adapter parameters, {} rows; on CUDA the first step also compiles and autotunes the kernels (minutes on a cold cache)",
+        "{adapter_params} adapter parameters, {} rows",
         packed.rows.len()
     );
     for step in 0..config.steps {
@@ -336,15 +531,10 @@ pub fn finetune<B: FalconTrainBackend>(
             rows.push(order.pop().expect("refilled"));
         }
         let started = std::time::Instant::now();
-        let (ids, targets, mask) = batch::<B>(&packed, &rows, device);
-        let row_tokens = ids.dims().iter().product::<usize>();
-        let loss = model.masked_loss(ids, targets, mask, config.precision.dtype());
-        let value = loss.clone().into_scalar().elem::<f64>(); // runs the forward
-        let memory = B::memory(device);
-        let grads = GradientsParams::from_grads(loss.backward(), &model);
         let lr = config.schedule.lr(step, config.steps);
-        let (next, grad_norm) = optim.step(lr, model, grads);
-        model = next;
+        let (value, grad_norm) = trainer.step(&packed, &rows, lr)?;
+        let memory = trainer.memory();
+        let row_tokens = rows.len() * config.seq_len;
         let log = StepLog {
             step: step + 1,
             loss: value,
@@ -356,13 +546,10 @@ pub fn finetune<B: FalconTrainBackend>(
         };
         if step == 0 {
             first_loss = value;
-            // On CUDA the first step compiles and autotunes CubeCL's kernels for every shape
-            // (minutes for a 7B model on a machine's first run; cached beside the nearest
-            // Cargo.toml's target/, else in the user cache folder).
-            tracing::info!(
-                "step 1 took {:.1} s (on CUDA, with compiling and autotuning the kernels)",
-                started.elapsed().as_secs_f64()
-            );
+            // Burn on CUDA compiles and autotunes CubeCL's kernels for every shape in its
+            // first step (minutes for a 7B model on a machine's first run; cached beside the
+            // nearest Cargo.toml's target/, else in the user cache folder).
+            tracing::info!("step 1 took {:.1} s", started.elapsed().as_secs_f64());
         }
         last_loss = value;
         writeln!(metrics, "{}", serde_json::to_string(&log).expect("json"))
@@ -370,8 +557,8 @@ pub fn finetune<B: FalconTrainBackend>(
         on_step(&log);
     }
 
-    save_adapter(
-        &model,
+    write_adapter(
+        &trainer.adapters()?,
         &config.lora,
         &opts.checkpoint.to_string_lossy(),
         &opts.output,

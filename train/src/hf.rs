@@ -19,6 +19,7 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
 use memmap2::Mmap;
 use rayon::prelude::*;
+use safetensors::tensor::TensorView;
 use safetensors::{Dtype, SafeTensors};
 
 use crate::attention::FalconBackend;
@@ -106,11 +107,7 @@ pub(crate) struct Loaded {
 }
 
 /// Decodes one safetensors tensor to f32.
-pub(crate) fn to_f32(
-    view: &safetensors::tensor::TensorView<'_>,
-    name: &str,
-    path: &Path,
-) -> Result<Loaded, Error> {
+pub(crate) fn to_f32(view: &TensorView<'_>, name: &str, path: &Path) -> Result<Loaded, Error> {
     let bytes = view.data();
     // In parallel: a 7B checkpoint is 6.9e9 values.
     let data = match view.dtype() {
@@ -230,45 +227,30 @@ pub fn load_hf_as<B: FalconBackend>(
     let config = FalconConfig::from_hf_json(&dir.join("config.json"))?;
     let mut model = config.undrawn::<B>(device);
     let mut nf4: BTreeMap<String, Nf4Tensor> = BTreeMap::new();
-    let files = weight_files(dir)?;
     {
         let mut open: BTreeMap<String, Slot<'_, B>> = slots(&mut model).into_iter().collect();
-        for path in &files {
-            let buf = map_file(path)?;
-            let st = SafeTensors::deserialize(&buf).map_err(|e| Error::Checkpoint {
-                path: path.clone(),
-                message: e.to_string(),
-            })?;
-            for (name, view) in st.tensors() {
-                // FalconModel checkpoints (no LM head) name tensors without `transformer.`.
-                let key = if open.contains_key(&name) {
-                    name.clone()
-                } else {
-                    format!("transformer.{name}")
-                };
-                let Some(slot) = open.remove(&key) else {
-                    continue; // lm_head.weight (tied) and anything else the model lacks
-                };
-                let t = to_f32(&view, &name, path)?;
-                let bad = |message| Error::Checkpoint {
-                    path: path.clone(),
-                    message,
-                };
-                match slot {
-                    Slot::Linear(p) if quantize == Quantize::Nf4 => {
-                        let [d_in, d_out] = p.lazy_shape().dims::<2>();
-                        check_shape(&key, &t.shape, &[d_out, d_in]).map_err(bad)?;
-                        nf4.insert(key, Nf4Tensor::quantize(&t.data, &t.shape));
-                    }
-                    slot => set_slot(slot, &key, &t.shape, t.data, device).map_err(bad)?,
+        let first = for_each_tensor(dir, |name, view, path| {
+            let key = checkpoint_key(name, |k| open.contains_key(k));
+            let Some(slot) = open.remove(&key) else {
+                return Ok(()); // lm_head.weight (tied) and anything else the model lacks
+            };
+            let t = to_f32(view, name, path)?;
+            let bad = |message| Error::Checkpoint {
+                path: path.to_owned(),
+                message,
+            };
+            match slot {
+                Slot::Linear(p) if quantize == Quantize::Nf4 => {
+                    let [d_in, d_out] = p.lazy_shape().dims::<2>();
+                    check_shape(&key, &t.shape, &[d_out, d_in]).map_err(bad)?;
+                    nf4.insert(key, Nf4Tensor::quantize(&t.data, &t.shape));
                 }
+                slot => set_slot(slot, &key, &t.shape, t.data, device).map_err(bad)?,
             }
-        }
+            Ok(())
+        })?;
         if let Some(name) = open.keys().next() {
-            return Err(Error::Checkpoint {
-                path: files[0].clone(),
-                message: format!("missing tensor `{name}`"),
-            });
+            return Err(missing(&first, name));
         }
     }
     for (path, _, linear) in model.linears_mut() {
@@ -278,6 +260,44 @@ pub fn load_hf_as<B: FalconBackend>(
         }
     }
     Ok(model)
+}
+
+/// Calls `f` with every tensor of the HF folder `dir` (name as stored, its view, its file), one
+/// mapped weight file at a time; returns the first file (where errors about the whole point).
+pub(crate) fn for_each_tensor(
+    dir: &Path,
+    mut f: impl FnMut(&str, &TensorView<'_>, &Path) -> Result<(), Error>,
+) -> Result<PathBuf, Error> {
+    let files = weight_files(dir)?;
+    for path in &files {
+        let buf = map_file(path)?;
+        let st = SafeTensors::deserialize(&buf).map_err(|e| Error::Checkpoint {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
+        for (name, view) in st.tensors() {
+            f(&name, &view, path)?;
+        }
+    }
+    Ok(files[0].clone())
+}
+
+/// The model's name for checkpoint tensor `name`: FalconModel checkpoints (no LM head) name
+/// tensors without `transformer.`.
+pub(crate) fn checkpoint_key(name: &str, known: impl Fn(&str) -> bool) -> String {
+    if known(name) {
+        name.to_string()
+    } else {
+        format!("transformer.{name}")
+    }
+}
+
+/// The error for a tensor the checkpoint lacks.
+pub(crate) fn missing(file: &Path, name: &str) -> Error {
+    Error::Checkpoint {
+        path: file.to_owned(),
+        message: format!("missing tensor `{name}`"),
+    }
 }
 
 /// The weight files of a HF folder: `model.safetensors`, else the shards that

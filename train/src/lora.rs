@@ -197,16 +197,26 @@ impl<B: FalconBackend> FalconLinear<B> {
     }
 }
 
-/// A block's projections by their path inside the block, in checkpoint order.
+/// A block's projections by their path inside the block, in checkpoint order (that of
+/// [`TARGET_MODULES`]).
+pub(crate) const PROJECTION_PATHS: [&str; 4] = [
+    "self_attention.query_key_value",
+    "self_attention.dense",
+    "mlp.dense_h_to_4h",
+    "mlp.dense_4h_to_h",
+];
+
+/// A block's projections with their [`PROJECTION_PATHS`].
 pub(crate) fn layer_linears<'a, B: Backend>(
     a: &'a mut FalconAttention<B>,
     m: &'a mut FalconMlp<B>,
 ) -> [(&'static str, &'a mut FalconLinear<B>); 4] {
+    let [qkv, dense, fc1, fc2] = PROJECTION_PATHS;
     [
-        ("self_attention.query_key_value", &mut a.query_key_value),
-        ("self_attention.dense", &mut a.dense),
-        ("mlp.dense_h_to_4h", &mut m.dense_h_to_4h),
-        ("mlp.dense_4h_to_h", &mut m.dense_4h_to_h),
+        (qkv, &mut a.query_key_value),
+        (dense, &mut a.dense),
+        (fc1, &mut m.dense_h_to_4h),
+        (fc2, &mut m.dense_4h_to_h),
     ]
 }
 

@@ -26,7 +26,8 @@ pub const ADAPTER_CONFIG: &str = "adapter_config.json";
 /// The adapter's weights.
 pub const ADAPTER_WEIGHTS: &str = "adapter_model.safetensors";
 
-fn tensor_name(module: &str, ab: &str) -> String {
+/// PEFT's name of the `A` or `B` matrix of the adapter on `module`.
+pub(crate) fn adapter_tensor_name(module: &str, ab: &str) -> String {
     format!("base_model.model.{module}.lora_{ab}.weight")
 }
 
@@ -104,15 +105,38 @@ pub fn save_adapter<B: FalconBackend>(
     base_model: &str,
     dir: &Path,
 ) -> Result<(), Error> {
-    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    write_adapter(&adapter_tensors(model), config, base_model, dir)
+}
+
+/// `model`'s adapters under PEFT's names and layouts (`lora_A.weight` `[r, d_in]`,
+/// `lora_B.weight` `[d_out, r]`).
+pub(crate) fn adapter_tensors<B: FalconBackend>(model: &FalconForCausalLM<B>) -> NamedTensors {
     let mut model = model.clone();
     let mut tensors = NamedTensors::new();
     for (path, _, linear) in model.linears_mut() {
         if let Some(lora) = &linear.lora {
-            tensors.insert(tensor_name(&path, "A"), host(lora.a.val().transpose()));
-            tensors.insert(tensor_name(&path, "B"), host(lora.b.val().transpose()));
+            tensors.insert(
+                adapter_tensor_name(&path, "A"),
+                host(lora.a.val().transpose()),
+            );
+            tensors.insert(
+                adapter_tensor_name(&path, "B"),
+                host(lora.b.val().transpose()),
+            );
         }
     }
+    tensors
+}
+
+/// Writes a PEFT folder: `adapter_config.json` (for `base_model`) and
+/// `adapter_model.safetensors` with `tensors` (PEFT names), each atomically.
+pub(crate) fn write_adapter(
+    tensors: &NamedTensors,
+    config: &LoraConfig,
+    base_model: &str,
+    dir: &Path,
+) -> Result<(), Error> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     if tensors.is_empty() {
         return Err(Error::Unsupported(
             "the model has no LoRA adapters to save".into(),
@@ -120,7 +144,7 @@ pub fn save_adapter<B: FalconBackend>(
     }
     let json = serde_json::to_vec_pretty(&peft_config(config, base_model)).expect("json");
     write_atomic(&dir.join(ADAPTER_CONFIG), &json)?;
-    write_atomic(&dir.join(ADAPTER_WEIGHTS), &serialize(&tensors)?)
+    write_atomic(&dir.join(ADAPTER_WEIGHTS), &serialize(tensors)?)
 }
 
 /// Reads a PEFT `adapter_config.json` into a [`LoraConfig`], refusing LoRA variants that
@@ -199,7 +223,7 @@ pub fn load_adapter<B: FalconBackend>(
         }
         let [d_in, d_out] = linear.dims();
         let mut read = |ab: &str, want: [usize; 2]| -> Result<Param<Tensor<B, 2>>, Error> {
-            let key = tensor_name(&module, ab);
+            let key = adapter_tensor_name(&module, ab);
             let view = st
                 .tensor(&key)
                 .map_err(|_| bad(format!("missing tensor `{key}`")))?;

@@ -38,6 +38,9 @@ const KERNELS: &[&str] = &[
     "sum_final",
     "adamw",
     "to_bf16",
+    "nf4_dequant",
+    "dropout_fwd",
+    "dropout_bwd",
 ];
 
 pub(crate) fn gpu_error(what: &str, e: impl std::fmt::Debug) -> Error {
@@ -284,8 +287,18 @@ impl Gpu {
 
     /// Copies `host` into the start of `buf` (stream-ordered).
     pub(crate) fn upload<T: DeviceRepr>(&self, host: &[T], buf: &mut Buf<T>) -> Result<(), Error> {
-        assert!(host.len() <= buf.len, "upload larger than its buffer");
-        let mut view = buf.slice.slice_mut(0..host.len());
+        self.upload_at(host, buf, 0)
+    }
+
+    /// Copies `host` into `buf` from element `at` (stream-ordered).
+    pub(crate) fn upload_at<T: DeviceRepr>(
+        &self,
+        host: &[T],
+        buf: &mut Buf<T>,
+        at: usize,
+    ) -> Result<(), Error> {
+        assert!(at + host.len() <= buf.len, "upload past its buffer's end");
+        let mut view = buf.slice.slice_mut(at..at + host.len());
         let begin = self.op_begin()?;
         self.stream
             .memcpy_htod(host, &mut view)

@@ -11,21 +11,27 @@
 //! Shapes: `N = B T` tokens of width `d`; `H` query heads and `KV` key/value heads of 64;
 //! `QD = (H + 2 KV) 64` the fused QKV width; `F` the MLP width; `V` the vocabulary.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
 use std::sync::Arc;
 
 use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
 use cudarc::driver::CudaStream;
+use rayon::prelude::*;
 
 use super::collective::Collective;
 use super::device::{blocks, gpu_error, Arg, Buf, Gpu};
-use super::gemm::{plain, t, Gemm, Out};
+use super::gemm::{plain, t, Gemm, Operand, Out};
 use crate::attention::FalconTrainBackend;
 use crate::config::{FalconConfig, QkvLayout};
+use crate::finetune::Quantize;
 use crate::hf::{self, NamedTensors};
+use crate::lora::{LoraConfig, PROJECTION_PATHS, TARGET_MODULES};
 use crate::model::FalconForCausalLM;
+use crate::nf4::{self, Nf4Tensor};
 use crate::optim::{AdamW, AdamWConfig, Moments};
+use crate::peft::adapter_tensor_name;
 use crate::Error;
 
 /// Head size the attention kernels are written for (every Falcon's).
@@ -66,6 +72,7 @@ pub(crate) fn unsupported(config: &FalconConfig, seq_len: usize) -> Option<Strin
 }
 
 /// Where one block's parameters start in the flat buffers (elements).
+#[derive(Clone, Copy)]
 struct LayerAt {
     /// `input_layernorm` or `ln_attn`: weight then bias, `2d`.
     ln_attn: usize,
@@ -77,12 +84,14 @@ struct LayerAt {
     fc2: usize,
 }
 
-/// The flat parameter layout: decayed matrices first (`[0, decay_end)`), then LayerNorms.
-/// Linear weights are stored as HF stores them, `[d_out, d_in]`.
+/// The flat parameter layout: the blocks' projection matrices (`[0, mats_end)`), the embedding
+/// (decayed with them: `[0, decay_end)`), then LayerNorms. Linear weights are stored as HF
+/// stores them, `[d_out, d_in]`. A frozen base keeps f32 values only from `mats_end`.
 struct Layout {
     wte: usize,
     layers: Vec<LayerAt>,
     ln_f: usize,
+    mats_end: usize,
     decay_end: usize,
     total: usize,
     /// HF name, offset, HF shape, whether it is a linear weight (Burn stores those transposed).
@@ -101,13 +110,6 @@ impl Layout {
             o
         };
         let mut named = Vec::new();
-        let wte = take(v * d);
-        named.push((
-            "transformer.word_embeddings.weight".to_string(),
-            wte,
-            vec![v, d],
-            false,
-        ));
         let mut mats = Vec::new();
         for i in 0..c.num_hidden_layers {
             let p = format!("transformer.h.{i}");
@@ -141,6 +143,14 @@ impl Layout {
             ));
             mats.push((qkv, dense, fc1, fc2));
         }
+        let mats_end = take(0);
+        let wte = take(v * d);
+        named.push((
+            "transformer.word_embeddings.weight".to_string(),
+            wte,
+            vec![v, d],
+            false,
+        ));
         let decay_end = take(0);
         let mut layers = Vec::new();
         for (i, (qkv, dense, fc1, fc2)) in mats.into_iter().enumerate() {
@@ -171,6 +181,7 @@ impl Layout {
             wte,
             layers,
             ln_f,
+            mats_end,
             decay_end,
             total: take(0),
             named,
@@ -179,6 +190,173 @@ impl Layout {
 }
 
 type Bf16Buf = Buf<u16>;
+
+/// A block's projections in the order adapters are indexed: query_key_value, dense,
+/// dense_h_to_4h, dense_4h_to_h.
+const PROJECTIONS: usize = 4;
+
+impl LayerAt {
+    fn projections(&self) -> [usize; PROJECTIONS] {
+        [self.qkv, self.dense, self.fc1, self.fc2]
+    }
+}
+
+/// How the engine holds the model's own weights.
+enum Base {
+    /// Trained: f32 masters and bf16 copies of everything, gradients and AdamW moments.
+    Trained,
+    /// Frozen in bf16 (LoRA): f32 only from the embedding on, no gradients or moments.
+    Frozen,
+    /// Frozen in NF4 (QLoRA): the projections dequantized for each product.
+    Nf4(Nf4Base),
+}
+
+/// One NF4 matrix on the GPU, laid out as [`Nf4Tensor`] lays it out.
+struct Nf4Matrix {
+    packed: Buf<u8>,
+    scales: Buf<u8>,
+    scale_absmax: Buf<f32>,
+    offset: f32,
+    len: usize,
+}
+
+/// A QLoRA base: each projection in NF4, by its layout offset; dequantized into `scratch`
+/// (bf16, the largest projection) just before the product that reads it.
+struct Nf4Base {
+    mats: HashMap<usize, Nf4Matrix>,
+    /// NF4's 16 levels and the 8-bit dynamic map of the block scales.
+    levels: Buf<f32>,
+    dynamic: Buf<f32>,
+    scratch: Bf16Buf,
+}
+
+/// LoRA adapters on a frozen base: `y += scale * dropout(x) Aᵀ Bᵀ` on each targeted projection,
+/// `A` `[r, d_in]` and `B` `[d_out, r]` as PEFT stores them, in flat f32 buffers with bf16
+/// copies, gradients and AdamW moments.
+struct Adapters {
+    r: usize,
+    scale: f32,
+    dropout: f32,
+    /// Per block and projection: where A and B start.
+    at: Vec<[Option<(usize, usize)>; PROJECTIONS]>,
+    /// PEFT tensor name, offset, shape.
+    named: Vec<(String, usize, Vec<usize>)>,
+    total: usize,
+    params: Buf<f32>,
+    params16: Bf16Buf,
+    grads: Buf<f32>,
+    exp_avg: Buf<f32>,
+    exp_avg_sq: Buf<f32>,
+    /// `dropout(x) Aᵀ` of every block and projection, `[N, r]` each: B's gradient reads it.
+    v: Bf16Buf,
+    /// The dropped-out input `[N, d_in]` (the widest), `scale * dy B` `[N, r]`, and the input
+    /// gradient before the dropout mask `[N, d_in]`.
+    u: Bf16Buf,
+    dv: Bf16Buf,
+    dx: Buf<f32>,
+    /// Seeds the current micro-batch's dropout masks.
+    seed: u64,
+}
+
+/// splitmix64: a well-mixed 64-bit value from `x`.
+fn mix(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+impl Adapters {
+    /// Adapters as `lora` says on `config`'s projections (zeros until set).
+    fn new(
+        gpu: &mut Gpu,
+        config: &FalconConfig,
+        lora: &LoraConfig,
+        n: usize,
+    ) -> Result<Self, Error> {
+        let (d, f, qd, r) = (
+            config.hidden_size,
+            config.ffn_hidden_size,
+            config.qkv_dim(),
+            lora.r,
+        );
+        let mut total = 0usize;
+        let mut take = |len: usize| {
+            let o = total;
+            total = (total + len).next_multiple_of(64);
+            o
+        };
+        let mut at = Vec::new();
+        let mut named = Vec::new();
+        for l in 0..config.num_hidden_layers {
+            let mut row = [None; PROJECTIONS];
+            for (k, (module, path)) in TARGET_MODULES.iter().zip(PROJECTION_PATHS).enumerate() {
+                if !lora.target_modules.iter().any(|t| t == module) {
+                    continue;
+                }
+                let (d_in, d_out) = projection_dims(k, d, qd, f);
+                let (a, b) = (take(r * d_in), take(d_out * r));
+                let module = format!("transformer.h.{l}.{path}");
+                named.push((adapter_tensor_name(&module, "A"), a, vec![r, d_in]));
+                named.push((adapter_tensor_name(&module, "B"), b, vec![d_out, r]));
+                row[k] = Some((a, b));
+            }
+            at.push(row);
+        }
+        let widest = d.max(f);
+        Ok(Self {
+            r,
+            scale: lora.scale() as f32,
+            dropout: lora.dropout as f32,
+            at,
+            named,
+            total,
+            params: gpu.alloc(total)?,
+            params16: gpu.alloc(total)?,
+            grads: gpu.alloc(total)?,
+            exp_avg: gpu.alloc(total)?,
+            exp_avg_sq: gpu.alloc(total)?,
+            v: gpu.alloc(config.num_hidden_layers * PROJECTIONS * n * r)?,
+            u: gpu.alloc(if lora.dropout > 0.0 { n * widest } else { 0 })?,
+            dv: gpu.alloc(n * r)?,
+            dx: gpu.alloc(if lora.dropout > 0.0 { n * widest } else { 0 })?,
+            seed: 0,
+        })
+    }
+
+    /// The dropout mask seed of projection `k` of block `l` in the current micro-batch.
+    fn mask_seed(&self, l: usize, k: usize) -> i64 {
+        mix(self.seed ^ mix((l * PROJECTIONS + k) as u64)) as i64
+    }
+}
+
+/// Projection `k`'s `(d_in, d_out)` (see [`PROJECTIONS`]).
+fn projection_dims(k: usize, d: usize, qd: usize, f: usize) -> (usize, usize) {
+    [(d, qd), (d, d), (d, f), (f, d)][k]
+}
+
+/// The addresses of one block's saved activations.
+#[derive(Clone, Copy)]
+struct ActsAt {
+    ln_attn: u64,
+    attn_stats: (u64, u64),
+    /// Two-LayerNorm blocks: the MLP's LayerNorm output and statistics.
+    ln_mlp: Option<(u64, (u64, u64))>,
+    q: u64,
+    k: u64,
+    v: u64,
+    o: u64,
+    lse: u64,
+    h: u64,
+    g: u64,
+}
+
+impl ActsAt {
+    /// The MLP's input: its own LayerNorm's output, or the block's one LayerNorm's.
+    fn mlp_in(&self) -> u64 {
+        self.ln_mlp.map_or(self.ln_attn, |(y, _)| y)
+    }
+}
 
 /// What the backward pass reads of one block's forward besides its input (kept for every
 /// block, or with recomputation for one, refilled by re-running the block in the backward).
@@ -224,6 +402,8 @@ struct Scratch {
     partial: Buf<f32>,
     /// Per micro-batch loss sums, then the squared gradient norm.
     scalars: Buf<f32>,
+    /// Fine-tuning's loss mask over the `N` targets (1 trained, 0 not).
+    mask: Buf<f32>,
     cos: Buf<f32>,
     sin: Buf<f32>,
 }
@@ -237,8 +417,15 @@ pub struct Engine {
     layout: Layout,
     batch: usize,
     seq: usize,
+    base: Base,
+    /// f32 parameters from layout offset `f32_from` (0, or `mats_end` for a frozen base).
     params: Buf<f32>,
+    f32_from: usize,
+    /// bf16 parameters from `bf16_from` (0, or `mats_end` for an NF4 base).
     params16: Bf16Buf,
+    bf16_from: usize,
+    /// Fine-tuning's adapters.
+    lora: Option<Adapters>,
     grads: Buf<f32>,
     exp_avg: Buf<f32>,
     exp_avg_sq: Buf<f32>,
@@ -302,7 +489,25 @@ impl Engine {
         recompute: bool,
         ordinal: usize,
     ) -> Result<Self, Error> {
-        Self::build(config, batch, seq, optim, recompute, ordinal, true)
+        Self::build(config, batch, seq, optim, recompute, ordinal, true, None)
+    }
+
+    /// An engine that fine-tunes: the base frozen in bf16 (LoRA) or NF4 (`quantize`, QLoRA),
+    /// adapters as `lora` says; AdamW updates the adapters only. [`Engine::load_base`] fills
+    /// the base and [`Engine::set_adapters`] the adapters; [`Engine::finetune_step`] trains.
+    #[allow(clippy::too_many_arguments)]
+    pub fn finetune(
+        config: &FalconConfig,
+        lora: &LoraConfig,
+        quantize: Quantize,
+        batch: usize,
+        seq: usize,
+        optim: AdamWConfig,
+        recompute: bool,
+        ordinal: usize,
+    ) -> Result<Self, Error> {
+        let tuned = Some((lora, quantize));
+        Self::build(config, batch, seq, optim, recompute, ordinal, true, tuned)
     }
 
     /// An engine for forward passes only ([`Engine::token_losses`], [`Engine::loss`]): one
@@ -321,9 +526,12 @@ impl Engine {
             true,
             ordinal,
             false,
+            None,
         )
     }
 
+    /// With `tuned`, a frozen base held as its [`Quantize`] says and adapters.
+    #[allow(clippy::too_many_arguments)]
     fn build(
         config: &FalconConfig,
         batch: usize,
@@ -332,6 +540,7 @@ impl Engine {
         recompute: bool,
         ordinal: usize,
         train: bool,
+        tuned: Option<(&LoraConfig, Quantize)>,
     ) -> Result<Self, Error> {
         if let Some(why) = unsupported(config, seq) {
             return Err(Error::Unsupported(why));
@@ -353,11 +562,59 @@ impl Engine {
         let total = layout.total;
         // Sizes of what only the backward and the optimizer use.
         let backward = |len: usize| if train { len } else { 0 };
-        let params = gpu.alloc::<f32>(total)?;
-        let params16 = gpu.alloc::<u16>(total)?;
-        let grads = gpu.alloc::<f32>(backward(total))?;
-        let exp_avg = gpu.alloc::<f32>(backward(total))?;
-        let exp_avg_sq = gpu.alloc::<f32>(backward(total))?;
+        let base = match tuned {
+            None => Base::Trained,
+            Some((_, Quantize::None)) => Base::Frozen,
+            Some((_, Quantize::Nf4)) => {
+                let mut mats = HashMap::new();
+                let mut widest = 0;
+                for at in &layout.layers {
+                    for (k, m) in at.projections().into_iter().enumerate() {
+                        let (d_in, d_out) = projection_dims(k, d, qd, f);
+                        let len = d_in * d_out;
+                        let blocks = len.div_ceil(nf4::BLOCK);
+                        let matrix = Nf4Matrix {
+                            packed: gpu.alloc(len.div_ceil(2))?,
+                            scales: gpu.alloc(blocks)?,
+                            scale_absmax: gpu.alloc(blocks.div_ceil(nf4::SCALE_BLOCK))?,
+                            offset: 0.0,
+                            len,
+                        };
+                        mats.insert(m, matrix);
+                        widest = widest.max(len);
+                    }
+                }
+                let mut levels = gpu.alloc(nf4::NF4_CODE.len())?;
+                gpu.upload(&nf4::NF4_CODE, &mut levels)?;
+                let code = nf4::dynamic_code();
+                let mut dynamic = gpu.alloc(code.len())?;
+                gpu.upload(&code, &mut dynamic)?;
+                Base::Nf4(Nf4Base {
+                    mats,
+                    levels,
+                    dynamic,
+                    scratch: gpu.alloc(widest)?,
+                })
+            }
+        };
+        let trained = matches!(base, Base::Trained);
+        let f32_from = if trained { 0 } else { layout.mats_end };
+        let bf16_from = if matches!(base, Base::Nf4(_)) {
+            layout.mats_end
+        } else {
+            0
+        };
+        let params = gpu.alloc::<f32>(total - f32_from)?;
+        let params16 = gpu.alloc::<u16>(total - bf16_from)?;
+        // The base's own gradients and moments, where it trains.
+        let base_grads = |len: usize| if trained { backward(len) } else { 0 };
+        let grads = gpu.alloc::<f32>(base_grads(total))?;
+        let exp_avg = gpu.alloc::<f32>(base_grads(total))?;
+        let exp_avg_sq = gpu.alloc::<f32>(base_grads(total))?;
+        let lora = match tuned {
+            Some((lora, _)) => Some(Adapters::new(&mut gpu, config, lora, n)?),
+            None => None,
+        };
         let two = config.two_layernorms();
         let xs = (0..=config.num_hidden_layers)
             .map(|_| gpu.alloc(n * d))
@@ -412,6 +669,7 @@ impl Engine {
             delta: gpu.alloc(backward(n * h))?,
             partial: gpu.alloc((LN_BLOCKS * 2 * d).max(1024))?,
             scalars: gpu.alloc(1024)?,
+            mask: gpu.alloc(if tuned.is_some() { n } else { 0 })?,
             cos: gpu.alloc(cos_h.len())?,
             sin: gpu.alloc(sin_h.len())?,
         };
@@ -424,8 +682,12 @@ impl Engine {
             layout,
             batch,
             seq,
+            base,
             params,
+            f32_from,
             params16,
+            bf16_from,
+            lora,
             grads,
             exp_avg,
             exp_avg_sq,
@@ -468,6 +730,160 @@ impl Engine {
             host[*at..*at + data.len()].copy_from_slice(data);
         }
         self.upload_params(&host)
+    }
+
+    /// Fills a frozen base ([`Engine::finetune`]) from the HF folder `dir`, one tensor at a
+    /// time as read: projections converted to bf16 or quantized to NF4 on the host, the rest
+    /// kept in f32 (and the embedding's bf16 copy made for the LM head).
+    pub fn load_base(&mut self, dir: &Path) -> Result<(), Error> {
+        self.gpu.bind()?;
+        let index: HashMap<String, usize> = (self.layout.named.iter().enumerate())
+            .map(|(i, (name, ..))| (name.clone(), i))
+            .collect();
+        let mut seen = vec![false; index.len()];
+        let first = hf::for_each_tensor(dir, |name, view, path| {
+            let key = hf::checkpoint_key(name, |k| index.contains_key(k));
+            let Some(&i) = index.get(&key) else {
+                return Ok(()); // lm_head.weight (tied) and anything else Falcon lacks
+            };
+            let t = hf::to_f32(view, name, path)?;
+            let (_, at, shape, _) = &self.layout.named[i];
+            if &t.shape != shape {
+                return Err(Error::Checkpoint {
+                    path: path.to_owned(),
+                    message: format!("`{key}` has shape {:?}, config says {shape:?}", t.shape),
+                });
+            }
+            self.set_base_tensor(*at, &t.data)?;
+            seen[i] = true;
+            Ok(())
+        })?;
+        if let Some(i) = seen.iter().position(|&s| !s) {
+            return Err(hf::missing(&first, &self.layout.named[i].0));
+        }
+        self.gpu.sync()
+    }
+
+    /// One frozen base tensor at layout offset `at`.
+    fn set_base_tensor(&mut self, at: usize, data: &[f32]) -> Result<(), Error> {
+        if at >= self.layout.mats_end {
+            let at32 = at - self.f32_from;
+            self.gpu.upload_at(data, &mut self.params, at32)?;
+            return self.gpu.launch(
+                "to_bf16",
+                (blocks(data.len(), 256).min(4096), 1, 1),
+                256,
+                0,
+                &[
+                    Arg::P(self.params.at(at32)),
+                    Arg::P(self.p16(at)),
+                    Arg::L(data.len() as i64),
+                ],
+            );
+        }
+        match &mut self.base {
+            Base::Frozen => {
+                let host: Vec<u16> = data
+                    .par_iter()
+                    .map(|&x| half::bf16::from_f32(x).to_bits())
+                    .collect();
+                self.gpu
+                    .upload_at(&host, &mut self.params16, at - self.bf16_from)
+            }
+            Base::Nf4(q) => {
+                let t = Nf4Tensor::quantize(data, &[data.len()]);
+                let m = q
+                    .mats
+                    .get_mut(&at)
+                    .expect("every projection has its NF4 buffers");
+                self.gpu.upload(&t.packed, &mut m.packed)?;
+                self.gpu.upload(&t.scales, &mut m.scales)?;
+                self.gpu.upload(&t.scale_absmax, &mut m.scale_absmax)?;
+                m.offset = t.offset;
+                // The host buffers go when this returns: let the copies finish first.
+                self.gpu.sync()
+            }
+            Base::Trained => unreachable!("a trained base loads through load_weights"),
+        }
+    }
+
+    fn adapters_ref(&self) -> Result<&Adapters, Error> {
+        self.lora
+            .as_ref()
+            .ok_or_else(|| Error::Unsupported("this engine has no adapters".into()))
+    }
+
+    /// Sets the adapters from PEFT-named tensors (`base_model.model.<module>.lora_A.weight`,
+    /// `[r, d_in]`, and `lora_B`, `[d_out, r]`); AdamW starts afresh.
+    pub fn set_adapters(&mut self, tensors: &NamedTensors) -> Result<(), Error> {
+        self.gpu.bind()?;
+        let ad = self.adapters_ref()?;
+        let mut host = vec![0f32; ad.total];
+        for (name, at, shape) in &ad.named {
+            match tensors.get(name) {
+                Some((got, data)) if got == shape => {
+                    host[*at..*at + data.len()].copy_from_slice(data)
+                }
+                got => {
+                    return Err(Error::Unsupported(format!(
+                        "adapter `{name}`: want shape {shape:?}, got {:?}",
+                        got.map(|g| &g.0)
+                    )))
+                }
+            }
+        }
+        let ad = self.lora.as_mut().expect("checked");
+        self.gpu.upload(&host, &mut ad.params)?;
+        self.gpu.launch(
+            "to_bf16",
+            (blocks(ad.total, 256).min(4096), 1, 1),
+            256,
+            0,
+            &[
+                Arg::P(ad.params.ptr),
+                Arg::P(ad.params16.ptr),
+                Arg::L(ad.total as i64),
+            ],
+        )?;
+        self.gpu.zero(&ad.exp_avg, 0, ad.total)?;
+        self.gpu.zero(&ad.exp_avg_sq, 0, ad.total)?;
+        self.optimizer_step = 0;
+        self.gpu.sync()
+    }
+
+    /// The adapters' f32 buffer `buf` as PEFT-named tensors.
+    fn adapter_named(&self, buf: impl Fn(&Adapters) -> &Buf<f32>) -> Result<NamedTensors, Error> {
+        let ad = self.adapters_ref()?;
+        let host = self.gpu.download(buf(ad), ad.total)?;
+        Ok((ad.named.iter())
+            .map(|(name, at, shape)| {
+                let len: usize = shape.iter().product();
+                (name.clone(), (shape.clone(), host[*at..*at + len].to_vec()))
+            })
+            .collect())
+    }
+
+    /// The adapters' PEFT names and shapes.
+    pub fn adapter_shapes(&self) -> Result<Vec<(String, Vec<usize>)>, Error> {
+        let ad = self.adapters_ref()?;
+        Ok((ad.named.iter())
+            .map(|(name, _, shape)| (name.clone(), shape.clone()))
+            .collect())
+    }
+
+    /// Bytes of GPU memory the engine allocated (all of it at start).
+    pub fn allocated(&self) -> usize {
+        self.gpu.allocated()
+    }
+
+    /// The adapters, PEFT names and layouts (what `adapter_model.safetensors` holds).
+    pub fn adapters(&self) -> Result<NamedTensors, Error> {
+        self.adapter_named(|a| &a.params)
+    }
+
+    /// The adapters' gradients of the last forward/backward, PEFT names.
+    pub fn adapter_gradients(&self) -> Result<NamedTensors, Error> {
+        self.adapter_named(|a| &a.grads)
     }
 
     /// The flat parameters into `params` and their bf16 copy.
@@ -692,6 +1108,47 @@ impl Engine {
         )
     }
 
+    /// The f32 address of the parameter at layout offset `at`.
+    fn p32(&self, at: usize) -> u64 {
+        self.params.at(at - self.f32_from)
+    }
+
+    /// The bf16 address of the parameter at layout offset `at` (not an NF4 projection).
+    fn p16(&self, at: usize) -> u64 {
+        self.params16.at(at - self.bf16_from)
+    }
+
+    /// The bf16 projection at layout offset `at`, ready for a product: an NF4 base dequantizes
+    /// it into its scratch buffer first (stream-ordered, so one buffer serves every product).
+    fn matrix(&self, at: usize) -> Result<u64, Error> {
+        let Base::Nf4(q) = &self.base else {
+            return Ok(self.p16(at));
+        };
+        let m = &q.mats[&at];
+        self.gpu.launch(
+            "nf4_dequant",
+            (blocks(m.len.div_ceil(2), 256).min(self.gpu.sms * 16), 1, 1),
+            256,
+            0,
+            &[
+                Arg::P(m.packed.ptr),
+                Arg::P(m.scales.ptr),
+                Arg::P(m.scale_absmax.ptr),
+                Arg::P(q.levels.ptr),
+                Arg::P(q.dynamic.ptr),
+                Arg::F(m.offset),
+                Arg::P(q.scratch.ptr),
+                Arg::L(m.len as i64),
+            ],
+        )?;
+        Ok(q.scratch.ptr)
+    }
+
+    /// Whether the base's own weights get gradients.
+    fn base_trains(&self) -> bool {
+        matches!(self.base, Base::Trained)
+    }
+
     fn layernorm(&self, x: u64, wb: usize, y: u64, stats: (u64, u64)) -> Result<(), Error> {
         let (n, d, ..) = self.dims();
         self.gpu.launch(
@@ -701,7 +1158,7 @@ impl Engine {
             0,
             &[
                 Arg::P(x),
-                Arg::P(self.params.at(wb)),
+                Arg::P(self.p32(wb)),
                 Arg::P(y),
                 Arg::P(stats.0),
                 Arg::P(stats.1),
@@ -712,8 +1169,9 @@ impl Engine {
         )
     }
 
-    /// `dres += LayerNorm backward(dy)`, the bf16 copy of dres written when `dres16`; the
-    /// weight and bias gradients into `grads[wb..wb + 2d]` (added unless `first`).
+    /// `dres += LayerNorm backward(dy)`, the bf16 copy of dres written when `dres16`; where the
+    /// base trains, the weight and bias gradients into `grads[wb..wb + 2d]` (added unless
+    /// `first`).
     fn layernorm_back(
         &self,
         dy: u64,
@@ -735,7 +1193,7 @@ impl Engine {
                 Arg::P(x),
                 Arg::P(stats.0),
                 Arg::P(stats.1),
-                Arg::P(self.params.at(wb)),
+                Arg::P(self.p32(wb)),
                 Arg::P(self.s.dres.ptr),
                 Arg::P(if dres16 { self.s.dres16.ptr } else { 0 }),
                 Arg::P(self.s.partial.ptr),
@@ -743,6 +1201,9 @@ impl Engine {
                 Arg::I(d as i32),
             ],
         )?;
+        if !self.base_trains() {
+            return Ok(());
+        }
         self.gpu.launch(
             "reduce_rows",
             (blocks(2 * d, 256), 1, 1),
@@ -758,6 +1219,193 @@ impl Engine {
         )
     }
 
+    /// Where block `l`'s saved activations live.
+    fn acts_at(&self, l: usize) -> ActsAt {
+        let a = &self.acts[if self.recompute { 0 } else { l }];
+        ActsAt {
+            ln_attn: a.ln_attn.ptr,
+            attn_stats: (a.ln_attn_stats.0.ptr, a.ln_attn_stats.1.ptr),
+            ln_mlp: (a.ln_mlp.as_ref()).map(|(y, mean, rstd)| (y.ptr, (mean.ptr, rstd.ptr))),
+            q: a.q.ptr,
+            k: a.k.ptr,
+            v: a.v.ptr,
+            o: a.o.ptr,
+            lse: a.lse.ptr,
+            h: a.h.ptr,
+            g: a.g.ptr,
+        }
+    }
+
+    /// A product on the engine's stream (see [`Gemm::matmul`]).
+    #[allow(clippy::too_many_arguments)]
+    fn mm(
+        &mut self,
+        mnk: (usize, usize, usize),
+        a: Operand,
+        b: Operand,
+        c: Option<u64>,
+        d: u64,
+        out: Out,
+        scale: (f32, f32),
+    ) -> Result<(), Error> {
+        self.gemm.matmul(&self.gpu, mnk, a, b, c, d, out, scale)
+    }
+
+    /// Projection `k`'s `(d_in, d_out)`.
+    fn projection_dims(&self, k: usize) -> (usize, usize) {
+        let c = &self.config;
+        projection_dims(k, c.hidden_size, c.qkv_dim(), c.ffn_hidden_size)
+    }
+
+    /// Projection `k` of block `l`'s adapter input `[N, d_in]`: `x` itself, or through the
+    /// dropout mask into a scratch buffer.
+    fn lora_input(&self, l: usize, k: usize, x: u64) -> Result<u64, Error> {
+        let ad = self.lora.as_ref().expect("adapters");
+        if ad.dropout == 0.0 {
+            return Ok(x);
+        }
+        let len = self.batch * self.seq * self.projection_dims(k).0;
+        self.gpu.launch(
+            "dropout_fwd",
+            (blocks(len, 256).min(self.gpu.sms * 16), 1, 1),
+            256,
+            0,
+            &[
+                Arg::P(x),
+                Arg::P(ad.u.ptr),
+                Arg::L(len as i64),
+                Arg::F(ad.dropout),
+                Arg::L(ad.mask_seed(l, k)),
+            ],
+        )?;
+        Ok(ad.u.ptr)
+    }
+
+    /// The adapter of projection `k` of block `l`, if it has one: its A and B offsets and
+    /// where its `dropout(x) Aᵀ` is kept.
+    fn adapter(&self, l: usize, k: usize) -> Option<(usize, usize, u64)> {
+        let ad = self.lora.as_ref()?;
+        let (a, b) = ad.at[l][k]?;
+        let n = self.batch * self.seq;
+        Some((a, b, ad.v.at((l * PROJECTIONS + k) * n * ad.r)))
+    }
+
+    /// `y += scale * dropout(x) Aᵀ Bᵀ` for projection `k` of block `l` (nothing without an
+    /// adapter); `x` `[N, d_in]` bf16, `y` `[N, d_out]` of type `out`.
+    fn lora_forward(&mut self, l: usize, k: usize, x: u64, y: u64, out: Out) -> Result<(), Error> {
+        let Some((a, b, v)) = self.adapter(l, k) else {
+            return Ok(());
+        };
+        let (n, (d_in, d_out)) = (self.batch * self.seq, self.projection_dims(k));
+        let u = self.lora_input(l, k, x)?;
+        let ad = self.lora.as_ref().expect("adapters");
+        let (r, scale, a16, b16) = (ad.r, ad.scale, ad.params16.at(a), ad.params16.at(b));
+        self.mm(
+            (n, r, d_in),
+            plain(u),
+            t(a16),
+            None,
+            v,
+            Out::Bf16,
+            (1.0, 0.0),
+        )?;
+        self.mm((n, d_out, r), plain(v), t(b16), None, y, out, (scale, 1.0))
+    }
+
+    /// The adapter gradients of projection `k` of block `l` from the output gradient `dy`
+    /// (`[N, d_out]` bf16) and the input `x` (overwritten on the `first` micro-batch, else
+    /// added), and its share of the input gradient added into `dx` (of type `out`).
+    #[allow(clippy::too_many_arguments)]
+    fn lora_backward(
+        &mut self,
+        l: usize,
+        k: usize,
+        x: u64,
+        dy: u64,
+        dx: u64,
+        out: Out,
+        first: bool,
+    ) -> Result<(), Error> {
+        let Some((a, b, v)) = self.adapter(l, k) else {
+            return Ok(());
+        };
+        let (n, (d_in, d_out)) = (self.batch * self.seq, self.projection_dims(k));
+        let beta = if first { 0.0 } else { 1.0 };
+        let u = self.lora_input(l, k, x)?;
+        let ad = self.lora.as_ref().expect("adapters");
+        let (r, scale, p) = (ad.r, ad.scale, ad.dropout);
+        let (a16, b16, da, db) = (
+            ad.params16.at(a),
+            ad.params16.at(b),
+            ad.grads.at(a),
+            ad.grads.at(b),
+        );
+        let (dv, tmp, seed) = (ad.dv.ptr, ad.dx.ptr, ad.mask_seed(l, k));
+        // dB = scale dyᵀ v; dv = scale dy B; dA = dvᵀ u; dx += mask(dv A).
+        self.mm(
+            (d_out, r, n),
+            t(dy),
+            plain(v),
+            None,
+            db,
+            Out::F32,
+            (scale, beta),
+        )?;
+        self.mm(
+            (n, r, d_out),
+            plain(dy),
+            plain(b16),
+            None,
+            dv,
+            Out::Bf16,
+            (scale, 0.0),
+        )?;
+        self.mm(
+            (r, d_in, n),
+            t(dv),
+            plain(u),
+            None,
+            da,
+            Out::F32,
+            (1.0, beta),
+        )?;
+        if p == 0.0 {
+            return self.mm(
+                (n, d_in, r),
+                plain(dv),
+                plain(a16),
+                None,
+                dx,
+                out,
+                (1.0, 1.0),
+            );
+        }
+        self.mm(
+            (n, d_in, r),
+            plain(dv),
+            plain(a16),
+            None,
+            tmp,
+            Out::F32,
+            (1.0, 0.0),
+        )?;
+        let len = n * d_in;
+        self.gpu.launch(
+            "dropout_bwd",
+            (blocks(len, 256).min(self.gpu.sms * 16), 1, 1),
+            256,
+            0,
+            &[
+                Arg::P(tmp),
+                Arg::P(dx),
+                Arg::I((out == Out::Bf16) as i32),
+                Arg::L(len as i64),
+                Arg::F(p),
+                Arg::L(seed),
+            ],
+        )
+    }
+
     /// Block `l` from `xs[l]` into its activations, and with `residual` into `xs[l + 1]` (the
     /// backward's recomputation skips the two products that only feed the residual stream).
     fn block_forward(&mut self, l: usize, residual: bool) -> Result<(), Error> {
@@ -765,40 +1413,37 @@ impl Engine {
         let (b, seq) = (self.batch, self.seq);
         let layout = self.layout_code();
         let scale = 1.0 / (HEAD_DIM as f32).sqrt();
-        let p16 = |at: usize| self.params16.at(at);
-        let at = &self.layout.layers[l];
-        let a = &self.acts[if self.recompute { 0 } else { l }];
+        let at = self.layout.layers[l];
+        let a = self.acts_at(l);
         let (x, x_next) = (self.xs[l].ptr, self.xs[l + 1].ptr);
-        let ln_stats = (a.ln_attn_stats.0.ptr, a.ln_attn_stats.1.ptr);
-        self.layernorm(x, at.ln_attn, a.ln_attn.ptr, ln_stats)?;
-        let mlp_in = match (&a.ln_mlp, at.ln_mlp) {
-            (Some((y, mean, rstd)), Some(wb)) => {
-                self.layernorm(x, wb, y.ptr, (mean.ptr, rstd.ptr))?;
-                y.ptr
-            }
-            _ => a.ln_attn.ptr,
-        };
+        self.layernorm(x, at.ln_attn, a.ln_attn, a.attn_stats)?;
+        if let (Some((y, stats)), Some(wb)) = (a.ln_mlp, at.ln_mlp) {
+            self.layernorm(x, wb, y, stats)?;
+        }
+        let mlp_in = a.mlp_in();
         // Attention: qkv, RoPE + split, flash attention, x_next = x + o Wdᵀ.
-        self.gemm.matmul(
-            &self.gpu,
+        let qkv = self.s.qkv.ptr;
+        let w = self.matrix(at.qkv)?;
+        self.mm(
             (n, qd, d),
-            plain(a.ln_attn.ptr),
-            t(p16(at.qkv)),
+            plain(a.ln_attn),
+            t(w),
             None,
-            self.s.qkv.ptr,
+            qkv,
             Out::Bf16,
-            0.0,
+            (1.0, 0.0),
         )?;
+        self.lora_forward(l, 0, a.ln_attn, qkv, Out::Bf16)?;
         self.gpu.launch(
             "rope_split",
             (blocks(n * (h + 2 * kv) * 32, 256), 1, 1),
             256,
             0,
             &[
-                Arg::P(self.s.qkv.ptr),
-                Arg::P(a.q.ptr),
-                Arg::P(a.k.ptr),
-                Arg::P(a.v.ptr),
+                Arg::P(qkv),
+                Arg::P(a.q),
+                Arg::P(a.k),
+                Arg::P(a.v),
                 Arg::P(self.s.cos.ptr),
                 Arg::P(self.s.sin.ptr),
                 Arg::I(b as i32),
@@ -820,11 +1465,11 @@ impl Engine {
             128,
             0,
             &[
-                Arg::P(a.q.ptr),
-                Arg::P(a.k.ptr),
-                Arg::P(a.v.ptr),
-                Arg::P(a.o.ptr),
-                Arg::P(a.lse.ptr),
+                Arg::P(a.q),
+                Arg::P(a.k),
+                Arg::P(a.v),
+                Arg::P(a.o),
+                Arg::P(a.lse),
                 Arg::I(h as i32),
                 Arg::I(kv as i32),
                 Arg::I(seq as i32),
@@ -832,54 +1477,57 @@ impl Engine {
             ],
         )?;
         if residual {
-            self.gemm.matmul(
-                &self.gpu,
+            let w = self.matrix(at.dense)?;
+            self.mm(
                 (n, d, d),
-                plain(a.o.ptr),
-                t(p16(at.dense)),
+                plain(a.o),
+                t(w),
                 Some(x),
                 x_next,
                 Out::F32,
-                1.0,
+                (1.0, 1.0),
             )?;
+            self.lora_forward(l, 1, a.o, x_next, Out::F32)?;
         }
         // MLP: h = ln Wfc1ᵀ, g = gelu(h), x_next += g Wfc2ᵀ.
-        self.gemm.matmul(
-            &self.gpu,
+        let w = self.matrix(at.fc1)?;
+        self.mm(
             (n, f, d),
             plain(mlp_in),
-            t(p16(at.fc1)),
+            t(w),
             None,
-            a.h.ptr,
+            a.h,
             Out::Bf16,
-            0.0,
+            (1.0, 0.0),
         )?;
+        self.lora_forward(l, 2, mlp_in, a.h, Out::Bf16)?;
         self.gpu.launch(
             "gelu_fwd",
             (blocks(n * f / 8, 256), 1, 1),
             256,
             0,
-            &[Arg::P(a.h.ptr), Arg::P(a.g.ptr), Arg::L((n * f) as i64)],
+            &[Arg::P(a.h), Arg::P(a.g), Arg::L((n * f) as i64)],
         )?;
         if residual {
-            self.gemm.matmul(
-                &self.gpu,
+            let w = self.matrix(at.fc2)?;
+            self.mm(
                 (n, d, f),
-                plain(a.g.ptr),
-                t(p16(at.fc2)),
+                plain(a.g),
+                t(w),
                 None,
                 x_next,
                 Out::F32,
-                1.0,
+                (1.0, 1.0),
             )?;
+            self.lora_forward(l, 3, a.g, x_next, Out::F32)?;
         }
         Ok(())
     }
 
     /// The forward pass of the windows in `s.win`: activations saved, per-token losses in
-    /// `s.losses` and their sum in `scalars[slot]`; with `grad_scale` the logits become the
-    /// gradient of `grad_scale * sum(losses)`.
-    fn forward(&mut self, grad_scale: f32, slot: usize) -> Result<(), Error> {
+    /// `s.losses` (weighted by `s.mask` when `masked`) and their sum in `scalars[slot]`; with
+    /// `grad_scale` the logits become the gradient of `grad_scale * sum(losses)`.
+    fn forward(&mut self, grad_scale: f32, slot: usize, masked: bool) -> Result<(), Error> {
         let (n, d, .., v, layers) = self.dims();
         let seq = self.seq;
         self.gpu.launch(
@@ -889,7 +1537,7 @@ impl Engine {
             0,
             &[
                 Arg::P(self.s.win.ptr),
-                Arg::P(self.params.at(self.layout.wte)),
+                Arg::P(self.p32(self.layout.wte)),
                 Arg::P(self.xs[0].ptr),
                 Arg::I(seq as i32),
                 Arg::I(d as i32),
@@ -900,21 +1548,17 @@ impl Engine {
             self.block_forward(l, true)?;
         }
         let stats = (self.s.ln_f_stats.0.ptr, self.s.ln_f_stats.1.ptr);
-        self.layernorm(
-            self.xs[layers].ptr,
-            self.layout.ln_f,
-            self.s.ln_f.ptr,
-            stats,
-        )?;
-        self.gemm.matmul(
-            &self.gpu,
+        let (ln_f, logits) = (self.s.ln_f.ptr, self.s.logits.ptr);
+        self.layernorm(self.xs[layers].ptr, self.layout.ln_f, ln_f, stats)?;
+        let wte = self.p16(self.layout.wte);
+        self.mm(
             (n, v, d),
-            plain(self.s.ln_f.ptr),
-            t(self.params16.at(self.layout.wte)),
+            plain(ln_f),
+            t(wte),
             None,
-            self.s.logits.ptr,
+            logits,
             Out::Bf16,
-            0.0,
+            (1.0, 0.0),
         )?;
         self.gpu.launch(
             "cross_entropy",
@@ -922,8 +1566,9 @@ impl Engine {
             1024,
             0,
             &[
-                Arg::P(self.s.logits.ptr),
+                Arg::P(logits),
                 Arg::P(self.s.win.ptr),
+                Arg::P(if masked { self.s.mask.ptr } else { 0 }),
                 Arg::P(self.s.losses.ptr),
                 Arg::I(seq as i32),
                 Arg::I(v as i32),
@@ -934,42 +1579,49 @@ impl Engine {
     }
 
     /// The backward of the micro-batch in flight; gradients are overwritten on the `first`
-    /// micro-batch and accumulated after; on the `last`, averaged over the group if any.
+    /// micro-batch and accumulated after; on the `last`, averaged over the group if any. A
+    /// frozen base gets no gradients: only the adapters do.
     fn backward(&mut self, first: bool, last: bool) -> Result<(), Error> {
         let (n, d, h, kv, qd, f, v, layers) = self.dims();
         let (b, seq) = (self.batch, self.seq);
         let layout = self.layout_code();
         let scale = 1.0 / (HEAD_DIM as f32).sqrt();
         let beta = if first { 0.0 } else { 1.0 };
-        let p16 = |at: usize| self.params16.at(at);
-        let s = &self.s;
-        let (g, gemm, gpu) = (&self.grads, &mut self.gemm, &self.gpu);
+        let trains = self.base_trains();
+        let (logits, ln_f, dln, dres16) = (
+            self.s.logits.ptr,
+            self.s.ln_f.ptr,
+            self.s.dln.ptr,
+            self.s.dres16.ptr,
+        );
+        let g = |at: usize| if trains { self.grads.at(at) } else { 0 };
+        let (g_wte, wte) = (g(self.layout.wte), self.p16(self.layout.wte));
 
         // LM head (tied): dWte from the logits' gradient, then into the final LayerNorm.
-        gemm.matmul(
-            gpu,
-            (v, d, n),
-            t(s.logits.ptr),
-            plain(s.ln_f.ptr),
-            None,
-            g.at(self.layout.wte),
-            Out::F32,
-            beta,
-        )?;
-        gemm.matmul(
-            gpu,
+        if trains {
+            self.mm(
+                (v, d, n),
+                t(logits),
+                plain(ln_f),
+                None,
+                g_wte,
+                Out::F32,
+                (1.0, beta),
+            )?;
+        }
+        self.mm(
             (n, d, v),
-            plain(s.logits.ptr),
-            plain(p16(self.layout.wte)),
+            plain(logits),
+            plain(wte),
             None,
-            s.dln.ptr,
+            dln,
             Out::F32,
-            0.0,
+            (1.0, 0.0),
         )?;
-        gpu.zero(&s.dres, 0, n * d)?;
-        let stats = (s.ln_f_stats.0.ptr, s.ln_f_stats.1.ptr);
+        self.gpu.zero(&self.s.dres, 0, n * d)?;
+        let stats = (self.s.ln_f_stats.0.ptr, self.s.ln_f_stats.1.ptr);
         self.layernorm_back(
-            s.dln.ptr,
+            dln,
             self.xs[layers].ptr,
             stats,
             self.layout.ln_f,
@@ -981,104 +1633,113 @@ impl Engine {
             if self.recompute {
                 self.block_forward(l, false)?;
             }
-            let p16 = |at: usize| self.params16.at(at);
-            let (s, g, gemm, gpu) = (&self.s, &self.grads, &mut self.gemm, &self.gpu);
-            let at = &self.layout.layers[l];
-            let sv = &self.acts[if self.recompute { 0 } else { l }];
+            let at = self.layout.layers[l];
+            let a = self.acts_at(l);
             let x = self.xs[l].ptr;
-            let mlp_in = sv.ln_mlp.as_ref().map_or(sv.ln_attn.ptr, |(y, ..)| y.ptr);
+            let mlp_in = a.mlp_in();
+            let g = |at: usize| if trains { self.grads.at(at) } else { 0 };
+            let (g_fc2, g_fc1, g_dense, g_qkv) = (g(at.fc2), g(at.fc1), g(at.dense), g(at.qkv));
+            let (dg, dout, dqkv) = (self.s.dg.ptr, self.s.dout.ptr, self.s.dqkv.ptr);
+            let wgrad = (1.0, beta);
             // MLP branch (its output gradient is dres).
-            gemm.matmul(
-                gpu,
-                (d, f, n),
-                t(s.dres16.ptr),
-                plain(sv.g.ptr),
-                None,
-                g.at(at.fc2),
-                Out::F32,
-                beta,
-            )?;
-            gemm.matmul(
-                gpu,
+            if trains {
+                self.mm(
+                    (d, f, n),
+                    t(dres16),
+                    plain(a.g),
+                    None,
+                    g_fc2,
+                    Out::F32,
+                    wgrad,
+                )?;
+            }
+            let w = self.matrix(at.fc2)?;
+            self.mm(
                 (n, f, d),
-                plain(s.dres16.ptr),
-                plain(p16(at.fc2)),
+                plain(dres16),
+                plain(w),
                 None,
-                s.dg.ptr,
+                dg,
                 Out::Bf16,
-                0.0,
+                (1.0, 0.0),
             )?;
-            gpu.launch(
+            self.lora_backward(l, 3, a.g, dres16, dg, Out::Bf16, first)?;
+            self.gpu.launch(
                 "gelu_bwd",
                 (blocks(n * f / 8, 256), 1, 1),
                 256,
                 0,
-                &[Arg::P(sv.h.ptr), Arg::P(s.dg.ptr), Arg::L((n * f) as i64)],
+                &[Arg::P(a.h), Arg::P(dg), Arg::L((n * f) as i64)],
             )?;
-            gemm.matmul(
-                gpu,
-                (f, d, n),
-                t(s.dg.ptr),
-                plain(mlp_in),
-                None,
-                g.at(at.fc1),
-                Out::F32,
-                beta,
-            )?;
-            gemm.matmul(
-                gpu,
+            if trains {
+                self.mm(
+                    (f, d, n),
+                    t(dg),
+                    plain(mlp_in),
+                    None,
+                    g_fc1,
+                    Out::F32,
+                    wgrad,
+                )?;
+            }
+            let w = self.matrix(at.fc1)?;
+            self.mm(
                 (n, d, f),
-                plain(s.dg.ptr),
-                plain(p16(at.fc1)),
+                plain(dg),
+                plain(w),
                 None,
-                s.dln.ptr,
+                dln,
                 Out::F32,
-                0.0,
+                (1.0, 0.0),
             )?;
+            self.lora_backward(l, 2, mlp_in, dg, dln, Out::F32, first)?;
             // Attention branch.
-            gemm.matmul(
-                gpu,
-                (d, d, n),
-                t(s.dres16.ptr),
-                plain(sv.o.ptr),
-                None,
-                g.at(at.dense),
-                Out::F32,
-                beta,
-            )?;
-            gemm.matmul(
-                gpu,
+            if trains {
+                self.mm(
+                    (d, d, n),
+                    t(dres16),
+                    plain(a.o),
+                    None,
+                    g_dense,
+                    Out::F32,
+                    wgrad,
+                )?;
+            }
+            let w = self.matrix(at.dense)?;
+            self.mm(
                 (n, d, d),
-                plain(s.dres16.ptr),
-                plain(p16(at.dense)),
+                plain(dres16),
+                plain(w),
                 None,
-                s.dout.ptr,
+                dout,
                 Out::Bf16,
-                0.0,
+                (1.0, 0.0),
             )?;
-            gpu.launch(
+            self.lora_backward(l, 1, a.o, dres16, dout, Out::Bf16, first)?;
+            let s = &self.s;
+            self.gpu.launch(
                 "attn_bwd_delta",
                 (blocks(n * h, 8), 1, 1),
                 256,
                 0,
                 &[
-                    Arg::P(sv.o.ptr),
-                    Arg::P(s.dout.ptr),
+                    Arg::P(a.o),
+                    Arg::P(dout),
                     Arg::P(s.delta.ptr),
                     Arg::I(b as i32),
                     Arg::I(h as i32),
                     Arg::I(seq as i32),
                 ],
             )?;
-            gpu.zero(&s.dq, 0, s.dq.len)?;
-            gpu.zero(&s.dk, 0, s.dk.len)?;
-            gpu.zero(&s.dv, 0, s.dv.len)?;
+            self.gpu.zero(&s.dq, 0, s.dq.len)?;
+            self.gpu.zero(&s.dk, 0, s.dk.len)?;
+            self.gpu.zero(&s.dv, 0, s.dv.len)?;
             let args = [
-                Arg::P(sv.q.ptr),
-                Arg::P(sv.k.ptr),
-                Arg::P(sv.v.ptr),
-                Arg::P(s.dout.ptr),
-                Arg::P(sv.lse.ptr),
+                Arg::P(a.q),
+                Arg::P(a.k),
+                Arg::P(a.v),
+                Arg::P(dout),
+                Arg::P(a.lse),
                 Arg::P(s.delta.ptr),
                 Arg::P(s.dq.ptr),
                 Arg::P(s.dk.ptr),
@@ -1088,14 +1749,14 @@ impl Engine {
                 Arg::I(seq as i32),
                 Arg::F(scale),
             ];
-            gpu.launch(
+            self.gpu.launch(
                 "attn_bwd",
                 ((seq / 64) as u32, h as u32, b as u32),
                 128,
                 0,
                 &args,
             )?;
-            gpu.launch(
+            self.gpu.launch(
                 "rope_merge",
                 (blocks(n * (h + 2 * kv) * 32, 256), 1, 1),
                 256,
@@ -1104,7 +1765,7 @@ impl Engine {
                     Arg::P(s.dq.ptr),
                     Arg::P(s.dk.ptr),
                     Arg::P(s.dv.ptr),
-                    Arg::P(s.dqkv.ptr),
+                    Arg::P(dqkv),
                     Arg::P(s.cos.ptr),
                     Arg::P(s.sin.ptr),
                     Arg::I(b as i32),
@@ -1114,56 +1775,56 @@ impl Engine {
                     Arg::I(layout),
                 ],
             )?;
-            gemm.matmul(
-                gpu,
-                (qd, d, n),
-                t(s.dqkv.ptr),
-                plain(sv.ln_attn.ptr),
-                None,
-                g.at(at.qkv),
-                Out::F32,
-                beta,
-            )?;
-            let attn_stats = (sv.ln_attn_stats.0.ptr, sv.ln_attn_stats.1.ptr);
-            match (&sv.ln_mlp, at.ln_mlp, &s.dln2) {
-                (Some((_, mean, rstd)), Some(wb), Some(dln2)) => {
-                    gemm.matmul(
-                        gpu,
+            if trains {
+                self.mm(
+                    (qd, d, n),
+                    t(dqkv),
+                    plain(a.ln_attn),
+                    None,
+                    g_qkv,
+                    Out::F32,
+                    wgrad,
+                )?;
+            }
+            let w = self.matrix(at.qkv)?;
+            match (a.ln_mlp, at.ln_mlp, self.s.dln2.as_ref().map(|b| b.ptr)) {
+                (Some((_, mlp_stats)), Some(wb), Some(dln2)) => {
+                    self.mm(
                         (n, d, qd),
-                        plain(s.dqkv.ptr),
-                        plain(p16(at.qkv)),
+                        plain(dqkv),
+                        plain(w),
                         None,
-                        dln2.ptr,
+                        dln2,
                         Out::F32,
-                        0.0,
+                        (1.0, 0.0),
                     )?;
-                    let (dln, dln2) = (s.dln.ptr, dln2.ptr);
-                    let (ln_attn, mlp_stats) = (at.ln_attn, (mean.ptr, rstd.ptr));
+                    self.lora_backward(l, 0, a.ln_attn, dqkv, dln2, Out::F32, first)?;
                     self.layernorm_back(dln, x, mlp_stats, wb, false, first)?;
-                    self.layernorm_back(dln2, x, attn_stats, ln_attn, true, first)?;
+                    self.layernorm_back(dln2, x, a.attn_stats, at.ln_attn, true, first)?;
                 }
                 _ => {
-                    gemm.matmul(
-                        gpu,
+                    self.mm(
                         (n, d, qd),
-                        plain(s.dqkv.ptr),
-                        plain(p16(at.qkv)),
+                        plain(dqkv),
+                        plain(w),
                         None,
-                        s.dln.ptr,
+                        dln,
                         Out::F32,
-                        1.0,
+                        (1.0, 1.0),
                     )?;
-                    let (dln, wb) = (s.dln.ptr, at.ln_attn);
-                    self.layernorm_back(dln, x, attn_stats, wb, true, first)?;
+                    self.lora_backward(l, 0, a.ln_attn, dqkv, dln, Out::F32, first)?;
+                    self.layernorm_back(dln, x, a.attn_stats, at.ln_attn, true, first)?;
                 }
             }
-            if last {
+            if last && trains {
                 // The block's gradients are final: average them while the blocks below run.
-                let at = &self.layout.layers[l];
                 let ln_end = at.ln_mlp.unwrap_or(at.ln_attn) + 2 * d;
                 self.reduce(at.qkv, at.fc2 + d * f - at.qkv)?;
                 self.reduce(at.ln_attn, ln_end - at.ln_attn)?;
             }
+        }
+        if !trains {
+            return Ok(());
         }
         self.gpu.launch(
             "embed_bwd",
@@ -1195,14 +1856,36 @@ impl Engine {
     }
 
     /// Forward and backward of each micro-batch (`[batch, seq + 1]` token windows): gradients
-    /// of their mean loss in `grads`, each micro-batch's loss sum in `scalars`.
-    fn accumulate(&mut self, micro: &[Vec<u16>]) -> Result<(), Error> {
+    /// of their mean loss in `grads` (the adapters' where the base is frozen), each
+    /// micro-batch's loss sum in `scalars`. With `masks` (`[batch, seq]` per micro-batch, 1 for
+    /// a trained target) the loss is the mean over the trained targets only. Returns the number
+    /// of targets the mean is over.
+    fn accumulate(&mut self, micro: &[Vec<u16>], masks: Option<&[Vec<f32>]>) -> Result<f64, Error> {
         self.gpu.bind()?;
-        let grad_scale = 1.0 / (self.batch * self.seq * micro.len()) as f32;
+        let count = match masks {
+            Some(m) => {
+                assert_eq!(m.len(), micro.len(), "a mask per micro-batch");
+                m.iter().flatten().map(|&x| x as f64).sum::<f64>()
+            }
+            None => (self.batch * self.seq * micro.len()) as f64,
+        };
+        let grad_scale = if count > 0.0 {
+            (1.0 / count) as f32
+        } else {
+            0.0
+        };
         for (i, windows) in micro.iter().enumerate() {
             self.check_windows(windows);
             self.gpu.upload(windows, &mut self.s.win)?;
-            self.forward(grad_scale, i)?;
+            if let Some(m) = masks {
+                assert_eq!(m[i].len(), self.batch * self.seq, "masks are [batch, seq]");
+                self.gpu.upload(&m[i], &mut self.s.mask)?;
+            }
+            if let Some(ad) = self.lora.as_mut() {
+                // Fresh dropout masks for every micro-batch of every step.
+                ad.seed = mix(((self.optimizer_step as u64) << 20) ^ i as u64);
+            }
+            self.forward(grad_scale, i, masks.is_some())?;
             self.backward(i == 0, i + 1 == micro.len())?;
         }
         if let Some(g) = &self.group {
@@ -1218,7 +1901,7 @@ impl Engine {
                 .join(&g.stream)
                 .map_err(|e| gpu_error("waiting for the all-reduce", e))?;
         }
-        Ok(())
+        Ok(count)
     }
 
     /// Joins the gradient averaging of `collective` as rank `rank`: from the next step, each
@@ -1262,35 +1945,92 @@ impl Engine {
             .map_or(Ok(()), |g| g.collective.check(g.rank))
     }
 
-    /// The mean loss from the micro-batch sums in `scalars` (one wait), and the scalar after them.
-    fn read_loss(&self, micro: usize) -> Result<(f64, f32), Error> {
+    /// The mean loss over `count` targets from the micro-batch sums in `scalars` (one wait),
+    /// and the scalar after them.
+    fn read_loss(&self, micro: usize, count: f64) -> Result<(f64, f32), Error> {
         let sums = self.gpu.download(&self.s.scalars, micro + 1)?;
         let total: f64 = sums[..micro].iter().map(|&x| x as f64).sum();
-        Ok((total / (self.batch * self.seq * micro) as f64, sums[micro]))
+        Ok((total / count.max(1.0), sums[micro]))
     }
 
     /// Gradients of the mean loss of `micro` left in `grads` (see [`Engine::gradients`]);
     /// returns the loss.
     pub fn forward_backward(&mut self, micro: &[Vec<u16>]) -> Result<f64, Error> {
-        self.accumulate(micro)?;
-        Ok(self.read_loss(micro.len())?.0)
+        let count = self.accumulate(micro, None)?;
+        Ok(self.read_loss(micro.len(), count)?.0)
+    }
+
+    /// [`Engine::forward_backward`] of a fine-tuning engine with loss masks (see
+    /// [`Engine::finetune_step`]): the adapters' gradients in [`Engine::adapter_gradients`].
+    pub fn forward_backward_masked(
+        &mut self,
+        micro: &[Vec<u16>],
+        masks: &[Vec<f32>],
+    ) -> Result<f64, Error> {
+        let count = self.accumulate(micro, Some(masks))?;
+        Ok(self.read_loss(micro.len(), count)?.0)
     }
 
     /// One optimizer step: forward and backward of `micro`, clipping by the global gradient
     /// norm, AdamW at `lr`. Returns the mean loss and the norm before clipping (one wait).
     pub fn step(&mut self, micro: &[Vec<u16>], lr: f64) -> Result<(f64, f64), Error> {
+        self.take_step(micro, None, lr)
+    }
+
+    /// One fine-tuning step ([`Engine::finetune`]): as [`Engine::step`], the loss averaged over
+    /// the targets `masks` marks (`[batch, seq]` per micro-batch, 1 trained, 0 not), AdamW on
+    /// the adapters.
+    pub fn finetune_step(
+        &mut self,
+        micro: &[Vec<u16>],
+        masks: &[Vec<f32>],
+        lr: f64,
+    ) -> Result<(f64, f64), Error> {
+        self.take_step(micro, Some(masks), lr)
+    }
+
+    fn take_step(
+        &mut self,
+        micro: &[Vec<u16>],
+        masks: Option<&[Vec<f32>]>,
+        lr: f64,
+    ) -> Result<(f64, f64), Error> {
         self.gpu.profile_start()?;
-        self.accumulate(micro)?;
-        let norm_slot = micro.len();
-        self.sum(self.grads.ptr, self.layout.total, true, norm_slot)?;
-        self.optimizer_step += 1;
+        let count = self.accumulate(micro, masks)?;
+        // The trained parameters: (f32, bf16 copy, gradients, moments) and (start, end, decay)
+        // ranges of them.
         let o = &self.optim;
-        let tstep = self.optimizer_step as i32;
+        let (bufs, ranges) = match &self.lora {
+            Some(ad) => (
+                (
+                    &ad.params,
+                    &ad.params16,
+                    &ad.grads,
+                    &ad.exp_avg,
+                    &ad.exp_avg_sq,
+                ),
+                vec![(0, ad.total, o.weight_decay)],
+            ),
+            None => (
+                (
+                    &self.params,
+                    &self.params16,
+                    &self.grads,
+                    &self.exp_avg,
+                    &self.exp_avg_sq,
+                ),
+                vec![
+                    (0, self.layout.decay_end, o.weight_decay),
+                    (self.layout.decay_end, self.layout.total, 0.0),
+                ],
+            ),
+        };
+        let (params, params16, grads, exp_avg, exp_avg_sq) = bufs;
+        let norm_slot = micro.len();
+        self.sum(grads.ptr, ranges.last().map_or(0, |r| r.1), true, norm_slot)?;
+        let tstep = self.optimizer_step as i32 + 1;
         let (bc1, bc2) = (1.0 - o.beta1.powi(tstep), 1.0 - o.beta2.powi(tstep));
-        for (start, end, wd) in [
-            (0, self.layout.decay_end, o.weight_decay),
-            (self.layout.decay_end, self.layout.total, 0.0),
-        ] {
+        for (start, end, wd) in ranges {
             let len = end - start;
             self.gpu.launch(
                 "adamw",
@@ -1298,11 +2038,11 @@ impl Engine {
                 256,
                 0,
                 &[
-                    Arg::P(self.params.at(start)),
-                    Arg::P(self.params16.at(start)),
-                    Arg::P(self.grads.at(start)),
-                    Arg::P(self.exp_avg.at(start)),
-                    Arg::P(self.exp_avg_sq.at(start)),
+                    Arg::P(params.at(start)),
+                    Arg::P(params16.at(start)),
+                    Arg::P(grads.at(start)),
+                    Arg::P(exp_avg.at(start)),
+                    Arg::P(exp_avg_sq.at(start)),
                     Arg::L(len as i64),
                     Arg::F(lr as f32),
                     Arg::F(o.beta1 as f32),
@@ -1316,7 +2056,8 @@ impl Engine {
                 ],
             )?;
         }
-        let (loss, norm_sq) = self.read_loss(micro.len())?;
+        self.optimizer_step += 1;
+        let (loss, norm_sq) = self.read_loss(micro.len(), count)?;
         self.gpu.profile_end()?;
         self.check_group()?;
         Ok((loss, (norm_sq as f64).sqrt()))
@@ -1333,7 +2074,7 @@ impl Engine {
         self.gpu.bind()?;
         self.check_windows(windows);
         self.gpu.upload(windows, &mut self.s.win)?;
-        self.forward(0.0, 0)?;
+        self.forward(0.0, 0, false)?;
         self.gpu.download(&self.s.losses, self.batch * self.seq)
     }
 
@@ -1342,7 +2083,7 @@ impl Engine {
         self.gpu.bind()?;
         self.check_windows(windows);
         self.gpu.upload(windows, &mut self.s.win)?;
-        self.forward(0.0, 0)?;
+        self.forward(0.0, 0, false)?;
         let sum = self.gpu.download(&self.s.scalars, 1)?[0];
         Ok(sum as f64 / (self.batch * self.seq) as f64)
     }

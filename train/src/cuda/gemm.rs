@@ -1,6 +1,6 @@
 //! Matrix products through cuBLASLt: bf16 operands, f32 accumulation, bf16 or f32 results.
 //!
-//! Callers think row-major: `D[m, n] = op(A) op(B) + beta C` with `op(A)` `[m, k]` and `op(B)`
+//! Callers think row-major: `D[m, n] = alpha op(A) op(B) + beta C` with `op(A)` `[m, k]` and `op(B)`
 //! `[k, n]`, each operand stored as it is or transposed. cuBLASLt is column-major, where a
 //! row-major `X` reads as `Xᵀ`, so the call computes `Dᵀ = op(B)ᵀ op(A)ᵀ`: operands swapped,
 //! `m` and `n` swapped, each transpose flag kept. cuBLASLt's heuristic picks an algorithm once
@@ -146,15 +146,14 @@ impl Gemm {
         })
     }
 
-    /// `D = A B + beta C` with `plan` (cuBLASLt's operand order: see the module comment).
+    /// `D = alpha A B + beta C` with `plan` (cuBLASLt's operand order: see the module comment).
     fn run(
         &self,
         gpu: &Gpu,
         plan: &Plan,
         (a, b, c, d): (u64, u64, u64, u64),
-        beta: f32,
+        (alpha, beta): (f32, f32),
     ) -> Result<(), lt::CublasError> {
-        let alpha = 1.0f32;
         unsafe {
             lt::matmul(
                 self.handle,
@@ -177,8 +176,8 @@ impl Gemm {
         }
     }
 
-    /// `D[m, n] = op(A) op(B) + beta C` (row-major; `C` defaults to `D`, used only when `beta`
-    /// is not 0), issued on `gpu`'s stream.
+    /// `D[m, n] = alpha op(A) op(B) + beta C` (row-major; `scale` = `(alpha, beta)`; `C`
+    /// defaults to `D`, used only when `beta` is not 0), issued on `gpu`'s stream.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn matmul(
         &mut self,
@@ -189,7 +188,7 @@ impl Gemm {
         c: Option<u64>,
         d: u64,
         out: Out,
-        beta: f32,
+        scale: (f32, f32),
     ) -> Result<(), Error> {
         let shape = Shape {
             m,
@@ -206,7 +205,7 @@ impl Gemm {
         }
         let plan = &self.plans[&shape];
         let begin = gpu.op_begin()?;
-        self.run(gpu, plan, (a.ptr, b.ptr, c, d), beta)
+        self.run(gpu, plan, (a.ptr, b.ptr, c, d), scale)
             .map_err(|e| cublas(&format!("matmul {shape:?}"), e))?;
         gpu.op_end(begin, || shape.name())
     }

@@ -758,12 +758,16 @@ template <int MAX> __device__ __forceinline__ float block_reduce(float x, float*
 // One block per token row of bf16 logits [N, V] (V a multiple of 8): loss[n] = logsumexp - the
 // target's logit; with grad_scale != 0 the row is overwritten by (softmax - onehot) *
 // grad_scale, the gradient the LM head's backward reads (llm.c's fused classifier). The row
-// stays in registers between the passes: one read and one write of the logits.
+// stays in registers between the passes: one read and one write of the logits. A non-null
+// `weight` scales row n's loss and gradient by weight[n] (fine-tuning's 0/1 loss mask).
 extern "C" __global__ void __launch_bounds__(CE_THREADS)
 cross_entropy(bf16* __restrict__ logits, const unsigned short* __restrict__ win,
-              float* __restrict__ loss, int T, int V, float grad_scale) {
+              const float* __restrict__ weight, float* __restrict__ loss, int T, int V,
+              float grad_scale) {
     __shared__ float red[32];
     const long n = blockIdx.x;
+    const float w = weight ? weight[n] : 1.f;
+    grad_scale *= w;
     const int target = win[(n / T) * (T + 1) + n % T + 1];
     vec8* row = (vec8*)(logits + n * V);
     const int chunks = V / 8;
@@ -793,8 +797,8 @@ cross_entropy(bf16* __restrict__ logits, const unsigned short* __restrict__ win,
     }
     s = block_reduce<0>(s, red);
     const float lse2 = mx * LOG2E + log2f(s);  // log2 of the sum of exp
-    if (threadIdx.x == 0) loss[n] = lse2 * LN2 - target_logit;
-    if (grad_scale == 0.f) return;
+    if (threadIdx.x == 0) loss[n] = w * (lse2 * LN2 - target_logit);
+    if (grad_scale == 0.f && !weight) return;  // a masked row still gets its zero gradient
 #pragma unroll
     for (int k = 0; k < CE_CHUNKS; k++) {
         const int i = threadIdx.x + k * CE_THREADS;
@@ -893,4 +897,63 @@ extern "C" __global__ void adamw(float* __restrict__ p, bf16* __restrict__ p16,
 extern "C" __global__ void to_bf16(const float* __restrict__ x, bf16* __restrict__ y, long n) {
     for (long i = (long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (long)gridDim.x * blockDim.x)
         y[i] = f2bf(x[i]);
+}
+
+// ------------------------------------------------------------------------------------------------
+// Fine-tuning: NF4 bases and LoRA's input dropout
+// ------------------------------------------------------------------------------------------------
+
+// A QLoRA NF4 matrix back to bf16: value i is nf4[code_i] * the absmax of its block of 64, that
+// absmax itself double-quantized: dynamic[scales[b]] * scale_absmax[b / 256] + offset. Codes two a
+// byte, the first in the high nibble (nf4.rs's layout). One byte per thread.
+extern "C" __global__ void nf4_dequant(const unsigned char* __restrict__ packed,
+                                       const unsigned char* __restrict__ scales,
+                                       const float* __restrict__ scale_absmax,
+                                       const float* __restrict__ nf4,
+                                       const float* __restrict__ dynamic, float offset,
+                                       bf16* __restrict__ out, long n) {
+    for (long j = (long)blockIdx.x * blockDim.x + threadIdx.x; 2 * j < n;
+         j += (long)gridDim.x * blockDim.x) {
+        const long i = 2 * j, b = i / 64;  // both values share a block: 64 is even
+        const float absmax = dynamic[scales[b]] * scale_absmax[b / 256] + offset;
+        const unsigned char p = packed[j];
+        out[i] = f2bf(nf4[p >> 4] * absmax);
+        if (i + 1 < n) out[i + 1] = f2bf(nf4[p & 15] * absmax);
+    }
+}
+
+// Element i's uniform draw in [0, 1) for a mask seeded by `seed` (splitmix64's finalizer): the
+// forward and the backward draw the same mask without storing it.
+__device__ __forceinline__ float mask_uniform(u64 seed, u64 i) {
+    u64 z = seed + (i + 1) * 0x9E3779B97F4A7C15ull;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    z ^= z >> 31;
+    return (float)(z >> 40) * (1.f / 16777216.f);
+}
+
+// LoRA's dropout on an adapter's input: u = x / (1 - p) where kept, 0 where the draw is below p.
+extern "C" __global__ void dropout_fwd(const bf16* __restrict__ x, bf16* __restrict__ u, long n,
+                                       float p, long seed) {
+    const float keep = 1.f / (1.f - p);
+    for (long i = (long)blockIdx.x * blockDim.x + threadIdx.x; i < n;
+         i += (long)gridDim.x * blockDim.x)
+        u[i] = mask_uniform((u64)seed, (u64)i) < p ? (bf16)0 : f2bf(bf2f(x[i]) * keep);
+}
+
+// Its backward: dst += t / (1 - p) through the same mask, dst f32 or (dst_bf16) bf16.
+extern "C" __global__ void dropout_bwd(const float* __restrict__ t, void* __restrict__ dst,
+                                       int dst_bf16, long n, float p, long seed) {
+    const float keep = 1.f / (1.f - p);
+    for (long i = (long)blockIdx.x * blockDim.x + threadIdx.x; i < n;
+         i += (long)gridDim.x * blockDim.x) {
+        if (mask_uniform((u64)seed, (u64)i) < p) continue;
+        const float g = t[i] * keep;
+        if (dst_bf16) {
+            bf16* d = (bf16*)dst;
+            d[i] = f2bf(bf2f(d[i]) + g);
+        } else {
+            ((float*)dst)[i] += g;
+        }
+    }
 }

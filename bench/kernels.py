@@ -335,6 +335,44 @@ def check_embed(B, T, V, d):
     row(f"embed fwd/bwd V{V} d{d}", max(err, rel(dw, ref)), 1e-5, None, "", None)
 
 
+def check_nf4(d_out, d_in):
+    """NF4 dequantization against the same layout decoded with torch ops (random tables: the
+    kernel takes the level and scale tables as inputs)."""
+    n = d_out * d_in
+    blocks = (n + 63) // 64
+    packed = torch.randint(0, 256, ((n + 1) // 2,), device=dev, dtype=torch.uint8)
+    scales = torch.randint(0, 256, (blocks,), device=dev, dtype=torch.uint8)
+    scale_absmax = torch.rand((blocks + 255) // 256, device=dev)
+    levels, dynamic = torch.randn(16, device=dev), torch.randn(256, device=dev)
+    offset = 0.03
+    out = torch.full((n,), float("nan"), device=dev, dtype=bf)
+    f = lambda: launch("nf4_dequant", (132 * 16,), 256,
+                       [packed, scales, scale_absmax, levels, dynamic, offset, out, np.int64(n)])
+    f()
+    codes = torch.stack([packed >> 4, packed & 15], 1).reshape(-1)[:n].long()
+    block = torch.arange(n, device=dev) // 64
+    absmax = dynamic[scales.long()] * scale_absmax[torch.arange(blocks, device=dev) // 256] + offset
+    ref = levels[codes] * absmax[block]
+    row(f"nf4_dequant {d_out}x{d_in}", rel(out, ref), 8e-3, time_ms(f), "same decode in torch ops",
+        time_ms(lambda: levels[codes] * absmax[block]), n * 2.5, "TB/s")
+
+
+def check_dropout(n, p):
+    """LoRA's dropout: the forward's mask drops about p, scales the kept by 1 / (1 - p), and
+    the backward applies the same mask."""
+    x = torch.randn(n, device=dev).to(bf)
+    u = torch.empty(n, device=dev, dtype=bf)
+    seed = np.int64(0x1234_5678_9ABC)
+    launch("dropout_fwd", (132 * 16,), 256, [x, u, np.int64(n), p, seed])
+    kept = u != 0
+    t = torch.randn(n, device=dev)
+    dst = torch.zeros(n, device=dev)
+    launch("dropout_bwd", (132 * 16,), 256, [t, dst, 0, np.int64(n), p, seed])
+    err = max(rel(u[kept], (x[kept].float() / (1 - p)).to(bf)), rel(dst, t * kept / (1 - p)),
+              abs((1 - kept.float().mean().item()) - p) / p)
+    row(f"dropout fwd/bwd p{p} n{n}", err, 1e-2, None, "", None)
+
+
 def main():
     global MOD
     ap = argparse.ArgumentParser()
@@ -367,6 +405,9 @@ def check_others(B, T):
     check_adamw(1_000_003)  # a scalar tail
     check_sum(10_000_000)
     check_embed(2, 256, 65024, 768)
+    check_nf4(18176, 4544)  # falcon-7b's dense_h_to_4h
+    check_nf4(3, 37)  # half a byte and a partial block at the end
+    check_dropout(4_000_001, 0.1)
 
 
 def report(out):

@@ -116,7 +116,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             )?;
             engine.load_base(&dir.join("model"))?;
             engine.set_adapters(&adapters)?;
-            let loss = engine.forward_backward_masked(&[windows.clone()], &[mask.clone()])?;
+            let loss = engine.forward_backward_masked(
+                std::slice::from_ref(&windows),
+                std::slice::from_ref(&mask),
+            )?;
             let mut grads = engine.adapter_gradients()?;
             grads.insert("loss".into(), (vec![1], vec![loss as f32]));
             write_f32(&dir.join(format!("{case}.safetensors")), grads)?;
@@ -161,7 +164,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let losses: Vec<f64> = (0..8)
             .map(|_| {
                 engine
-                    .finetune_step(&[windows.clone()], &[mask.clone()], 1e-3)
+                    .finetune_step(
+                        std::slice::from_ref(&windows),
+                        std::slice::from_ref(&mask),
+                        1e-3,
+                    )
                     .map(|(l, _)| l)
             })
             .collect::<Result<_, _>>()?;

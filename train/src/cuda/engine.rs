@@ -208,7 +208,7 @@ enum Base {
     /// Frozen in bf16 (LoRA): f32 only from the embedding on, no gradients or moments.
     Frozen,
     /// Frozen in NF4 (QLoRA): the projections dequantized for each product.
-    Nf4(Nf4Base),
+    Nf4(Box<Nf4Base>),
 }
 
 /// One NF4 matrix on the GPU, laid out as [`Nf4Tensor`] lays it out.
@@ -589,12 +589,12 @@ impl Engine {
                 let code = nf4::dynamic_code();
                 let mut dynamic = gpu.alloc(code.len())?;
                 gpu.upload(&code, &mut dynamic)?;
-                Base::Nf4(Nf4Base {
+                Base::Nf4(Box::new(Nf4Base {
                     mats,
                     levels,
                     dynamic,
                     scratch: gpu.alloc(widest)?,
-                })
+                }))
             }
         };
         let trained = matches!(base, Base::Trained);

@@ -10,13 +10,14 @@
 #
 #   bench/finetune_gpu.sh OUT        (repo root; .device/falconry.gz = the cuda build,
 #                                     .device/data.tar.gz = tokenizer, .device/inst.jsonl = data)
-# env: STEPS (12), BATCH (1), RUNS ("falconry-nf4 falconry-bf16 peft-bf16 peft-nf4"), TIMEOUT
+# env: STEPS (12), BATCH (1; rows per step), MICRO (BATCH; rows per forward/backward), RUNS ("falconry-nf4 falconry-bf16 peft-bf16 peft-nf4"), TIMEOUT
 # (seconds a run may take, 420), LIMIT_GB. The first cold run spends minutes in CubeCL's autotune
 # (target/autotune/: carry it to the next call).
 set -u
 out=${1:?output folder}
 steps=${STEPS:-12}
 batch=${BATCH:-1}
+micro=${MICRO:-$batch}
 runs=${RUNS:-falconry-nf4 falconry-bf16 peft-bf16 peft-nf4}
 limit=${TIMEOUT:-420}
 mkdir -p /tmp/bin "$out"
@@ -30,7 +31,8 @@ if [ ! -f /tmp/f7b/config.json ]; then
     > "$out/make.log" 2>&1
   echo "made falcon-7b in $(( $(date +%s) - start )) s: $(tail -1 "$out/make.log" | cut -c1-300)"
 fi
-sed -e "s/^batch_size = .*/batch_size = $batch/" configs/finetune/falcon-7b-qlora.toml > /tmp/ft.toml
+sed -e "s/^batch_size = .*/batch_size = $batch/" -e "s/^micro_batch_size = .*/micro_batch_size = $micro/" \
+  configs/finetune/falcon-7b-qlora.toml > /tmp/ft.toml
 
 if [ -n "${LIMIT_GB:-}" ]; then
   export CUDA_MPS_PIPE_DIRECTORY=/tmp/mps/pipe CUDA_MPS_LOG_DIRECTORY=/tmp/mps/log

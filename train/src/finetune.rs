@@ -10,7 +10,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use burn::optim::GradientsParams;
+use burn::optim::{GradientsAccumulator, GradientsParams};
 use burn::tensor::{ElementConversion, FloatDType, Int, Tensor, TensorData};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
@@ -58,6 +58,11 @@ pub struct FinetuneConfig {
     pub seq_len: usize,
     /// Rows per step.
     pub batch_size: usize,
+    /// Rows per forward and backward pass; the step accumulates `batch_size / micro_batch_size`
+    /// of them (QLoRA's recipe: 1 row at a time, 16 a step). All `batch_size` rows at once
+    /// when unset.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub micro_batch_size: Option<usize>,
     /// Optimizer steps.
     pub steps: usize,
     /// Learning rate over the steps.
@@ -78,6 +83,7 @@ impl Default for FinetuneConfig {
             quantize: Quantize::None,
             seq_len: 512,
             batch_size: 16,
+            micro_batch_size: None,
             steps: 1000,
             schedule: LrSchedule {
                 max_lr: 2e-4,
@@ -117,7 +123,19 @@ impl FinetuneConfig {
         if self.seq_len < 2 || self.batch_size == 0 || self.steps == 0 {
             return Err("seq_len must be at least 2, batch_size and steps positive".into());
         }
+        let micro = self.micro_batch();
+        if micro == 0 || !self.batch_size.is_multiple_of(micro) {
+            return Err(format!(
+                "micro_batch_size must divide batch_size ({}), got {micro}",
+                self.batch_size
+            ));
+        }
         Ok(())
+    }
+
+    /// Rows per forward and backward pass.
+    pub fn micro_batch(&self) -> usize {
+        self.micro_batch_size.unwrap_or(self.batch_size)
     }
 }
 
@@ -243,10 +261,7 @@ pub fn instruction_loss<B: FalconBackend>(
     let (mut sum, mut count) = (0.0, 0usize);
     let all: Vec<usize> = (0..packed.rows.len()).collect();
     for rows in all.chunks(batch_size.max(1)) {
-        let n: usize = rows
-            .iter()
-            .map(|&r| packed.masks[r].iter().filter(|&&m| m).count())
-            .sum();
+        let n = trained_targets(packed, rows);
         let (ids, targets, mask) = batch::<B>(packed, rows, device);
         let loss = model.masked_loss(ids, targets, mask, precision.dtype());
         sum += loss.into_scalar().elem::<f64>() * n as f64;
@@ -275,7 +290,16 @@ struct BurnTrainer<B: FalconTrainBackend> {
     optim: AdamW<B>,
     device: B::Device,
     dtype: FloatDType,
+    /// Rows per forward and backward.
+    micro: usize,
     memory: Option<DeviceMemory>,
+}
+
+/// Targets the loss counts in `rows` of `packed`.
+fn trained_targets(packed: &Packed, rows: &[usize]) -> usize {
+    rows.iter()
+        .map(|&r| packed.masks[r].iter().filter(|&&m| m).count())
+        .sum()
 }
 
 impl<B: FalconTrainBackend> BurnTrainer<B> {
@@ -303,6 +327,7 @@ impl<B: FalconTrainBackend> BurnTrainer<B> {
             optim: AdamW::new(config.optimizer.clone()),
             device: device.clone(),
             dtype: config.precision.dtype(),
+            micro: config.micro_batch(),
             memory: None,
         })
     }
@@ -322,12 +347,26 @@ impl<B: FalconTrainBackend> AdapterTrainer for BurnTrainer<B> {
 
     fn step(&mut self, packed: &Packed, rows: &[usize], lr: f64) -> Result<(f64, f64), Error> {
         let model = self.model.take().expect("put back after each step");
-        let (ids, targets, mask) = batch::<B>(packed, rows, &self.device);
-        let loss = model.masked_loss(ids, targets, mask, self.dtype);
-        let value = loss.clone().into_scalar().elem::<f64>(); // runs the forward
-        self.memory = B::memory(&self.device);
-        let grads = GradientsParams::from_grads(loss.backward(), &model);
-        let (next, grad_norm) = self.optim.step(lr, model, grads);
+        let total = trained_targets(packed, rows) as f64;
+        let mut accumulator = GradientsAccumulator::<FalconForCausalLM<B>>::new();
+        let mut value = 0.0;
+        for (i, micro) in rows.chunks(self.micro).enumerate() {
+            let count = trained_targets(packed, micro) as f64;
+            if count == 0.0 {
+                continue; // nothing to learn from (and a mean over nothing)
+            }
+            let (ids, targets, mask) = batch::<B>(packed, micro, &self.device);
+            // Each micro-batch's mean, weighted by its share of the step's trained targets.
+            let loss = model
+                .masked_loss(ids, targets, mask, self.dtype)
+                .mul_scalar(count / total);
+            value += loss.clone().into_scalar().elem::<f64>(); // runs the forward
+            if i == 0 {
+                self.memory = B::memory(&self.device);
+            }
+            accumulator.accumulate(&model, GradientsParams::from_grads(loss.backward(), &model));
+        }
+        let (next, grad_norm) = self.optim.step(lr, model, accumulator.grads());
         self.model = Some(next);
         Ok((value, grad_norm))
     }
@@ -347,6 +386,8 @@ impl<B: FalconTrainBackend> AdapterTrainer for BurnTrainer<B> {
 struct EngineTrainer {
     engine: crate::cuda::Engine,
     adapter_params: usize,
+    /// Rows per forward and backward.
+    micro: usize,
 }
 
 #[cfg(feature = "cuda")]
@@ -372,7 +413,7 @@ impl EngineTrainer {
             model,
             &config.lora,
             config.quantize,
-            config.batch_size,
+            config.micro_batch(),
             config.seq_len,
             config.optimizer.clone(),
             false,
@@ -395,6 +436,7 @@ impl EngineTrainer {
         Ok(Ok(Self {
             engine,
             adapter_params,
+            micro: config.micro_batch(),
         }))
     }
 }
@@ -407,15 +449,19 @@ impl AdapterTrainer for EngineTrainer {
 
     fn step(&mut self, packed: &Packed, rows: &[usize], lr: f64) -> Result<(f64, f64), Error> {
         // Token ids fit u16: the engine checks the vocabulary (at most 65,536) at start.
-        let windows: Vec<u16> = rows
-            .iter()
-            .flat_map(|&r| packed.rows[r].iter().map(|&t| t as u16))
+        let windows: Vec<Vec<u16>> = (rows.chunks(self.micro))
+            .map(|micro| {
+                let rows = micro.iter().flat_map(|&r| &packed.rows[r]);
+                rows.map(|&t| t as u16).collect()
+            })
             .collect();
-        let mask: Vec<f32> = rows
-            .iter()
-            .flat_map(|&r| packed.masks[r].iter().map(|&m| m as u8 as f32))
+        let masks: Vec<Vec<f32>> = (rows.chunks(self.micro))
+            .map(|micro| {
+                let masks = micro.iter().flat_map(|&r| &packed.masks[r]);
+                masks.map(|&m| m as u8 as f32).collect()
+            })
             .collect();
-        self.engine.finetune_step(&[windows], &[mask], lr)
+        self.engine.finetune_step(&windows, &masks, lr)
     }
 
     fn memory(&self) -> Option<DeviceMemory> {

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use burn::tensor::backend::Backend;
-use falconry_train::{AdamWConfig, CpuBackend, CudaEngine, TrainConfig};
+use falconry_train::{save_safetensors, AdamWConfig, CpuBackend, CudaEngine, TrainConfig};
 use rand::{Rng, SeedableRng};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -49,7 +49,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let loss = engine.forward_backward(&micro)?;
     let eval_loss = engine.loss(&windows)?;
     let grads = engine.gradients()?;
-    write_f32(&out.join("grads.safetensors"), grads)?;
+    save_safetensors(&out.join("grads.safetensors"), &grads)?;
     // The residual stream and logits of the last forward (the eval pass), to locate a difference.
     let (xs, logits) = engine.activations()?;
     let (n, d, v) = (batch * seq, config.hidden_size, config.vocab_size);
@@ -59,7 +59,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .map(|(i, x)| (format!("x.{i}"), (vec![n, d], x)))
         .collect();
     acts.insert("logits".into(), (vec![n, v], logits));
-    write_f32(&out.join("activations.safetensors"), acts)?;
+    save_safetensors(&out.join("activations.safetensors"), &acts)?;
 
     // Timing: forward + backward of one micro-batch, after the warm-up above.
     let reps = 10;
@@ -89,31 +89,5 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     });
     std::fs::write(out.join("engine.json"), serde_json::to_vec_pretty(&report)?)?;
     println!("{report}");
-    Ok(())
-}
-
-/// Writes named f32 tensors as safetensors.
-fn write_f32(
-    path: &std::path::Path,
-    tensors: std::collections::BTreeMap<String, (Vec<usize>, Vec<f32>)>,
-) -> Result<(), Box<dyn std::error::Error>> {
-    let bytes: Vec<(String, Vec<usize>, Vec<u8>)> = tensors
-        .into_iter()
-        .map(|(name, (shape, data))| {
-            (
-                name,
-                shape,
-                data.iter().flat_map(|x| x.to_le_bytes()).collect(),
-            )
-        })
-        .collect();
-    let views = bytes
-        .iter()
-        .map(|(name, shape, data)| {
-            safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), data)
-                .map(|v| (name.clone(), v))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    std::fs::write(path, safetensors::serialize(views, None)?)?;
     Ok(())
 }

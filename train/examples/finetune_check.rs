@@ -12,18 +12,16 @@
 //! finetune_check OUT
 //! ```
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use burn::module::Param;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Distribution, Tensor};
 use falconry_train::{
-    load_hf, save_adapter, save_hf, AdamWConfig, CpuBackend, CudaEngine, FalconConfig, LoraConfig,
-    Nf4Tensor, Quantize,
+    load_hf, load_safetensors, save_adapter, save_hf, save_safetensors, AdamWConfig, CpuBackend,
+    CudaEngine, FalconConfig, LoraConfig, NamedTensors, Nf4Tensor, Quantize,
 };
 use rand::{Rng, SeedableRng};
-
-type Named = std::collections::BTreeMap<String, (Vec<usize>, Vec<f32>)>;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let out = PathBuf::from(std::env::args().nth(1).ok_or("usage: finetune_check OUT")?);
@@ -83,7 +81,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             ));
         }
         save_adapter(&adapted, &lora, "model", &dir.join("adapter"))?;
-        let adapters = read_f32(&dir.join("adapter/adapter_model.safetensors"))?;
+        let adapters = load_safetensors(&dir.join("adapter/adapter_model.safetensors"))?;
 
         let (windows, mask) = batch_of(config, batch, seq);
         std::fs::write(
@@ -122,7 +120,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             )?;
             let mut grads = engine.adapter_gradients()?;
             grads.insert("loss".into(), (vec![1], vec![loss as f32]));
-            write_f32(&dir.join(format!("{case}.safetensors")), grads)?;
+            save_safetensors(&dir.join(format!("{case}.safetensors")), &grads)?;
             cases.push(serde_json::json!({
                 "dir": name, "case": case, "base": if quantize == Quantize::Nf4 { "model-nf4" } else { "model" },
                 "batch": batch, "seq": seq, "loss": loss,
@@ -146,7 +144,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         )?;
         engine.load_base(&dir.join("model"))?;
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
-        let fresh: Named = engine
+        let fresh: NamedTensors = engine
             .adapter_shapes()?
             .into_iter()
             .map(|(name, shape)| {
@@ -197,45 +195,4 @@ fn batch_of(config: &FalconConfig, batch: usize, seq: usize) -> (Vec<u16>, Vec<f
         .map(|i| if i % seq < seq / 3 { 0.0 } else { 1.0 })
         .collect();
     (windows, mask)
-}
-
-/// Writes named f32 tensors as safetensors.
-fn write_f32(path: &Path, tensors: Named) -> Result<(), Box<dyn std::error::Error>> {
-    let bytes: Vec<(String, Vec<usize>, Vec<u8>)> = tensors
-        .into_iter()
-        .map(|(name, (shape, data))| {
-            (
-                name,
-                shape,
-                data.iter().flat_map(|x| x.to_le_bytes()).collect(),
-            )
-        })
-        .collect();
-    let views = bytes
-        .iter()
-        .map(|(name, shape, data)| {
-            safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), data)
-                .map(|v| (name.clone(), v))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    std::fs::write(path, safetensors::serialize(views, None)?)?;
-    Ok(())
-}
-
-/// An f32 safetensors file as named tensors.
-fn read_f32(path: &Path) -> Result<Named, Box<dyn std::error::Error>> {
-    let bytes = std::fs::read(path)?;
-    let st = safetensors::SafeTensors::deserialize(&bytes)?;
-    Ok(st
-        .tensors()
-        .into_iter()
-        .map(|(name, view)| {
-            let data = view
-                .data()
-                .chunks_exact(4)
-                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                .collect();
-            (name, (view.shape().to_vec(), data))
-        })
-        .collect())
 }

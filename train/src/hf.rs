@@ -31,7 +31,7 @@ use crate::nf4::{Nf4Tensor, Nf4Weight};
 use crate::{write_atomic, Error};
 
 /// Tensors by name: shape and f32 values.
-pub(crate) type NamedTensors = BTreeMap<String, (Vec<usize>, Vec<f32>)>;
+pub type NamedTensors = BTreeMap<String, (Vec<usize>, Vec<f32>)>;
 
 /// One named parameter of the model, as HF names it.
 pub(crate) enum Slot<'a, B: Backend> {
@@ -194,6 +194,27 @@ pub(crate) fn named_tensors<B: Backend>(
         out.insert(name, entry);
     }
     Ok(out)
+}
+
+/// Writes named f32 tensors as one safetensors file (atomically).
+pub fn save_safetensors(path: &Path, tensors: &NamedTensors) -> Result<(), Error> {
+    write_atomic(path, &serialize(tensors)?)
+}
+
+/// Reads every tensor of a safetensors file as f32.
+pub fn load_safetensors(path: &Path) -> Result<NamedTensors, Error> {
+    let buf = map_file(path)?;
+    let st = SafeTensors::deserialize(&buf).map_err(|e| Error::Checkpoint {
+        path: path.to_owned(),
+        message: e.to_string(),
+    })?;
+    st.tensors()
+        .into_iter()
+        .map(|(name, view)| {
+            let t = to_f32(&view, &name, path)?;
+            Ok((name, (t.shape, t.data)))
+        })
+        .collect()
 }
 
 /// Saves `model` as a HF folder: `config.json` + `model.safetensors`, each written atomically.

@@ -63,7 +63,7 @@ pub use finetune::{
     eos_id, finetune, instruction_loss, prepare_data, FinetuneConfig, FinetuneOptions,
     FinetuneSummary, Quantize, StepLog, EOS_TOKEN, FINETUNE_CONFIG,
 };
-pub use hf::{load_hf, load_hf_as, save_hf};
+pub use hf::{load_hf, load_hf_as, load_safetensors, save_hf, save_safetensors, NamedTensors};
 pub use inference::{
     encode, eval_text, evaluate, generate, generate_text, load_tokenizer, EvalReport, SampleOptions,
 };

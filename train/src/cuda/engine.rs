@@ -84,6 +84,19 @@ struct LayerAt {
     fc2: usize,
 }
 
+/// Hands out the offsets of tensors in a flat buffer, each 64-element aligned: every tensor's
+/// bf16 copy then starts 128-byte aligned, as cuBLASLt wants.
+#[derive(Default)]
+struct Offsets(usize);
+
+impl Offsets {
+    fn take(&mut self, len: usize) -> usize {
+        let at = self.0;
+        self.0 = (at + len).next_multiple_of(64);
+        at
+    }
+}
+
 /// The flat parameter layout: the blocks' projection matrices (`[0, mats_end)`), the embedding
 /// (decayed with them: `[0, decay_end)`), then LayerNorms. Linear weights are stored as HF
 /// stores them, `[d_out, d_in]`. A frozen base keeps f32 values only from `mats_end`.
@@ -102,13 +115,8 @@ impl Layout {
     fn new(c: &FalconConfig) -> Self {
         let (d, f, v) = (c.hidden_size, c.ffn_hidden_size, c.vocab_size);
         let qd = c.qkv_dim();
-        let mut at = 0usize;
-        // 64-element alignment keeps every tensor's bf16 copy 128-byte aligned for cuBLASLt.
-        let mut take = |len: usize| {
-            let o = at;
-            at = (at + len).next_multiple_of(64);
-            o
-        };
+        let mut offsets = Offsets::default();
+        let mut take = |len: usize| offsets.take(len);
         let mut named = Vec::new();
         let mut mats = Vec::new();
         for i in 0..c.num_hidden_layers {
@@ -280,12 +288,8 @@ impl Adapters {
             config.qkv_dim(),
             lora.r,
         );
-        let mut total = 0usize;
-        let mut take = |len: usize| {
-            let o = total;
-            total = (total + len).next_multiple_of(64);
-            o
-        };
+        let mut offsets = Offsets::default();
+        let mut take = |len: usize| offsets.take(len);
         let mut at = Vec::new();
         let mut named = Vec::new();
         for l in 0..config.num_hidden_layers {
@@ -304,6 +308,7 @@ impl Adapters {
             at.push(row);
         }
         let widest = d.max(f);
+        let total = take(0);
         Ok(Self {
             r,
             scale: lora.scale() as f32,

@@ -59,7 +59,7 @@ pub struct FinetuneConfig {
     /// Rows per step.
     pub batch_size: usize,
     /// Rows per forward and backward pass; the step accumulates `batch_size / micro_batch_size`
-    /// of them (QLoRA's recipe: 1 row at a time, 16 a step). All `batch_size` rows at once
+    /// of them (QLoRA's scripts: 1 row at a time, 16 a step). All `batch_size` rows at once
     /// when unset.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub micro_batch_size: Option<usize>,

@@ -24,7 +24,7 @@ use crate::inference::load_tokenizer;
 use crate::lora::LoraConfig;
 use crate::model::FalconForCausalLM;
 use crate::optim::{AdamW, AdamWConfig, LrSchedule};
-use crate::peft::{adapter_tensors, write_adapter};
+use crate::peft::{adapter_shapes, adapter_tensors, fresh_adapters, set_adapters, write_adapter};
 use crate::trainer::Precision;
 use crate::{write_atomic, Error};
 
@@ -321,9 +321,11 @@ impl<B: FalconTrainBackend> BurnTrainer<B> {
             config.quantize,
             start.elapsed().as_secs_f64()
         );
-        B::seed(device, config.seed);
+        let fresh = fresh_adapters(&adapter_shapes(&base, &config.lora), config.seed);
+        let model = set_adapters(base, &fresh, &config.lora, device).map_err(Error::Unsupported)?;
+        B::seed(device, config.seed); // LoRA's dropout masks
         Ok(Self {
-            model: Some(base.with_lora(&config.lora, device)),
+            model: Some(model),
             optim: AdamW::new(config.optimizer.clone()),
             device: device.clone(),
             dtype: config.precision.dtype(),
@@ -476,27 +478,6 @@ impl AdapterTrainer for EngineTrainer {
     fn adapters(&self) -> Result<NamedTensors, Error> {
         self.engine.adapters()
     }
-}
-
-/// Fresh adapters of the given PEFT names and shapes, as PEFT draws them: `lora_A` uniform in
-/// +-1/sqrt(d_in), `lora_B` zero (so a fresh adapter changes nothing); seeded by `seed`.
-#[cfg_attr(not(feature = "cuda"), allow(dead_code))]
-fn fresh_adapters(shapes: &[(String, Vec<usize>)], seed: u64) -> NamedTensors {
-    use rand::Rng;
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    shapes
-        .iter()
-        .map(|(name, shape)| {
-            let len = shape.iter().product();
-            let data = if name.contains(".lora_A.") {
-                let bound = 1.0 / (shape[1] as f32).sqrt();
-                (0..len).map(|_| rng.random_range(-bound..bound)).collect()
-            } else {
-                vec![0.0; len]
-            };
-            (name.clone(), (shape.clone(), data))
-        })
-        .collect()
 }
 
 /// The step for this run: the CUDA engine where it applies, else Burn's.

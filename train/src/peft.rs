@@ -12,11 +12,12 @@ use std::path::Path;
 
 use burn::module::{Module, Param};
 use burn::tensor::{Tensor, TensorData};
-use safetensors::SafeTensors;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
 use serde_json::{json, Value};
 
 use crate::attention::FalconBackend;
-use crate::hf::{serialize, to_f32, NamedTensors};
+use crate::hf::{load_safetensors, serialize, NamedTensors};
 use crate::lora::{Lora, LoraConfig};
 use crate::model::FalconForCausalLM;
 use crate::{write_atomic, Error};
@@ -209,45 +210,93 @@ pub fn load_adapter<B: FalconBackend>(
 ) -> Result<(FalconForCausalLM<B>, LoraConfig), Error> {
     let config = read_adapter_config(dir)?;
     let path = dir.join(ADAPTER_WEIGHTS);
-    let buf = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
-    let bad = |message: String| Error::Checkpoint {
-        path: path.clone(),
-        message,
-    };
-    let st = SafeTensors::deserialize(&buf).map_err(|e| bad(e.to_string()))?;
-    let mut unused: BTreeSet<String> = st.names().into_iter().map(str::to_string).collect();
+    let tensors = load_safetensors(&path)?;
+    let model =
+        set_adapters(model, &tensors, &config, device).map_err(|message| Error::Checkpoint {
+            path: path.clone(),
+            message,
+        })?;
+    Ok((model, config))
+}
+
+/// The PEFT names and shapes of the adapters `config` puts on `model`'s projections.
+pub(crate) fn adapter_shapes<B: FalconBackend>(
+    model: &FalconForCausalLM<B>,
+    config: &LoraConfig,
+) -> Vec<(String, Vec<usize>)> {
+    let mut model = model.clone();
+    let mut shapes = Vec::new();
+    for (module, name, linear) in model.linears_mut() {
+        if config.target_modules.iter().any(|t| t == name) {
+            let [d_in, d_out] = linear.dims();
+            shapes.push((adapter_tensor_name(&module, "A"), vec![config.r, d_in]));
+            shapes.push((adapter_tensor_name(&module, "B"), vec![d_out, config.r]));
+        }
+    }
+    shapes
+}
+
+/// Fresh adapters of the given PEFT names and shapes, as PEFT draws them: `lora_A` uniform in
+/// +-1/sqrt(d_in), `lora_B` zero (so a fresh adapter changes nothing); seeded by `seed`, so
+/// that Burn's step and the CUDA engine start a run from the same adapters.
+pub(crate) fn fresh_adapters(shapes: &[(String, Vec<usize>)], seed: u64) -> NamedTensors {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    shapes
+        .iter()
+        .map(|(name, shape)| {
+            let len = shape.iter().product();
+            let data = if name.ends_with(".lora_A.weight") {
+                let bound = 1.0 / (shape[1] as f32).sqrt();
+                (0..len).map(|_| rng.random_range(-bound..bound)).collect()
+            } else {
+                vec![0.0; len]
+            };
+            (name.clone(), (shape.clone(), data))
+        })
+        .collect()
+}
+
+/// Puts adapters from PEFT-named `tensors` on the projections of `model` that `config`
+/// targets, the base frozen; the adapters are trainable. Every targeted projection must have
+/// its two tensors, and every tensor must belong to one (the message says which not).
+pub(crate) fn set_adapters<B: FalconBackend>(
+    model: FalconForCausalLM<B>,
+    tensors: &NamedTensors,
+    config: &LoraConfig,
+    device: &B::Device,
+) -> Result<FalconForCausalLM<B>, String> {
+    let mut unused: BTreeSet<&String> = tensors.keys().collect();
     let mut model = model.no_grad();
     for (module, name, linear) in model.linears_mut() {
         if !config.target_modules.iter().any(|t| t == name) {
             continue;
         }
         let [d_in, d_out] = linear.dims();
-        let mut read = |ab: &str, want: [usize; 2]| -> Result<Param<Tensor<B, 2>>, Error> {
+        let mut read = |ab: &str, want: [usize; 2]| -> Result<Param<Tensor<B, 2>>, String> {
             let key = adapter_tensor_name(&module, ab);
-            let view = st
-                .tensor(&key)
-                .map_err(|_| bad(format!("missing tensor `{key}`")))?;
-            let t = to_f32(&view, &key, &path)?;
-            if t.shape != want {
-                return Err(bad(format!(
-                    "`{key}` has shape {:?}, expected {want:?} (r = {})",
-                    t.shape, config.r
-                )));
+            let (shape, data) = tensors
+                .get(&key)
+                .ok_or_else(|| format!("missing tensor `{key}`"))?;
+            if shape[..] != want {
+                return Err(format!(
+                    "`{key}` has shape {shape:?}, expected {want:?} (r = {})",
+                    config.r
+                ));
             }
             unused.remove(&key);
-            let w = Tensor::<B, 2>::from_data(TensorData::new(t.data, want), device);
-            Ok(Param::from_tensor(w.transpose()))
+            let w = Tensor::<B, 2>::from_data(TensorData::new(data.clone(), want), device);
+            Ok(Param::from_tensor(w.transpose().require_grad()))
         };
         let a = read("A", [config.r, d_in])?;
         let b = read("B", [d_out, config.r])?;
-        linear.lora = Some(Lora::from_parts(a, b, &config));
+        linear.lora = Some(Lora::from_parts(a, b, config));
     }
     if let Some(name) = unused.iter().next() {
-        return Err(bad(format!(
+        return Err(format!(
             "tensor `{name}` belongs to no targeted Falcon projection"
-        )));
+        ));
     }
-    Ok((model, config))
+    Ok(model)
 }
 
 /// Files of a HF checkpoint folder besides the weights that a merged folder keeps.
@@ -277,4 +326,25 @@ pub fn merge_adapter<B: FalconBackend>(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fresh_adapters_draw_a_within_its_bound_and_zero_b_from_the_seed() {
+        let shapes = vec![
+            ("m.lora_A.weight".to_string(), vec![4, 9]),
+            ("m.lora_B.weight".to_string(), vec![3, 4]),
+        ];
+        let fresh = fresh_adapters(&shapes, 1);
+        let (shape, a) = &fresh["m.lora_A.weight"];
+        assert_eq!(shape, &vec![4, 9]);
+        assert!(a.iter().all(|x| x.abs() <= 1.0 / 3.0), "U(+-1/sqrt(d_in))");
+        assert!(a.iter().filter(|&&x| x != 0.0).count() == 36);
+        assert!(fresh["m.lora_B.weight"].1.iter().all(|&x| x == 0.0));
+        assert_eq!(fresh, fresh_adapters(&shapes, 1));
+        assert_ne!(fresh, fresh_adapters(&shapes, 2));
+    }
 }

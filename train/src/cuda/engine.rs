@@ -8,6 +8,11 @@
 //! scores kept), the LM head's cross-entropy fused with its gradient, f32 weight gradients.
 //! `examples/engine_check.rs` holds its loss and gradients against the Burn model's.
 //!
+//! Fine-tuning (`Engine::finetune`) freezes the base, in bf16 or NF4 (decoded into one scratch
+//! buffer before each product), and trains LoRA adapters on the projections: the same step with
+//! the base's weight-gradient products left out and `y += scale * dropout(x) Aᵀ Bᵀ` after each
+//! adapted product (`examples/finetune_check.rs` holds it against peft).
+//!
 //! Shapes: `N = B T` tokens of width `d`; `H` query heads and `KV` key/value heads of 64;
 //! `QD = (H + 2 KV) 64` the fused QKV width; `F` the MLP width; `V` the vocabulary.
 

@@ -18,8 +18,8 @@ use burn::module::Param;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Distribution, Tensor};
 use falconry_train::{
-    load_hf, load_safetensors, save_adapter, save_hf, save_safetensors, AdamWConfig, CpuBackend,
-    CudaEngine, FalconConfig, LoraConfig, NamedTensors, Nf4Tensor, Quantize,
+    fresh_adapters, load_hf, load_safetensors, save_adapter, save_hf, save_safetensors,
+    AdamWConfig, CpuBackend, CudaEngine, FalconConfig, LoraConfig, Nf4Tensor, Quantize,
 };
 use rand::{Rng, SeedableRng};
 
@@ -143,21 +143,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             0,
         )?;
         engine.load_base(&dir.join("model"))?;
-        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
-        let fresh: NamedTensors = engine
-            .adapter_shapes()?
-            .into_iter()
-            .map(|(name, shape)| {
-                let len = shape.iter().product();
-                let bound = 1.0 / (shape[1] as f32).sqrt();
-                let data = if name.contains("lora_A") {
-                    (0..len).map(|_| rng.random_range(-bound..bound)).collect()
-                } else {
-                    vec![0.0; len]
-                };
-                (name, (shape, data))
-            })
-            .collect();
+        let fresh = fresh_adapters(&engine.adapter_shapes()?, 5);
         engine.set_adapters(&fresh)?;
         let losses: Vec<f64> = (0..8)
             .map(|_| {

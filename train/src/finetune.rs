@@ -297,6 +297,12 @@ struct BurnTrainer<B: FalconTrainBackend> {
     /// Rows per forward and backward.
     micro: usize,
     memory: Option<DeviceMemory>,
+    adapter_params: usize,
+}
+
+/// Values in `tensors`.
+fn param_count(tensors: &NamedTensors) -> usize {
+    tensors.values().map(|(_, data)| data.len()).sum()
 }
 
 /// Targets the loss counts in `rows` of `packed`.
@@ -326,6 +332,7 @@ impl<B: FalconTrainBackend> BurnTrainer<B> {
             start.elapsed().as_secs_f64()
         );
         let fresh = fresh_adapters(&adapter_shapes(&base, &config.lora), config.seed);
+        let adapter_params = param_count(&fresh);
         let model = set_adapters(base, &fresh, &config.lora, device).map_err(Error::Unsupported)?;
         B::seed(device, config.seed); // LoRA's dropout masks
         Ok(Self {
@@ -335,6 +342,7 @@ impl<B: FalconTrainBackend> BurnTrainer<B> {
             dtype: config.precision.dtype(),
             micro: config.micro_batch(),
             memory: None,
+            adapter_params,
         })
     }
 
@@ -345,10 +353,7 @@ impl<B: FalconTrainBackend> BurnTrainer<B> {
 
 impl<B: FalconTrainBackend> AdapterTrainer for BurnTrainer<B> {
     fn adapter_params(&self) -> usize {
-        adapter_tensors(self.model())
-            .values()
-            .map(|(shape, _)| shape.iter().product::<usize>())
-            .sum()
+        self.adapter_params
     }
 
     fn step(&mut self, packed: &Packed, rows: &[usize], lr: f64) -> Result<(f64, f64), Error> {
@@ -430,7 +435,7 @@ impl EngineTrainer {
         };
         engine.load_base(&opts.checkpoint)?;
         let fresh = fresh_adapters(&engine.adapter_shapes()?, config.seed);
-        let adapter_params = fresh.values().map(|(_, d)| d.len()).sum();
+        let adapter_params = param_count(&fresh);
         engine.set_adapters(&fresh)?;
         tracing::info!(
             "loaded {} ({:?} base) into the CUDA engine in {:.1} s: {}",
@@ -484,17 +489,18 @@ impl AdapterTrainer for EngineTrainer {
     }
 }
 
-/// The step for this run: the CUDA engine where it applies, else Burn's.
+/// The step for this run of a checkpoint shaped as `model`: the CUDA engine where it
+/// applies, else Burn's.
+#[cfg_attr(not(feature = "cuda"), allow(unused_variables))]
 fn trainer<B: FalconTrainBackend>(
     opts: &FinetuneOptions,
     config: &FinetuneConfig,
+    model: &crate::config::FalconConfig,
     device: &B::Device,
 ) -> Result<Box<dyn AdapterTrainer>, Error> {
     #[cfg(feature = "cuda")]
     if let Some(ordinal) = B::cuda_ordinal(device) {
-        let model =
-            crate::config::FalconConfig::from_hf_json(&opts.checkpoint.join("config.json"))?;
-        match EngineTrainer::start(opts, config, &model, ordinal)? {
+        match EngineTrainer::start(opts, config, model, ordinal)? {
             Ok(engine) => return Ok(Box::new(engine)),
             Err(why) => tracing::info!("fine-tuning with Burn's autodiff step: {why}"),
         }
@@ -529,15 +535,15 @@ pub fn finetune<B: FalconTrainBackend>(
             message: "no trainable tokens".into(),
         });
     }
-    let hf_config = opts.checkpoint.join("config.json");
-    let vocab = crate::config::FalconConfig::from_hf_json(&hf_config)?.vocab_size;
+    let model = crate::config::FalconConfig::from_hf_json(&opts.checkpoint.join("config.json"))?;
+    let vocab = model.vocab_size;
     if let Some(&t) = packed.rows.iter().flatten().find(|&&t| t as usize >= vocab) {
         return Err(Error::Tokenizer {
             path: tokenizer,
             message: format!("token id {t} is outside the checkpoint's vocabulary of {vocab}"),
         });
     }
-    let mut trainer = trainer::<B>(opts, config, device)?;
+    let mut trainer = trainer::<B>(opts, config, &model, device)?;
     let adapter_params = trainer.adapter_params();
 
     std::fs::create_dir_all(&opts.output).map_err(|e| Error::io(&opts.output, e))?;

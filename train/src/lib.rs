@@ -78,8 +78,8 @@ pub use nf4::{
 pub use optim::{AdamW, AdamWConfig, LrSchedule};
 pub use parallel::DataParallel;
 pub use peft::{
-    load_adapter, merge_adapter, peft_config, read_adapter_config, save_adapter, ADAPTER_CONFIG,
-    ADAPTER_WEIGHTS,
+    fresh_adapters, load_adapter, merge_adapter, peft_config, read_adapter_config, save_adapter,
+    ADAPTER_CONFIG, ADAPTER_WEIGHTS,
 };
 pub use plot::{loss_curve, register_font};
 pub use trainer::{

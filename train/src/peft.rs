@@ -239,7 +239,7 @@ pub(crate) fn adapter_shapes<B: FalconBackend>(
 /// Fresh adapters of the given PEFT names and shapes, as PEFT draws them: `lora_A` uniform in
 /// +-1/sqrt(d_in), `lora_B` zero (so a fresh adapter changes nothing); seeded by `seed`, so
 /// that Burn's step and the CUDA engine start a run from the same adapters.
-pub(crate) fn fresh_adapters(shapes: &[(String, Vec<usize>)], seed: u64) -> NamedTensors {
+pub fn fresh_adapters(shapes: &[(String, Vec<usize>)], seed: u64) -> NamedTensors {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     shapes
         .iter()

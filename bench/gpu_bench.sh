@@ -8,7 +8,9 @@
 #   bench/gpu_bench.sh OUT_DIR [MODEL[:MICRO:ACCUM[:FLAGS]] ...]     (default falcon-124m:4:2)
 #
 # FLAGS (comma-separated): `eager` leaves torch.compile out for that run, `recompute` turns on
-# falconry's recompute_activations (PyTorch then runs without recomputation, for reference).
+# falconry's recompute_activations (PyTorch then runs without recomputation, for reference),
+# `mma` runs falconry's portable mma.sync attention instead of Hopper's warpgroup-MMA kernels
+# (FALCONRY_MMA_SYNC=1) and leaves PyTorch out.
 #
 # Run from the repository root on the GPU machine with the cuda build at $FALCONRY and the
 # engine_check example at $ENGINE_CHECK (`cargo build --release --features cuda`, and
@@ -59,7 +61,8 @@ for run in "${runs[@]}"; do
     nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 200 > "/tmp/mem-$tag.csv" &
     smi=$!
     start=$(date +%s.%N)
-    timeout 300 "$FALCONRY" train --config "$cfg" --data /tmp/tokens --output "/tmp/run-$tag" --steps "$STEPS" \
+    mma=; [[ $flags == *mma* ]] && mma=1
+    FALCONRY_MMA_SYNC=$mma timeout 300 "$FALCONRY" train --config "$cfg" --data /tmp/tokens --output "/tmp/run-$tag" --steps "$STEPS" \
         > "$out/train-$tag.log" 2>&1 || { status=1; tail -5 "$out/train-$tag.log"; }
     echo "falconry $tag: $(python3 -c "import time; print(round(time.time() - $start, 1))") s wall, peak $(sort -n "/tmp/mem-$tag.csv" | tail -1) MiB"
     kill $smi
@@ -68,6 +71,7 @@ for run in "${runs[@]}"; do
     conf=configs/model/$model.toml
     modes=("" --compile)
     [[ -n "${NO_COMPILE:-}" || $flags == *eager* ]] && modes=("")
+    [[ $flags == *mma* ]] && modes=()
     for mode in "${modes[@]}"; do
         timeout 300 python3 bench/torch_falcon.py --model "$conf" --data /tmp/tokens --micro "$micro" --accum "$accum" \
             --steps "$STEPS" $mode 2>&1 | grep '^{' > "$out/torch-$tag${mode:+-compiled}.json" || true

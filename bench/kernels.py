@@ -13,6 +13,7 @@ torch and cupy.
 import argparse
 import json
 import math
+import os
 import pathlib
 import sys
 
@@ -29,7 +30,14 @@ bf = torch.bfloat16
 def compile_module():
     src = (ROOT / "train/src/cuda/kernels.cu").read_text()
     major, minor = torch.cuda.get_device_capability()
-    return cupy.RawModule(code=src, options=("--std=c++17", f"--gpu-architecture=sm_{major}{minor}"))
+    # As the engine: sm_90a on Hopper, for the warpgroup-MMA (`_wg`) kernels.
+    arch = f"sm_{major}{minor}" + ("a" if HOPPER else "")
+    opts = ("--std=c++17", f"--gpu-architecture={arch}") + (("-DHAS_WGMMA=1",) if HOPPER else ())
+    return cupy.RawModule(code=src, options=opts)
+
+
+# FALCONRY_MMA_SYNC=1 leaves the `_wg` kernels out, as it does in the engine.
+HOPPER = torch.cuda.get_device_capability() == (9, 0) and os.environ.get("FALCONRY_MMA_SYNC", "0") in ("", "0")
 
 
 MOD = None
@@ -116,8 +124,9 @@ def check_attention(B, H, KV, T):
     sdpa = lambda: F.scaled_dot_product_attention(qs, ks, vs, is_causal=True, enable_gqa=True)
     sdpa_ms = time_ms(sdpa)
     # attn_fwd2 takes two query heads of a K/V group per warp (the engine's choice when it can).
-    for name, heads in [("attn_fwd", 1), ("attn_fwd2", 2)]:
-        if (H // KV) % heads:
+    # `_wg`: the same with Hopper's warpgroup MMAs (the engine's choice on compute capability 9.0).
+    for name, heads in [("attn_fwd", 1), ("attn_fwd2", 2), ("attn_fwd_wg", 1), ("attn_fwd2_wg", 2)]:
+        if (H // KV) % heads or (name.endswith("_wg") and not HOPPER):
             continue
         o = torch.full((B, T, H, HD), float("nan"), device=dev, dtype=bf)
         lse = torch.full((B, H, T), float("nan"), device=dev)
@@ -139,18 +148,31 @@ def check_attention(B, H, KV, T):
     dv = torch.empty(v.shape, device=dev)
     args = [q, k, v, dout, lse, delta]
 
-    def bwd():
-        launch("attn_bwd_delta", ((B * T * H + 7) // 8,), 256, [o, dout, delta, B, H, T])
-        dq.zero_()
-        dk.zero_()
-        dv.zero_()
-        launch("attn_bwd", (T // 64, H, B), 128, args + [dq, dk, dv, H, KV, T, scale])
+    for name in ["attn_bwd"] + (["attn_bwd_wg", "attn_bwd_wg2"] if HOPPER else []):
+        def bwd():
+            launch("attn_bwd_delta", ((B * T * H + 7) // 8,), 256, [o, dout, delta, B, H, T])
+            dq.zero_()
+            dk.zero_()
+            dv.zero_()
+            launch(name, (T // 64, H, B), 128, args + [dq, dk, dv, H, KV, T, scale])
 
-    bwd()
+        bwd()
+        torch.cuda.synchronize()
+        err = max(rel(dq, qf.grad), rel(dk, kf.grad), rel(dv, vf.grad))
+        row(f"{name} B{B} H{H} KV{KV} T{T}", err, 1.5e-2, time_ms(bwd), "SDPA backward (bf16)",
+            sdpa_bwd_ms, 2.5 * flops, "TFLOP/s")
+
+
+def check_wgmma():
+    """The three matrix-descriptor forms of the `_wg` attention kernels, on their own."""
+    a = torch.randn(64, 64, device=dev, dtype=bf)
+    b = torch.randn(64, 64, device=dev, dtype=bf)
+    out = torch.full((3, 64, 64), float("nan"), device=dev)
+    launch("wg_check", (1,), 128, [a, b, out])
     torch.cuda.synchronize()
-    err = max(rel(dq, qf.grad), rel(dk, kf.grad), rel(dv, vf.grad))
-    row(f"attn_bwd B{B} H{H} KV{KV} T{T}", err, 1.5e-2, time_ms(bwd), "SDPA backward (bf16)",
-        sdpa_bwd_ms, 2.5 * flops, "TFLOP/s")
+    af, bf_ = a.float(), b.float()
+    for i, (what, ref) in enumerate([("a b^T", af @ bf_.T), ("a b", af @ bf_), ("a^T b", af.T @ bf_)]):
+        row(f"wgmma descriptors: {what}", rel(out[i], ref), 1e-5, None, "", None)
 
 
 def check_layernorm(N, d):
@@ -386,7 +408,10 @@ def main():
     torch.manual_seed(int.from_bytes(__import__("os").urandom(4), "little"))
     MOD = compile_module()
     B, T, H = a.batch, a.seq, a.heads
+    if HOPPER:
+        check_wgmma()
     check_attention(B, H, a.kv, T)
+    check_attention(8, 32, 1, 2048)  # falcon-1b's shape
     check_attention(2, 16, 2, 512)
     check_attention(1, 4, 4, 256)
     if not a.attention_only:

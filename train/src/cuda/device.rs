@@ -22,8 +22,11 @@ const SOURCE: &str = include_str!("kernels.cu");
 const KERNELS: &[&str] = &[
     "attn_fwd",
     "attn_fwd2",
+    "attn_fwd_wg",
+    "attn_fwd2_wg",
     "attn_bwd_delta",
     "attn_bwd",
+    "attn_bwd_wg",
     "rope_split",
     "rope_merge",
     "embed_fwd",
@@ -82,6 +85,10 @@ pub(crate) struct Gpu {
     pub(crate) name: String,
     /// Seconds NVRTC and the driver took to build the kernels.
     pub(crate) compile_secs: f64,
+    /// Whether attention takes the `_wg` kernels (Hopper's warpgroup MMAs, compute capability
+    /// 9.0, kernels built for sm_90a) rather than mma.sync; `FALCONRY_MMA_SYNC=1` keeps
+    /// mma.sync.
+    pub(crate) wgmma: bool,
     allocated: usize,
     /// Set by `FALCONRY_PROFILE=1`.
     profile: Option<Mutex<Profile>>,
@@ -116,12 +123,20 @@ impl Gpu {
             )));
         }
         let began = Instant::now();
-        let arch: &'static str = Box::leak(format!("sm_{major}{minor}").into_boxed_str());
+        // sm_90a: the architecture-specific build that has the warpgroup MMAs.
+        let hopper = (major, minor) == (9, 0);
+        let suffix = if hopper { "a" } else { "" };
+        let arch: &'static str =
+            Box::leak(format!("sm_{major}{minor}{suffix}").into_boxed_str());
         let ptx = cudarc::nvrtc::compile_ptx_with_opts(
             SOURCE,
             cudarc::nvrtc::CompileOptions {
                 arch: Some(arch),
-                options: vec!["--std=c++17".into()],
+                options: if hopper {
+                    vec!["--std=c++17".into(), "-DHAS_WGMMA=1".into()]
+                } else {
+                    vec!["--std=c++17".into()]
+                },
                 name: Some("kernels.cu".into()),
                 ..Default::default()
             },
@@ -147,6 +162,8 @@ impl Gpu {
             sms,
             name,
             compile_secs: began.elapsed().as_secs_f64(),
+            wgmma: hopper
+                && !matches!(std::env::var("FALCONRY_MMA_SYNC").as_deref(), Ok(v) if !v.is_empty() && v != "0"),
             allocated: 0,
             profile: std::env::var_os("FALCONRY_PROFILE").map(|_| Mutex::default()),
         })

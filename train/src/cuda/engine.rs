@@ -1464,10 +1464,11 @@ impl Engine {
             ],
         )?;
         // Two query heads of a K/V group per warp share every K and V fragment.
-        let (attn_fwd, per_warp) = if (h / kv) % 2 == 0 {
-            ("attn_fwd2", 2)
-        } else {
-            ("attn_fwd", 1)
+        let (attn_fwd, per_warp) = match ((h / kv) % 2 == 0, self.gpu.wgmma) {
+            (true, true) => ("attn_fwd2_wg", 2),
+            (true, false) => ("attn_fwd2", 2),
+            (false, true) => ("attn_fwd_wg", 1),
+            (false, false) => ("attn_fwd", 1),
         };
         self.gpu.launch(
             attn_fwd,
@@ -1760,7 +1761,11 @@ impl Engine {
                 Arg::F(scale),
             ];
             self.gpu.launch(
-                "attn_bwd",
+                if self.gpu.wgmma {
+                    "attn_bwd_wg"
+                } else {
+                    "attn_bwd"
+                },
                 ((seq / 64) as u32, h as u32, b as u32),
                 128,
                 0,

@@ -119,28 +119,46 @@ __device__ __forceinline__ float quad_max(float x) {
 // Products of a warp's rows with 64 x 64 bf16 tiles in shared memory
 // ------------------------------------------------------------------------------------------------
 //
-// Tiles are row-major with rows LDS apart, which ldmatrix reads without bank conflicts. A warp
-// keeps its 16 rows of A in registers; accumulators are per 8-column n-tile: rows g and g + 8,
-// columns 2t and 2t + 1.
+// Two ways to run them. mma.sync (any sm_80+): tiles are row-major with rows LDS apart, which
+// ldmatrix reads without bank conflicts. Hopper's warpgroup MMAs (WG, sm_90a): the block's four
+// warps are one warpgroup, the tensor cores read the tile straight from shared memory through a
+// matrix descriptor, rows 128 bytes apart in wgmma's 128-byte swizzle. Either way a warp keeps
+// its 16 rows of A in registers (the mma.sync A fragment is also wgmma's register A layout) and
+// its accumulators per 8-column n-tile: rows g and g + 8, columns 2t and 2t + 1 (the layout of
+// both instructions' accumulators).
+
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL) && !defined(HAS_WGMMA)
+#define HAS_WGMMA 1
+#endif
+
+// Element offset of (row r, column c) in a tile. WG: the 16-byte chunk c / 8 of row r sits at
+// chunk (c / 8) ^ (r % 8), the XOR of address bits 4-6 with bits 7-9 that the swizzle mode of
+// the descriptor names, so WG tiles are 1024-byte aligned. TILE * LDS * 2 bytes is 9 x 1024:
+// the same shared arrays serve both layouts.
+template <bool WG> __device__ __forceinline__ int tix(int r, int c) {
+    if constexpr (WG) return r * HD + (((c >> 3) ^ (r & 7)) << 3) + (c & 7);
+    else return r * LDS + c;
+}
 
 // A 64 x 64 bf16 tile (rows `stride` elements apart in global memory) into shared memory, 16
 // bytes per asynchronous copy, by the block's 128 threads.
-__device__ __forceinline__ void load_tile(bf16* s, const bf16* g, long stride) {
+template <bool WG> __device__ __forceinline__ void load_tile(bf16* s, const bf16* g, long stride) {
     for (int i = threadIdx.x; i < TILE * HD / 8; i += 128) {
         const int r = i >> 3, c = (i & 7) * 8;
-        cp16(&s[r * LDS + c], g + r * stride + c);
+        cp16(&s[tix<WG>(r, c)], g + r * stride + c);
     }
 }
 
 // Row fragments of a 16 x 64 slice of a tile, as the A operand of 4 k-steps.
+template <bool WG>
 __device__ __forceinline__ void load_a(u32 (*f)[4], const bf16* s, int row, int t) {
 #pragma unroll
     for (int kk = 0; kk < 4; kk++) {
         const int c = kk * 16 + 2 * t;
-        f[kk][0] = *(const u32*)&s[row * LDS + c];
-        f[kk][1] = *(const u32*)&s[(row + 8) * LDS + c];
-        f[kk][2] = *(const u32*)&s[row * LDS + c + 8];
-        f[kk][3] = *(const u32*)&s[(row + 8) * LDS + c + 8];
+        f[kk][0] = *(const u32*)&s[tix<WG>(row, c)];
+        f[kk][1] = *(const u32*)&s[tix<WG>(row + 8, c)];
+        f[kk][2] = *(const u32*)&s[tix<WG>(row, c + 8)];
+        f[kk][3] = *(const u32*)&s[tix<WG>(row + 8, c + 8)];
     }
 }
 
@@ -180,15 +198,12 @@ __device__ __forceinline__ void mma_abt(float (*acc)[8][4], const u32 (*a)[4][4]
     }
 }
 
-// acc[r] += P[r] (16 x 64, f32 accumulators) * S.
+// acc[r] += P[r] (16 x 64, bf16 A fragments of 4 k-steps) * S.
 template <int R>
-__device__ __forceinline__ void mma_pb(float (*acc)[8][4], const float (*p)[8][4], const bf16* s) {
+__device__ __forceinline__ void mma_pb(float (*acc)[8][4], const u32 (*a)[4][4], const bf16* s) {
     const int lane = threadIdx.x & 31;
 #pragma unroll
     for (int kk = 0; kk < 4; kk++) {
-        u32 a[R][4];
-#pragma unroll
-        for (int r = 0; r < R; r++) pack_a(a[r], p[r], kk);
 #pragma unroll
         for (int np = 0; np < 4; np++) {
             u32 b[4];
@@ -196,11 +211,130 @@ __device__ __forceinline__ void mma_pb(float (*acc)[8][4], const float (*p)[8][4
             ldsm_t(b, &s[row * LDS + np * 16 + (lane >> 4) * 8]);
 #pragma unroll
             for (int r = 0; r < R; r++) {
-                mma(acc[r][2 * np], a[r], b);
-                mma(acc[r][2 * np + 1], a[r], b + 2);
+                mma(acc[r][2 * np], a[r][kk], b);
+                mma(acc[r][2 * np + 1], a[r][kk], b + 2);
             }
         }
     }
+}
+
+// Warpgroup MMAs. Each call issues asynchronous instructions: wg_fence before (registers the
+// MMAs read or accumulate into were written by ordinary instructions), wg_commit + wg_wait after,
+// then wg_hold on every register they touched, so that the compiler neither reads an
+// accumulator nor reuses an A register before the tensor cores are done with it.
+__device__ __forceinline__ void wg_fence() {
+#ifdef HAS_WGMMA
+    asm volatile("wgmma.fence.sync.aligned;" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void wg_commit_wait() {
+#ifdef HAS_WGMMA
+    asm volatile("wgmma.commit_group.sync.aligned;\nwgmma.wait_group.sync.aligned 0;" ::: "memory");
+#endif
+}
+template <int N> __device__ __forceinline__ void wg_hold(float* x) {
+#pragma unroll
+    for (int i = 0; i < N; i++) asm volatile("" : "+f"(x[i])::"memory");
+}
+template <int N> __device__ __forceinline__ void wg_hold(u32* x) {
+#pragma unroll
+    for (int i = 0; i < N; i++) asm volatile("" : "+r"(x[i])::"memory");
+}
+// Shared memory written by threads (cp.async included) made visible to the tensor cores'
+// reads, before the barrier that publishes it.
+__device__ __forceinline__ void fence_async_smem() {
+#ifdef HAS_WGMMA
+    asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
+#endif
+}
+
+// Descriptor of the 16-row or 16-column slice of a swizzled tile starting at `s`: 128-byte
+// swizzle, 1024 bytes between groups of 8 rows; the other offset is unused by 64-wide tiles.
+__device__ __forceinline__ u64 wg_desc(const bf16* s) {
+    return (u64)((smem_addr(s) & 0x3ffff) >> 4) | (1ull << 16) | ((u64)(1024 >> 4) << 32) |
+           (1ull << 62);
+}
+
+#define WG_D                                                                                     \
+    "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, " \
+    "%20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}"
+#define WG_OUT(d)                                                                                \
+    "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]),          \
+        "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]),  \
+        "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]),            \
+        "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]),            \
+        "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
+
+// d (64 x 64 over the warpgroup) = d * acc + A (64 x 16; this warp's rows in registers) * B
+// (16 x 64 through descriptor b). TB = 0: B's tile holds B^T (rows are B's columns, K
+// contiguous); TB = 1: B itself (rows are k, N contiguous).
+template <int TB>
+__device__ __forceinline__ void wg_rs(float* d, const u32* a, u64 b, int acc) {
+#ifdef HAS_WGMMA
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\n"
+                 "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 " WG_D
+                 ", {%32, %33, %34, %35}, %36, p, 1, 1, %38;\n}\n"
+                 : WG_OUT(d)
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(acc), "n"(TB));
+#else
+    __trap();
+#endif
+}
+// The same with A (64 x 16) through descriptor a as well; TA = 1: its tile holds A^T.
+template <int TA, int TB>
+__device__ __forceinline__ void wg_ss(float* d, u64 a, u64 b, int acc) {
+#ifdef HAS_WGMMA
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"
+                 "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 " WG_D
+                 ", %32, %33, p, 1, 1, %35, %36;\n}\n"
+                 : WG_OUT(d)
+                 : "l"(a), "l"(b), "r"(acc), "n"(TA), "n"(TB));
+#else
+    __trap();
+#endif
+}
+
+// d (this warp's 16 rows x 64) = acc ? d + A S^T : A S^T (TB = 0), A S (TB = 1), over the 64
+// rows of swizzled tile S, A in registers for 4 k-steps. Issued, not waited for.
+template <int TB>
+__device__ __forceinline__ void wg_product(float (*d)[4], const u32 (*a)[4], const bf16* s, int acc) {
+#pragma unroll
+    for (int kk = 0; kk < 4; kk++)
+        wg_rs<TB>(&d[0][0], a[kk], wg_desc(TB ? s + kk * 16 * HD : s + kk * 16), kk ? 1 : acc);
+}
+
+// Tensor-core check of the three descriptor forms the attention kernels use, one warpgroup,
+// 64 x 64 bf16 row-major inputs, f32 out [3][64][64]: out0 = a b^T (b K-contiguous), out1 = a b
+// (b N-contiguous), out2 = a^T b (both through descriptors, both transposed).
+extern "C" __global__ void __launch_bounds__(128) wg_check(const bf16* a, const bf16* b, float* out) {
+    __shared__ alignas(1024) bf16 tiles[2][TILE * HD];
+    load_tile<true>(tiles[0], a, HD);
+    load_tile<true>(tiles[1], b, HD);
+    cp_commit();
+    cp_wait<0>();
+    fence_async_smem();
+    __syncthreads();
+    const int lane = threadIdx.x & 31, row = (threadIdx.x >> 5) * 16 + (lane >> 2), t = lane & 3;
+    u32 af[4][4];
+    load_a<true>(af, tiles[0], row, t);
+    float d[3][8][4];
+    wg_fence();
+    wg_product<0>(d[0], af, tiles[1], 0);
+    wg_product<1>(d[1], af, tiles[1], 0);
+#pragma unroll
+    for (int kk = 0; kk < 4; kk++)
+        wg_ss<1, 1>(&d[2][0][0], wg_desc(tiles[0] + kk * 16 * HD), wg_desc(tiles[1] + kk * 16 * HD),
+                    kk ? 1 : 0);
+    wg_commit_wait();
+    wg_hold<96>(&d[0][0][0]);
+    wg_hold<16>(&af[0][0]);
+#pragma unroll
+    for (int i = 0; i < 3; i++)
+#pragma unroll
+        for (int n = 0; n < 8; n++)
+#pragma unroll
+            for (int j = 0; j < 4; j++)
+                out[(i * 64 + row + (j >> 1) * 8) * 64 + n * 8 + 2 * t + (j & 1)] = d[i][n][j];
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -209,33 +343,34 @@ __device__ __forceinline__ void mma_pb(float (*acc)[8][4], const float (*p)[8][4
 //
 // One block of 4 warps per 64-row tile of its own side (queries, or keys for dk/dv), each warp
 // holding 16 rows in registers, while 64-row tiles of the other side stream through
-// double-buffered shared memory. Own rows are staged through the four tile buffers first.
+// double-buffered shared memory. Own rows are staged through the tile buffers first. WG: the
+// products are warpgroup MMAs (the `_wg` entry points, Hopper), else mma.sync.
 
 // The block's own rows: `n` 64-row tiles starting at g[i] (rows `stride[i]` apart) into each
 // warp's A fragments, through tile buffers 0..n-1.
-template <int N>
+template <int N, bool WG>
 __device__ __forceinline__ void stage_rows(u32 (*f)[4][4], bf16 (*tiles)[TILE * LDS],
                                            const bf16* const* g, const long* stride) {
 #pragma unroll
-    for (int i = 0; i < N; i++) load_tile(tiles[i], g[i], stride[i]);
+    for (int i = 0; i < N; i++) load_tile<WG>(tiles[i], g[i], stride[i]);
     cp_commit();
     cp_wait<0>();
     __syncthreads();
     const int row = (threadIdx.x >> 5) * 16 + ((threadIdx.x & 31) >> 2);
 #pragma unroll
-    for (int i = 0; i < N; i++) load_a(f[i], tiles[i], row, threadIdx.x & 3);
+    for (int i = 0; i < N; i++) load_a<WG>(f[i], tiles[i], row, threadIdx.x & 3);
     __syncthreads();
 }
 
 // o = softmax(q k^T * scale + causal mask) v and its log-sum-exp for one 64-query tile of R
 // heads of one K/V group; longest rows first. q: [B, H, T, 64]; k, v: [B, KV, T, 64];
 // o: [B, T, H, 64]; lse: [B, H, T] (natural log).
-template <int R>
+template <int R, bool WG>
 __device__ __forceinline__ void attn_fwd_heads(const bf16* __restrict__ q, const bf16* __restrict__ k,
                                          const bf16* __restrict__ v, bf16* __restrict__ o,
                                          float* __restrict__ lse, int H, int KV, int T,
                                          float scale) {
-    __shared__ alignas(16) bf16 tiles[4][TILE * LDS];
+    __shared__ alignas(1024) bf16 tiles[4][TILE * LDS];
     bf16(*Ks)[TILE * LDS] = tiles, (*Vs)[TILE * LDS] = tiles + 2;
     const int qt = T / TILE - 1 - blockIdx.x;
     const int h0 = blockIdx.y * R, b = blockIdx.z, kvh = h0 / (H / KV);
@@ -254,10 +389,10 @@ __device__ __forceinline__ void attn_fwd_heads(const bf16* __restrict__ q, const
             rows[r] = q + ((long)(b * H + h0 + r) * T + qt * TILE) * HD;
             strides[r] = HD;
         }
-        stage_rows<R>(qf, tiles, rows, strides);
+        stage_rows<R, WG>(qf, tiles, rows, strides);
     }
-    load_tile(Ks[0], kg, HD);
-    load_tile(Vs[0], vg, HD);
+    load_tile<WG>(Ks[0], kg, HD);
+    load_tile<WG>(Vs[0], vg, HD);
     cp_commit();
 
     float acc[R][8][4], s[R][8][4], m[R][2], l[R][2];
@@ -272,13 +407,23 @@ __device__ __forceinline__ void attn_fwd_heads(const bf16* __restrict__ q, const
     for (int kt = 0; kt <= qt; kt++) {
         const int buf = kt & 1;
         if (kt < qt) {
-            load_tile(Ks[buf ^ 1], kg + (long)(kt + 1) * TILE * HD, HD);
-            load_tile(Vs[buf ^ 1], vg + (long)(kt + 1) * TILE * HD, HD);
+            load_tile<WG>(Ks[buf ^ 1], kg + (long)(kt + 1) * TILE * HD, HD);
+            load_tile<WG>(Vs[buf ^ 1], vg + (long)(kt + 1) * TILE * HD, HD);
         }
         cp_commit();
         cp_wait<1>();
+        if constexpr (WG) fence_async_smem();
         __syncthreads();
-        mma_abt<R>(s, qf, Ks[buf]);
+        if constexpr (WG) {
+            wg_fence();
+#pragma unroll
+            for (int r = 0; r < R; r++) wg_product<0>(s[r], qf[r], Ks[buf], 0);
+            wg_commit_wait();
+            wg_hold<R * 32>(&s[0][0][0]);
+            wg_hold<R * 16>(&qf[0][0][0]);
+        } else {
+            mma_abt<R>(s, qf, Ks[buf]);
+        }
 #pragma unroll
         for (int r = 0; r < R; r++) {
             // Maxima of the raw scores (the scale is positive); the scale goes into the
@@ -320,7 +465,21 @@ __device__ __forceinline__ void attn_fwd_heads(const bf16* __restrict__ q, const
             l[r][0] = l[r][0] * alpha0 + r0;
             l[r][1] = l[r][1] * alpha1 + r1;
         }
-        mma_pb<R>(acc, s, Vs[buf]);
+        u32 pa[R][4][4];
+#pragma unroll
+        for (int r = 0; r < R; r++)
+#pragma unroll
+            for (int kk = 0; kk < 4; kk++) pack_a(pa[r][kk], s[r], kk);
+        if constexpr (WG) {
+            wg_fence();
+#pragma unroll
+            for (int r = 0; r < R; r++) wg_product<1>(acc[r], pa[r], Vs[buf], 1);
+            wg_commit_wait();
+            wg_hold<R * 32>(&acc[0][0][0]);
+            wg_hold<R * 16>(&pa[0][0][0]);
+        } else {
+            mma_pb<R>(acc, pa, Vs[buf]);
+        }
         __syncthreads();  // this buffer is refilled next iteration
     }
 
@@ -375,16 +534,15 @@ __device__ __forceinline__ void red2(float* p, float a, float b) {
 // of the four barriers per tile, was 3% faster at T 2048 but needs dynamic shared memory).
 // dk and dv [B, KV, T, 64] get each query head's share by f32 reductions, so no K/V head is
 // repeated in memory. The caller zeroes dq, dk, dv.
-extern "C" __global__ void __launch_bounds__(128) attn_bwd(const bf16* __restrict__ q,
-                                         const bf16* __restrict__ k,
-                                         const bf16* __restrict__ v,
-                                         const bf16* __restrict__ dout,
-                                         const float* __restrict__ lse,
-                                         const float* __restrict__ delta, float* __restrict__ dq,
-                                         float* __restrict__ dk, float* __restrict__ dv, int H,
-                                         int KV, int T, float scale) {
+template <bool WG>
+__device__ __forceinline__ void attn_bwd_head(const bf16* __restrict__ q, const bf16* __restrict__ k,
+                                        const bf16* __restrict__ v, const bf16* __restrict__ dout,
+                                        const float* __restrict__ lse,
+                                        const float* __restrict__ delta, float* __restrict__ dq,
+                                        float* __restrict__ dk, float* __restrict__ dv, int H,
+                                        int KV, int T, float scale) {
     // Q and dO double-buffered (dS^T goes over the dO tile in use), this block's K.
-    __shared__ alignas(16) bf16 tiles[5][TILE * LDS];
+    __shared__ alignas(1024) bf16 tiles[5][TILE * LDS];
     __shared__ alignas(8) float Ls[2][TILE], Es[2][TILE];  // -LSE log2(e) and D of a query tile
     bf16(*Qs)[TILE * LDS] = tiles, (*Ds)[TILE * LDS] = tiles + 2, *Ks = tiles[4];
     const int nq = T / TILE, kt = blockIdx.x;
@@ -398,25 +556,25 @@ extern "C" __global__ void __launch_bounds__(128) attn_bwd(const bf16* __restric
     {
         const bf16* rows[2] = {kg, v + ((long)(b * KV + kvh) * T + kt * TILE) * HD};
         const long strides[2] = {HD, HD};
-        stage_rows<2>(own, tiles, rows, strides);
+        stage_rows<2, WG>(own, tiles, rows, strides);
     }
 
-    float dka[1][8][4], dva[1][8][4], s[1][8][4], dp[1][8][4];
+    float dka[8][4], dva[8][4], s[1][8][4], dp[1][8][4];
 #pragma unroll
     for (int n = 0; n < 8; n++) {
-        dka[0][n][0] = dka[0][n][1] = dka[0][n][2] = dka[0][n][3] = 0.f;
-        dva[0][n][0] = dva[0][n][1] = dva[0][n][2] = dva[0][n][3] = 0.f;
+        dka[n][0] = dka[n][1] = dka[n][2] = dka[n][3] = 0.f;
+        dva[n][0] = dva[n][1] = dva[n][2] = dva[n][3] = 0.f;
     }
     const long head_rows = (long)(b * H + h) * T;
     auto issue = [&](int qt, int buf) {
-        load_tile(Qs[buf], q + (head_rows + qt * TILE) * HD, HD);
-        load_tile(Ds[buf], dout + ((long)(b * T + qt * TILE) * H + h) * HD, (long)H * HD);
+        load_tile<WG>(Qs[buf], q + (head_rows + qt * TILE) * HD, HD);
+        load_tile<WG>(Ds[buf], dout + ((long)(b * T + qt * TILE) * H + h) * HD, (long)H * HD);
         if (threadIdx.x < TILE) {
             Ls[buf][threadIdx.x] = -lse[head_rows + qt * TILE + threadIdx.x] * LOG2E;
             Es[buf][threadIdx.x] = delta[head_rows + qt * TILE + threadIdx.x];
         }
     };
-    load_tile(Ks, kg, HD);
+    load_tile<WG>(Ks, kg, HD);
     issue(kt, 0);
     cp_commit();
     for (int qt = kt; qt < nq; qt++) {
@@ -424,9 +582,20 @@ extern "C" __global__ void __launch_bounds__(128) attn_bwd(const bf16* __restric
         if (qt + 1 < nq) issue(qt + 1, buf ^ 1);
         cp_commit();
         cp_wait<1>();
+        if constexpr (WG) fence_async_smem();
         __syncthreads();
-        mma_abt<1>(s, own, Qs[buf]);       // S^T: rows = keys, columns = queries
-        mma_abt<1>(dp, own + 1, Ds[buf]);  // dP^T
+        // S^T (rows = keys, columns = queries) and dP^T
+        if constexpr (WG) {
+            wg_fence();
+            wg_product<0>(s[0], own[0], Qs[buf], 0);
+            wg_product<0>(dp[0], own[1], Ds[buf], 0);
+            wg_commit_wait();
+            wg_hold<32>(&s[0][0][0]);
+            wg_hold<32>(&dp[0][0][0]);
+        } else {
+            mma_abt<1>(s, own, Qs[buf]);
+            mma_abt<1>(dp, own + 1, Ds[buf]);
+        }
 #pragma unroll
         for (int n = 0; n < 8; n++) {
             const float2 nl = *(const float2*)&Ls[buf][n * 8 + 2 * t];
@@ -446,34 +615,61 @@ extern "C" __global__ void __launch_bounds__(128) attn_bwd(const bf16* __restric
                 dp[0][n][2 + j] = p1 * (dp[0][n][2 + j] - e);
             }
         }
-        mma_pb<1>(dva, s, Ds[buf]);
-        mma_pb<1>(dka, dp, Qs[buf]);
+        u32 pa[2][4][4];  // P^T, dS^T
+#pragma unroll
+        for (int kk = 0; kk < 4; kk++) {
+            pack_a(pa[0][kk], s[0], kk);
+            pack_a(pa[1][kk], dp[0], kk);
+        }
+        if constexpr (WG) {
+            wg_fence();
+            wg_product<1>(dva, pa[0], Ds[buf], 1);
+            wg_product<1>(dka, pa[1], Qs[buf], 1);
+            wg_commit_wait();
+            wg_hold<32>(&dva[0][0]);
+            wg_hold<32>(&dka[0][0]);
+            wg_hold<32>(&pa[0][0][0]);
+        } else {
+            mma_pb<1>((float(*)[8][4])dva, pa, Ds[buf]);
+            mma_pb<1>((float(*)[8][4])dka, pa + 1, Qs[buf]);
+        }
         __syncthreads();  // every warp is done with the dO tile: dS^T goes there
         bf16* ds = Ds[buf];
 #pragma unroll
         for (int n = 0; n < 8; n++) {
-            *(u32*)&ds[(warp * 16 + g) * LDS + n * 8 + 2 * t] = pack2(dp[0][n][0], dp[0][n][1]);
-            *(u32*)&ds[(warp * 16 + g + 8) * LDS + n * 8 + 2 * t] = pack2(dp[0][n][2], dp[0][n][3]);
+            *(u32*)&ds[tix<WG>(warp * 16 + g, n * 8 + 2 * t)] = pack2(dp[0][n][0], dp[0][n][1]);
+            *(u32*)&ds[tix<WG>(warp * 16 + g + 8, n * 8 + 2 * t)] = pack2(dp[0][n][2], dp[0][n][3]);
         }
+        if constexpr (WG) fence_async_smem();
         __syncthreads();
-        // dq rows of this warp: 16 queries x 64, contracting over the tile's 64 keys. A comes
-        // transposed out of dS^T: ldmatrix.trans of (keys, queries) blocks gives (query, key)
-        // fragments.
+        // dq rows of this warp: 16 queries x 64, contracting over the tile's 64 keys, with dS
+        // read transposed out of dS^T.
         float dqa[8][4];
+        if constexpr (WG) {
+            wg_fence();
 #pragma unroll
-        for (int n = 0; n < 8; n++) dqa[n][0] = dqa[n][1] = dqa[n][2] = dqa[n][3] = 0.f;
+            for (int kk = 0; kk < 4; kk++)
+                wg_ss<1, 1>(&dqa[0][0], wg_desc(ds + kk * 16 * HD), wg_desc(Ks + kk * 16 * HD),
+                            kk ? 1 : 0);
+            wg_commit_wait();
+            wg_hold<32>(&dqa[0][0]);
+        } else {
+            // ldmatrix.trans of (keys, queries) blocks gives (query, key) A fragments.
 #pragma unroll
-        for (int kk = 0; kk < 4; kk++) {
-            u32 a[4];
-            const int m = lane >> 3;
-            ldsm_t(a, &ds[(kk * 16 + (m >> 1) * 8 + (lane & 7)) * LDS + warp * 16 + (m & 1) * 8]);
+            for (int n = 0; n < 8; n++) dqa[n][0] = dqa[n][1] = dqa[n][2] = dqa[n][3] = 0.f;
 #pragma unroll
-            for (int np = 0; np < 4; np++) {
-                u32 bb[4];
-                const int row = kk * 16 + ((lane >> 3) & 1) * 8 + (lane & 7);
-                ldsm_t(bb, &Ks[row * LDS + np * 16 + (lane >> 4) * 8]);
-                mma(dqa[2 * np], a, bb);
-                mma(dqa[2 * np + 1], a, bb + 2);
+            for (int kk = 0; kk < 4; kk++) {
+                u32 a[4];
+                const int m = lane >> 3;
+                ldsm_t(a, &ds[(kk * 16 + (m >> 1) * 8 + (lane & 7)) * LDS + warp * 16 + (m & 1) * 8]);
+#pragma unroll
+                for (int np = 0; np < 4; np++) {
+                    u32 bb[4];
+                    const int row = kk * 16 + ((lane >> 3) & 1) * 8 + (lane & 7);
+                    ldsm_t(bb, &Ks[row * LDS + np * 16 + (lane >> 4) * 8]);
+                    mma(dqa[2 * np], a, bb);
+                    mma(dqa[2 * np + 1], a, bb + 2);
+                }
             }
         }
         float* d0 = dq + (head_rows + qt * TILE + warp * 16 + g) * HD;
@@ -489,26 +685,160 @@ extern "C" __global__ void __launch_bounds__(128) attn_bwd(const bf16* __restric
 #pragma unroll
     for (int n = 0; n < 8; n++) {
         const int c = n * 8 + 2 * t;
-        red2(k0p + c, dka[0][n][0] * scale, dka[0][n][1] * scale);
-        red2(k0p + 8 * HD + c, dka[0][n][2] * scale, dka[0][n][3] * scale);
-        red2(v0p + c, dva[0][n][0], dva[0][n][1]);
-        red2(v0p + 8 * HD + c, dva[0][n][2], dva[0][n][3]);
+        red2(k0p + c, dka[n][0] * scale, dka[n][1] * scale);
+        red2(k0p + 8 * HD + c, dka[n][2] * scale, dka[n][3] * scale);
+        red2(v0p + c, dva[n][0], dva[n][1]);
+        red2(v0p + 8 * HD + c, dva[n][2], dva[n][3]);
     }
 }
 
+// attn_bwd with warpgroup MMAs, a sixth tile for dS^T and the LSE and D rows read from global
+// memory (the six tiles fill the 48 KB of static shared memory): dV and dK run while dS^T is
+// written, three barriers per tile instead of four.
+extern "C" __global__ void __launch_bounds__(128)
+attn_bwd_wg2(const bf16* __restrict__ q, const bf16* __restrict__ k, const bf16* __restrict__ v,
+             const bf16* __restrict__ dout, const float* __restrict__ lse,
+             const float* __restrict__ delta, float* __restrict__ dq, float* __restrict__ dk,
+             float* __restrict__ dv, int H, int KV, int T, float scale) {
+    __shared__ alignas(1024) bf16 tiles[6][TILE * HD];
+    bf16(*Qs)[TILE * HD] = tiles, (*Ds)[TILE * HD] = tiles + 2, *Ks = tiles[4], *Ss = tiles[5];
+    const int nq = T / TILE, kt = blockIdx.x;
+    const int h = blockIdx.y, b = blockIdx.z, kvh = h / (H / KV);
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+    const int row = warp * 16 + g;
+    const float sl2 = scale * LOG2E;
+    const int k0 = kt * TILE + row, k1 = k0 + 8;
+    const bf16* kg = k + ((long)(b * KV + kvh) * T + kt * TILE) * HD;
 
-// The entry points, 128 threads: grid (T / 64, H / R, B) for the forwards (attn_fwd2: R = 2,
-// for an even number of query heads per K/V group); (T / 64, H, B) for attn_bwd.
-extern "C" __global__ void __launch_bounds__(128)
-attn_fwd(const bf16* q, const bf16* k, const bf16* v, bf16* o, float* lse, int H, int KV, int T,
-         float scale) {
-    attn_fwd_heads<1>(q, k, v, o, lse, H, KV, T, scale);
+    u32 own[2][4][4];  // k, then v (staged through the first Q buffer)
+    load_tile<true>(Ks, kg, HD);
+    load_tile<true>(Qs[0], v + ((long)(b * KV + kvh) * T + kt * TILE) * HD, HD);
+    cp_commit();
+    cp_wait<0>();
+    __syncthreads();
+    load_a<true>(own[0], Ks, row, t);
+    load_a<true>(own[1], Qs[0], row, t);
+    __syncthreads();
+
+    float dka[8][4], dva[8][4], s[8][4], dp[8][4], dqa[8][4];
+#pragma unroll
+    for (int n = 0; n < 8; n++) {
+        dka[n][0] = dka[n][1] = dka[n][2] = dka[n][3] = 0.f;
+        dva[n][0] = dva[n][1] = dva[n][2] = dva[n][3] = 0.f;
+    }
+    const long head_rows = (long)(b * H + h) * T;
+    auto issue = [&](int qt, int buf) {
+        load_tile<true>(Qs[buf], q + (head_rows + qt * TILE) * HD, HD);
+        load_tile<true>(Ds[buf], dout + ((long)(b * T + qt * TILE) * H + h) * HD, (long)H * HD);
+    };
+    issue(kt, 0);
+    cp_commit();
+    for (int qt = kt; qt < nq; qt++) {
+        const int buf = (qt - kt) & 1;
+        if (qt + 1 < nq) issue(qt + 1, buf ^ 1);
+        cp_commit();
+        cp_wait<1>();
+        fence_async_smem();
+        __syncthreads();
+        float2 nl[8], de[8];  // this thread's query columns: LSE and D
+#pragma unroll
+        for (int n = 0; n < 8; n++) {
+            nl[n] = *(const float2*)&lse[head_rows + qt * TILE + n * 8 + 2 * t];
+            de[n] = *(const float2*)&delta[head_rows + qt * TILE + n * 8 + 2 * t];
+        }
+        wg_fence();
+        wg_product<0>(s, own[0], Qs[buf], 0);   // S^T: rows = keys, columns = queries
+        wg_product<0>(dp, own[1], Ds[buf], 0);  // dP^T
+        wg_commit_wait();
+        wg_hold<32>(&s[0][0]);
+        wg_hold<32>(&dp[0][0]);
+#pragma unroll
+        for (int n = 0; n < 8; n++) {
+#pragma unroll
+            for (int j = 0; j < 2; j++) {
+                const int query = qt * TILE + n * 8 + 2 * t + j;
+                const float l = -LOG2E * (j ? nl[n].y : nl[n].x), e = j ? de[n].y : de[n].x;
+                float p0 = ex2(fmaf(s[n][j], sl2, l)), p1 = ex2(fmaf(s[n][2 + j], sl2, l));
+                if (qt == kt) {
+                    if (query < k0) p0 = 0.f;
+                    if (query < k1) p1 = 0.f;
+                }
+                s[n][j] = p0;
+                s[n][2 + j] = p1;
+                dp[n][j] = p0 * (dp[n][j] - e);
+                dp[n][2 + j] = p1 * (dp[n][2 + j] - e);
+            }
+        }
+        u32 pa[2][4][4];  // P^T, dS^T
+#pragma unroll
+        for (int kk = 0; kk < 4; kk++) {
+            pack_a(pa[0][kk], s, kk);
+            pack_a(pa[1][kk], dp, kk);
+        }
+        wg_fence();
+        wg_product<1>(dva, pa[0], Ds[buf], 1);
+        wg_product<1>(dka, pa[1], Qs[buf], 1);
+        // dS^T into its tile while those run (the last iteration's dq read it before this
+        // iteration's first barrier).
+#pragma unroll
+        for (int n = 0; n < 8; n++) {
+            *(u32*)&Ss[tix<true>(row, n * 8 + 2 * t)] = pa[1][n >> 1][(n & 1) * 2];
+            *(u32*)&Ss[tix<true>(row + 8, n * 8 + 2 * t)] = pa[1][n >> 1][(n & 1) * 2 + 1];
+        }
+        fence_async_smem();
+        __syncthreads();
+        // dq rows of this warp: 16 queries x 64, dS read transposed out of dS^T.
+        wg_fence();
+#pragma unroll
+        for (int kk = 0; kk < 4; kk++)
+            wg_ss<1, 1>(&dqa[0][0], wg_desc(Ss + kk * 16 * HD), wg_desc(Ks + kk * 16 * HD), kk ? 1 : 0);
+        wg_commit_wait();
+        wg_hold<32>(&dva[0][0]);
+        wg_hold<32>(&dka[0][0]);
+        wg_hold<32>(&pa[0][0][0]);
+        wg_hold<32>(&dqa[0][0]);
+        float* d0 = dq + (head_rows + qt * TILE + row) * HD;
+#pragma unroll
+        for (int n = 0; n < 8; n++) {
+            red2(d0 + n * 8 + 2 * t, dqa[n][0] * scale, dqa[n][1] * scale);
+            red2(d0 + 8 * HD + n * 8 + 2 * t, dqa[n][2] * scale, dqa[n][3] * scale);
+        }
+        __syncthreads();  // both buffers of this tile are refilled next iteration
+    }
+    float* k0p = dk + ((long)(b * KV + kvh) * T + k0) * HD;
+    float* v0p = dv + ((long)(b * KV + kvh) * T + k0) * HD;
+#pragma unroll
+    for (int n = 0; n < 8; n++) {
+        const int c = n * 8 + 2 * t;
+        red2(k0p + c, dka[n][0] * scale, dka[n][1] * scale);
+        red2(k0p + 8 * HD + c, dka[n][2] * scale, dka[n][3] * scale);
+        red2(v0p + c, dva[n][0], dva[n][1]);
+        red2(v0p + 8 * HD + c, dva[n][2], dva[n][3]);
+    }
 }
-extern "C" __global__ void __launch_bounds__(128)
-attn_fwd2(const bf16* q, const bf16* k, const bf16* v, bf16* o, float* lse, int H, int KV, int T,
-          float scale) {
-    attn_fwd_heads<2>(q, k, v, o, lse, H, KV, T, scale);
-}
+
+// The entry points, 128 threads: grid (T / 64, H / R, B) for the forwards (`2`: R = 2, for an
+// even number of query heads per K/V group); (T / 64, H, B) for the backwards. `_wg`: warpgroup
+// MMAs, for compute capability 9.0 only (built with sm_90a; they trap elsewhere).
+#define ATTN_FWD(name, R, WG)                                                                      \
+    extern "C" __global__ void __launch_bounds__(128)                                              \
+        name(const bf16* q, const bf16* k, const bf16* v, bf16* o, float* lse, int H, int KV,      \
+             int T, float scale) {                                                                 \
+        attn_fwd_heads<R, WG>(q, k, v, o, lse, H, KV, T, scale);                                   \
+    }
+ATTN_FWD(attn_fwd, 1, false)
+ATTN_FWD(attn_fwd2, 2, false)
+ATTN_FWD(attn_fwd_wg, 1, true)
+ATTN_FWD(attn_fwd2_wg, 2, true)
+#define ATTN_BWD(name, WG)                                                                         \
+    extern "C" __global__ void __launch_bounds__(128)                                              \
+        name(const bf16* q, const bf16* k, const bf16* v, const bf16* dout, const float* lse,      \
+             const float* delta, float* dq, float* dk, float* dv, int H, int KV, int T,            \
+             float scale) {                                                                        \
+        attn_bwd_head<WG>(q, k, v, dout, lse, delta, dq, dk, dv, H, KV, T, scale);                 \
+    }
+ATTN_BWD(attn_bwd, false)
+ATTN_BWD(attn_bwd_wg, true)
 
 // ------------------------------------------------------------------------------------------------
 // Rotary embeddings and the fused QKV split (transformers' `_split_heads` layouts)

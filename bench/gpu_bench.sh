@@ -16,7 +16,8 @@
 # engine_check example at $ENGINE_CHECK (`cargo build --release --features cuda`, and
 # `--example engine_check`); CUDA's libraries in /usr/local/cuda/lib64. STEPS (30) sets the
 # training steps per run, CHECKS the models whose gradients are checked (MODEL[:recompute];
-# set and empty: none); NO_KERNELS=1 skips the kernel checks.
+# set and empty: none); NO_KERNELS=1 skips the kernel checks; RUNS (/tmp) holds falconry's run
+# folders (/dev/shm spares a 1B model's checkpoint the disk).
 set -uo pipefail
 out=${1:?usage: gpu_bench.sh OUT_DIR [MODEL[:MICRO:ACCUM] ...]}
 shift
@@ -24,6 +25,7 @@ runs=("${@:-falcon-124m:4:2}")
 FALCONRY=${FALCONRY:-falconry}
 ENGINE_CHECK=${ENGINE_CHECK:-engine_check}
 STEPS=${STEPS:-30}
+RUNS=${RUNS:-/tmp}
 export LD_LIBRARY_PATH=/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}
 export PYTHONUNBUFFERED=1
 mkdir -p "$out"
@@ -62,12 +64,12 @@ for run in "${runs[@]}"; do
     smi=$!
     start=$(date +%s.%N)
     mma=; [[ $flags == *mma* ]] && mma=1
-    FALCONRY_MMA_SYNC=$mma timeout 300 "$FALCONRY" train --config "$cfg" --data /tmp/tokens --output "/tmp/run-$tag" --steps "$STEPS" \
+    FALCONRY_MMA_SYNC=$mma timeout 300 "$FALCONRY" train --config "$cfg" --data /tmp/tokens --output "$RUNS/run-$tag" --steps "$STEPS" \
         > "$out/train-$tag.log" 2>&1 || { status=1; tail -5 "$out/train-$tag.log"; }
     echo "falconry $tag: $(python3 -c "import time; print(round(time.time() - $start, 1))") s wall, peak $(sort -n "/tmp/mem-$tag.csv" | tail -1) MiB"
     kill $smi
     sort -n "/tmp/mem-$tag.csv" | tail -1 > "$out/mem-$tag.txt"
-    cp "/tmp/run-$tag/metrics.jsonl" "$out/metrics-$tag.jsonl"
+    cp "$RUNS/run-$tag/metrics.jsonl" "$out/metrics-$tag.jsonl"
     conf=configs/model/$model.toml
     modes=("" --compile)
     [[ -n "${NO_COMPILE:-}" || $flags == *eager* ]] && modes=("")

@@ -148,7 +148,7 @@ def check_attention(B, H, KV, T):
     dv = torch.empty(v.shape, device=dev)
     args = [q, k, v, dout, lse, delta]
 
-    for name in ["attn_bwd"] + (["attn_bwd_wg", "attn_bwd_wg2"] if HOPPER else []):
+    for name in ["attn_bwd"] + (["attn_bwd_wg"] if HOPPER else []):
         def bwd():
             launch("attn_bwd_delta", ((B * T * H + 7) // 8,), 256, [o, dout, delta, B, H, T])
             dq.zero_()

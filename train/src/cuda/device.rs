@@ -126,8 +126,7 @@ impl Gpu {
         // sm_90a: the architecture-specific build that has the warpgroup MMAs.
         let hopper = (major, minor) == (9, 0);
         let suffix = if hopper { "a" } else { "" };
-        let arch: &'static str =
-            Box::leak(format!("sm_{major}{minor}{suffix}").into_boxed_str());
+        let arch: &'static str = Box::leak(format!("sm_{major}{minor}{suffix}").into_boxed_str());
         let ptx = cudarc::nvrtc::compile_ptx_with_opts(
             SOURCE,
             cudarc::nvrtc::CompileOptions {

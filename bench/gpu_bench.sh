@@ -10,7 +10,7 @@
 # FLAGS (comma-separated): `eager` leaves torch.compile out for that run, `recompute` turns on
 # falconry's recompute_activations (PyTorch then runs without recomputation, for reference),
 # `mma` runs falconry's portable mma.sync attention instead of Hopper's warpgroup-MMA kernels
-# (FALCONRY_MMA_SYNC=1) and leaves PyTorch out.
+# (FALCONRY_MMA_SYNC=1) and leaves PyTorch out, `compiled` leaves PyTorch eager out.
 #
 # Run from the repository root on the GPU machine with the cuda build at $FALCONRY and the
 # engine_check example at $ENGINE_CHECK (`cargo build --release --features cuda`, and
@@ -73,6 +73,7 @@ for run in "${runs[@]}"; do
     conf=configs/model/$model.toml
     modes=("" --compile)
     [[ -n "${NO_COMPILE:-}" || $flags == *eager* ]] && modes=("")
+    [[ $flags == *compiled* ]] && modes=(--compile)
     [[ $flags == *mma* ]] && modes=()
     for mode in "${modes[@]}"; do
         timeout 300 python3 bench/torch_falcon.py --model "$conf" --data /tmp/tokens --micro "$micro" --accum "$accum" \

@@ -219,7 +219,7 @@ __device__ __forceinline__ void mma_pb(float (*acc)[8][4], const u32 (*a)[4][4],
 }
 
 // Warpgroup MMAs are asynchronous. Around each batch: wg_hold on every register the batch reads
-// (A fragments, accumulators it adds to), then wg_fence, the MMAs, wg_commit_wait, and wg_hold
+// or writes (A fragments, accumulators), then wg_fence, the MMAs, wg_commit_wait, and wg_hold
 // again on every register it touched. The first holds keep the compiler from sinking ordinary
 // writes of those registers (a rescale of the accumulators, say) below the fence, where the
 // tensor cores may not see them; the last keep it from reading an accumulator or reusing an A
@@ -419,6 +419,7 @@ __device__ __forceinline__ void attn_fwd_heads(const bf16* __restrict__ q, const
         __syncthreads();
         if constexpr (WG) {
             wg_hold<R * 16>(&qf[0][0][0]);
+            wg_hold<R * 32>(&s[0][0][0]);
             wg_fence();
 #pragma unroll
             for (int r = 0; r < R; r++) wg_product<0>(s[r], qf[r], Ks[buf], 0);
@@ -720,6 +721,8 @@ attn_bwd_wg(const bf16* __restrict__ q, const bf16* __restrict__ k, const bf16* 
             de[n] = *(const float2*)&delta[head_rows + qt * TILE + n * 8 + 2 * t];
         }
         wg_hold<32>(&own[0][0][0]);
+        wg_hold<32>(&s[0][0]);
+        wg_hold<32>(&dp[0][0]);
         wg_fence();
         wg_product<0>(s, own[0], Qs[buf], 0);   // S^T: rows = keys, columns = queries
         wg_product<0>(dp, own[1], Ds[buf], 0);  // dP^T
@@ -765,6 +768,7 @@ attn_bwd_wg(const bf16* __restrict__ q, const bf16* __restrict__ k, const bf16* 
         fence_async_smem();
         __syncthreads();
         // dq rows of this warp: 16 queries x 64, dS read transposed out of dS^T.
+        wg_hold<32>(&dqa[0][0]);
         wg_fence();
 #pragma unroll
         for (int kk = 0; kk < 4; kk++)

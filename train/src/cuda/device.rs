@@ -22,8 +22,6 @@ const SOURCE: &str = include_str!("kernels.cu");
 const KERNELS: &[&str] = &[
     "attn_fwd",
     "attn_fwd2",
-    "attn_fwd_wg",
-    "attn_fwd2_wg",
     "attn_bwd_delta",
     "attn_bwd",
     "attn_bwd_wg",
@@ -85,9 +83,9 @@ pub(crate) struct Gpu {
     pub(crate) name: String,
     /// Seconds NVRTC and the driver took to build the kernels.
     pub(crate) compile_secs: f64,
-    /// Whether attention takes the `_wg` kernels (Hopper's warpgroup MMAs, compute capability
-    /// 9.0, kernels built for sm_90a) rather than mma.sync; `FALCONRY_MMA_SYNC=1` keeps
-    /// mma.sync.
+    /// Whether the attention backward takes its `_wg` kernel (Hopper's warpgroup MMAs, compute
+    /// capability 9.0, kernels built for sm_90a) rather than mma.sync; `FALCONRY_MMA_SYNC=1`
+    /// keeps mma.sync.
     pub(crate) wgmma: bool,
     allocated: usize,
     /// Set by `FALCONRY_PROFILE=1`.

@@ -305,6 +305,20 @@ __device__ __forceinline__ void wg_product(float (*d)[4], const u32 (*a)[4], con
         wg_rs<TB>(&d[0][0], a[kk], wg_desc(TB ? s + kk * 16 * HD : s + kk * 16), kk ? 1 : acc);
 }
 
+// The R-slice forms of mma_abt (TB = 0, acc = 0) and mma_pb (TB = 1, acc = 1) as one waited
+// batch of warpgroup MMAs.
+template <int R, int TB>
+__device__ __forceinline__ void wg_products(float (*d)[8][4], u32 (*a)[4][4], const bf16* s, int acc) {
+    wg_hold<R * 32>(&d[0][0][0]);
+    wg_hold<R * 16>(&a[0][0][0]);
+    wg_fence();
+#pragma unroll
+    for (int r = 0; r < R; r++) wg_product<TB>(d[r], a[r], s, acc);
+    wg_commit_wait();
+    wg_hold<R * 32>(&d[0][0][0]);
+    wg_hold<R * 16>(&a[0][0][0]);
+}
+
 // Tensor-core check of the three descriptor forms the attention kernels use, one warpgroup,
 // 64 x 64 bf16 row-major inputs, f32 out [3][64][64]: out0 = a b^T (b K-contiguous), out1 = a b
 // (b N-contiguous), out2 = a^T b (both through descriptors, both transposed).
@@ -417,18 +431,8 @@ __device__ __forceinline__ void attn_fwd_heads(const bf16* __restrict__ q, const
         cp_wait<1>();
         if constexpr (WG) fence_async_smem();
         __syncthreads();
-        if constexpr (WG) {
-            wg_hold<R * 16>(&qf[0][0][0]);
-            wg_hold<R * 32>(&s[0][0][0]);
-            wg_fence();
-#pragma unroll
-            for (int r = 0; r < R; r++) wg_product<0>(s[r], qf[r], Ks[buf], 0);
-            wg_commit_wait();
-            wg_hold<R * 32>(&s[0][0][0]);
-            wg_hold<R * 16>(&qf[0][0][0]);
-        } else {
-            mma_abt<R>(s, qf, Ks[buf]);
-        }
+        if constexpr (WG) wg_products<R, 0>(s, qf, Ks[buf], 0);
+        else mma_abt<R>(s, qf, Ks[buf]);
 #pragma unroll
         for (int r = 0; r < R; r++) {
             // Maxima of the raw scores (the scale is positive); the scale goes into the
@@ -475,18 +479,8 @@ __device__ __forceinline__ void attn_fwd_heads(const bf16* __restrict__ q, const
         for (int r = 0; r < R; r++)
 #pragma unroll
             for (int kk = 0; kk < 4; kk++) pack_a(pa[r][kk], s[r], kk);
-        if constexpr (WG) {
-            wg_hold<R * 32>(&acc[0][0][0]);
-            wg_hold<R * 16>(&pa[0][0][0]);
-            wg_fence();
-#pragma unroll
-            for (int r = 0; r < R; r++) wg_product<1>(acc[r], pa[r], Vs[buf], 1);
-            wg_commit_wait();
-            wg_hold<R * 32>(&acc[0][0][0]);
-            wg_hold<R * 16>(&pa[0][0][0]);
-        } else {
-            mma_pb<R>(acc, pa, Vs[buf]);
-        }
+        if constexpr (WG) wg_products<R, 1>(acc, pa, Vs[buf], 1);
+        else mma_pb<R>(acc, pa, Vs[buf]);
         __syncthreads();  // this buffer is refilled next iteration
     }
 
@@ -527,9 +521,45 @@ extern "C" __global__ void attn_bwd_delta(const bf16* __restrict__ o,
     }
 }
 
-// Two f32 additions to consecutive addresses in one reduction (sm_90), result unused.
+// Two f32 additions to consecutive addresses, result unused: one vector reduction on sm_90+,
+// two before.
 __device__ __forceinline__ void red2(float* p, float a, float b) {
+#if __CUDA_ARCH__ >= 900
     asm volatile("red.global.add.v2.f32 [%0], {%1, %2};" ::"l"(p), "f"(a), "f"(b) : "memory");
+#else
+    asm volatile("red.global.add.f32 [%0], %1;" ::"l"(p), "f"(a) : "memory");
+    asm volatile("red.global.add.f32 [%0], %1;" ::"l"(p + 1), "f"(b) : "memory");
+#endif
+}
+
+// P^T and dS^T = P^T (dP^T - D) in place of S^T and dP^T, in n-tile `s`, `dp` of a warp's key
+// rows k0 and k1 (= k0 + 8), for the thread's queries `query` and + 1, their -LSE log2(e) `nl`
+// and D `de`; `diag`: the key tile is the query tile, which the causal mask cuts.
+__device__ __forceinline__ void bwd_probs(float* s, float* dp, int query, float2 nl, float2 de,
+                                          int k0, int k1, bool diag, float sl2) {
+#pragma unroll
+    for (int j = 0; j < 2; j++) {
+        const float l = j ? nl.y : nl.x, e = j ? de.y : de.x;
+        float p0 = ex2(fmaf(s[j], sl2, l)), p1 = ex2(fmaf(s[2 + j], sl2, l));
+        if (diag) {
+            if (query + j < k0) p0 = 0.f;
+            if (query + j < k1) p1 = 0.f;
+        }
+        s[j] = p0;
+        s[2 + j] = p1;
+        dp[j] = p0 * (dp[j] - e);
+        dp[2 + j] = p1 * (dp[2 + j] - e);
+    }
+}
+
+// A warp's 16 x 64 accumulators times `scale` added into f32 rows of 64 (p: its row g).
+__device__ __forceinline__ void red_rows(float* p, const float (*a)[4], float scale) {
+    const int t = threadIdx.x & 3;
+#pragma unroll
+    for (int n = 0; n < 8; n++) {
+        red2(p + n * 8 + 2 * t, a[n][0] * scale, a[n][1] * scale);
+        red2(p + 8 * HD + n * 8 + 2 * t, a[n][2] * scale, a[n][3] * scale);
+    }
 }
 
 // dq, dk and dv in one pass (FlashAttention-2's backward) for one query head and one 64-key
@@ -591,24 +621,10 @@ attn_bwd(const bf16* __restrict__ q, const bf16* __restrict__ k, const bf16* __r
         mma_abt<1>(s, own, Qs[buf]);       // S^T: rows = keys, columns = queries
         mma_abt<1>(dp, own + 1, Ds[buf]);  // dP^T
 #pragma unroll
-        for (int n = 0; n < 8; n++) {
-            const float2 nl = *(const float2*)&Ls[buf][n * 8 + 2 * t];
-            const float2 de = *(const float2*)&Es[buf][n * 8 + 2 * t];
-#pragma unroll
-            for (int j = 0; j < 2; j++) {
-                const int query = qt * TILE + n * 8 + 2 * t + j;
-                const float l = j ? nl.y : nl.x, e = j ? de.y : de.x;
-                float p0 = ex2(fmaf(s[0][n][j], sl2, l)), p1 = ex2(fmaf(s[0][n][2 + j], sl2, l));
-                if (qt == kt) {
-                    if (query < k0) p0 = 0.f;
-                    if (query < k1) p1 = 0.f;
-                }
-                s[0][n][j] = p0;
-                s[0][n][2 + j] = p1;
-                dp[0][n][j] = p0 * (dp[0][n][j] - e);
-                dp[0][n][2 + j] = p1 * (dp[0][n][2 + j] - e);
-            }
-        }
+        for (int n = 0; n < 8; n++)
+            bwd_probs(s[0][n], dp[0][n], qt * TILE + n * 8 + 2 * t,
+                      *(const float2*)&Ls[buf][n * 8 + 2 * t],
+                      *(const float2*)&Es[buf][n * 8 + 2 * t], k0, k1, qt == kt, sl2);
         u32 pa[2][4][4];  // P^T, dS^T
 #pragma unroll
         for (int kk = 0; kk < 4; kk++) {
@@ -645,24 +661,11 @@ attn_bwd(const bf16* __restrict__ q, const bf16* __restrict__ k, const bf16* __r
                 mma(dqa[2 * np + 1], a, bb + 2);
             }
         }
-        float* d0 = dq + (head_rows + qt * TILE + warp * 16 + g) * HD;
-#pragma unroll
-        for (int n = 0; n < 8; n++) {
-            red2(d0 + n * 8 + 2 * t, dqa[n][0] * scale, dqa[n][1] * scale);
-            red2(d0 + 8 * HD + n * 8 + 2 * t, dqa[n][2] * scale, dqa[n][3] * scale);
-        }
+        red_rows(dq + (head_rows + qt * TILE + warp * 16 + g) * HD, dqa, scale);
         __syncthreads();  // both buffers of this tile are refilled next iteration
     }
-    float* k0p = dk + ((long)(b * KV + kvh) * T + k0) * HD;
-    float* v0p = dv + ((long)(b * KV + kvh) * T + k0) * HD;
-#pragma unroll
-    for (int n = 0; n < 8; n++) {
-        const int c = n * 8 + 2 * t;
-        red2(k0p + c, dka[0][n][0] * scale, dka[0][n][1] * scale);
-        red2(k0p + 8 * HD + c, dka[0][n][2] * scale, dka[0][n][3] * scale);
-        red2(v0p + c, dva[0][n][0], dva[0][n][1]);
-        red2(v0p + 8 * HD + c, dva[0][n][2], dva[0][n][3]);
-    }
+    red_rows(dk + ((long)(b * KV + kvh) * T + k0) * HD, dka[0], scale);
+    red_rows(dv + ((long)(b * KV + kvh) * T + k0) * HD, dva[0], 1.f);
 }
 
 // attn_bwd on Hopper's warpgroup MMAs, with a sixth tile for dS^T and the LSE and D rows read
@@ -714,10 +717,11 @@ attn_bwd_wg(const bf16* __restrict__ q, const bf16* __restrict__ k, const bf16* 
         cp_wait<1>();
         fence_async_smem();
         __syncthreads();
-        float2 nl[8], de[8];  // this thread's query columns: LSE and D
+        float2 nl[8], de[8];  // this thread's query columns: -LSE log2(e) and D
 #pragma unroll
         for (int n = 0; n < 8; n++) {
-            nl[n] = *(const float2*)&lse[head_rows + qt * TILE + n * 8 + 2 * t];
+            const float2 x = *(const float2*)&lse[head_rows + qt * TILE + n * 8 + 2 * t];
+            nl[n] = make_float2(-LOG2E * x.x, -LOG2E * x.y);
             de[n] = *(const float2*)&delta[head_rows + qt * TILE + n * 8 + 2 * t];
         }
         wg_hold<32>(&own[0][0][0]);
@@ -730,22 +734,8 @@ attn_bwd_wg(const bf16* __restrict__ q, const bf16* __restrict__ k, const bf16* 
         wg_hold<32>(&s[0][0]);
         wg_hold<32>(&dp[0][0]);
 #pragma unroll
-        for (int n = 0; n < 8; n++) {
-#pragma unroll
-            for (int j = 0; j < 2; j++) {
-                const int query = qt * TILE + n * 8 + 2 * t + j;
-                const float l = -LOG2E * (j ? nl[n].y : nl[n].x), e = j ? de[n].y : de[n].x;
-                float p0 = ex2(fmaf(s[n][j], sl2, l)), p1 = ex2(fmaf(s[n][2 + j], sl2, l));
-                if (qt == kt) {
-                    if (query < k0) p0 = 0.f;
-                    if (query < k1) p1 = 0.f;
-                }
-                s[n][j] = p0;
-                s[n][2 + j] = p1;
-                dp[n][j] = p0 * (dp[n][j] - e);
-                dp[n][2 + j] = p1 * (dp[n][2 + j] - e);
-            }
-        }
+        for (int n = 0; n < 8; n++)
+            bwd_probs(s[n], dp[n], qt * TILE + n * 8 + 2 * t, nl[n], de[n], k0, k1, qt == kt, sl2);
         u32 pa[2][4][4];  // P^T, dS^T
 #pragma unroll
         for (int kk = 0; kk < 4; kk++) {
@@ -778,24 +768,11 @@ attn_bwd_wg(const bf16* __restrict__ q, const bf16* __restrict__ k, const bf16* 
         wg_hold<32>(&dka[0][0]);
         wg_hold<32>(&pa[0][0][0]);
         wg_hold<32>(&dqa[0][0]);
-        float* d0 = dq + (head_rows + qt * TILE + row) * HD;
-#pragma unroll
-        for (int n = 0; n < 8; n++) {
-            red2(d0 + n * 8 + 2 * t, dqa[n][0] * scale, dqa[n][1] * scale);
-            red2(d0 + 8 * HD + n * 8 + 2 * t, dqa[n][2] * scale, dqa[n][3] * scale);
-        }
+        red_rows(dq + (head_rows + qt * TILE + row) * HD, dqa, scale);
         __syncthreads();  // both buffers of this tile are refilled next iteration
     }
-    float* k0p = dk + ((long)(b * KV + kvh) * T + k0) * HD;
-    float* v0p = dv + ((long)(b * KV + kvh) * T + k0) * HD;
-#pragma unroll
-    for (int n = 0; n < 8; n++) {
-        const int c = n * 8 + 2 * t;
-        red2(k0p + c, dka[n][0] * scale, dka[n][1] * scale);
-        red2(k0p + 8 * HD + c, dka[n][2] * scale, dka[n][3] * scale);
-        red2(v0p + c, dva[n][0], dva[n][1]);
-        red2(v0p + 8 * HD + c, dva[n][2], dva[n][3]);
-    }
+    red_rows(dk + ((long)(b * KV + kvh) * T + k0) * HD, dka, scale);
+    red_rows(dv + ((long)(b * KV + kvh) * T + k0) * HD, dva, 1.f);
 }
 
 // The forwards' entry points, 128 threads, grid (T / 64, H / R, B) (`2`: R = 2, for an even

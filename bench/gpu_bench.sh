@@ -64,7 +64,7 @@ for run in "${runs[@]}"; do
     smi=$!
     start=$(date +%s.%N)
     mma=; [[ $flags == *mma* ]] && mma=1
-    FALCONRY_MMA_SYNC=$mma timeout 300 "$FALCONRY" train --config "$cfg" --data /tmp/tokens --output "$RUNS/run-$tag" --steps "$STEPS" \
+    FALCONRY_MMA_SYNC=${mma:-${FALCONRY_MMA_SYNC:-}} timeout 300 "$FALCONRY" train --config "$cfg" --data /tmp/tokens --output "$RUNS/run-$tag" --steps "$STEPS" \
         > "$out/train-$tag.log" 2>&1 || { status=1; tail -5 "$out/train-$tag.log"; }
     echo "falconry $tag: $(python3 -c "import time; print(round(time.time() - $start, 1))") s wall, peak $(sort -n "/tmp/mem-$tag.csv" | tail -1) MiB"
     kill $smi

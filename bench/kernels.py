@@ -124,7 +124,7 @@ def check_attention(B, H, KV, T):
     sdpa = lambda: F.scaled_dot_product_attention(qs, ks, vs, is_causal=True, enable_gqa=True)
     sdpa_ms = time_ms(sdpa)
     # attn_fwd2 takes two query heads of a K/V group per warp (the engine's choice when it can).
-    # `_wg`: the same with Hopper's warpgroup MMAs (not yet the engine's choice: see kernels.cu).
+    # `_wg`: the same with Hopper's warpgroup MMAs (the engine's choice on compute capability 9.0).
     for name, heads in [("attn_fwd", 1), ("attn_fwd2", 2), ("attn_fwd_wg", 1), ("attn_fwd2_wg", 2)]:
         if (H // KV) % heads or (name.endswith("_wg") and not HOPPER):
             continue

@@ -22,6 +22,8 @@ const SOURCE: &str = include_str!("kernels.cu");
 const KERNELS: &[&str] = &[
     "attn_fwd",
     "attn_fwd2",
+    "attn_fwd_wg",
+    "attn_fwd2_wg",
     "attn_bwd_delta",
     "attn_bwd",
     "attn_bwd_wg",
@@ -83,13 +85,31 @@ pub(crate) struct Gpu {
     pub(crate) name: String,
     /// Seconds NVRTC and the driver took to build the kernels.
     pub(crate) compile_secs: f64,
-    /// Whether the attention backward takes its `_wg` kernel (Hopper's warpgroup MMAs, compute
-    /// capability 9.0, kernels built for sm_90a) rather than mma.sync; `FALCONRY_MMA_SYNC=1`
-    /// keeps mma.sync.
-    pub(crate) wgmma: bool,
+    /// Whether the attention forward and backward take their `_wg` kernels (Hopper's warpgroup
+    /// MMAs, compute capability 9.0, kernels built for sm_90a) rather than mma.sync.
+    pub(crate) wgmma: Wgmma,
     allocated: usize,
     /// Set by `FALCONRY_PROFILE=1`.
     profile: Option<Mutex<Profile>>,
+}
+
+/// Which attention kernels run on warpgroup MMAs. `FALCONRY_MMA_SYNC` keeps mma.sync on Hopper:
+/// `1` for both directions, `fwd` or `bwd` for one (to tell a wrong kernel from a slow one).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct Wgmma {
+    pub(crate) fwd: bool,
+    pub(crate) bwd: bool,
+}
+
+impl Wgmma {
+    fn choose(hopper: bool, mma_sync: &str) -> Self {
+        // Any other value (`1`) keeps mma.sync for both.
+        let both = !matches!(mma_sync, "" | "0" | "fwd" | "bwd");
+        Self {
+            fwd: hopper && !both && mma_sync != "fwd",
+            bwd: hopper && !both && mma_sync != "bwd",
+        }
+    }
 }
 
 /// GPU time per kernel, product and copy, from a pair of events around each (so time the GPU
@@ -159,8 +179,7 @@ impl Gpu {
             sms,
             name,
             compile_secs: began.elapsed().as_secs_f64(),
-            wgmma: hopper
-                && !matches!(std::env::var("FALCONRY_MMA_SYNC").as_deref(), Ok(v) if !v.is_empty() && v != "0"),
+            wgmma: Wgmma::choose(hopper, std::env::var("FALCONRY_MMA_SYNC").as_deref().unwrap_or("")),
             allocated: 0,
             profile: std::env::var_os("FALCONRY_PROFILE").map(|_| Mutex::default()),
         })

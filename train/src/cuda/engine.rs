@@ -1463,13 +1463,12 @@ impl Engine {
                 Arg::I(layout),
             ],
         )?;
-        // Two query heads of a K/V group per warp share every K and V fragment. The forwards on
-        // warpgroup MMAs (`attn_fwd*_wg`) are not taken yet: bench/kernels.py found their first
-        // form wrong, and the fix has not run on a GPU.
-        let (attn_fwd, per_warp) = if (h / kv) % 2 == 0 {
-            ("attn_fwd2", 2)
-        } else {
-            ("attn_fwd", 1)
+        // Two query heads of a K/V group per warp share every K and V fragment.
+        let (attn_fwd, per_warp) = match ((h / kv) % 2 == 0, self.gpu.wgmma.fwd) {
+            (true, true) => ("attn_fwd2_wg", 2),
+            (true, false) => ("attn_fwd2", 2),
+            (false, true) => ("attn_fwd_wg", 1),
+            (false, false) => ("attn_fwd", 1),
         };
         self.gpu.launch(
             attn_fwd,
@@ -1762,7 +1761,7 @@ impl Engine {
                 Arg::F(scale),
             ];
             self.gpu.launch(
-                if self.gpu.wgmma {
+                if self.gpu.wgmma.bwd {
                     "attn_bwd_wg"
                 } else {
                     "attn_bwd"

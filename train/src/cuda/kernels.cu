@@ -319,6 +319,21 @@ __device__ __forceinline__ void wg_products(float (*d)[8][4], u32 (*a)[4][4], co
     wg_hold<R * 16>(&a[0][0][0]);
 }
 
+// d[r] = Q_r K^T for R 64-row query tiles q[r] and key tile k, all swizzled in shared memory
+// (both operands through descriptors, K contiguous), as one waited batch.
+template <int R>
+__device__ __forceinline__ void wg_scores(float (*d)[8][4], const bf16 (*q)[TILE * HD], const bf16* k) {
+    wg_hold<R * 32>(&d[0][0][0]);
+    wg_fence();
+#pragma unroll
+    for (int r = 0; r < R; r++)
+#pragma unroll
+        for (int kk = 0; kk < 4; kk++)
+            wg_ss<0, 0>(&d[r][0][0], wg_desc(q[r] + kk * 16), wg_desc(k + kk * 16), kk);
+    wg_commit_wait();
+    wg_hold<R * 32>(&d[0][0][0]);
+}
+
 // Tensor-core check of the three descriptor forms the attention kernels use, one warpgroup,
 // 64 x 64 bf16 row-major inputs, f32 out [3][64][64]: out0 = a b^T (b K-contiguous), out1 = a b
 // (b N-contiguous), out2 = a^T b (both through descriptors, both transposed).
@@ -387,8 +402,13 @@ __device__ __forceinline__ void attn_fwd_heads(const bf16* __restrict__ q, const
                                          const bf16* __restrict__ v, bf16* __restrict__ o,
                                          float* __restrict__ lse, int H, int KV, int T,
                                          float scale) {
-    __shared__ alignas(1024) bf16 tiles[4][TILE * LDS];
-    bf16(*Ks)[TILE * LDS] = tiles, (*Vs)[TILE * LDS] = tiles + 2;
+    // Two buffers each of K and V; WG: then the R query tiles, which the tensor cores read
+    // from shared memory (a register A operand that stays live across the loop had its
+    // registers reused for P by ptxas, 12.9 here and the driver's on an H100: wrong output).
+    // 4 + R swizzled tiles of 8 KB fit the 48 KB of static shared memory.
+    constexpr int SLOT = WG ? TILE * HD : TILE * LDS;
+    __shared__ alignas(1024) bf16 tiles[WG ? 4 + R : 4][SLOT];
+    bf16(*Ks)[SLOT] = tiles, (*Vs)[SLOT] = tiles + 2, (*Qs)[SLOT] = tiles + 4;
     const int qt = T / TILE - 1 - blockIdx.x;
     const int h0 = blockIdx.y * R, b = blockIdx.z, kvh = h0 / (H / KV);
     const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
@@ -397,7 +417,7 @@ __device__ __forceinline__ void attn_fwd_heads(const bf16* __restrict__ q, const
     const float sl2 = scale * LOG2E;
     const int q0 = qt * TILE + (threadIdx.x >> 5) * 16 + g, q1 = q0 + 8;
 
-    u32 qf[R][4][4];
+    u32 qf[R][4][4];  // mma.sync only
     {
         const bf16* rows[R];
         long strides[R];
@@ -406,7 +426,12 @@ __device__ __forceinline__ void attn_fwd_heads(const bf16* __restrict__ q, const
             rows[r] = q + ((long)(b * H + h0 + r) * T + qt * TILE) * HD;
             strides[r] = HD;
         }
-        stage_rows<R, WG>(qf, tiles, rows, strides);
+        if constexpr (WG) {
+#pragma unroll
+            for (int r = 0; r < R; r++) load_tile<true>(Qs[r], rows[r], HD);
+        } else {
+            stage_rows<R, false>(qf, tiles, rows, strides);
+        }
     }
     load_tile<WG>(Ks[0], kg, HD);
     load_tile<WG>(Vs[0], vg, HD);
@@ -431,7 +456,7 @@ __device__ __forceinline__ void attn_fwd_heads(const bf16* __restrict__ q, const
         cp_wait<1>();
         if constexpr (WG) fence_async_smem();
         __syncthreads();
-        if constexpr (WG) wg_products<R, 0>(s, qf, Ks[buf], 0);
+        if constexpr (WG) wg_scores<R>(s, Qs, Ks[buf]);
         else mma_abt<R>(s, qf, Ks[buf]);
 #pragma unroll
         for (int r = 0; r < R; r++) {
@@ -777,10 +802,7 @@ attn_bwd_wg(const bf16* __restrict__ q, const bf16* __restrict__ k, const bf16* 
 
 // The forwards' entry points, 128 threads, grid (T / 64, H / R, B) (`2`: R = 2, for an even
 // number of query heads per K/V group); the backwards' grid is (T / 64, H, B). `_wg`: warpgroup
-// MMAs, for compute capability 9.0 only (built with sm_90a; they trap elsewhere). The `_wg`
-// forwards are checked by bench/kernels.py and not yet taken by the engine: their first form
-// was wrong on an H100 (the accumulators' rescale not held before the fence), and the held
-// form has not run on a GPU yet.
+// MMAs, for compute capability 9.0 only (built with sm_90a; they trap elsewhere).
 #define ATTN_FWD(name, R, WG)                                                                      \
     extern "C" __global__ void __launch_bounds__(128)                                              \
         name(const bf16* q, const bf16* k, const bf16* v, bf16* o, float* lse, int H, int KV,      \

@@ -15,7 +15,8 @@ use safetensors::SafeTensors;
 use serde::{Deserialize, Serialize};
 
 use crate::attention::FalconTrainBackend;
-use crate::hf::{self, slots};
+use crate::config::FalconConfig;
+use crate::hf::{self, slots, NamedTensors};
 use crate::model::FalconForCausalLM;
 use crate::optim::{AdamW, AdamWConfig, Moments};
 use crate::{write_atomic, Error};
@@ -51,6 +52,15 @@ pub fn latest_checkpoint(root: &Path) -> Option<(usize, PathBuf)> {
         .max_by_key(|(step, _)| *step)
 }
 
+/// A checkpoint's tensors on the host: the weights (HF names and layouts) and the AdamW
+/// moments (`<hf name>.exp_avg` / `.exp_avg_sq`, flattened, Burn's order for linear weights).
+pub struct CheckpointTensors {
+    /// The model's weights, as `model.safetensors` holds them.
+    pub params: NamedTensors,
+    /// The moments, as `optimizer.safetensors` holds them.
+    pub moments: NamedTensors,
+}
+
 /// Writes a checkpoint of `model` and `optim` as `root/step-NNNNNN`, atomically.
 pub fn save_checkpoint<B: FalconTrainBackend>(
     root: &Path,
@@ -58,15 +68,8 @@ pub fn save_checkpoint<B: FalconTrainBackend>(
     optim: &AdamW<B>,
     state: &TrainerState,
 ) -> Result<PathBuf, Error> {
-    let name = checkpoint_name(state.step);
-    let tmp = root.join(format!(".{name}.tmp"));
-    let dir = root.join(&name);
-    if tmp.exists() {
-        std::fs::remove_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
-    }
-    hf::save_hf(model, &tmp)?;
-
-    let mut tensors = BTreeMap::new();
+    let params = hf::named_tensors(model)?;
+    let mut moments = BTreeMap::new();
     let mut model = model.clone();
     for (pname, slot) in slots(&mut model) {
         if let Some(m) = optim.moments.get(&slot.id()) {
@@ -77,14 +80,30 @@ pub fn save_checkpoint<B: FalconTrainBackend>(
                     .convert::<f32>()
                     .into_vec::<f32>()
                     .map_err(|e| Error::Safetensors(format!("{e:?}")))?;
-                tensors.insert(format!("{pname}.{suffix}"), (vec![data.len()], data));
+                moments.insert(format!("{pname}.{suffix}"), (vec![data.len()], data));
             }
         }
     }
-    write_atomic(
-        &tmp.join("optimizer.safetensors"),
-        &hf::serialize(&tensors)?,
-    )?;
+    let tensors = CheckpointTensors { params, moments };
+    write_checkpoint(root, model.config(), &tensors, state)
+}
+
+/// [`save_checkpoint`] from tensors on the host (the CUDA engine's, which never pass through a
+/// Burn model).
+pub fn write_checkpoint(
+    root: &Path,
+    config: &FalconConfig,
+    tensors: &CheckpointTensors,
+    state: &TrainerState,
+) -> Result<PathBuf, Error> {
+    let name = checkpoint_name(state.step);
+    let tmp = root.join(format!(".{name}.tmp"));
+    let dir = root.join(&name);
+    if tmp.exists() {
+        std::fs::remove_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
+    }
+    hf::write_hf(config, &tensors.params, &tmp)?;
+    hf::save_safetensors(&tmp.join("optimizer.safetensors"), &tensors.moments)?;
     let json = serde_json::to_vec_pretty(state).expect("state serializes");
     write_atomic(&tmp.join("trainer_state.json"), &json)?;
 

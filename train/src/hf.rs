@@ -12,11 +12,13 @@
 //! does). Weights load from f32, bf16 or f16 and are saved as f32.
 
 use std::collections::BTreeMap;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use burn::module::{Param, ParamId};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
+use falconry_shards::atomic;
 use memmap2::Mmap;
 use rayon::prelude::*;
 use safetensors::tensor::TensorView;
@@ -136,37 +138,6 @@ pub(crate) fn to_f32(view: &TensorView<'_>, name: &str, path: &Path) -> Result<L
     })
 }
 
-/// Serializes named f32 tensors to safetensors bytes (metadata `format: pt`, which transformers
-/// expects).
-pub(crate) fn serialize(tensors: &NamedTensors) -> Result<Vec<u8>, Error> {
-    let bytes: BTreeMap<&String, (Vec<usize>, Vec<u8>)> = tensors
-        .iter()
-        .map(|(k, (shape, data))| {
-            (
-                k,
-                (
-                    shape.clone(),
-                    data.iter().flat_map(|x| x.to_le_bytes()).collect(),
-                ),
-            )
-        })
-        .collect();
-    let views = bytes
-        .iter()
-        .map(|(k, (shape, data))| {
-            safetensors::tensor::TensorView::new(Dtype::F32, shape.clone(), data)
-                .map(|v| (k.to_string(), v))
-        })
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| Error::Safetensors(e.to_string()))?;
-    let metadata = Some(
-        [("format".to_string(), "pt".to_string())]
-            .into_iter()
-            .collect(),
-    );
-    safetensors::serialize(views, metadata).map_err(|e| Error::Safetensors(e.to_string()))
-}
-
 fn tensor_data<B: Backend, const D: usize>(
     t: Tensor<B, D>,
 ) -> Result<(Vec<usize>, Vec<f32>), Error> {
@@ -196,9 +167,41 @@ pub(crate) fn named_tensors<B: Backend>(
     Ok(out)
 }
 
-/// Writes named f32 tensors as one safetensors file (atomically).
+/// Writes named f32 tensors as one safetensors file (metadata `format: pt`, which transformers
+/// expects), atomically, streamed from the tensors themselves: a 1B model's AdamW moments
+/// (10 GB) are not copied in memory on the way out.
 pub fn save_safetensors(path: &Path, tensors: &NamedTensors) -> Result<(), Error> {
-    write_atomic(path, &serialize(tensors)?)
+    let mut header = serde_json::Map::new();
+    header.insert("__metadata__".into(), serde_json::json!({ "format": "pt" }));
+    let mut offset = 0;
+    for (name, (shape, data)) in tensors {
+        let end = offset + 4 * data.len();
+        header.insert(
+            name.clone(),
+            serde_json::json!({ "dtype": "F32", "shape": shape, "data_offsets": [offset, end] }),
+        );
+        offset = end;
+    }
+    let mut head = serde_json::to_vec(&header).expect("json value serializes");
+    // The data starts 8-byte aligned, as safetensors' own writer pads it.
+    head.resize(head.len().next_multiple_of(8), b' ');
+    let shard_error = |e| crate::data::shard_error(path, e);
+    let (tmp, file) = atomic::create_tmp(path).map_err(shard_error)?;
+    let mut out = std::io::BufWriter::with_capacity(1 << 22, file);
+    let written = (|| {
+        out.write_all(&(head.len() as u64).to_le_bytes())?;
+        out.write_all(&head)?;
+        for (_, data) in tensors.values() {
+            // Little-endian f32, as the format stores it (every target falconry builds for).
+            out.write_all(bytemuck::cast_slice(data))?;
+        }
+        out.flush()
+    })();
+    written.map_err(|e| Error::io(&tmp, e))?;
+    let file = out
+        .into_inner()
+        .map_err(|e| Error::io(&tmp, e.into_error()))?;
+    atomic::commit_tmp(file, &tmp, path).map_err(shard_error)
 }
 
 /// Reads every tensor of a safetensors file as f32.
@@ -219,12 +222,19 @@ pub fn load_safetensors(path: &Path) -> Result<NamedTensors, Error> {
 
 /// Saves `model` as a HF folder: `config.json` + `model.safetensors`, each written atomically.
 pub fn save_hf<B: FalconBackend>(model: &FalconForCausalLM<B>, dir: &Path) -> Result<(), Error> {
+    write_hf(model.config(), &named_tensors(model)?, dir)
+}
+
+/// [`save_hf`] from HF-named, HF-laid-out tensors on the host.
+pub(crate) fn write_hf(
+    config: &FalconConfig,
+    params: &NamedTensors,
+    dir: &Path,
+) -> Result<(), Error> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    let config =
-        serde_json::to_vec_pretty(&model.config().to_hf_value()).expect("json value serializes");
-    write_atomic(&dir.join("config.json"), &config)?;
-    let bytes = serialize(&named_tensors(model)?)?;
-    write_atomic(&dir.join("model.safetensors"), &bytes)
+    let json = serde_json::to_vec_pretty(&config.to_hf_value()).expect("json value serializes");
+    write_atomic(&dir.join("config.json"), &json)?;
+    save_safetensors(&dir.join("model.safetensors"), params)
 }
 
 /// Loads a HF Falcon folder (`config.json` + `model.safetensors`, or the shards of
@@ -395,22 +405,6 @@ fn set_slot<B: Backend>(
             check_shape(name, shape, &dims)?;
             *p = Param::from_tensor(Tensor::from_data(TensorData::new(data, dims), device));
         }
-    }
-    Ok(())
-}
-
-/// Sets every parameter of `model` from HF-named, HF-laid-out f32 tensors.
-#[cfg(feature = "cuda")]
-pub(crate) fn set_named_tensors<B: Backend>(
-    model: &mut FalconForCausalLM<B>,
-    tensors: &NamedTensors,
-    device: &B::Device,
-) -> Result<(), String> {
-    for (name, slot) in slots(model) {
-        let Some((shape, data)) = tensors.get(&name) else {
-            return Err(format!("missing tensor `{name}`"));
-        };
-        set_slot(slot, &name, shape, data.clone(), device)?;
     }
     Ok(())
 }

@@ -10,6 +10,7 @@
 use burn::module::Module;
 
 use crate::attention::FalconTrainBackend;
+use crate::checkpoint::CheckpointTensors;
 use crate::config::FalconConfig;
 use crate::model::FalconForCausalLM;
 use crate::optim::AdamW;
@@ -28,13 +29,8 @@ pub trait Fused<B: FalconTrainBackend> {
     fn loss(&mut self, windows: &[u16]) -> Result<f64, Error>;
     /// Every position's loss over one micro-batch (`[batch, seq]`), no gradients.
     fn token_losses(&mut self, windows: &[u16]) -> Result<Vec<f32>, Error>;
-    /// Writes the weights and moments back into `model` and `optim`.
-    fn store(
-        &self,
-        model: &mut FalconForCausalLM<B>,
-        optim: &mut AdamW<B>,
-        device: &B::Device,
-    ) -> Result<(), Error>;
+    /// The weights and moments, for a checkpoint.
+    fn export(&self) -> Result<CheckpointTensors, Error>;
     /// AdamW updates done.
     fn optimizer_step(&self) -> usize;
     /// GPUs taking the step: [`Fused::step`] gets each one's micro-batches, in rank order.
@@ -180,13 +176,8 @@ impl<B: FalconTrainBackend> Fused<B> for crate::cuda::Engine {
     fn token_losses(&mut self, windows: &[u16]) -> Result<Vec<f32>, Error> {
         crate::cuda::Engine::token_losses(self, windows)
     }
-    fn store(
-        &self,
-        model: &mut FalconForCausalLM<B>,
-        optim: &mut AdamW<B>,
-        device: &B::Device,
-    ) -> Result<(), Error> {
-        crate::cuda::Engine::store(self, model, optim, device)
+    fn export(&self) -> Result<CheckpointTensors, Error> {
+        crate::cuda::Engine::export(self)
     }
     fn optimizer_step(&self) -> usize {
         crate::cuda::Engine::optimizer_step(self)
@@ -211,13 +202,8 @@ impl<B: FalconTrainBackend> Fused<B> for crate::cuda::EngineGroup {
     fn token_losses(&mut self, windows: &[u16]) -> Result<Vec<f32>, Error> {
         self.lead().token_losses(windows)
     }
-    fn store(
-        &self,
-        model: &mut FalconForCausalLM<B>,
-        optim: &mut AdamW<B>,
-        device: &B::Device,
-    ) -> Result<(), Error> {
-        self.lead_ref().store(model, optim, device)
+    fn export(&self) -> Result<CheckpointTensors, Error> {
+        self.lead_ref().export()
     }
     fn optimizer_step(&self) -> usize {
         self.lead_ref().optimizer_step()

@@ -17,7 +17,7 @@ use rand_chacha::ChaCha8Rng;
 use serde_json::{json, Value};
 
 use crate::attention::FalconBackend;
-use crate::hf::{load_safetensors, serialize, NamedTensors};
+use crate::hf::{load_safetensors, save_safetensors, NamedTensors};
 use crate::lora::{Lora, LoraConfig};
 use crate::model::FalconForCausalLM;
 use crate::{write_atomic, Error};
@@ -145,7 +145,7 @@ pub(crate) fn write_adapter(
     }
     let json = serde_json::to_vec_pretty(&peft_config(config, base_model)).expect("json");
     write_atomic(&dir.join(ADAPTER_CONFIG), &json)?;
-    write_atomic(&dir.join(ADAPTER_WEIGHTS), &serialize(tensors)?)
+    save_safetensors(&dir.join(ADAPTER_WEIGHTS), tensors)
 }
 
 /// Reads a PEFT `adapter_config.json` into a [`LoraConfig`], refusing LoRA variants that

@@ -23,7 +23,9 @@ use burn::tensor::{DType, ElementConversion, FloatDType, Int, Tensor, TensorData
 use serde::{Deserialize, Serialize};
 
 use crate::attention::FalconTrainBackend;
-use crate::checkpoint::{latest_checkpoint, load_checkpoint, save_checkpoint, TrainerState};
+use crate::checkpoint::{
+    latest_checkpoint, load_checkpoint, save_checkpoint, write_checkpoint, TrainerState,
+};
 use crate::config::FalconConfig;
 use crate::data::{TokenData, TokenSplit};
 use crate::eval_tasks::{
@@ -556,6 +558,7 @@ pub fn train<B: DataParallel>(
     devices: &[B::Device],
     progress: &mut dyn FnMut(&Metrics),
 ) -> Result<TrainSummary, Error> {
+    let started = Instant::now();
     let Some(device) = devices.first() else {
         return Err(Error::Unsupported("no device to train on".into()));
     };
@@ -572,7 +575,8 @@ pub fn train<B: DataParallel>(
             message,
         })?;
     // The CUDA engine takes the step where it applies (bf16, shapes it covers; one GPU or an
-    // NCCL group of them); `lead` then keeps the weights only as of the last checkpoint.
+    // NCCL group of them); `lead` then holds the starting weights only (the engine writes the
+    // checkpoints).
     // Otherwise Burn's autodiff step, data parallel through Burn's collectives.
     let mut fused = B::fused(&model_config, config, devices);
     let burn_world = if fused.is_some() { 1 } else { world };
@@ -649,6 +653,15 @@ pub fn train<B: DataParallel>(
     if let Some(engine) = fused.as_mut() {
         engine.load(&lead.model, &lead.optim)?;
     }
+    tracing::info!(
+        "ready to train after {:.1} s (model built{})",
+        started.elapsed().as_secs_f64(),
+        if fused.is_some() {
+            ", weights in the engine"
+        } else {
+            ""
+        }
+    );
     // Detached, not scoped: should rank 0 fail, the others wait in a collective that never
     // completes, and a scope would wait for them.
     let train_split = Arc::new(data.train.clone());
@@ -765,15 +778,19 @@ pub fn train<B: DataParallel>(
             }
         }
         if due(config.checkpoint_interval) {
-            if let Some(engine) = &fused {
-                engine.store(&mut lead.model, &mut lead.optim, device)?;
-            }
-            checkpoint = Some(save_checkpoint(
-                &ckpt_root,
-                &lead.model,
-                &lead.optim,
-                &state,
-            )?);
+            let began = Instant::now();
+            let dir = match &fused {
+                Some(engine) => {
+                    write_checkpoint(&ckpt_root, &model_config, &engine.export()?, &state)?
+                }
+                None => save_checkpoint(&ckpt_root, &lead.model, &lead.optim, &state)?,
+            };
+            tracing::info!(
+                "checkpoint {} written in {:.1} s",
+                dir.display(),
+                began.elapsed().as_secs_f64()
+            );
+            checkpoint = Some(dir);
             // The curve is a convenience: a missing font must not stop training.
             if let Err(e) = plot::loss_curve(&history, &opts.output.join("loss.png")) {
                 tracing::warn!("loss.png not written: {e}");

@@ -179,7 +179,10 @@ impl Gpu {
             sms,
             name,
             compile_secs: began.elapsed().as_secs_f64(),
-            wgmma: Wgmma::choose(hopper, std::env::var("FALCONRY_MMA_SYNC").as_deref().unwrap_or("")),
+            wgmma: Wgmma::choose(
+                hopper,
+                std::env::var("FALCONRY_MMA_SYNC").as_deref().unwrap_or(""),
+            ),
             allocated: 0,
             profile: std::env::var_os("FALCONRY_PROFILE").map(|_| Mutex::default()),
         })

@@ -11,7 +11,6 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use burn::tensor::{Tensor, TensorData};
-use safetensors::SafeTensors;
 use serde::{Deserialize, Serialize};
 
 use crate::attention::FalconTrainBackend;
@@ -121,37 +120,20 @@ pub fn load_checkpoint<B: FalconTrainBackend>(
     device: &B::Device,
 ) -> Result<(FalconForCausalLM<B>, AdamW<B>, TrainerState), Error> {
     let mut model = hf::load_hf::<B>(dir, device)?;
-    let state_path = dir.join("trainer_state.json");
-    let text = std::fs::read_to_string(&state_path).map_err(|e| Error::io(&state_path, e))?;
-    let state: TrainerState = serde_json::from_str(&text).map_err(|e| Error::Checkpoint {
-        path: state_path,
-        message: e.to_string(),
-    })?;
-
-    let path = dir.join("optimizer.safetensors");
-    let buf = hf::map_file(&path)?;
-    let st = SafeTensors::deserialize(&buf).map_err(|e| Error::Checkpoint {
-        path: path.clone(),
-        message: e.to_string(),
-    })?;
+    let state = read_state(dir)?;
+    let mut moments = hf::load_safetensors(&dir.join("optimizer.safetensors"))?;
     let mut optim = AdamW::<B>::new(optim_config);
     optim.step = state.optimizer_step;
     for (pname, slot) in slots(&mut model) {
-        let moment = |suffix: &str| -> Result<Option<Tensor<B::InnerBackend, 1>>, Error> {
-            let name = format!("{pname}.{suffix}");
-            match st.tensor(&name) {
-                Ok(view) => {
-                    let t = hf::to_f32(&view, &name, &path)?;
-                    let n = t.data.len();
-                    Ok(Some(Tensor::from_data(
-                        TensorData::new(t.data, [n]),
-                        device,
-                    )))
-                }
-                Err(_) => Ok(None),
-            }
+        let mut moment = |suffix: &str| {
+            moments
+                .remove(&format!("{pname}.{suffix}"))
+                .map(|(_, data)| {
+                    let n = data.len();
+                    Tensor::<B::InnerBackend, 1>::from_data(TensorData::new(data, [n]), device)
+                })
         };
-        if let (Some(exp_avg), Some(exp_avg_sq)) = (moment("exp_avg")?, moment("exp_avg_sq")?) {
+        if let (Some(exp_avg), Some(exp_avg_sq)) = (moment("exp_avg"), moment("exp_avg_sq")) {
             optim.moments.insert(
                 slot.id(),
                 Moments {
@@ -162,4 +144,23 @@ pub fn load_checkpoint<B: FalconTrainBackend>(
         }
     }
     Ok((model, optim, state))
+}
+
+/// [`load_checkpoint`] onto the host, for the CUDA engine: the tensors as
+/// [`write_checkpoint`] takes them, and the state.
+pub fn read_checkpoint(dir: &Path) -> Result<(CheckpointTensors, TrainerState), Error> {
+    let tensors = CheckpointTensors {
+        params: hf::load_safetensors(&dir.join("model.safetensors"))?,
+        moments: hf::load_safetensors(&dir.join("optimizer.safetensors"))?,
+    };
+    Ok((tensors, read_state(dir)?))
+}
+
+fn read_state(dir: &Path) -> Result<TrainerState, Error> {
+    let path = dir.join("trainer_state.json");
+    let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+    serde_json::from_str(&text).map_err(|e| Error::Checkpoint {
+        path,
+        message: e.to_string(),
+    })
 }

@@ -12,16 +12,16 @@ use burn::module::Module;
 use crate::attention::FalconTrainBackend;
 use crate::checkpoint::CheckpointTensors;
 use crate::config::FalconConfig;
-use crate::model::FalconForCausalLM;
-use crate::optim::AdamW;
 use crate::trainer::TrainConfig;
 use crate::Error;
 
-/// A training step outside Burn's autodiff (the CUDA engine), holding its own copy of the
-/// weights and moments; the trainer moves them in once and out for checkpoints.
+/// A training step outside Burn's autodiff (the CUDA engine), holding the weights and moments:
+/// the trainer moves them in once (from a checkpoint, or drawn fresh) and out for checkpoints.
 pub trait Fused<B: FalconTrainBackend> {
-    /// Takes `model`'s weights and `optim`'s moments and step count.
-    fn load(&mut self, model: &FalconForCausalLM<B>, optim: &AdamW<B>) -> Result<(), Error>;
+    /// Takes a checkpoint's weights and moments, and AdamW's step count.
+    fn import(&mut self, tensors: &CheckpointTensors, optimizer_step: usize) -> Result<(), Error>;
+    /// A fresh model drawn from `seed`.
+    fn draw(&mut self, seed: u64) -> Result<(), Error>;
     /// One optimizer step over the micro-batches' `[batch, seq + 1]` windows at `lr`: the mean
     /// loss and the gradient norm before clipping.
     fn step(&mut self, micro: &[Vec<u16>], lr: f64) -> Result<(f64, f64), Error>;
@@ -164,8 +164,11 @@ impl DataParallel for crate::CudaTrainBackend {
 
 #[cfg(feature = "cuda")]
 impl<B: FalconTrainBackend> Fused<B> for crate::cuda::Engine {
-    fn load(&mut self, model: &FalconForCausalLM<B>, optim: &AdamW<B>) -> Result<(), Error> {
-        crate::cuda::Engine::load(self, model, optim)
+    fn import(&mut self, tensors: &CheckpointTensors, optimizer_step: usize) -> Result<(), Error> {
+        crate::cuda::Engine::import(self, tensors, optimizer_step)
+    }
+    fn draw(&mut self, seed: u64) -> Result<(), Error> {
+        crate::cuda::Engine::draw(self, seed)
     }
     fn step(&mut self, micro: &[Vec<u16>], lr: f64) -> Result<(f64, f64), Error> {
         crate::cuda::Engine::step(self, micro, lr)
@@ -189,8 +192,12 @@ impl<B: FalconTrainBackend> Fused<B> for crate::cuda::Engine {
 
 #[cfg(feature = "cuda")]
 impl<B: FalconTrainBackend> Fused<B> for crate::cuda::EngineGroup {
-    fn load(&mut self, model: &FalconForCausalLM<B>, optim: &AdamW<B>) -> Result<(), Error> {
-        self.lead().load(model, optim)?;
+    fn import(&mut self, tensors: &CheckpointTensors, optimizer_step: usize) -> Result<(), Error> {
+        self.lead().import(tensors, optimizer_step)?;
+        self.sync()
+    }
+    fn draw(&mut self, seed: u64) -> Result<(), Error> {
+        self.lead().draw(seed)?;
         self.sync()
     }
     fn step(&mut self, micro: &[Vec<u16>], lr: f64) -> Result<(f64, f64), Error> {

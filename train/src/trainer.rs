@@ -24,7 +24,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::attention::FalconTrainBackend;
 use crate::checkpoint::{
-    latest_checkpoint, load_checkpoint, save_checkpoint, write_checkpoint, TrainerState,
+    latest_checkpoint, load_checkpoint, read_checkpoint, save_checkpoint, write_checkpoint,
+    TrainerState,
 };
 use crate::config::FalconConfig;
 use crate::data::{TokenData, TokenSplit};
@@ -484,6 +485,13 @@ fn window_key(step: usize, accum: usize, micro: usize, world: usize, rank: usize
 }
 
 /// One copy of the model and its optimizer on one device: rank `rank` of `world`.
+/// What takes the steps: the CUDA engine, holding the weights and moments, or Burn's autodiff
+/// step on rank 0's replica.
+enum Stepper<B: DataParallel> {
+    Engine(Box<dyn Fused<B>>),
+    Burn(Box<Replica<B>>),
+}
+
 struct Replica<B: DataParallel> {
     model: FalconForCausalLM<B>,
     optim: AdamW<B>,
@@ -575,10 +583,9 @@ pub fn train<B: DataParallel>(
             message,
         })?;
     // The CUDA engine takes the step where it applies (bf16, shapes it covers; one GPU or an
-    // NCCL group of them); `lead` then holds the starting weights only (the engine writes the
-    // checkpoints).
-    // Otherwise Burn's autodiff step, data parallel through Burn's collectives.
-    let mut fused = B::fused(&model_config, config, devices);
+    // NCCL group of them), otherwise Burn's autodiff step, data parallel through Burn's
+    // collectives.
+    let fused = B::fused(&model_config, config, devices);
     let burn_world = if fused.is_some() { 1 } else { world };
     if burn_world > 1 {
         B::start(devices)?;
@@ -601,32 +608,56 @@ pub fn train<B: DataParallel>(
     } else {
         None
     };
-    let (model, optim, mut state, mut history) = match resume_from {
-        Some((_, dir)) => {
-            let (model, optim, state) =
-                load_checkpoint::<B>(&dir, config.optimizer.clone(), device)?;
-            // Keep the records up to the checkpoint; later ones are redone.
-            let history = read_metrics(&metrics_path)?
-                .into_iter()
-                .filter(|m| m.step <= state.step)
-                .collect();
-            (model, optim, state, history)
+    let fresh = TrainerState {
+        step: 0,
+        optimizer_step: 0,
+        seed: config.seed,
+        tokens: 0,
+    };
+    let lead = |model, optim| {
+        Stepper::Burn(Box::new(Replica {
+            model: B::mark(model, burn_world),
+            optim,
+            device: device.clone(),
+            rank: 0,
+            world: burn_world,
+        }))
+    };
+    // The engine reads and draws its weights on the host: no Burn model is built for it.
+    let (mut state, mut stepper) = match (fused, &resume_from) {
+        (Some(mut engine), Some((_, dir))) => {
+            let (tensors, state) = read_checkpoint(dir)?;
+            engine.import(&tensors, state.optimizer_step)?;
+            (state, Stepper::Engine(engine))
         }
-        None => {
+        (Some(mut engine), None) => {
+            engine.draw(config.seed)?;
+            (fresh, Stepper::Engine(engine))
+        }
+        (None, Some((_, dir))) => {
+            let (model, optim, state) =
+                load_checkpoint::<B>(dir, config.optimizer.clone(), device)?;
+            (state, lead(model, optim))
+        }
+        (None, None) => {
             B::seed(device, config.seed);
-            let state = TrainerState {
-                step: 0,
-                optimizer_step: 0,
-                seed: config.seed,
-                tokens: 0,
-            };
+            let model = model_config.init::<B>(device);
             (
-                model_config.init::<B>(device),
-                AdamW::<B>::new(config.optimizer.clone()),
-                state,
-                Vec::new(),
+                fresh,
+                lead(model, AdamW::<B>::new(config.optimizer.clone())),
             )
         }
+    };
+    let mut history = match &resume_from {
+        Some((_, dir)) => {
+            tracing::info!("resumed from {}", dir.display());
+            // Keep the records up to the checkpoint; later ones are redone.
+            read_metrics(&metrics_path)?
+                .into_iter()
+                .filter(|m| m.step <= state.step)
+                .collect()
+        }
+        None => Vec::new(),
     };
     write_metrics(&metrics_path, &history)?;
     let mut metrics_file = std::fs::OpenOptions::new()
@@ -643,20 +674,10 @@ pub fn train<B: DataParallel>(
 
     let total = config.max_steps;
     let start_step = state.step;
-    let mut lead = Replica {
-        model: B::mark(model, burn_world),
-        optim,
-        device: device.clone(),
-        rank: 0,
-        world: burn_world,
-    };
-    if let Some(engine) = fused.as_mut() {
-        engine.load(&lead.model, &lead.optim)?;
-    }
     tracing::info!(
         "ready to train after {:.1} s (model built{})",
         started.elapsed().as_secs_f64(),
-        if fused.is_some() {
+        if matches!(stepper, Stepper::Engine(_)) {
             ", weights in the engine"
         } else {
             ""
@@ -665,19 +686,22 @@ pub fn train<B: DataParallel>(
     // Detached, not scoped: should rank 0 fail, the others wait in a collective that never
     // completes, and a scope would wait for them.
     let train_split = Arc::new(data.train.clone());
-    let others: Vec<_> = devices[1..burn_world]
-        .iter()
-        .enumerate()
-        .map(|(i, device)| {
-            let mut replica = lead.fork(device, i + 1);
-            let (split, config, seed) = (train_split.clone(), config.clone(), state.seed);
-            std::thread::spawn(move || {
-                for step in start_step..total {
-                    replica.step(&split, &config, step, seed);
-                }
+    let others: Vec<_> = match &stepper {
+        Stepper::Burn(lead) => devices[1..burn_world]
+            .iter()
+            .enumerate()
+            .map(|(i, device)| {
+                let mut replica = lead.fork(device, i + 1);
+                let (split, config, seed) = (train_split.clone(), config.clone(), state.seed);
+                std::thread::spawn(move || {
+                    for step in start_step..total {
+                        replica.step(&split, &config, step, seed);
+                    }
+                })
             })
-        })
-        .collect();
+            .collect(),
+        Stepper::Engine(_) => Vec::new(),
+    };
 
     let tokens_per_step = config.tokens_per_step() * world;
     let flops_per_step = flops_per_token(&model_config, config.seq_len) * tokens_per_step as f64;
@@ -690,8 +714,8 @@ pub fn train<B: DataParallel>(
     while state.step < total {
         let began = Instant::now();
         let lr = config.schedule.lr(state.step, total);
-        let (loss, grad_norm) = match fused.as_mut() {
-            Some(engine) => {
+        let (loss, grad_norm) = match &mut stepper {
+            Stepper::Engine(engine) => {
                 let (mb, t, accum) = (
                     config.micro_batch_size,
                     config.seq_len,
@@ -712,12 +736,13 @@ pub fn train<B: DataParallel>(
                     .collect();
                 engine.step(&micro, lr)?
             }
-            None => lead.step(&train_split, config, state.step, state.seed),
+            Stepper::Burn(lead) => lead.step(&train_split, config, state.step, state.seed),
         };
         state.step += 1;
-        state.optimizer_step = fused
-            .as_ref()
-            .map_or(lead.optim.step, |e| e.optimizer_step());
+        state.optimizer_step = match &stepper {
+            Stepper::Engine(engine) => engine.optimizer_step(),
+            Stepper::Burn(lead) => lead.optim.step,
+        };
         state.tokens += tokens_per_step as u64;
         losses.push(loss);
 
@@ -739,9 +764,11 @@ pub fn train<B: DataParallel>(
         let due =
             |interval: usize| (interval > 0 && state.step % interval == 0) || state.step == total;
         if due(config.eval_interval) {
-            let loss = match fused.as_mut() {
-                Some(engine) => evaluate_split(&data.validation, config, |w| engine.loss(w))?,
-                None => evaluate_split(&data.validation, config, |w| {
+            let loss = match &mut stepper {
+                Stepper::Engine(engine) => {
+                    evaluate_split(&data.validation, config, |w| engine.loss(w))?
+                }
+                Stepper::Burn(lead) => evaluate_split(&data.validation, config, |w| {
                     Ok(burn_loss(&lead.model, w, config, device))
                 })?,
             };
@@ -752,8 +779,8 @@ pub fn train<B: DataParallel>(
             };
             emit(record, &mut history)?;
             if let Some(bench) = &benchmarks {
-                let report = match fused.as_mut() {
-                    Some(engine) => {
+                let report = match &mut stepper {
+                    Stepper::Engine(engine) => {
                         let losses = FusedLosses {
                             engine: engine.as_mut(),
                             rows: config.micro_batch_size,
@@ -762,7 +789,7 @@ pub fn train<B: DataParallel>(
                             WindowScorer::new(losses, vec![config.seq_len], config.seq_len);
                         bench.score(&mut scorer)?
                     }
-                    None => {
+                    Stepper::Burn(lead) => {
                         let valid = burn::module::AutodiffModule::valid(&lead.model);
                         let mut scorer = ModelScorer {
                             model: &valid,
@@ -779,11 +806,13 @@ pub fn train<B: DataParallel>(
         }
         if due(config.checkpoint_interval) {
             let began = Instant::now();
-            let dir = match &fused {
-                Some(engine) => {
+            let dir = match &stepper {
+                Stepper::Engine(engine) => {
                     write_checkpoint(&ckpt_root, &model_config, &engine.export()?, &state)?
                 }
-                None => save_checkpoint(&ckpt_root, &lead.model, &lead.optim, &state)?,
+                Stepper::Burn(lead) => {
+                    save_checkpoint(&ckpt_root, &lead.model, &lead.optim, &state)?
+                }
             };
             tracing::info!(
                 "checkpoint {} written in {:.1} s",
@@ -805,7 +834,10 @@ pub fn train<B: DataParallel>(
     if burn_world > 1 {
         B::stop(devices);
     }
-    if let Some(table) = fused.as_ref().and_then(|e| e.profile()) {
+    if let Some(table) = match &stepper {
+        Stepper::Engine(engine) => engine.profile(),
+        Stepper::Burn(_) => None,
+    } {
         tracing::info!("GPU time per operation (FALCONRY_PROFILE):\n{table}");
     }
     if let Err(e) = plot::loss_curve(&history, &opts.output.join("loss.png")) {

@@ -22,12 +22,13 @@ use std::sync::Arc;
 
 use burn::tensor::backend::Backend;
 use cudarc::driver::CudaStream;
+use rand::SeedableRng;
+use rand_distr::Distribution;
 use rayon::prelude::*;
 
 use super::collective::Collective;
 use super::device::{blocks, gpu_error, Arg, Buf, Gpu};
 use super::gemm::{plain, t, Gemm, Operand, Out};
-use crate::attention::FalconTrainBackend;
 use crate::checkpoint::CheckpointTensors;
 use crate::config::{FalconConfig, QkvLayout};
 use crate::finetune::Quantize;
@@ -35,7 +36,7 @@ use crate::hf::{self, NamedTensors};
 use crate::lora::{LoraConfig, PROJECTION_PATHS, TARGET_MODULES};
 use crate::model::FalconForCausalLM;
 use crate::nf4::{self, Nf4Tensor};
-use crate::optim::{AdamW, AdamWConfig};
+use crate::optim::AdamWConfig;
 use crate::peft::adapter_tensor_name;
 use crate::Error;
 
@@ -735,8 +736,18 @@ impl Engine {
     pub fn load_weights(&mut self, tensors: &NamedTensors) -> Result<(), Error> {
         let mut host = vec![0f32; self.layout.total];
         for (name, at, shape, _) in &self.layout.named {
-            let (got, data) = &tensors[name];
-            assert_eq!(got, shape, "{name}: the engine's layout follows hf::slots");
+            let data = match tensors.get(name) {
+                Some((got, data)) if got == shape => data,
+                other => {
+                    return Err(Error::Checkpoint {
+                        path: "model.safetensors".into(),
+                        message: format!(
+                            "`{name}` is {}, the model's is {shape:?}",
+                            other.map_or("missing".into(), |(got, _)| format!("{got:?}"))
+                        ),
+                    })
+                }
+            };
             host[*at..*at + data.len()].copy_from_slice(data);
         }
         self.upload_params(&host)
@@ -916,50 +927,79 @@ impl Engine {
 
     /// Copies `model`'s weights onto the GPU; AdamW starts afresh.
     pub fn load_model<B: Backend>(&mut self, model: &FalconForCausalLM<B>) -> Result<(), Error> {
-        self.load_weights(&hf::named_tensors(model)?)?;
-        self.gpu.zero(&self.exp_avg, 0, self.layout.total)?;
-        self.gpu.zero(&self.exp_avg_sq, 0, self.layout.total)?;
-        self.optimizer_step = 0;
-        Ok(())
+        let params = hf::named_tensors(model)?;
+        self.import(
+            &CheckpointTensors {
+                params,
+                moments: BTreeMap::new(),
+            },
+            0,
+        )
     }
 
-    /// Copies `model`'s weights and `optim`'s moments and step count onto the GPU.
-    pub fn load<B: FalconTrainBackend>(
+    /// Takes a checkpoint's weights and moments (zero where it has none) and AdamW's step count.
+    pub fn import(
         &mut self,
-        model: &FalconForCausalLM<B>,
-        optim: &AdamW<B>,
+        tensors: &CheckpointTensors,
+        optimizer_step: usize,
     ) -> Result<(), Error> {
-        self.load_weights(&hf::named_tensors(model)?)?;
+        self.load_weights(&tensors.params)?;
         let mut m = vec![0f32; self.layout.total];
         let mut v = vec![0f32; self.layout.total];
-        let mut model = model.clone();
-        let ids: BTreeMap<String, burn::module::ParamId> = hf::slots(&mut model)
-            .into_iter()
-            .map(|(name, slot)| (name, slot.id()))
-            .collect();
         for (name, at, shape, linear) in &self.layout.named {
-            let Some(moments) = optim.moments.get(&ids[name]) else {
-                continue;
-            };
-            for (t, out) in [(&moments.exp_avg, &mut m), (&moments.exp_avg_sq, &mut v)] {
-                let flat = t
-                    .clone()
-                    .into_data()
-                    .convert::<f32>()
-                    .into_vec::<f32>()
-                    .map_err(|e| Error::Safetensors(format!("{e:?}")))?;
+            for (suffix, out) in [("exp_avg", &mut m), ("exp_avg_sq", &mut v)] {
+                let Some((_, flat)) = tensors.moments.get(&format!("{name}.{suffix}")) else {
+                    continue;
+                };
+                let len: usize = shape.iter().product();
+                if flat.len() != len {
+                    return Err(Error::Checkpoint {
+                        path: "optimizer.safetensors".into(),
+                        message: format!("`{name}.{suffix}` has {} values, not {len}", flat.len()),
+                    });
+                }
                 // Burn keeps a linear weight's moments in its own [d_in, d_out] order.
                 let flat = if *linear {
-                    transpose(&flat, shape[1], shape[0])
+                    transpose(flat, shape[1], shape[0])
                 } else {
-                    flat
+                    flat.clone()
                 };
-                out[*at..*at + flat.len()].copy_from_slice(&flat);
+                out[*at..*at + len].copy_from_slice(&flat);
             }
         }
         self.gpu.upload(&m, &mut self.exp_avg)?;
         self.gpu.upload(&v, &mut self.exp_avg_sq)?;
-        self.optimizer_step = optim.step;
+        self.optimizer_step = optimizer_step;
+        Ok(())
+    }
+
+    /// A fresh model drawn on the host from `seed`, as transformers' `_init_weights` does:
+    /// N(0, 0.02) matrices, LayerNorm weights 1 and biases 0; AdamW starts afresh. (Burn's step
+    /// draws its own values from the same seed: the two paths start from different weights.)
+    pub fn draw(&mut self, seed: u64) -> Result<(), Error> {
+        let mut host = vec![0f32; self.layout.total];
+        for (i, (name, at, shape, _)) in self.layout.named.iter().enumerate() {
+            let len: usize = shape.iter().product();
+            let out = &mut host[*at..*at + len];
+            if shape.len() == 1 {
+                out.fill(if name.ends_with(".weight") { 1.0 } else { 0.0 });
+                continue;
+            }
+            // One generator per tensor and chunk: the values do not depend on the threads.
+            const CHUNK: usize = 1 << 20;
+            out.par_chunks_mut(CHUNK)
+                .enumerate()
+                .for_each(|(c, chunk)| {
+                    let key = seed ^ ((i as u64) << 40) ^ c as u64;
+                    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(key);
+                    let normal = rand_distr::Normal::new(0.0f32, 0.02).expect("valid normal");
+                    chunk.iter_mut().for_each(|x| *x = normal.sample(&mut rng));
+                });
+        }
+        self.upload_params(&host)?;
+        self.gpu.zero(&self.exp_avg, 0, self.layout.total)?;
+        self.gpu.zero(&self.exp_avg_sq, 0, self.layout.total)?;
+        self.optimizer_step = 0;
         Ok(())
     }
 

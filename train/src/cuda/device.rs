@@ -173,7 +173,7 @@ impl Gpu {
             )
             .map_err(|e| gpu_error("device attribute", e))? as u32;
         let name = ctx.name().unwrap_or_else(|_| "CUDA GPU".into());
-        Ok(Self {
+        let mut gpu = Self {
             stream,
             functions,
             sms,
@@ -185,7 +185,153 @@ impl Gpu {
             ),
             allocated: 0,
             profile: std::env::var_os("FALCONRY_PROFILE").map(|_| Mutex::default()),
-        })
+        };
+        if gpu.wgmma.fwd || gpu.wgmma.bwd {
+            gpu.check_wgmma()?;
+        }
+        Ok(gpu)
+    }
+
+    /// Runs each `_wg` attention kernel beside its mma.sync form on one small random problem
+    /// (two query heads of one K/V head, 256 positions) and keeps mma.sync for a direction
+    /// whose results differ. The `_wg` kernels depend on how the driver's ptxas allocates
+    /// registers around asynchronous MMAs, and one build of the forward was wrong that way.
+    fn check_wgmma(&mut self) -> Result<(), Error> {
+        const H: usize = 2;
+        const T: usize = 256;
+        const HD: usize = 64;
+        let allocated = self.allocated;
+        // Deterministic values in [-1.7, 1.7) (unit variance), as bf16 bits.
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut random = |n: usize| -> Vec<u16> {
+            (0..n)
+                .map(|_| {
+                    state ^= state << 13;
+                    state ^= state >> 7;
+                    state ^= state << 17;
+                    let x = (state >> 40) as f32 / (1u64 << 24) as f32 * 3.46 - 1.73;
+                    (x.to_bits() >> 16) as u16
+                })
+                .collect()
+        };
+        let (q, k, v, dout) = (
+            random(H * T * HD),
+            random(T * HD),
+            random(T * HD),
+            random(T * H * HD),
+        );
+        let mut upload = |host: &[u16]| -> Result<Buf<u16>, Error> {
+            let mut buf = self.alloc::<u16>(host.len())?;
+            self.upload(host, &mut buf)?;
+            Ok(buf)
+        };
+        let (q, k, v, dout) = (upload(&q)?, upload(&k)?, upload(&v)?, upload(&dout)?);
+        let o = self.alloc::<u16>(T * H * HD)?;
+        let lse = self.alloc::<f32>(H * T)?;
+        let delta = self.alloc::<f32>(H * T)?;
+        let grads = [
+            self.alloc::<f32>(H * T * HD)?,
+            self.alloc::<f32>(T * HD)?,
+            self.alloc::<f32>(T * HD)?,
+        ];
+        let scale = 1.0 / (HD as f32).sqrt();
+        let sizes = (Arg::I(H as i32), Arg::I(1), Arg::I(T as i32), Arg::F(scale));
+        let forward = |kernel: &str, per_warp: u32| -> Result<Vec<f32>, Error> {
+            self.launch(
+                kernel,
+                ((T / 64) as u32, H as u32 / per_warp, 1),
+                128,
+                0,
+                &[
+                    Arg::P(q.ptr),
+                    Arg::P(k.ptr),
+                    Arg::P(v.ptr),
+                    Arg::P(o.ptr),
+                    Arg::P(lse.ptr),
+                    sizes.0,
+                    sizes.1,
+                    sizes.2,
+                    sizes.3,
+                ],
+            )?;
+            let mut out: Vec<f32> = (self.download(&o, T * H * HD)?.into_iter())
+                .map(|b| f32::from_bits((b as u32) << 16))
+                .collect();
+            out.extend(self.download(&lse, H * T)?);
+            Ok(out)
+        };
+        let backward = |kernel: &str| -> Result<Vec<f32>, Error> {
+            let mut args = vec![
+                Arg::P(q.ptr),
+                Arg::P(k.ptr),
+                Arg::P(v.ptr),
+                Arg::P(dout.ptr),
+            ];
+            args.extend([Arg::P(lse.ptr), Arg::P(delta.ptr)]);
+            args.extend(grads.iter().map(|g| Arg::P(g.ptr)));
+            args.extend([sizes.0, sizes.1, sizes.2, sizes.3]);
+            for g in &grads {
+                self.zero(g, 0, g.len)?;
+            }
+            self.launch(kernel, ((T / 64) as u32, H as u32, 1), 128, 0, &args)?;
+            let mut out = Vec::new();
+            for g in &grads {
+                out.extend(self.download(g, g.len)?);
+            }
+            Ok(out)
+        };
+        // Largest difference against the largest value: rounding differences only, where
+        // the kernels agree (1e-3 to 1e-2); the wrong forward differed by 0.5.
+        let differ = |a: &[f32], b: &[f32]| {
+            let top = a.iter().fold(0f32, |m, x| m.max(x.abs()));
+            let diff = a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+            let rel = diff / top.max(f32::MIN_POSITIVE);
+            // NaN (a kernel that wrote nothing) counts as a difference.
+            (rel.is_nan() || rel > 5e-2).then_some(rel)
+        };
+        let mut wrong = Vec::new();
+        for (mma, wg, per_warp) in [
+            ("attn_fwd2", "attn_fwd2_wg", 2),
+            ("attn_fwd", "attn_fwd_wg", 1),
+        ] {
+            let (a, b) = (forward(mma, per_warp)?, forward(wg, per_warp)?);
+            if let Some(rel) = differ(&a, &b) {
+                wrong.push((wg, rel));
+            }
+        }
+        // The backward from the mma.sync forward's output and log-sum-exp.
+        forward("attn_fwd", 1)?;
+        self.launch(
+            "attn_bwd_delta",
+            (blocks(T * H, 8), 1, 1),
+            256,
+            0,
+            &[
+                Arg::P(o.ptr),
+                Arg::P(dout.ptr),
+                Arg::P(delta.ptr),
+                Arg::I(1),
+                sizes.0,
+                sizes.2,
+            ],
+        )?;
+        let (a, b) = (backward("attn_bwd")?, backward("attn_bwd_wg")?);
+        if let Some(rel) = differ(&a, &b) {
+            wrong.push(("attn_bwd_wg", rel));
+        }
+        for (kernel, rel) in &wrong {
+            tracing::warn!(
+                "{kernel} differs from its mma.sync form on this GPU and driver (relative \
+                 difference {rel:.2e}): that direction keeps mma.sync"
+            );
+            if kernel.starts_with("attn_fwd") {
+                self.wgmma.fwd = false;
+            } else {
+                self.wgmma.bwd = false;
+            }
+        }
+        self.allocated = allocated;
+        Ok(())
     }
 
     /// A timing event now on the stream, when profiling.

@@ -719,11 +719,15 @@ impl Engine {
 
     /// The GPU's name, the kernels' build time and the bytes allocated, for the log.
     pub fn describe(&self) -> String {
+        let kind = |wg: bool| if wg { "warpgroup MMAs" } else { "mma.sync" };
         format!(
-            "{}: kernels built in {:.1} s, {:.2} GB allocated",
+            "{}: kernels built in {:.1} s, {:.2} GB allocated, attention forward on {}, \
+             backward on {}",
             self.gpu.name,
             self.gpu.compile_secs,
-            self.gpu.allocated() as f64 / 1e9
+            self.gpu.allocated() as f64 / 1e9,
+            kind(self.gpu.wgmma.fwd),
+            kind(self.gpu.wgmma.bwd)
         )
     }
 

@@ -236,24 +236,9 @@ impl Gpu {
         ];
         let scale = 1.0 / (HD as f32).sqrt();
         let sizes = (Arg::I(H as i32), Arg::I(1), Arg::I(T as i32), Arg::F(scale));
-        let forward = |kernel: &str, per_warp: u32| -> Result<Vec<f32>, Error> {
-            self.launch(
-                kernel,
-                ((T / 64) as u32, H as u32 / per_warp, 1),
-                128,
-                0,
-                &[
-                    Arg::P(q.ptr),
-                    Arg::P(k.ptr),
-                    Arg::P(v.ptr),
-                    Arg::P(o.ptr),
-                    Arg::P(lse.ptr),
-                    sizes.0,
-                    sizes.1,
-                    sizes.2,
-                    sizes.3,
-                ],
-            )?;
+        let forward = |kernel: &str, per_warp: usize| -> Result<Vec<f32>, Error> {
+            let tensors = [q.ptr, k.ptr, v.ptr, o.ptr, lse.ptr];
+            self.attn_forward(kernel, per_warp, tensors, (1, H, 1, T), scale)?;
             let mut out: Vec<f32> = (self.download(&o, T * H * HD)?.into_iter())
                 .map(|b| f32::from_bits((b as u32) << 16))
                 .collect();
@@ -332,6 +317,28 @@ impl Gpu {
         }
         self.allocated = allocated;
         Ok(())
+    }
+
+    /// Attention forward `kernel` (`per_warp` query heads of a K/V group per warp) of
+    /// `[q, k, v, o, lse]` for `(batch, heads, K/V heads, positions)` (layouts in kernels.cu).
+    pub(crate) fn attn_forward(
+        &self,
+        kernel: &str,
+        per_warp: usize,
+        [q, k, v, o, lse]: [u64; 5],
+        (b, h, kv, t): (usize, usize, usize, usize),
+        scale: f32,
+    ) -> Result<(), Error> {
+        let grid = ((t / 64) as u32, (h / per_warp) as u32, b as u32);
+        let sizes = [
+            Arg::I(h as i32),
+            Arg::I(kv as i32),
+            Arg::I(t as i32),
+            Arg::F(scale),
+        ];
+        let mut args = vec![Arg::P(q), Arg::P(k), Arg::P(v), Arg::P(o), Arg::P(lse)];
+        args.extend(sizes);
+        self.launch(kernel, grid, 128, 0, &args)
     }
 
     /// A timing event now on the stream, when profiling.

@@ -1491,23 +1491,8 @@ impl Engine {
             (false, true) => ("attn_fwd_wg", 1),
             (false, false) => ("attn_fwd", 1),
         };
-        self.gpu.launch(
-            attn_fwd,
-            ((seq / 64) as u32, (h / per_warp) as u32, b as u32),
-            128,
-            0,
-            &[
-                Arg::P(a.q),
-                Arg::P(a.k),
-                Arg::P(a.v),
-                Arg::P(a.o),
-                Arg::P(a.lse),
-                Arg::I(h as i32),
-                Arg::I(kv as i32),
-                Arg::I(seq as i32),
-                Arg::F(scale),
-            ],
-        )?;
+        let tensors = [a.q, a.k, a.v, a.o, a.lse];
+        (self.gpu).attn_forward(attn_fwd, per_warp, tensors, (b, h, kv, seq), scale)?;
         if residual {
             let w = self.matrix(at.dense)?;
             self.mm(

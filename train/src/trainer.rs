@@ -710,6 +710,7 @@ pub fn train<B: DataParallel>(
     let (mut timed, mut timed_secs, mut timed_tokens) = (0usize, 0.0f64, 0u64);
     let mut val_loss = None;
     let mut checkpoint = None;
+    let mut writing: Option<std::thread::JoinHandle<Result<PathBuf, Error>>> = None;
 
     while state.step < total {
         let began = Instant::now();
@@ -806,25 +807,51 @@ pub fn train<B: DataParallel>(
         }
         if due(config.checkpoint_interval) {
             let began = Instant::now();
-            let dir = match &stepper {
+            // One checkpoint is written at a time: the previous one's files first.
+            if let Some(done) = writing.take().map(finish_checkpoint).transpose()? {
+                checkpoint = Some(done);
+            }
+            match &stepper {
+                // The engine's tensors are on the host once exported: the files are written
+                // by a thread of their own while training goes on (a 1B model's are 21 GB).
                 Stepper::Engine(engine) => {
-                    write_checkpoint(&ckpt_root, &model_config, &engine.export()?, &state)?
+                    let tensors = engine.export()?;
+                    tracing::info!(
+                        "checkpoint of step {} taken in {:.1} s, written in the background",
+                        state.step,
+                        began.elapsed().as_secs_f64()
+                    );
+                    let (root, model, at) =
+                        (ckpt_root.clone(), model_config.clone(), state.clone());
+                    writing = Some(std::thread::spawn(move || {
+                        let began = Instant::now();
+                        let dir = write_checkpoint(&root, &model, &tensors, &at)?;
+                        tracing::info!(
+                            "checkpoint {} written in {:.1} s",
+                            dir.display(),
+                            began.elapsed().as_secs_f64()
+                        );
+                        Ok(dir)
+                    }));
                 }
                 Stepper::Burn(lead) => {
-                    save_checkpoint(&ckpt_root, &lead.model, &lead.optim, &state)?
+                    let dir = save_checkpoint(&ckpt_root, &lead.model, &lead.optim, &state)?;
+                    tracing::info!(
+                        "checkpoint {} written in {:.1} s",
+                        dir.display(),
+                        began.elapsed().as_secs_f64()
+                    );
+                    checkpoint = Some(dir);
                 }
-            };
-            tracing::info!(
-                "checkpoint {} written in {:.1} s",
-                dir.display(),
-                began.elapsed().as_secs_f64()
-            );
-            checkpoint = Some(dir);
+            }
             // The curve is a convenience: a missing font must not stop training.
             if let Err(e) = plot::loss_curve(&history, &opts.output.join("loss.png")) {
                 tracing::warn!("loss.png not written: {e}");
             }
         }
+    }
+    if let Some(done) = writing.take().map(finish_checkpoint).transpose()? {
+        checkpoint = Some(done);
     }
     for other in others {
         other
@@ -857,6 +884,15 @@ pub fn train<B: DataParallel>(
         mfu: tokens_per_sec * flops_per_token(&model_config, config.seq_len) / peak_flops,
         checkpoint,
     })
+}
+
+/// Waits for a checkpoint written in the background: its folder, or what failed.
+fn finish_checkpoint(
+    writer: std::thread::JoinHandle<Result<PathBuf, Error>>,
+) -> Result<PathBuf, Error> {
+    writer
+        .join()
+        .map_err(|_| Error::Unsupported("the checkpoint writer panicked".into()))?
 }
 
 /// Reads `metrics.jsonl` (absent: empty).

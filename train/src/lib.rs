@@ -47,8 +47,8 @@ use std::path::{Path, PathBuf};
 pub use attention::{causal_attention, DeviceMemory, FalconBackend, FalconTrainBackend};
 pub use chat::{pack, read_examples, ChatTemplate, Message, Packed, Role};
 pub use checkpoint::{
-    latest_checkpoint, load_checkpoint, save_checkpoint, write_checkpoint, CheckpointTensors,
-    TrainerState,
+    latest_checkpoint, load_checkpoint, read_checkpoint, save_checkpoint, write_checkpoint,
+    CheckpointTensors, TrainerState,
 };
 pub use config::{FalconConfig, QkvLayout};
 #[cfg(feature = "cuda")]

@@ -826,21 +826,13 @@ pub fn train<B: DataParallel>(
                     writing = Some(std::thread::spawn(move || {
                         let began = Instant::now();
                         let dir = write_checkpoint(&root, &model, &tensors, &at)?;
-                        tracing::info!(
-                            "checkpoint {} written in {:.1} s",
-                            dir.display(),
-                            began.elapsed().as_secs_f64()
-                        );
+                        log_written(&dir, began);
                         Ok(dir)
                     }));
                 }
                 Stepper::Burn(lead) => {
                     let dir = save_checkpoint(&ckpt_root, &lead.model, &lead.optim, &state)?;
-                    tracing::info!(
-                        "checkpoint {} written in {:.1} s",
-                        dir.display(),
-                        began.elapsed().as_secs_f64()
-                    );
+                    log_written(&dir, began);
                     checkpoint = Some(dir);
                 }
             }
@@ -884,6 +876,11 @@ pub fn train<B: DataParallel>(
         mfu: tokens_per_sec * flops_per_token(&model_config, config.seq_len) / peak_flops,
         checkpoint,
     })
+}
+
+fn log_written(dir: &Path, began: Instant) {
+    let secs = began.elapsed().as_secs_f64();
+    tracing::info!("checkpoint {} written in {secs:.1} s", dir.display());
 }
 
 /// Waits for a checkpoint written in the background: its folder, or what failed.

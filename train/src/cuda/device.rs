@@ -235,7 +235,6 @@ impl Gpu {
             self.alloc::<f32>(T * HD)?,
         ];
         let scale = 1.0 / (HD as f32).sqrt();
-        let sizes = (Arg::I(H as i32), Arg::I(1), Arg::I(T as i32), Arg::F(scale));
         let forward = |kernel: &str, per_warp: usize| -> Result<Vec<f32>, Error> {
             let tensors = [q.ptr, k.ptr, v.ptr, o.ptr, lse.ptr];
             self.attn_forward(kernel, per_warp, tensors, (1, H, 1, T), scale)?;
@@ -246,19 +245,9 @@ impl Gpu {
             Ok(out)
         };
         let backward = |kernel: &str| -> Result<Vec<f32>, Error> {
-            let mut args = vec![
-                Arg::P(q.ptr),
-                Arg::P(k.ptr),
-                Arg::P(v.ptr),
-                Arg::P(dout.ptr),
-            ];
-            args.extend([Arg::P(lse.ptr), Arg::P(delta.ptr)]);
-            args.extend(grads.iter().map(|g| Arg::P(g.ptr)));
-            args.extend([sizes.0, sizes.1, sizes.2, sizes.3]);
-            for g in &grads {
-                self.zero(g, 0, g.len)?;
-            }
-            self.launch(kernel, ((T / 64) as u32, H as u32, 1), 128, 0, &args)?;
+            let tensors = [q.ptr, k.ptr, v.ptr, o.ptr, dout.ptr, lse.ptr, delta.ptr];
+            let [dq, dk, dv] = &grads;
+            self.attn_backward(kernel, tensors, [dq, dk, dv], (1, H, 1, T), scale)?;
             let mut out = Vec::new();
             for g in &grads {
                 out.extend(self.download(g, g.len)?);
@@ -286,20 +275,6 @@ impl Gpu {
         }
         // The backward from the mma.sync forward's output and log-sum-exp.
         forward("attn_fwd", 1)?;
-        self.launch(
-            "attn_bwd_delta",
-            (blocks(T * H, 8), 1, 1),
-            256,
-            0,
-            &[
-                Arg::P(o.ptr),
-                Arg::P(dout.ptr),
-                Arg::P(delta.ptr),
-                Arg::I(1),
-                sizes.0,
-                sizes.2,
-            ],
-        )?;
         let (a, b) = (backward("attn_bwd")?, backward("attn_bwd_wg")?);
         if let Some(rel) = differ(&a, &b) {
             wrong.push(("attn_bwd_wg", rel));
@@ -338,6 +313,43 @@ impl Gpu {
         ];
         let mut args = vec![Arg::P(q), Arg::P(k), Arg::P(v), Arg::P(o), Arg::P(lse)];
         args.extend(sizes);
+        self.launch(kernel, grid, 128, 0, &args)
+    }
+
+    /// Attention backward `kernel` of `[q, k, v, o, dout, lse, delta]` into `grads` (dq, dk,
+    /// dv, zeroed first), D computed into `delta` by attn_bwd_delta; sizes as
+    /// [`Gpu::attn_forward`].
+    pub(crate) fn attn_backward(
+        &self,
+        kernel: &str,
+        [q, k, v, o, dout, lse, delta]: [u64; 7],
+        grads: [&Buf<f32>; 3],
+        (b, h, kv, t): (usize, usize, usize, usize),
+        scale: f32,
+    ) -> Result<(), Error> {
+        let rows = [Arg::I(b as i32), Arg::I(h as i32), Arg::I(t as i32)];
+        let mut args = vec![Arg::P(o), Arg::P(dout), Arg::P(delta)];
+        args.extend(rows);
+        self.launch(
+            "attn_bwd_delta",
+            (blocks(b * t * h, 8), 1, 1),
+            256,
+            0,
+            &args,
+        )?;
+        for g in grads {
+            self.zero(g, 0, g.len)?;
+        }
+        let mut args = vec![Arg::P(q), Arg::P(k), Arg::P(v), Arg::P(dout), Arg::P(lse)];
+        args.push(Arg::P(delta));
+        args.extend(grads.map(|g| Arg::P(g.ptr)));
+        args.extend([
+            Arg::I(h as i32),
+            Arg::I(kv as i32),
+            Arg::I(t as i32),
+            Arg::F(scale),
+        ]);
+        let grid = ((t / 64) as u32, h as u32, b as u32);
         self.launch(kernel, grid, 128, 0, &args)
     }
 

@@ -1734,49 +1734,14 @@ impl Engine {
             )?;
             self.lora_backward(l, 1, a.o, dres16, dout, Out::Bf16, first)?;
             let s = &self.s;
-            self.gpu.launch(
-                "attn_bwd_delta",
-                (blocks(n * h, 8), 1, 1),
-                256,
-                0,
-                &[
-                    Arg::P(a.o),
-                    Arg::P(dout),
-                    Arg::P(s.delta.ptr),
-                    Arg::I(b as i32),
-                    Arg::I(h as i32),
-                    Arg::I(seq as i32),
-                ],
-            )?;
-            self.gpu.zero(&s.dq, 0, s.dq.len)?;
-            self.gpu.zero(&s.dk, 0, s.dk.len)?;
-            self.gpu.zero(&s.dv, 0, s.dv.len)?;
-            let args = [
-                Arg::P(a.q),
-                Arg::P(a.k),
-                Arg::P(a.v),
-                Arg::P(dout),
-                Arg::P(a.lse),
-                Arg::P(s.delta.ptr),
-                Arg::P(s.dq.ptr),
-                Arg::P(s.dk.ptr),
-                Arg::P(s.dv.ptr),
-                Arg::I(h as i32),
-                Arg::I(kv as i32),
-                Arg::I(seq as i32),
-                Arg::F(scale),
-            ];
-            self.gpu.launch(
-                if self.gpu.wgmma.bwd {
-                    "attn_bwd_wg"
-                } else {
-                    "attn_bwd"
-                },
-                ((seq / 64) as u32, h as u32, b as u32),
-                128,
-                0,
-                &args,
-            )?;
+            let kernel = if self.gpu.wgmma.bwd {
+                "attn_bwd_wg"
+            } else {
+                "attn_bwd"
+            };
+            let tensors = [a.q, a.k, a.v, a.o, dout, a.lse, s.delta.ptr];
+            let grads = [&s.dq, &s.dk, &s.dv];
+            (self.gpu).attn_backward(kernel, tensors, grads, (b, h, kv, seq), scale)?;
             self.gpu.launch(
                 "rope_merge",
                 (blocks(n * (h + 2 * kv) * 32, 256), 1, 1),

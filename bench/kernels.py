@@ -191,17 +191,19 @@ def check_layernorm(N, d):
         N * d * 6, "TB/s")
     dy = torch.randn(N, d, device=dev)
     ref.backward(dy)
-    blocks = min(264, (N + 7) // 8)
+    chunks = min(128, N)  # as the engine: row chunks of the weight and bias gradients
     dres = torch.randn(N, d, device=dev)
     base = dres.clone()
     dres16 = torch.empty(N, d, device=dev, dtype=bf)
-    partial = torch.empty(blocks, 2 * d, device=dev)
+    partial = torch.empty(chunks, 2 * d, device=dev)
     grads = torch.full((2 * d,), float("nan"), device=dev)
 
     def bwd():
         dres.copy_(base)
-        launch("layernorm_bwd", (blocks,), 256, [dy, x, mean, rstd, wb, dres, dres16, partial, N, d], shared=8 * d)
-        launch("reduce_rows", ((2 * d + 255) // 256,), 256, [partial, grads, blocks, 2 * d, 0])
+        launch("layernorm_bwd", ((N + 7) // 8,), 256, [dy, x, mean, rstd, wb, dres, dres16, N, d])
+        launch("layernorm_wb", ((d + 127) // 128, chunks), 256,
+               [dy, x, mean, rstd, partial, N, d, (N + chunks - 1) // chunks])
+        launch("reduce_rows", ((2 * d + 255) // 256,), 256, [partial, grads, chunks, 2 * d, 0])
 
     bwd()
     torch.cuda.synchronize()

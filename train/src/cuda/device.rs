@@ -8,7 +8,6 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use cudarc::driver::sys::CUfunction_attribute;
 use cudarc::driver::{
     CudaContext, CudaEvent, CudaFunction, CudaSlice, CudaStream, DevicePtr, DeviceRepr,
     LaunchConfig, PushKernelArg, ValidAsZeroBits,
@@ -33,6 +32,7 @@ const KERNELS: &[&str] = &[
     "embed_bwd",
     "layernorm_fwd",
     "layernorm_bwd",
+    "layernorm_wb",
     "reduce_rows",
     "gelu_fwd",
     "gelu_bwd",
@@ -449,19 +449,6 @@ impl Gpu {
             .context()
             .bind_to_thread()
             .map_err(|e| gpu_error("binding the GPU's context", e))
-    }
-
-    /// Lets `kernel` take `bytes` of dynamic shared memory (beyond the default 48 KiB).
-    pub(crate) fn allow_shared(&self, kernel: &str, bytes: usize) -> Result<(), Error> {
-        if bytes > 48 * 1024 {
-            self.functions[kernel]
-                .set_attribute(
-                    CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
-                    bytes as i32,
-                )
-                .map_err(|e| gpu_error(kernel, e))?;
-        }
-        Ok(())
     }
 
     /// `len` zeroed elements.

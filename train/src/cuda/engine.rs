@@ -46,8 +46,8 @@ pub(crate) const HEAD_DIM: usize = 64;
 pub(crate) const SEQ_MULTIPLE: usize = 64;
 /// The cross-entropy kernel keeps a row of logits in registers: 8 x 16 bytes per thread of 1024.
 pub(crate) const MAX_VOCAB: usize = 8 * 8 * 1024;
-/// Blocks of `layernorm_bwd` (each writes a partial weight gradient).
-const LN_BLOCKS: usize = 264;
+/// Row chunks of `layernorm_wb` (each writes a partial weight and bias gradient).
+const LN_CHUNKS: usize = 128;
 
 /// Why the engine cannot run `config` at `seq_len`, if it cannot.
 pub(crate) fn unsupported(config: &FalconConfig, seq_len: usize) -> Option<String> {
@@ -654,7 +654,6 @@ impl Engine {
                 g: gpu.alloc(n * f)?,
             });
         }
-        gpu.allow_shared("layernorm_bwd", 2 * d * 4)?;
         let (cos_h, sin_h) = rope_tables(config, seq);
         let mut s = Scratch {
             win: gpu.alloc(batch * (seq + 1))?,
@@ -678,7 +677,7 @@ impl Engine {
             dv: gpu.alloc(backward(n * kv * HEAD_DIM))?,
             dqkv: gpu.alloc(backward(n * qd))?,
             delta: gpu.alloc(backward(n * h))?,
-            partial: gpu.alloc((LN_BLOCKS * 2 * d).max(1024))?,
+            partial: gpu.alloc((LN_CHUNKS * 2 * d).max(1024))?,
             scalars: gpu.alloc(1024)?,
             mask: gpu.alloc(if tuned.is_some() { n } else { 0 })?,
             cos: gpu.alloc(cos_h.len())?,
@@ -1213,12 +1212,11 @@ impl Engine {
         first: bool,
     ) -> Result<(), Error> {
         let (n, d, ..) = self.dims();
-        let grid = LN_BLOCKS.min(n.div_ceil(8)) as u32;
         self.gpu.launch(
             "layernorm_bwd",
-            (grid, 1, 1),
+            (blocks(n, 8), 1, 1),
             256,
-            (2 * d * 4) as u32,
+            0,
             &[
                 Arg::P(dy),
                 Arg::P(x),
@@ -1227,7 +1225,6 @@ impl Engine {
                 Arg::P(self.p32(wb)),
                 Arg::P(self.s.dres.ptr),
                 Arg::P(if dres16 { self.s.dres16.ptr } else { 0 }),
-                Arg::P(self.s.partial.ptr),
                 Arg::I(n as i32),
                 Arg::I(d as i32),
             ],
@@ -1235,6 +1232,23 @@ impl Engine {
         if !self.base_trains() {
             return Ok(());
         }
+        let chunks = LN_CHUNKS.min(n);
+        self.gpu.launch(
+            "layernorm_wb",
+            (blocks(d, 128), chunks as u32, 1),
+            256,
+            0,
+            &[
+                Arg::P(dy),
+                Arg::P(x),
+                Arg::P(stats.0),
+                Arg::P(stats.1),
+                Arg::P(self.s.partial.ptr),
+                Arg::I(n as i32),
+                Arg::I(d as i32),
+                Arg::I(n.div_ceil(chunks) as i32),
+            ],
+        )?;
         self.gpu.launch(
             "reduce_rows",
             (blocks(2 * d, 256), 1, 1),
@@ -1243,7 +1257,7 @@ impl Engine {
             &[
                 Arg::P(self.s.partial.ptr),
                 Arg::P(self.grads.at(wb)),
-                Arg::I(grid as i32),
+                Arg::I(chunks as i32),
                 Arg::I((2 * d) as i32),
                 Arg::I(!first as i32),
             ],

@@ -279,7 +279,7 @@ def check_rope(B, T, H, KV, layout):
     inv = 1.0 / (10000.0 ** (torch.arange(0, HD, 2, device=dev).float() / HD))
     fr = torch.arange(T, device=dev).float()[:, None] * inv[None]
     cos, sin = fr.cos().contiguous(), fr.sin().contiguous()
-    n_thr = N * S * 32
+    n_thr = N * S * 4
     f = lambda: launch("rope_split", ((n_thr + 255) // 256,), 256, [qkv, q, k, v, cos, sin, B, T, H, KV, layout])
     f()
     x = qkv.float().view(B, T, S, HD)

@@ -1481,7 +1481,7 @@ impl Engine {
         self.lora_forward(l, 0, a.ln_attn, qkv, Out::Bf16)?;
         self.gpu.launch(
             "rope_split",
-            (blocks(n * (h + 2 * kv) * 32, 256), 1, 1),
+            (blocks(n * (h + 2 * kv) * 4, 256), 1, 1),
             256,
             0,
             &[
@@ -1758,7 +1758,7 @@ impl Engine {
             (self.gpu).attn_backward(kernel, tensors, grads, (b, h, kv, seq), scale)?;
             self.gpu.launch(
                 "rope_merge",
-                (blocks(n * (h + 2 * kv) * 32, 256), 1, 1),
+                (blocks(n * (h + 2 * kv) * 4, 256), 1, 1),
                 256,
                 0,
                 &[

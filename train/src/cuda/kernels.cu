@@ -836,8 +836,32 @@ __device__ __forceinline__ void qkv_slot(int s, int H, int KV, int layout, int* 
     }
 }
 
+// The cos and sin of RoPE for eight columns of a head's first half at position tt.
+struct Rot8 {
+    float c[8], s[8];
+};
+
+__device__ __forceinline__ Rot8 rot8(const float* __restrict__ cosv, const float* __restrict__ sinv,
+                                     int tt, int i) {
+    Rot8 r;
+    *(float4*)&r.c[0] = *(const float4*)&cosv[tt * 32 + i];
+    *(float4*)&r.c[4] = *(const float4*)&cosv[tt * 32 + i + 4];
+    *(float4*)&r.s[0] = *(const float4*)&sinv[tt * 32 + i];
+    *(float4*)&r.s[4] = *(const float4*)&sinv[tt * 32 + i + 4];
+    return r;
+}
+
+// Where slot s of token n goes in q [B, H, T, 64] or k, v [B, KV, T, 64]; *kind as qkv_slot's.
+__device__ __forceinline__ long head_row(long n, int s, int T, int H, int KV, int layout, int* kind) {
+    int head;
+    qkv_slot(s, H, KV, layout, kind, &head);
+    const long b = n / T, tt = n % T;
+    return ((b * (*kind == 0 ? H : KV) + head) * T + tt) * HD;
+}
+
 // qkv [N, (H + 2KV) * 64] -> q [B, H, T, 64], k and v [B, KV, T, 64], RoPE (rotate_half form)
-// applied to q and k. cos, sin: [T, 32] (the two halves of a head share them).
+// applied to q and k. cos, sin: [T, 32] (the two halves of a head share them). Four threads per
+// head and token, each eight columns of both halves (16-byte loads and stores).
 extern "C" __global__ void rope_split(const bf16* __restrict__ qkv, bf16* __restrict__ q,
                                       bf16* __restrict__ k, bf16* __restrict__ v,
                                       const float* __restrict__ cosv,
@@ -845,28 +869,31 @@ extern "C" __global__ void rope_split(const bf16* __restrict__ qkv, bf16* __rest
                                       int KV, int layout) {
     const int S = H + 2 * KV;
     const long idx = (long)blockIdx.x * blockDim.x + threadIdx.x;
-    if (idx >= (long)B * T * S * 32) return;
-    const int i = idx & 31, s = (idx >> 5) % S;
-    const long n = (idx >> 5) / S;
-    const int b = n / T, tt = n % T;
-    int kind, head;
-    qkv_slot(s, H, KV, layout, &kind, &head);
+    if (idx >= (long)B * T * S * 4) return;
+    const int i = (idx & 3) * 8, s = (idx >> 2) % S;
+    const long n = (idx >> 2) / S;
+    int kind;
+    const long at = head_row(n, s, T, H, KV, layout, &kind);
     const bf16* src = qkv + (n * S + s) * HD;
-    float x1 = bf2f(src[i]), x2 = bf2f(src[i + 32]);
+    vec8 x1 = *(const vec8*)(src + i), x2 = *(const vec8*)(src + i + 32);
     if (kind < 2) {
-        const float c = cosv[tt * 32 + i], sn = sinv[tt * 32 + i];
-        const float y1 = x1 * c - x2 * sn, y2 = x2 * c + x1 * sn;
-        x1 = y1;
-        x2 = y2;
+        const Rot8 r = rot8(cosv, sinv, n % T, i);
+#pragma unroll
+        for (int j = 0; j < 4; j++) {
+            const float a0 = lo_f(x1.w[j]), a1 = hi_f(x1.w[j]);
+            const float b0 = lo_f(x2.w[j]), b1 = hi_f(x2.w[j]);
+            const float c0 = r.c[2 * j], c1 = r.c[2 * j + 1], s0 = r.s[2 * j], s1 = r.s[2 * j + 1];
+            x1.w[j] = pack2(a0 * c0 - b0 * s0, a1 * c1 - b1 * s1);
+            x2.w[j] = pack2(b0 * c0 + a0 * s0, b1 * c1 + a1 * s1);
+        }
     }
-    bf16* dst = kind == 0 ? q + ((long)(b * H + head) * T + tt) * HD
-                          : (kind == 1 ? k : v) + ((long)(b * KV + head) * T + tt) * HD;
-    dst[i] = f2bf(x1);
-    dst[i + 32] = f2bf(x2);
+    bf16* dst = (kind == 0 ? q : kind == 1 ? k : v) + at;
+    *(vec8*)(dst + i) = x1;
+    *(vec8*)(dst + i + 32) = x2;
 }
 
 // The backward of rope_split: the f32 gradients dq, dk, dv (dk and dv summed over each K/V
-// group) back into one bf16 dqkv [N, (H + 2KV) * 64].
+// group) back into one bf16 dqkv [N, (H + 2KV) * 64], threads as rope_split's.
 extern "C" __global__ void rope_merge(const float* __restrict__ dq, const float* __restrict__ dk,
                                       const float* __restrict__ dv, bf16* __restrict__ dqkv,
                                       const float* __restrict__ cosv,
@@ -874,24 +901,35 @@ extern "C" __global__ void rope_merge(const float* __restrict__ dq, const float*
                                       int KV, int layout) {
     const int S = H + 2 * KV;
     const long idx = (long)blockIdx.x * blockDim.x + threadIdx.x;
-    if (idx >= (long)B * T * S * 32) return;
-    const int i = idx & 31, s = (idx >> 5) % S;
-    const long n = (idx >> 5) / S;
-    const int b = n / T, tt = n % T;
-    int kind, head;
-    qkv_slot(s, H, KV, layout, &kind, &head);
-    const float* src = kind == 0 ? dq + ((long)(b * H + head) * T + tt) * HD
-                                 : (kind == 1 ? dk : dv) + ((long)(b * KV + head) * T + tt) * HD;
-    float g1 = src[i], g2 = src[i + 32];
+    if (idx >= (long)B * T * S * 4) return;
+    const int i = (idx & 3) * 8, s = (idx >> 2) % S;
+    const long n = (idx >> 2) / S;
+    int kind;
+    const long at = head_row(n, s, T, H, KV, layout, &kind);
+    const float* src = (kind == 0 ? dq : kind == 1 ? dk : dv) + at;
+    float g1[8], g2[8];
+    *(float4*)&g1[0] = *(const float4*)&src[i];
+    *(float4*)&g1[4] = *(const float4*)&src[i + 4];
+    *(float4*)&g2[0] = *(const float4*)&src[i + 32];
+    *(float4*)&g2[4] = *(const float4*)&src[i + 36];
+    vec8 o1, o2;
     if (kind < 2) {
-        const float c = cosv[tt * 32 + i], sn = sinv[tt * 32 + i];
-        const float x1 = g1 * c + g2 * sn, x2 = g2 * c - g1 * sn;
-        g1 = x1;
-        g2 = x2;
+        const Rot8 r = rot8(cosv, sinv, n % T, i);
+#pragma unroll
+        for (int j = 0; j < 8; j++) {
+            const float a = g1[j], b = g2[j];
+            g1[j] = a * r.c[j] + b * r.s[j];
+            g2[j] = b * r.c[j] - a * r.s[j];
+        }
+    }
+#pragma unroll
+    for (int j = 0; j < 4; j++) {
+        o1.w[j] = pack2(g1[2 * j], g1[2 * j + 1]);
+        o2.w[j] = pack2(g2[2 * j], g2[2 * j + 1]);
     }
     bf16* dst = dqkv + (n * S + s) * HD;
-    dst[i] = f2bf(g1);
-    dst[i + 32] = f2bf(g2);
+    *(vec8*)(dst + i) = o1;
+    *(vec8*)(dst + i + 32) = o2;
 }
 
 // ------------------------------------------------------------------------------------------------

@@ -59,6 +59,8 @@ struct Shape {
     ta: bool,
     tb: bool,
     out: Out,
+    /// Whether `C` is `D` (cuBLASLt's choice of algorithm can differ).
+    in_place: bool,
 }
 
 #[derive(Clone, Copy)]
@@ -91,8 +93,8 @@ impl Gemm {
     }
 
     /// Descriptors for shape `s` and the fastest of the heuristic's algorithms on `operands`
-    /// (`A`, `B` as [`Gemm::run`] takes them; read only).
-    fn make_plan(&self, gpu: &Gpu, s: Shape, operands: (u64, u64)) -> Result<Plan, Error> {
+    /// (`A`, `B`, `C` as [`Gemm::run`] takes them; read only).
+    fn make_plan(&self, gpu: &Gpu, s: Shape, operands: (u64, u64, u64)) -> Result<Plan, Error> {
         use sys::cudaDataType_t::{CUDA_R_16BF, CUDA_R_32F};
         // cublasOperation_t: CUBLAS_OP_N = 0, CUBLAS_OP_T = 1.
         let op = |trans: bool| trans as i32;
@@ -188,13 +190,14 @@ impl Gemm {
     }
 
     /// The fastest of `candidates` for `plan`'s shape `s`, each run with `beta` 1 into a zeroed
-    /// scratch result (the real one may be accumulated into); the first when no scratch fits.
+    /// scratch result (the real one may be accumulated into), from the real `C` when it is not
+    /// the result; the first when no scratch fits.
     fn fastest(
         &self,
         gpu: &Gpu,
         plan: &Plan,
         s: Shape,
-        (a, b): (u64, u64),
+        (a, b, c): (u64, u64, u64),
         candidates: &[sys::cublasLtMatmulHeuristicResult_t],
     ) -> Result<sys::cublasLtMatmulAlgo_t, Error> {
         let bytes = s.m * s.n * if s.out == Out::F32 { 4 } else { 2 };
@@ -209,6 +212,7 @@ impl Gemm {
             let (ptr, _guard) = scratch.device_ptr(&gpu.stream);
             ptr
         };
+        let c = if s.in_place { d } else { c };
         let event = || {
             gpu.stream
                 .record_event(Some(CUevent_flags::CU_EVENT_DEFAULT))
@@ -221,13 +225,13 @@ impl Gemm {
                 ..*plan
             };
             // An algorithm that fails to launch is passed over.
-            if self.run(gpu, &trial, (a, b, d, d), (1.0, 1.0)).is_err() {
+            if self.run(gpu, &trial, (a, b, c, d), (1.0, 1.0)).is_err() {
                 times.push(f32::INFINITY);
                 continue;
             }
             let begin = event()?;
             for _ in 0..TIMED_RUNS {
-                self.run(gpu, &trial, (a, b, d, d), (1.0, 1.0))
+                self.run(gpu, &trial, (a, b, c, d), (1.0, 1.0))
                     .map_err(|e| cublas(&format!("timing {}", s.name()), e))?;
             }
             let end = event()?;
@@ -304,10 +308,11 @@ impl Gemm {
             ta: a.trans,
             tb: b.trans,
             out,
+            in_place: c.is_none_or(|c| c == d),
         };
         let c = c.unwrap_or(d);
         if !self.plans.contains_key(&shape) {
-            let plan = self.make_plan(gpu, shape, (a.ptr, b.ptr))?;
+            let plan = self.make_plan(gpu, shape, (a.ptr, b.ptr, c))?;
             self.plans.insert(shape, plan);
         }
         let plan = &self.plans[&shape];

@@ -175,46 +175,57 @@ def check_wgmma():
         row(f"wgmma descriptors: {what}", rel(out[i], ref), 1e-5, None, "", None)
 
 
-def check_layernorm(N, d):
+def check_layernorm(N, d, two=False):
+    """One LayerNorm, or with `two` a two-LayerNorm block's pair over the same x (one kernel
+    each way, x read once)."""
+    sets = 2 if two else 1
     x = torch.randn(N, d, device=dev) * 3 + 1
-    wb = torch.cat([torch.randn(d, device=dev) * 0.1 + 1, torch.randn(d, device=dev) * 0.1])
-    y = torch.full((N, d), float("nan"), device=dev, dtype=bf)
+    wbs = [torch.cat([torch.randn(d, device=dev) * 0.1 + 1, torch.randn(d, device=dev) * 0.1]) for _ in range(sets)]
+    ys = [torch.full((N, d), float("nan"), device=dev, dtype=bf) for _ in range(sets)]
+    wb2, y2 = (wbs[1], ys[1]) if two else (None, None)
     mean, rstd = torch.empty(N, device=dev), torch.empty(N, device=dev)
     eps = 1e-5
-    f = lambda: launch("layernorm_fwd", ((N + 7) // 8,), 256, [x, wb, y, mean, rstd, N, d, eps])
+    f = lambda: launch("layernorm_fwd", ((N + 7) // 8,), 256, [x, wbs[0], ys[0], wb2, y2, mean, rstd, N, d, eps])
     f()
-    xr, w, b = x.clone().requires_grad_(), wb[:d].clone().requires_grad_(), wb[d:].clone().requires_grad_()
-    ref = F.layer_norm(xr, (d,), w, b, eps)
+    name = f"N{N} d{d}" + (" two" if two else "")
+    xr = x.clone().requires_grad_()
+    params = [(wb[:d].clone().requires_grad_(), wb[d:].clone().requires_grad_()) for wb in wbs]
+    refs = [F.layer_norm(xr, (d,), w, b, eps) for w, b in params]
     xb = x.clone()
-    peer = lambda: F.layer_norm(xb, (d,), wb[:d], wb[d:], eps).to(bf)
-    row(f"layernorm_fwd N{N} d{d}", rel(y, ref), 8e-3, time_ms(f), "F.layer_norm + cast", time_ms(peer),
-        N * d * 6, "TB/s")
-    dy = torch.randn(N, d, device=dev)
-    ref.backward(dy)
+    peer = lambda: [F.layer_norm(xb, (d,), wb[:d], wb[d:], eps).to(bf) for wb in wbs]
+    row(f"layernorm_fwd {name}", max(rel(y, ref) for y, ref in zip(ys, refs)), 8e-3, time_ms(f),
+        "F.layer_norm + cast", time_ms(peer), N * d * (4 + 2 * sets), "TB/s")
+    dys = [torch.randn(N, d, device=dev) for _ in range(sets)]
+    torch.autograd.backward(refs, dys)
+    dy2 = dys[1] if two else None
     chunks = min(128, N)  # as the engine: row chunks of the weight and bias gradients
     dres = torch.randn(N, d, device=dev)
     base = dres.clone()
     dres16 = torch.empty(N, d, device=dev, dtype=bf)
-    partial = torch.empty(chunks, 2 * d, device=dev)
-    grads = torch.full((2 * d,), float("nan"), device=dev)
+    width = 2 * d * sets
+    partial = torch.empty(chunks, width, device=dev)
+    grads = torch.full((width,), float("nan"), device=dev)
 
     def bwd():
         dres.copy_(base)
-        launch("layernorm_bwd", ((N + 7) // 8,), 256, [dy, x, mean, rstd, wb, dres, dres16, N, d])
+        launch("layernorm_bwd", ((N + 7) // 8,), 256, [dys[0], dy2, x, mean, rstd, wbs[0], wb2, dres, dres16, N, d])
         launch("layernorm_wb", ((d + 127) // 128, chunks), 256,
-               [dy, x, mean, rstd, partial, N, d, (N + chunks - 1) // chunks])
-        launch("reduce_rows", ((2 * d + 255) // 256,), 256, [partial, grads, chunks, 2 * d, 0])
+               [dys[0], dy2, x, mean, rstd, partial, N, d, (N + chunks - 1) // chunks])
+        launch("reduce_rows", ((width + 255) // 256,), 256, [partial, grads, chunks, width, 0])
 
     bwd()
     torch.cuda.synchronize()
-    err = max(rel(dres - base, xr.grad), rel(grads[:d], w.grad), rel(grads[d:], b.grad))
+    err = rel(dres - base, xr.grad)
+    for i, (w, b) in enumerate(params):
+        err = max(err, rel(grads[2 * d * i:2 * d * i + d], w.grad), rel(grads[2 * d * i + d:2 * d * (i + 1)], b.grad))
     err16 = rel(dres16, dres)  # bf16 rounding of the copy
     xp = x.clone().requires_grad_()
-    wp, bp = wb[:d].clone().requires_grad_(), wb[d:].clone().requires_grad_()
-    out = F.layer_norm(xp, (d,), wp, bp, eps)
-    peer = lambda: torch.autograd.grad(out, (xp, wp, bp), dy, retain_graph=True)
-    row(f"layernorm_bwd N{N} d{d}", err, 1e-4, time_ms(bwd), "layer_norm backward", time_ms(peer))
-    row(f"layernorm_bwd bf16 copy N{N} d{d}", err16, 8e-3, None, "", None)
+    ps = [(wb[:d].clone().requires_grad_(), wb[d:].clone().requires_grad_()) for wb in wbs]
+    outs = [F.layer_norm(xp, (d,), w, b, eps) for w, b in ps]
+    inputs = (xp,) + tuple(t for p in ps for t in p)
+    peer = lambda: torch.autograd.grad(outs, inputs, dys, retain_graph=True)
+    row(f"layernorm_bwd {name}", err, 1e-4, time_ms(bwd), "layer_norm backward", time_ms(peer))
+    row(f"layernorm_bwd bf16 copy {name}", err16, 8e-3, None, "", None)
 
 
 def check_gelu(n):
@@ -423,6 +434,8 @@ def main():
 
 def check_others(B, T):
     check_layernorm(B * T, 768)
+    check_layernorm(B * T, 1024, two=True)  # falcon-350m's blocks
+    check_layernorm(100, 136)  # a partial row chunk and column block
     check_gelu(B * T * 3072)
     check_cross_entropy(max(1, B // 2), T, 65024)
     check_cross_entropy(1, 256, 50304)  # falcon-rw's vocabulary: a partial last chunk

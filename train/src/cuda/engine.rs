@@ -46,7 +46,7 @@ pub(crate) const HEAD_DIM: usize = 64;
 pub(crate) const SEQ_MULTIPLE: usize = 64;
 /// The cross-entropy kernel keeps a row of logits in registers: 8 x 16 bytes per thread of 1024.
 pub(crate) const MAX_VOCAB: usize = 8 * 8 * 1024;
-/// Row chunks of `layernorm_wb` (each writes a partial weight and bias gradient).
+/// Row chunks of `layernorm_wb` (each writes a partial weight and bias gradient, or two).
 const LN_CHUNKS: usize = 128;
 
 /// Why the engine cannot run `config` at `seq_len`, if it cannot.
@@ -350,9 +350,10 @@ fn projection_dims(k: usize, d: usize, qd: usize, f: usize) -> (usize, usize) {
 #[derive(Clone, Copy)]
 struct ActsAt {
     ln_attn: u64,
+    /// Mean and rstd of the block's input (both LayerNorms').
     attn_stats: (u64, u64),
-    /// Two-LayerNorm blocks: the MLP's LayerNorm output and statistics.
-    ln_mlp: Option<(u64, (u64, u64))>,
+    /// Two-LayerNorm blocks: the MLP's LayerNorm output.
+    ln_mlp: Option<u64>,
     q: u64,
     k: u64,
     v: u64,
@@ -365,7 +366,7 @@ struct ActsAt {
 impl ActsAt {
     /// The MLP's input: its own LayerNorm's output, or the block's one LayerNorm's.
     fn mlp_in(&self) -> u64 {
-        self.ln_mlp.map_or(self.ln_attn, |(y, _)| y)
+        self.ln_mlp.unwrap_or(self.ln_attn)
     }
 }
 
@@ -375,7 +376,7 @@ struct Acts {
     ln_attn: Bf16Buf,
     ln_attn_stats: (Buf<f32>, Buf<f32>),
     /// Two-LayerNorm blocks only.
-    ln_mlp: Option<(Bf16Buf, Buf<f32>, Buf<f32>)>,
+    ln_mlp: Option<Bf16Buf>,
     /// `[B, H, T, 64]`, `[B, KV, T, 64]` twice, after RoPE.
     q: Bf16Buf,
     k: Bf16Buf,
@@ -636,11 +637,7 @@ impl Engine {
         } else {
             config.num_hidden_layers
         } {
-            let ln_mlp = if two {
-                Some((gpu.alloc(n * d)?, gpu.alloc(n)?, gpu.alloc(n)?))
-            } else {
-                None
-            };
+            let ln_mlp = if two { Some(gpu.alloc(n * d)?) } else { None };
             acts.push(Acts {
                 ln_attn: gpu.alloc(n * d)?,
                 ln_attn_stats: (gpu.alloc(n)?, gpu.alloc(n)?),
@@ -677,7 +674,7 @@ impl Engine {
             dv: gpu.alloc(backward(n * kv * HEAD_DIM))?,
             dqkv: gpu.alloc(backward(n * qd))?,
             delta: gpu.alloc(backward(n * h))?,
-            partial: gpu.alloc((LN_CHUNKS * 2 * d).max(1024))?,
+            partial: gpu.alloc((LN_CHUNKS * 4 * d).max(1024))?,
             scalars: gpu.alloc(1024)?,
             mask: gpu.alloc(if tuned.is_some() { n } else { 0 })?,
             cos: gpu.alloc(cos_h.len())?,
@@ -1179,8 +1176,17 @@ impl Engine {
         matches!(self.base, Base::Trained)
     }
 
-    fn layernorm(&self, x: u64, wb: usize, y: u64, stats: (u64, u64)) -> Result<(), Error> {
+    /// `y = LayerNorm(x)` with the weight and bias at `wb`, and with `second` = `(wb2, y2)` also
+    /// `y2` (a two-LayerNorm block: x read once); x's mean and rstd into `stats`.
+    fn layernorm(
+        &self,
+        x: u64,
+        (wb, y): (usize, u64),
+        second: Option<(usize, u64)>,
+        stats: (u64, u64),
+    ) -> Result<(), Error> {
         let (n, d, ..) = self.dims();
+        let (wb2, y2) = second.map_or((0, 0), |(wb2, y2)| (self.p32(wb2), y2));
         self.gpu.launch(
             "layernorm_fwd",
             (blocks(n, 8), 1, 1),
@@ -1190,6 +1196,8 @@ impl Engine {
                 Arg::P(x),
                 Arg::P(self.p32(wb)),
                 Arg::P(y),
+                Arg::P(wb2),
+                Arg::P(y2),
                 Arg::P(stats.0),
                 Arg::P(stats.1),
                 Arg::I(n as i32),
@@ -1199,19 +1207,24 @@ impl Engine {
         )
     }
 
-    /// `dres += LayerNorm backward(dy)`, the bf16 copy of dres written when `dres16`; where the
-    /// base trains, the weight and bias gradients into `grads[wb..wb + 2d]` (added unless
-    /// `first`).
+    /// `dres += LayerNorm backward(dy)` for the weight at `wb` (and with `second` = `(dy2, wb2)`,
+    /// a two-LayerNorm block's second norm of the same x, whose weight and bias follow at
+    /// `wb + 2d`), the bf16 copy of dres written when `dres16`; where the base trains, the
+    /// weight and bias gradients into `grads[wb..]` (added unless `first`).
     fn layernorm_back(
         &self,
-        dy: u64,
+        (dy, wb): (u64, usize),
+        second: Option<(u64, usize)>,
         x: u64,
         stats: (u64, u64),
-        wb: usize,
         dres16: bool,
         first: bool,
     ) -> Result<(), Error> {
         let (n, d, ..) = self.dims();
+        let (dy2, wb2) = second.map_or((0, 0), |(dy2, wb2)| {
+            debug_assert_eq!(wb2, wb + 2 * d, "the two LayerNorms' weights are adjacent");
+            (dy2, self.p32(wb2))
+        });
         self.gpu.launch(
             "layernorm_bwd",
             (blocks(n, 8), 1, 1),
@@ -1219,10 +1232,12 @@ impl Engine {
             0,
             &[
                 Arg::P(dy),
+                Arg::P(dy2),
                 Arg::P(x),
                 Arg::P(stats.0),
                 Arg::P(stats.1),
                 Arg::P(self.p32(wb)),
+                Arg::P(wb2),
                 Arg::P(self.s.dres.ptr),
                 Arg::P(if dres16 { self.s.dres16.ptr } else { 0 }),
                 Arg::I(n as i32),
@@ -1233,6 +1248,7 @@ impl Engine {
             return Ok(());
         }
         let chunks = LN_CHUNKS.min(n);
+        let width = if second.is_some() { 4 * d } else { 2 * d };
         self.gpu.launch(
             "layernorm_wb",
             (blocks(d, 128), chunks as u32, 1),
@@ -1240,6 +1256,7 @@ impl Engine {
             0,
             &[
                 Arg::P(dy),
+                Arg::P(dy2),
                 Arg::P(x),
                 Arg::P(stats.0),
                 Arg::P(stats.1),
@@ -1251,14 +1268,14 @@ impl Engine {
         )?;
         self.gpu.launch(
             "reduce_rows",
-            (blocks(2 * d, 256), 1, 1),
+            (blocks(width, 256), 1, 1),
             256,
             0,
             &[
                 Arg::P(self.s.partial.ptr),
                 Arg::P(self.grads.at(wb)),
                 Arg::I(chunks as i32),
-                Arg::I((2 * d) as i32),
+                Arg::I(width as i32),
                 Arg::I(!first as i32),
             ],
         )
@@ -1270,7 +1287,7 @@ impl Engine {
         ActsAt {
             ln_attn: a.ln_attn.ptr,
             attn_stats: (a.ln_attn_stats.0.ptr, a.ln_attn_stats.1.ptr),
-            ln_mlp: (a.ln_mlp.as_ref()).map(|(y, mean, rstd)| (y.ptr, (mean.ptr, rstd.ptr))),
+            ln_mlp: a.ln_mlp.as_ref().map(|y| y.ptr),
             q: a.q.ptr,
             k: a.k.ptr,
             v: a.v.ptr,
@@ -1461,10 +1478,8 @@ impl Engine {
         let at = self.layout.layers[l];
         let a = self.acts_at(l);
         let (x, x_next) = (self.xs[l].ptr, self.xs[l + 1].ptr);
-        self.layernorm(x, at.ln_attn, a.ln_attn, a.attn_stats)?;
-        if let (Some((y, stats)), Some(wb)) = (a.ln_mlp, at.ln_mlp) {
-            self.layernorm(x, wb, y, stats)?;
-        }
+        let second = at.ln_mlp.zip(a.ln_mlp);
+        self.layernorm(x, (at.ln_attn, a.ln_attn), second, a.attn_stats)?;
         let mlp_in = a.mlp_in();
         // Attention: qkv, RoPE + split, flash attention, x_next = x + o Wdᵀ.
         let qkv = self.s.qkv.ptr;
@@ -1580,7 +1595,7 @@ impl Engine {
         }
         let stats = (self.s.ln_f_stats.0.ptr, self.s.ln_f_stats.1.ptr);
         let (ln_f, logits) = (self.s.ln_f.ptr, self.s.logits.ptr);
-        self.layernorm(self.xs[layers].ptr, self.layout.ln_f, ln_f, stats)?;
+        self.layernorm(self.xs[layers].ptr, (self.layout.ln_f, ln_f), None, stats)?;
         let wte = self.p16(self.layout.wte);
         self.mm(
             (n, v, d),
@@ -1651,14 +1666,8 @@ impl Engine {
         )?;
         self.gpu.zero(&self.s.dres, 0, n * d)?;
         let stats = (self.s.ln_f_stats.0.ptr, self.s.ln_f_stats.1.ptr);
-        self.layernorm_back(
-            dln,
-            self.xs[layers].ptr,
-            stats,
-            self.layout.ln_f,
-            true,
-            first,
-        )?;
+        let x_final = self.xs[layers].ptr;
+        self.layernorm_back((dln, self.layout.ln_f), None, x_final, stats, true, first)?;
 
         for l in (0..layers).rev() {
             if self.recompute {
@@ -1787,8 +1796,8 @@ impl Engine {
                 )?;
             }
             let w = self.matrix(at.qkv)?;
-            match (a.ln_mlp, at.ln_mlp, self.s.dln2.as_ref().map(|b| b.ptr)) {
-                (Some((_, mlp_stats)), Some(wb), Some(dln2)) => {
+            match (at.ln_mlp, self.s.dln2.as_ref().map(|b| b.ptr)) {
+                (Some(wb), Some(dln2)) => {
                     self.mm(
                         (n, d, qd),
                         plain(dqkv),
@@ -1799,8 +1808,8 @@ impl Engine {
                         (1.0, 0.0),
                     )?;
                     self.lora_backward(l, 0, a.ln_attn, dqkv, dln2, Out::F32, first)?;
-                    self.layernorm_back(dln, x, mlp_stats, wb, false, first)?;
-                    self.layernorm_back(dln2, x, a.attn_stats, at.ln_attn, true, first)?;
+                    let (attn, mlp) = ((dln2, at.ln_attn), (dln, wb));
+                    self.layernorm_back(attn, Some(mlp), x, a.attn_stats, true, first)?;
                 }
                 _ => {
                     self.mm(
@@ -1813,7 +1822,7 @@ impl Engine {
                         (1.0, 1.0),
                     )?;
                     self.lora_backward(l, 0, a.ln_attn, dqkv, dln, Out::F32, first)?;
-                    self.layernorm_back(dln, x, a.attn_stats, at.ln_attn, true, first)?;
+                    self.layernorm_back((dln, at.ln_attn), None, x, a.attn_stats, true, first)?;
                 }
             }
             if last && trains {

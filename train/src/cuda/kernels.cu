@@ -959,111 +959,135 @@ extern "C" __global__ void embed_bwd(const unsigned short* __restrict__ win,
     atomicAdd(&dwte[(long)id * d + idx % d], dx[idx]);
 }
 
-// y = (x - mean) * rstd * w + b in bf16 from the f32 residual, one warp per row; keeps mean and
-// rstd for the backward. wb: w then b, each [d].
+// Four columns at a time.
+__device__ __forceinline__ float4 operator+(float4 a, float4 b) {
+    return make_float4(a.x + b.x, a.y + b.y, a.z + b.z, a.w + b.w);
+}
+__device__ __forceinline__ float4 operator-(float4 a, float4 b) {
+    return make_float4(a.x - b.x, a.y - b.y, a.z - b.z, a.w - b.w);
+}
+__device__ __forceinline__ float4 operator*(float4 a, float4 b) {
+    return make_float4(a.x * b.x, a.y * b.y, a.z * b.z, a.w * b.w);
+}
+__device__ __forceinline__ float4 operator-(float4 a, float s) {
+    return make_float4(a.x - s, a.y - s, a.z - s, a.w - s);
+}
+__device__ __forceinline__ float4 operator*(float4 a, float s) {
+    return make_float4(a.x * s, a.y * s, a.z * s, a.w * s);
+}
+__device__ __forceinline__ float hsum(float4 a) { return a.x + a.y + a.z + a.w; }
+__device__ __forceinline__ float4 ld4(const float* p) { return *(const float4*)p; }
+__device__ __forceinline__ uint2 pack4(float4 a) {
+    return make_uint2(pack2(a.x, a.y), pack2(a.z, a.w));
+}
+
+// LayerNorms read the f32 residual x [N, d] one warp per row, four columns per lane at a time (d
+// a multiple of 8). A two-LayerNorm block (new_decoder_architecture) normalizes the same x twice
+// with two weights: its kernels take the second weight wb2 (and output y2, or gradient dy2) and
+// read x once for both; with one LayerNorm those are null. wb: w then b, each [d].
+
+// y = (x - mean) * rstd * w + b in bf16 (and y2 with wb2); keeps mean and rstd for the backward.
 extern "C" __global__ void layernorm_fwd(const float* __restrict__ x, const float* __restrict__ wb,
-                                         bf16* __restrict__ y, float* __restrict__ mean,
+                                         bf16* __restrict__ y, const float* __restrict__ wb2,
+                                         bf16* __restrict__ y2, float* __restrict__ mean,
                                          float* __restrict__ rstd, int N, int d, float eps) {
     const long row = (long)blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
     const int lane = threadIdx.x & 31;
     if (row >= N) return;
     const float* xr = x + row * d;
     float s = 0.f;
-    for (int i = lane; i < d; i += 32) s += xr[i];
+    for (int i = lane * 4; i < d; i += 128) s += hsum(ld4(xr + i));
     const float mu = warp_sum(s) / d;
     float v = 0.f;
-    for (int i = lane; i < d; i += 32) {
-        const float c = xr[i] - mu;
-        v += c * c;
+    for (int i = lane * 4; i < d; i += 128) {
+        const float4 c = ld4(xr + i) - mu;
+        v += hsum(c * c);
     }
     const float r = rsqrtf(warp_sum(v) / d + eps);
-    bf16* yr = y + row * d;
-    for (int i = lane; i < d; i += 32) yr[i] = f2bf((xr[i] - mu) * r * wb[i] + wb[d + i]);
+    for (int i = lane * 4; i < d; i += 128) {
+        const float4 h = (ld4(xr + i) - mu) * r;
+        *(uint2*)&y[row * d + i] = pack4(h * ld4(wb + i) + ld4(wb + d + i));
+        if (y2) *(uint2*)&y2[row * d + i] = pack4(h * ld4(wb2 + i) + ld4(wb2 + d + i));
+    }
     if (lane == 0) {
         mean[row] = mu;
         rstd[row] = r;
     }
 }
 
-// dres += the LayerNorm's input gradient for output gradient dy (f32), and when dres16 is given
-// its bf16 copy; one warp per row, four columns per lane at a time (d is a multiple of 8: 16-byte
-// loads). The weight and bias gradients are layernorm_wb's: summed here, every warp of a block
-// added its rows into the same shared-memory columns, atomics that compile to compare-and-swap
-// loops (five times the forward's time on an H100).
-extern "C" __global__ void layernorm_bwd(const float* __restrict__ dy, const float* __restrict__ x,
+// dres += the input gradient for output gradient dy (f32; and dy2 of the second LayerNorm), and
+// when dres16 is given its bf16 copy. The input gradient depends on the output gradients only
+// through u = dy w (+ dy2 w2): r (u - mean(u) - x^ mean(u x^)), x^ = (x - mean) r. The weight
+// and bias gradients are layernorm_wb's (summed here, every warp of a block adding its rows into
+// the same shared-memory columns, the float atomics compiled to compare-and-swap loops: five
+// times the forward's time on an H100).
+extern "C" __global__ void layernorm_bwd(const float* __restrict__ dy, const float* __restrict__ dy2,
+                                         const float* __restrict__ x,
                                          const float* __restrict__ mean,
                                          const float* __restrict__ rstd,
-                                         const float* __restrict__ wb, float* __restrict__ dres,
+                                         const float* __restrict__ wb,
+                                         const float* __restrict__ wb2, float* __restrict__ dres,
                                          bf16* __restrict__ dres16, int N, int d) {
     const long row = (long)blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
     const int lane = threadIdx.x & 31;
     if (row >= N) return;
-    const float* dyr = dy + row * d;
-    const float* xr = x + row * d;
+    const long at = row * d;
     const float mu = mean[row], r = rstd[row];
+    auto u_at = [&](int i) {
+        const float4 u = ld4(dy + at + i) * ld4(wb + i);
+        return dy2 ? u + ld4(dy2 + at + i) * ld4(wb2 + i) : u;
+    };
     float a = 0.f, c = 0.f;
     for (int i = lane * 4; i < d; i += 128) {
-        const float4 g = *(const float4*)&dyr[i], xv = *(const float4*)&xr[i];
-        const float4 w = *(const float4*)&wb[i];
-        a += g.x * w.x + g.y * w.y + g.z * w.z + g.w * w.w;
-        c += g.x * w.x * (xv.x - mu) + g.y * w.y * (xv.y - mu) + g.z * w.z * (xv.z - mu) +
-             g.w * w.w * (xv.w - mu);
+        const float4 u = u_at(i);
+        a += hsum(u);
+        c += hsum(u * ((ld4(x + at + i) - mu) * r));
     }
     a = warp_sum(a) / d;
-    c = warp_sum(c) * r / d;
+    c = warp_sum(c) / d;
     for (int i = lane * 4; i < d; i += 128) {
-        const float4 g = *(const float4*)&dyr[i], xv = *(const float4*)&xr[i];
-        const float4 w = *(const float4*)&wb[i];
-        float4 o = *(float4*)&dres[row * d + i];
-        o.x += r * (g.x * w.x - a - (xv.x - mu) * r * c);
-        o.y += r * (g.y * w.y - a - (xv.y - mu) * r * c);
-        o.z += r * (g.z * w.z - a - (xv.z - mu) * r * c);
-        o.w += r * (g.w * w.w - a - (xv.w - mu) * r * c);
-        *(float4*)&dres[row * d + i] = o;
-        if (dres16) *(uint2*)&dres16[row * d + i] = make_uint2(pack2(o.x, o.y), pack2(o.z, o.w));
+        const float4 h = (ld4(x + at + i) - mu) * r;
+        const float4 o = ld4(dres + at + i) + ((u_at(i) - a) - h * c) * r;
+        *(float4*)&dres[at + i] = o;
+        if (dres16) *(uint2*)&dres16[at + i] = pack4(o);
     }
 }
 
-// A LayerNorm's weight and bias gradients over one chunk of `rows` rows, into partial[chunk]
-// ([2d]: dw then db) for reduce_rows: block (128 columns, chunk blockIdx.y) of 8 warps, each
-// lane summing four columns of every 8th row in registers (512-byte reads of dy and x per warp
-// and row), then the warps' sums through shared memory.
+// The weight and bias gradients over one chunk of `rows` rows, into partial[chunk] ([2d]: dw then
+// db; with dy2 [4d]: then dw2, db2) for reduce_rows: block (128 columns, chunk blockIdx.y) of 8
+// warps, each lane summing four columns of every 8th row in registers (512-byte reads of dy and
+// x per warp and row), then the warps' sums through shared memory.
 extern "C" __global__ void __launch_bounds__(256)
-layernorm_wb(const float* __restrict__ dy, const float* __restrict__ x,
-             const float* __restrict__ mean, const float* __restrict__ rstd,
-             float* __restrict__ partial, int N, int d, int rows) {
-    __shared__ float4 sums[8][2][32];
+layernorm_wb(const float* __restrict__ dy, const float* __restrict__ dy2,
+             const float* __restrict__ x, const float* __restrict__ mean,
+             const float* __restrict__ rstd, float* __restrict__ partial, int N, int d, int rows) {
+    __shared__ float4 sums[8][4][32];
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    const int c = blockIdx.x * 128 + lane * 4;
+    const int c = blockIdx.x * 128 + lane * 4, sets = dy2 ? 4 : 2;
     const long r0 = (long)blockIdx.y * rows, r1 = min(r0 + rows, (long)N);
-    float4 w = make_float4(0.f, 0.f, 0.f, 0.f), b = w;
+    float4 acc[4];
+#pragma unroll
+    for (int j = 0; j < 4; j++) acc[j] = make_float4(0.f, 0.f, 0.f, 0.f);
     if (c < d) {
         for (long row = r0 + warp; row < r1; row += 8) {
-            const float4 g = *(const float4*)&dy[row * d + c], xv = *(const float4*)&x[row * d + c];
-            const float mu = mean[row], r = rstd[row];
-            w.x += g.x * (xv.x - mu) * r;
-            w.y += g.y * (xv.y - mu) * r;
-            w.z += g.z * (xv.z - mu) * r;
-            w.w += g.w * (xv.w - mu) * r;
-            b.x += g.x;
-            b.y += g.y;
-            b.z += g.z;
-            b.w += g.w;
+            const float4 h = (ld4(x + row * d + c) - mean[row]) * rstd[row];
+            const float4 g = ld4(dy + row * d + c);
+            acc[0] = acc[0] + g * h;
+            acc[1] = acc[1] + g;
+            if (dy2) {
+                const float4 g2 = ld4(dy2 + row * d + c);
+                acc[2] = acc[2] + g2 * h;
+                acc[3] = acc[3] + g2;
+            }
         }
     }
-    sums[warp][0][lane] = w;
-    sums[warp][1][lane] = b;
+#pragma unroll
+    for (int j = 0; j < 4; j++) sums[warp][j][lane] = acc[j];
     __syncthreads();
-    if (warp < 2 && c < d) {
+    if (warp < sets && c < d) {
         float4 s = sums[0][warp][lane];
-        for (int i = 1; i < 8; i++) {
-            const float4 t = sums[i][warp][lane];
-            s.x += t.x;
-            s.y += t.y;
-            s.z += t.z;
-            s.w += t.w;
-        }
-        *(float4*)&partial[(long)blockIdx.y * 2 * d + warp * d + c] = s;
+        for (int i = 1; i < 8; i++) s = s + sums[i][warp][lane];
+        *(float4*)&partial[(long)blockIdx.y * sets * d + warp * d + c] = s;
     }
 }
 

@@ -18,7 +18,7 @@ trap pack EXIT
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader > $R/card.txt
 timeout ${KERNELS_S:-150} python3 bench/kernels.py --out $R/kernels.json > $R/kernels.log 2>&1
 echo "kernels rc=$? $(( $(date +%s) - start )) s"
-grep "FAIL\|Error\|error\|layernorm\|rope\|attn_fwd2_wg B8\|attn_bwd_wg B8" $R/kernels.log | head -30
+grep "FAIL\|Error\|error\|layernorm\|rope\|attn_fwd2_wg B8\|attn_bwd_wg B8" $R/kernels.log | head -40
 export FALCONRY_MMA_SYNC=$(python3 -c "
 import json
 try: rows = json.load(open('$R/kernels.json'))['rows']
@@ -28,11 +28,12 @@ f, b = ok('_fwd_wg') and ok('_fwd2_wg'), ok('attn_bwd_wg')
 print('' if f and b else 'fwd' if b else 'bwd' if f else '1')")
 echo "FALCONRY_MMA_SYNC='$FALCONRY_MMA_SYNC'"
 runs="falcon-350m:4:2:compiled falcon-1b:8:1:compiled falcon-124m:4:2:compiled"
-CHECKS=falcon-124m NO_KERNELS=1 STEPS=14 RUNS=/dev/shm timeout $(left $(( ${1:-560} - 250 ))) \
+CHECKS="falcon-124m falcon-350m" NO_KERNELS=1 STEPS=14 RUNS=/dev/shm timeout $(left $(( ${1:-560} - 250 ))) \
   bench/gpu_bench.sh $R/bench falcon-350m:4:2:compiled > $R/bench.log 2>&1
 echo "bench 350m rc=$? $(( $(date +%s) - start )) s"
 grep -v "^| transformer" $R/bench.log | grep -v "^|.*|$" | tail -4
-grep "TFLOP" $R/bench/train-*.log | sed 's/.*DEBUG//' | head -30
+grep "^loss\|engine check" $R/bench.log
+grep "TFLOP" $R/bench/train-*.log | sed 's/.*DEBUG//' | head -40
 sed -e 's/^model = .*/model = "falcon-350m"/' -e 's/^eval_batches = .*/eval_batches = 1/' configs/train/falcon-124m.toml > /tmp/p.toml
 FALCONRY_PROFILE=1 timeout 60 $FALCONRY train --config /tmp/p.toml --data /tmp/tokens --output /dev/shm/run-profile --steps 6 > $R/profile-350m.log 2>&1
 echo "profile rc=$? $(( $(date +%s) - start )) s"

@@ -238,10 +238,10 @@ impl Gpu {
         let forward = |kernel: &str, per_warp: usize| -> Result<Vec<f32>, Error> {
             let tensors = [q.ptr, k.ptr, v.ptr, o.ptr, lse.ptr];
             self.attn_forward(kernel, per_warp, tensors, (1, H, 1, T), scale)?;
-            let mut out: Vec<f32> = (self.download(&o, T * H * HD)?.into_iter())
+            let mut out: Vec<f32> = (self.download(&o, 0..T * H * HD)?.into_iter())
                 .map(|b| f32::from_bits((b as u32) << 16))
                 .collect();
-            out.extend(self.download(&lse, H * T)?);
+            out.extend(self.download(&lse, 0..H * T)?);
             Ok(out)
         };
         let backward = |kernel: &str| -> Result<Vec<f32>, Error> {
@@ -250,7 +250,7 @@ impl Gpu {
             self.attn_backward(kernel, tensors, [dq, dk, dv], (1, H, 1, T), scale)?;
             let mut out = Vec::new();
             for g in &grads {
-                out.extend(self.download(g, g.len)?);
+                out.extend(self.download(g, 0..g.len)?);
             }
             Ok(out)
         };
@@ -494,15 +494,15 @@ impl Gpu {
         self.op_end(begin, || "copy to the GPU".into())
     }
 
-    /// The first `len` elements of `buf` (waits for the stream).
+    /// Elements `range` of `buf` (waits for the stream).
     pub(crate) fn download<T: DeviceRepr + Default + Clone>(
         &self,
         buf: &Buf<T>,
-        len: usize,
+        range: std::ops::Range<usize>,
     ) -> Result<Vec<T>, Error> {
-        let mut host = vec![T::default(); len];
+        let mut host = vec![T::default(); range.len()];
         self.stream
-            .memcpy_dtoh(&buf.slice.slice(0..len), &mut host)
+            .memcpy_dtoh(&buf.slice.slice(range), &mut host)
             .map_err(|e| gpu_error("copy from the GPU", e))?;
         Ok(host)
     }

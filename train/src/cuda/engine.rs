@@ -875,7 +875,7 @@ impl Engine {
     /// The adapters' f32 buffer `buf` as PEFT-named tensors.
     fn adapter_named(&self, buf: impl Fn(&Adapters) -> &Buf<f32>) -> Result<NamedTensors, Error> {
         let ad = self.adapters_ref()?;
-        let host = self.gpu.download(buf(ad), ad.total)?;
+        let host = self.gpu.download(buf(ad), 0..ad.total)?;
         Ok((ad.named.iter())
             .map(|(name, at, shape)| {
                 let len: usize = shape.iter().product();
@@ -1007,9 +1007,9 @@ impl Engine {
     pub(crate) fn state(&self) -> Result<State, Error> {
         let n = self.layout.total;
         Ok(State {
-            params: self.gpu.download(&self.params, n)?,
-            exp_avg: self.gpu.download(&self.exp_avg, n)?,
-            exp_avg_sq: self.gpu.download(&self.exp_avg_sq, n)?,
+            params: self.gpu.download(&self.params, 0..n)?,
+            exp_avg: self.gpu.download(&self.exp_avg, 0..n)?,
+            exp_avg_sq: self.gpu.download(&self.exp_avg_sq, 0..n)?,
             optimizer_step: self.optimizer_step,
         })
     }
@@ -1026,16 +1026,14 @@ impl Engine {
 
     /// The GPU's flat f32 buffer as HF-named tensors.
     fn named(&self, buf: &Buf<f32>) -> Result<NamedTensors, Error> {
-        let host = self.gpu.download(buf, self.layout.total)?;
-        Ok(self
-            .layout
-            .named
-            .iter()
+        // Tensor by tensor: no host copy of the whole buffer to cut up (at 1B, 5 GB each).
+        (self.layout.named.iter())
             .map(|(name, at, shape, _)| {
                 let len: usize = shape.iter().product();
-                (name.clone(), (shape.clone(), host[*at..*at + len].to_vec()))
+                let data = self.gpu.download(buf, *at..*at + len)?;
+                Ok((name.clone(), (shape.clone(), data)))
             })
-            .collect())
+            .collect()
     }
 
     /// The residual stream into each block and out of the last (`L + 1` tensors `[N, d]`) and
@@ -1045,9 +1043,9 @@ impl Engine {
         let xs = self
             .xs
             .iter()
-            .map(|x| self.gpu.download(x, n * d))
+            .map(|x| self.gpu.download(x, 0..n * d))
             .collect::<Result<_, _>>()?;
-        let logits = self.gpu.download(&self.s.logits, n * v)?;
+        let logits = self.gpu.download(&self.s.logits, 0..n * v)?;
         let logits = logits
             .into_iter()
             .map(|b| f32::from_bits((b as u32) << 16))
@@ -1066,13 +1064,13 @@ impl Engine {
         let params = self.named(&self.params)?;
         let mut moments = BTreeMap::new();
         for (suffix, buf) in [("exp_avg", &self.exp_avg), ("exp_avg_sq", &self.exp_avg_sq)] {
-            let named = self.named(buf)?;
+            let mut named = self.named(buf)?;
             for (name, _, shape, linear) in &self.layout.named {
-                let data = &named[name].1;
+                let (_, data) = named.remove(name).expect("every named tensor downloaded");
                 let flat = if *linear {
-                    transpose(data, shape[0], shape[1])
+                    transpose(&data, shape[0], shape[1])
                 } else {
-                    data.clone()
+                    data
                 };
                 moments.insert(format!("{name}.{suffix}"), (vec![flat.len()], flat));
             }
@@ -1957,7 +1955,7 @@ impl Engine {
     /// The mean loss over `count` targets from the micro-batch sums in `scalars` (one wait),
     /// and the scalar after them.
     fn read_loss(&self, micro: usize, count: f64) -> Result<(f64, f32), Error> {
-        let sums = self.gpu.download(&self.s.scalars, micro + 1)?;
+        let sums = self.gpu.download(&self.s.scalars, 0..micro + 1)?;
         let total: f64 = sums[..micro].iter().map(|&x| x as f64).sum();
         Ok((total / count.max(1.0), sums[micro]))
     }
@@ -2084,7 +2082,7 @@ impl Engine {
         self.check_windows(windows);
         self.gpu.upload(windows, &mut self.s.win)?;
         self.forward(0.0, 0, false)?;
-        self.gpu.download(&self.s.losses, self.batch * self.seq)
+        self.gpu.download(&self.s.losses, 0..self.batch * self.seq)
     }
 
     /// Mean loss of one micro-batch of windows, no gradients.
@@ -2093,7 +2091,7 @@ impl Engine {
         self.check_windows(windows);
         self.gpu.upload(windows, &mut self.s.win)?;
         self.forward(0.0, 0, false)?;
-        let sum = self.gpu.download(&self.s.scalars, 1)?[0];
+        let sum = self.gpu.download(&self.s.scalars, 0..1)?[0];
         Ok(sum as f64 / (self.batch * self.seq) as f64)
     }
 }

@@ -529,19 +529,14 @@ impl Gpu {
             (self.stream.context()).alloc_pinned_with_flags::<f32>(chunk.min(hi - lo).max(1), 0)
         }
         .map_err(|e| gpu_error("page-locked host memory", e))?;
-        let staged = (stage.as_mut_slice()).map_err(|e| gpu_error("copy from the GPU", e))?;
-        self.bind()?;
         for c0 in (lo..hi).step_by(chunk) {
             let c1 = (c0 + chunk).min(hi);
-            // The driver's call, not cudarc's memcpy_dtoh: that copies the whole destination's
-            // length, past the end of a shorter last chunk.
-            let dst = &mut staged[..c1 - c0];
-            unsafe {
-                cudarc::driver::result::memcpy_dtoh_async(dst, buf.at(c0), self.stream.cu_stream())
-            }
-            .and_then(|()| self.stream.synchronize())
-            .map_err(|e| gpu_error("copy from the GPU", e))?;
-            let staged = &staged[..c1 - c0];
+            self.stream
+                .memcpy_dtoh(&buf.slice.slice(c0..c1), &mut stage)
+                .map_err(|e| gpu_error("copy from the GPU", e))?;
+            let staged = stage
+                .as_slice()
+                .map_err(|e| gpu_error("copy from the GPU", e))?;
             out.par_iter_mut().zip(parts).for_each(|(dst, &(at, len))| {
                 let (a, b) = (at.max(c0), (at + len).min(c1));
                 if a < b {

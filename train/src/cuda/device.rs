@@ -8,8 +8,6 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use rayon::prelude::*;
-
 use cudarc::driver::{
     CudaContext, CudaEvent, CudaFunction, CudaSlice, CudaStream, DevicePtr, DeviceRepr,
     LaunchConfig, PushKernelArg, ValidAsZeroBits,
@@ -20,8 +18,6 @@ use crate::Error;
 /// The kernel source, compiled once per process.
 const SOURCE: &str = include_str!("kernels.cu");
 
-/// Bytes per copy of [`Gpu::download_parts`] through page-locked memory.
-const STAGE: usize = 64 << 20;
 const KERNELS: &[&str] = &[
     "attn_fwd",
     "attn_fwd2",
@@ -509,42 +505,6 @@ impl Gpu {
             .memcpy_dtoh(&buf.slice.slice(range), &mut host)
             .map_err(|e| gpu_error("copy from the GPU", e))?;
         Ok(host)
-    }
-
-    /// The f32 tensors at `parts` (`(offset, len)`) of `buf`, each in a host buffer of its own.
-    /// The GPU copies into pageable memory through the driver's own staging at a fraction of
-    /// its speed: here the copies go by [`STAGE`] bytes through one page-locked buffer, from
-    /// which all cores copy out to the tensors. Waits for the stream.
-    pub(crate) fn download_parts(
-        &self,
-        buf: &Buf<f32>,
-        parts: &[(usize, usize)],
-    ) -> Result<Vec<Vec<f32>>, Error> {
-        let mut out: Vec<Vec<f32>> = parts.iter().map(|&(_, len)| vec![0f32; len]).collect();
-        let lo = parts.iter().map(|p| p.0).min().unwrap_or(0);
-        let hi = parts.iter().map(|p| p.0 + p.1).max().unwrap_or(0);
-        let chunk = STAGE / std::mem::size_of::<f32>();
-        // Not write-combined (cudarc's default), which the host reads uncached.
-        let mut stage = unsafe {
-            (self.stream.context()).alloc_pinned_with_flags::<f32>(chunk.min(hi - lo).max(1), 0)
-        }
-        .map_err(|e| gpu_error("page-locked host memory", e))?;
-        for c0 in (lo..hi).step_by(chunk) {
-            let c1 = (c0 + chunk).min(hi);
-            self.stream
-                .memcpy_dtoh(&buf.slice.slice(c0..c1), &mut stage)
-                .map_err(|e| gpu_error("copy from the GPU", e))?;
-            let staged = stage
-                .as_slice()
-                .map_err(|e| gpu_error("copy from the GPU", e))?;
-            out.par_iter_mut().zip(parts).for_each(|(dst, &(at, len))| {
-                let (a, b) = (at.max(c0), (at + len).min(c1));
-                if a < b {
-                    dst[a - at..b - at].copy_from_slice(&staged[a - c0..b - c0]);
-                }
-            });
-        }
-        Ok(out)
     }
 
     /// Sets `len` elements from `at` to zero bytes.

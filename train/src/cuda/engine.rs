@@ -1026,13 +1026,14 @@ impl Engine {
 
     /// The GPU's flat f32 buffer as HF-named tensors.
     fn named(&self, buf: &Buf<f32>) -> Result<NamedTensors, Error> {
-        let parts: Vec<(usize, usize)> = (self.layout.named.iter())
-            .map(|(_, at, shape, _)| (*at, shape.iter().product()))
-            .collect();
-        let data = self.gpu.download_parts(buf, &parts)?;
-        Ok((self.layout.named.iter().zip(data))
-            .map(|((name, _, shape, _), data)| (name.clone(), (shape.clone(), data)))
-            .collect())
+        // Tensor by tensor: no host copy of the whole buffer to cut up (at 1B, 5 GB each).
+        (self.layout.named.iter())
+            .map(|(name, at, shape, _)| {
+                let len: usize = shape.iter().product();
+                let data = self.gpu.download(buf, *at..*at + len)?;
+                Ok((name.clone(), (shape.clone(), data)))
+            })
+            .collect()
     }
 
     /// The residual stream into each block and out of the last (`L + 1` tensors `[N, d]`) and

@@ -1223,25 +1223,14 @@ impl Engine {
             debug_assert_eq!(wb2, wb + 2 * d, "the two LayerNorms' weights are adjacent");
             (dy2, self.p32(wb2))
         });
-        self.gpu.launch(
-            "layernorm_bwd",
-            (blocks(n, 8), 1, 1),
-            256,
-            0,
-            &[
-                Arg::P(dy),
-                Arg::P(dy2),
-                Arg::P(x),
-                Arg::P(stats.0),
-                Arg::P(stats.1),
-                Arg::P(self.p32(wb)),
-                Arg::P(wb2),
-                Arg::P(self.s.dres.ptr),
-                Arg::P(if dres16 { self.s.dres16.ptr } else { 0 }),
-                Arg::I(n as i32),
-                Arg::I(d as i32),
-            ],
-        )?;
+        // Both kernels read the output gradients, x and its statistics.
+        let rows = [dy, dy2, x, stats.0, stats.1].map(Arg::P);
+        let mut args = rows.to_vec();
+        args.extend([self.p32(wb), wb2, self.s.dres.ptr].map(Arg::P));
+        args.push(Arg::P(if dres16 { self.s.dres16.ptr } else { 0 }));
+        args.extend([Arg::I(n as i32), Arg::I(d as i32)]);
+        self.gpu
+            .launch("layernorm_bwd", (blocks(n, 8), 1, 1), 256, 0, &args)?;
         if !self.base_trains() {
             return Ok(());
         }
@@ -1253,16 +1242,15 @@ impl Engine {
             256,
             0,
             &[
-                Arg::P(dy),
-                Arg::P(dy2),
-                Arg::P(x),
-                Arg::P(stats.0),
-                Arg::P(stats.1),
-                Arg::P(self.s.partial.ptr),
-                Arg::I(n as i32),
-                Arg::I(d as i32),
-                Arg::I(n.div_ceil(chunks) as i32),
-            ],
+                &rows[..],
+                &[
+                    Arg::P(self.s.partial.ptr),
+                    Arg::I(n as i32),
+                    Arg::I(d as i32),
+                    Arg::I(n.div_ceil(chunks) as i32),
+                ],
+            ]
+            .concat(),
         )?;
         self.gpu.launch(
             "reduce_rows",

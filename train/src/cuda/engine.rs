@@ -351,7 +351,7 @@ fn projection_dims(k: usize, d: usize, qd: usize, f: usize) -> (usize, usize) {
 struct ActsAt {
     ln_attn: u64,
     /// Mean and rstd of the block's input (both LayerNorms').
-    attn_stats: (u64, u64),
+    ln_stats: (u64, u64),
     /// Two-LayerNorm blocks: the MLP's LayerNorm output.
     ln_mlp: Option<u64>,
     q: u64,
@@ -374,7 +374,7 @@ impl ActsAt {
 /// block, or with recomputation for one, refilled by re-running the block in the backward).
 struct Acts {
     ln_attn: Bf16Buf,
-    ln_attn_stats: (Buf<f32>, Buf<f32>),
+    ln_stats: (Buf<f32>, Buf<f32>),
     /// Two-LayerNorm blocks only.
     ln_mlp: Option<Bf16Buf>,
     /// `[B, H, T, 64]`, `[B, KV, T, 64]` twice, after RoPE.
@@ -640,7 +640,7 @@ impl Engine {
             let ln_mlp = if two { Some(gpu.alloc(n * d)?) } else { None };
             acts.push(Acts {
                 ln_attn: gpu.alloc(n * d)?,
-                ln_attn_stats: (gpu.alloc(n)?, gpu.alloc(n)?),
+                ln_stats: (gpu.alloc(n)?, gpu.alloc(n)?),
                 ln_mlp,
                 q: gpu.alloc(n * h * HEAD_DIM)?,
                 k: gpu.alloc(n * kv * HEAD_DIM)?,
@@ -1272,7 +1272,7 @@ impl Engine {
         let a = &self.acts[if self.recompute { 0 } else { l }];
         ActsAt {
             ln_attn: a.ln_attn.ptr,
-            attn_stats: (a.ln_attn_stats.0.ptr, a.ln_attn_stats.1.ptr),
+            ln_stats: (a.ln_stats.0.ptr, a.ln_stats.1.ptr),
             ln_mlp: a.ln_mlp.as_ref().map(|y| y.ptr),
             q: a.q.ptr,
             k: a.k.ptr,
@@ -1465,7 +1465,7 @@ impl Engine {
         let a = self.acts_at(l);
         let (x, x_next) = (self.xs[l].ptr, self.xs[l + 1].ptr);
         let second = at.ln_mlp.zip(a.ln_mlp);
-        self.layernorm(x, (at.ln_attn, a.ln_attn), second, a.attn_stats)?;
+        self.layernorm(x, (at.ln_attn, a.ln_attn), second, a.ln_stats)?;
         let mlp_in = a.mlp_in();
         // Attention: qkv, RoPE + split, flash attention, x_next = x + o Wdᵀ.
         let qkv = self.s.qkv.ptr;
@@ -1795,7 +1795,7 @@ impl Engine {
                     )?;
                     self.lora_backward(l, 0, a.ln_attn, dqkv, dln2, Out::F32, first)?;
                     let (attn, mlp) = ((dln2, at.ln_attn), (dln, wb));
-                    self.layernorm_back(attn, Some(mlp), x, a.attn_stats, true, first)?;
+                    self.layernorm_back(attn, Some(mlp), x, a.ln_stats, true, first)?;
                 }
                 _ => {
                     self.mm(
@@ -1808,7 +1808,7 @@ impl Engine {
                         (1.0, 1.0),
                     )?;
                     self.lora_backward(l, 0, a.ln_attn, dqkv, dln, Out::F32, first)?;
-                    self.layernorm_back((dln, at.ln_attn), None, x, a.attn_stats, true, first)?;
+                    self.layernorm_back((dln, at.ln_attn), None, x, a.ln_stats, true, first)?;
                 }
             }
             if last && trains {

@@ -163,9 +163,18 @@ impl Gemm {
             )
             .result();
             lt::destroy_matmul_pref(pref).map_err(|e| cublas("preference", e))?;
-            status.map_err(|e| cublas(&format!("no algorithm for {s:?}"), e))?;
             found.truncate(count.max(0) as usize);
             found.retain(|h| h.state == sys::cublasStatus_t::CUBLAS_STATUS_SUCCESS);
+            let none = sys::cublasStatus_t::CUBLAS_STATUS_NOT_SUPPORTED;
+            status
+                .and_then(|()| {
+                    if found.is_empty() {
+                        none.result()
+                    } else {
+                        Ok(())
+                    }
+                })
+                .map_err(|e| cublas(&format!("no algorithm for {s:?}"), e))?;
             found
         };
         let mut plan = Plan {
@@ -173,15 +182,7 @@ impl Gemm {
             a,
             b,
             c,
-            algo: candidates
-                .first()
-                .ok_or_else(|| {
-                    cublas(
-                        &format!("no algorithm for {s:?}"),
-                        lt::CublasError(sys::cublasStatus_t::CUBLAS_STATUS_NOT_SUPPORTED),
-                    )
-                })?
-                .algo,
+            algo: candidates[0].algo,
         };
         if candidates.len() > 1 {
             plan.algo = self.fastest(gpu, &plan, s, operands, &candidates)?;
